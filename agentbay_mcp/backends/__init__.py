@@ -1,0 +1,1 @@
+"""Backends: where sessions live. `base.SandboxBackend` is the one contract they all implement."""

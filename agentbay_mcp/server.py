@@ -1,0 +1,81 @@
+"""MCPServer wiring: the lifespan that owns the service, the toolsets, the prompts, and transports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from agentbay_mcp import __version__, prompts
+from agentbay_mcp.backends.base import SandboxBackend
+from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.registry import Registry
+from agentbay_mcp.service import SessionService
+from agentbay_mcp.settings import Settings
+from agentbay_mcp.tools import sessions
+from agentbay_mcp.tools.common import AppState
+
+logger = logging.getLogger(__name__)
+
+BackendFactory = Callable[[Settings], SandboxBackend]
+
+INSTRUCTIONS = """\
+agentbay-mcp gives you disposable sandbox sessions. Call create_session first and pass its
+session_id to the other tools. Sessions belong to this conversation only and are deleted when it
+ends or after they sit idle past their lease; delete_session releases one early. Label sessions
+(create_session labels, set_session_labels) to find them again with list_sessions.
+"""
+
+#: toolset name -> function adding its tools.
+TOOLSETS: dict[str, Callable[[MCPServer[Any]], None]] = {"sessions": sessions.register}
+
+
+def default_backend(settings: Settings) -> SandboxBackend:
+    """The backend named in the settings."""
+    return LocalBackend(settings.state_dir)
+
+
+def build_service(settings: Settings, backend: SandboxBackend) -> SessionService:
+    """A service over `backend` with the settings' limits."""
+    return SessionService(
+        backend,
+        Registry(),
+        lease_seconds=settings.idle_lease_seconds,
+        max_sessions_per_conversation=settings.max_sessions_per_conversation,
+    )
+
+
+def build_server(
+    settings: Settings, backend_factory: BackendFactory = default_backend
+) -> MCPServer[AppState]:
+    """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
+    own backend and service, built by `backend_factory` (tests inject theirs here)."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        service = build_service(settings, backend_factory(settings))
+        await service.start()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(service.run_lease_expiry)
+                yield AppState(service=service, settings=settings)
+                tg.cancel_scope.cancel()
+        finally:
+            await service.close()
+
+    mcp: MCPServer[AppState] = MCPServer(
+        "agentbay-mcp",
+        title="AgentBay sandbox sessions",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    for name in settings.toolsets:
+        TOOLSETS[name](mcp)
+    prompts.register(mcp)
+    return mcp

@@ -1,0 +1,224 @@
+"""SessionService: every operation the tools offer, with ownership, leases, quotas and paging.
+
+This layer never imports `mcp`: the MCP tools are thin wrappers that resolve the caller's
+conversation and call a method here. Backends only do primitives; the rules live here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import anyio
+
+from agentbay_mcp.backends.base import SandboxBackend, SessionRecord
+from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, SessionNotFoundError
+from agentbay_mcp.labels import matches, validate_labels
+from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
+from agentbay_mcp.paging import PageTokens
+from agentbay_mcp.registry import Entry, Registry
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+#: How often a busy session's use is passed on to the backend (a cloud keep-alive is an API call).
+KEEP_ALIVE_INTERVAL_SECONDS = 10.0
+#: Upper bound for releasing everything at shutdown: MCP clients SIGKILL about 2 s after SIGTERM.
+RELEASE_ALL_TIMEOUT_SECONDS = 1.5
+
+
+def _page_key(record: SessionRecord) -> tuple[str, str]:
+    """The listing order as a comparable key (fixed-width timestamps sort like the datetimes)."""
+    return (record.created_at.astimezone(UTC).isoformat(timespec="microseconds"), record.session_id)
+
+
+class SessionService:
+    """The operations on sessions, for one server process."""
+
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        registry: Registry,
+        *,
+        lease_seconds: float,
+        max_sessions_per_conversation: int,
+        page_tokens: PageTokens | None = None,
+    ) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.lease_seconds = lease_seconds
+        self.max_sessions_per_conversation = max_sessions_per_conversation
+        self._tokens = page_tokens or PageTokens()
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the backend (which reaps orphans left by dead servers)."""
+        reaped = await self.backend.start()
+        if reaped:
+            logger.info("start-up: reaped %d orphaned session(s)", len(reaped))
+
+    async def close(self) -> None:
+        """Release every session this process holds, then the backend. Bounded in time."""
+        with anyio.CancelScope(shield=True):
+            await self.release_all()
+            await self.backend.close()
+
+    async def run_lease_expiry(self) -> None:
+        """Forever: delete sessions whose idle lease ran out. Run it in the server's task group."""
+        interval = min(max(self.lease_seconds / 4, 0.05), 30.0)
+        while True:
+            await anyio.sleep(interval)
+            await self.expire_idle()
+
+    async def expire_idle(self) -> list[str]:
+        """Delete every session idle for longer than the lease; returns their ids."""
+        expired = self.registry.expired(self.lease_seconds)
+        for session_id in expired:
+            self.registry.remove(session_id)
+        if expired:
+            logger.info("idle lease ran out for %d session(s); deleting them", len(expired))
+            await self._delete_many(expired)
+        return expired
+
+    async def release_conversation(self, conversation: str) -> list[str]:
+        """The conversation ended: delete everything it owned. Safe to call twice."""
+        session_ids = self.registry.close_conversation(conversation)
+        if session_ids:
+            logger.info("conversation ended: releasing %d session(s)", len(session_ids))
+            with anyio.CancelScope(shield=True):
+                await self._delete_many(session_ids)
+        return session_ids
+
+    async def release_all(self) -> int:
+        """Delete every session of every conversation (server shutdown), within a time bound."""
+        session_ids: list[str] = []
+        for conversation in self.registry.conversations():
+            session_ids.extend(self.registry.close_conversation(conversation))
+        if session_ids:
+            logger.info("shutting down: releasing %d session(s)", len(session_ids))
+            with anyio.move_on_after(RELEASE_ALL_TIMEOUT_SECONDS, shield=True) as scope:
+                await self._delete_many(session_ids)
+            if scope.cancelled_caught:
+                logger.warning("release did not finish in time; the next start-up will reap the rest")
+        return len(session_ids)
+
+    # Sessions -------------------------------------------------------------------------------
+
+    async def create_session(
+        self, conversation: str, image_id: str, labels: Mapping[str, str] | None
+    ) -> SessionInfo:
+        """Create a session owned by `conversation`."""
+        clean = validate_labels(labels)
+        if not isinstance(image_id, str) or not image_id.strip():
+            raise InvalidArgumentError("image_id must be a non-empty string such as 'linux_latest'")
+        self.registry.reserve(conversation, self.max_sessions_per_conversation)
+        try:
+            record = await self.backend.create_session(image_id=image_id, labels=clean, owner=conversation)
+        finally:
+            self.registry.unreserve(conversation)
+        if not self.registry.is_open(conversation):
+            # The conversation ended while we were creating: nobody may ever own this session.
+            with anyio.CancelScope(shield=True):
+                await self.backend.delete_session(record.session_id)
+            raise SessionNotFoundError(record.session_id)
+        return self._info(self.registry.add(conversation, record))
+
+    async def get_session(self, conversation: str, session_id: str) -> SessionInfo:
+        """The session's details."""
+        return self._info(await self._use(conversation, session_id))
+
+    async def delete_session(self, conversation: str, session_id: str) -> DeletedSession:
+        """Delete one of the conversation's sessions."""
+        self.registry.lookup(conversation, session_id)
+        self.registry.remove(session_id)
+        with anyio.CancelScope(shield=True):
+            await self.backend.delete_session(session_id)
+        return DeletedSession(session_id=session_id)
+
+    async def list_sessions(
+        self,
+        conversation: str,
+        labels: Mapping[str, str] | None = None,
+        max_results: int = 10,
+        next_token: str | None = None,
+    ) -> SessionList:
+        """A page of the conversation's sessions that carry all the given labels, oldest first."""
+        wanted = validate_labels(labels, allow_reserved=True)
+        if not 1 <= max_results <= MAX_PAGE_SIZE:
+            raise InvalidArgumentError(
+                f"max_results must be between 1 and {MAX_PAGE_SIZE}, got {max_results}"
+            )
+        entries = [e for e in self.registry.owned(conversation) if matches(e.record.labels, wanted)]
+        total = len(entries)
+        if next_token:
+            after = self._tokens.check("sessions", wanted, next_token)
+            entries = [e for e in entries if _page_key(e.record) > after]
+        page = entries[:max_results]
+        token = None
+        if len(entries) > max_results:
+            last = page[-1].record
+            token = self._tokens.issue("sessions", wanted, _page_key(last))
+        return SessionList(
+            sessions=[self._info(e) for e in page],
+            total_count=total,
+            max_results=max_results,
+            next_token=token,
+        )
+
+    async def set_session_labels(
+        self, conversation: str, session_id: str, labels: Mapping[str, str]
+    ) -> SessionLabels:
+        """Replace the session's whole label map."""
+        clean = validate_labels(labels)
+        await self._use(conversation, session_id)
+        record = await self.backend.set_labels(session_id, clean)
+        self.registry.update(record)
+        return SessionLabels(session_id=session_id, labels=dict(record.labels))
+
+    async def get_session_labels(self, conversation: str, session_id: str) -> SessionLabels:
+        """The session's label map."""
+        entry = await self._use(conversation, session_id)
+        return SessionLabels(session_id=session_id, labels=dict(entry.record.labels))
+
+    # Internals ------------------------------------------------------------------------------
+
+    async def _use(self, conversation: str, session_id: str) -> Entry:
+        """Look the session up for `conversation`, renew its lease and tell the backend."""
+        entry = self.registry.lookup(conversation, session_id)
+        self.registry.touch(entry)
+        if entry.last_used - entry.last_keep_alive >= KEEP_ALIVE_INTERVAL_SECONDS:
+            entry.last_keep_alive = entry.last_used
+            await self.backend.keep_alive(session_id)
+        return entry
+
+    def _info(self, entry: Entry) -> SessionInfo:
+        record: SessionRecord = entry.record
+        remaining = self.lease_seconds - (self.registry.now() - entry.last_used)
+        expires = datetime.now(UTC) + timedelta(
+            seconds=max(0.0, remaining) if math.isfinite(remaining) else 0
+        )
+        return SessionInfo(
+            session_id=record.session_id,
+            image_id=record.image_id,
+            status=record.status,
+            labels=dict(record.labels),
+            created_at=record.created_at,
+            idle_expires_at=expires.replace(microsecond=0),
+        )
+
+    async def _delete_many(self, session_ids: list[str]) -> None:
+        async def delete(session_id: str) -> None:
+            try:
+                await self.backend.delete_session(session_id)
+            except AgentBayMCPError as exc:
+                # Keep going: one stuck session must not keep the others alive. Start-up reaps leftovers.
+                logger.warning("could not delete session %s: %s", session_id, exc)
+            except Exception:
+                logger.exception("unexpected failure deleting session %s", session_id)
+
+        async with anyio.create_task_group() as tg:
+            for session_id in session_ids:
+                tg.start_soon(delete, session_id)

@@ -1,0 +1,85 @@
+"""Every knob of agentbay-mcp in one place: CLI flags and `AGENTBAY_MCP_*` environment variables.
+
+Precedence: a CLI flag beats an environment variable beats the default. The CLI passes only the
+flags the user actually gave, so the environment still applies to everything else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Toolsets an operator can expose; `server.py` maps each to its tools.
+KNOWN_TOOLSETS: tuple[str, ...] = ("sessions",)
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/agentbay-mcp`, falling back to `~/.local/state/agentbay-mcp` (XDG base dirs)."""
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "agentbay-mcp"
+
+
+class Settings(BaseSettings):
+    """Configuration of one server process."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTBAY_MCP_", extra="forbid", frozen=True)
+
+    backend: Literal["local"] = Field(default="local", description="Where sessions live.")
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Directory holding session trees and server locks (shared by servers on one host).",
+    )
+    transport: Literal["stdio", "http"] = Field(default="stdio", description="MCP transport to serve.")
+    host: str = Field(default="127.0.0.1", description="HTTP bind address.")
+    port: int = Field(default=8765, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    idle_lease_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="A session unused for this long is deleted; every tool call on it renews the lease.",
+    )
+    http_idle_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="An HTTP MCP session (Mcp-Session-Id) with no request for this long is closed, "
+        "releasing its sandboxes.",
+    )
+    max_sessions_per_conversation: int = Field(
+        default=50, ge=1, le=10_000, description="Live sessions one conversation may hold at once."
+    )
+    toolsets: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=KNOWN_TOOLSETS, description="Which groups of tools to expose."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _split_toolsets(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("toolsets")
+    @classmethod
+    def _known_toolsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(KNOWN_TOOLSETS))
+        if unknown:
+            raise ValueError(
+                f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TOOLSETS)}"
+            )
+        if not value:
+            raise ValueError("at least one toolset must be exposed")
+        if "sessions" not in value:
+            # Without session tools nothing else can be reached: every other tool takes a session id.
+            raise ValueError("the 'sessions' toolset is required: every other tool needs a session")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()

@@ -1,0 +1,59 @@
+"""What every tool module shares: reaching the service, the caller's conversation, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from agentbay_mcp.conversation import resolve_conversation
+from agentbay_mcp.errors import AgentBayMCPError
+from agentbay_mcp.service import SessionService
+from agentbay_mcp.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the server's lifespan yields: the service and the settings it was built from."""
+
+    service: SessionService
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call's view of the server: the service and the caller's conversation."""
+
+    service: SessionService
+    conversation: str
+
+
+@asynccontextmanager
+async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
+    """Resolve the caller and turn agentbay-mcp errors into `ToolError`s (the one place that does)."""
+    state = ctx.request_context.lifespan_context
+    if not isinstance(state, AppState):
+        raise ToolError("The server is not ready yet (no lifespan state); retry in a moment.")
+    try:
+        yield Call(state.service, resolve_conversation(ctx, state.service.release_conversation))
+    except AgentBayMCPError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+CREATES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+DESTROYS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+REPLACES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)

@@ -1,0 +1,107 @@
+"""Session and label tools: create, inspect, list (by label), relabel and delete sessions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
+
+from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
+from agentbay_mcp.tools.common import CREATES, DESTROYS, READ_ONLY, REPLACES, tool_call
+
+SessionId = Annotated[str, Field(description="The session_id returned by create_session or list_sessions.")]
+Labels = Annotated[
+    dict[str, str],
+    Field(
+        description='Label map, e.g. {"project": "demo", "purpose": "build"}. Keys and values are '
+        "non-empty strings (keys up to 128 characters, values up to 256, at most 32 labels)."
+    ),
+]
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    """Add the session tools to `mcp`."""
+
+    @mcp.tool(
+        annotations=CREATES,
+        description=(
+            "Create a new disposable sandbox session and return its session_id, which every other tool "
+            "needs. The session is yours alone, is deleted automatically when this conversation ends or "
+            "after it sits unused past its idle lease (see idle_expires_at), and can be deleted early with "
+            "delete_session. image_id 'linux_latest' has a desktop (apps, windows, screenshots); "
+            "'code_latest' is shell and files only. Optional labels let you find the session again with "
+            "list_sessions."
+        ),
+    )
+    async def create_session(
+        ctx: Context,
+        image_id: Annotated[str, Field(description="Image to start: 'linux_latest' or 'code_latest'.")] = (
+            "linux_latest"
+        ),
+        labels: Labels | None = None,
+    ) -> SessionInfo:
+        async with tool_call(ctx) as call:
+            return await call.service.create_session(call.conversation, image_id, labels)
+
+    @mcp.tool(
+        annotations=DESTROYS,
+        description=(
+            "Delete a session now: its sandbox, files and processes are destroyed and cannot be recovered. "
+            "Use it when you are done with a session; sessions are also deleted automatically when the "
+            "conversation ends."
+        ),
+    )
+    async def delete_session(ctx: Context, session_id: SessionId) -> DeletedSession:
+        async with tool_call(ctx) as call:
+            return await call.service.delete_session(call.conversation, session_id)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description="Get one session's details: image, status, labels, creation time and idle expiry.",
+    )
+    async def get_session(ctx: Context, session_id: SessionId) -> SessionInfo:
+        async with tool_call(ctx) as call:
+            return await call.service.get_session(call.conversation, session_id)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description=(
+            "List your sessions, oldest first, optionally only those carrying ALL the given labels. "
+            "Returns at most max_results sessions, total_count (all matches) and next_token; when "
+            "next_token is not null, call again with the same labels and that next_token for the next page."
+        ),
+    )
+    async def list_sessions(
+        ctx: Context,
+        labels: Annotated[
+            dict[str, str] | None,
+            Field(description="Only sessions having every one of these key/value pairs. Omit to list all."),
+        ] = None,
+        max_results: Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100.")] = 10,
+        next_token: Annotated[
+            str | None,
+            Field(description="The next_token of the previous page, unchanged. Omit for page one."),
+        ] = None,
+    ) -> SessionList:
+        async with tool_call(ctx) as call:
+            return await call.service.list_sessions(call.conversation, labels, max_results, next_token)
+
+    @mcp.tool(
+        annotations=REPLACES,
+        description=(
+            "Replace a session's labels with exactly the given map (labels not in the map are removed; "
+            "pass {} to clear them). To add one label, get_session_labels first and send the merged map."
+        ),
+    )
+    async def set_session_labels(ctx: Context, session_id: SessionId, labels: Labels) -> SessionLabels:
+        async with tool_call(ctx) as call:
+            return await call.service.set_session_labels(call.conversation, session_id, labels)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description="Get a session's labels, the whole key/value map (use set_session_labels to change it).",
+    )
+    async def get_session_labels(ctx: Context, session_id: SessionId) -> SessionLabels:
+        async with tool_call(ctx) as call:
+            return await call.service.get_session_labels(call.conversation, session_id)
