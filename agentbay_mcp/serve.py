@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import signal
+from typing import cast
 
 import anyio
 import uvicorn
+from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.stdin_reader import StdinLines
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,7 @@ async def serve_stdio(settings: Settings) -> None:
     The server's lifespan then deletes every session (bounded well inside those two seconds).
     """
     server = build_server(settings)
+    lowlevel = server._lowlevel_server
     async with anyio.create_task_group() as tg:
 
         async def stop_on_signal() -> None:
@@ -35,7 +39,13 @@ async def serve_stdio(settings: Settings) -> None:
                     return
 
         tg.start_soon(stop_on_signal)
-        await server.run_stdio_async()
+        if StdinLines.supported(0):
+            with StdinLines(0) as lines:
+                stdin = cast("anyio.AsyncFile[str]", lines)  # duck-typed: the SDK only iterates it
+                async with stdio_server(stdin=stdin) as (read_stream, write_stream):
+                    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        else:  # stdin redirected from a regular file: reads never block, the SDK's reader is fine
+            await server.run_stdio_async()
         tg.cancel_scope.cancel()
 
 

@@ -1,0 +1,74 @@
+"""Read MCP messages from stdin without a worker thread, so SIGTERM can stop the server at once.
+
+The SDK's stdio transport reads stdin in a worker thread, and a thread blocked in `read()` cannot be
+cancelled: a client that sends SIGTERM while keeping stdin open would wait for ever. Reading a
+non-blocking pipe with `anyio.wait_readable` keeps every wait cancellable.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from types import TracebackType
+
+import anyio
+
+#: A single JSON-RPC line larger than this is refused (a client bug, or an attempt to exhaust memory).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+
+class StdinLines:
+    """Async iterator over the lines of a pipe (or socket) file descriptor; restores blocking mode."""
+
+    def __init__(self, fd: int = 0) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._was_blocking = os.get_blocking(fd)
+        os.set_blocking(fd, False)
+
+    @staticmethod
+    def supported(fd: int = 0) -> bool:
+        """True when `fd` can be waited on (pipes, sockets, terminals), not for regular files."""
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return False
+        return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+    def __aiter__(self) -> StdinLines:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[: newline + 1])
+                del self._buffer[: newline + 1]
+                return line.decode("utf-8", errors="replace")
+            if len(self._buffer) > MAX_LINE_BYTES:
+                raise ValueError(f"a message on stdin exceeded {MAX_LINE_BYTES} bytes")
+            await anyio.wait_readable(self._fd)
+            try:
+                chunk = os.read(self._fd, _CHUNK)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                if self._buffer:
+                    rest = bytes(self._buffer)
+                    self._buffer.clear()
+                    return rest.decode("utf-8", errors="replace")
+                raise StopAsyncIteration
+            self._buffer += chunk
+
+    def close(self) -> None:
+        """Put the descriptor back the way it was (it may be a terminal shared with a shell)."""
+        os.set_blocking(self._fd, self._was_blocking)
+
+    def __enter__(self) -> StdinLines:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
