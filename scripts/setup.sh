@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install agentbay-mcp into ./.venv together with the system packages it uses.
+#   bash scripts/setup.sh         the server (bubblewrap, Xvfb, openbox + the Python package)
+#   bash scripts/setup.sh --dev   the same plus everything the tests, linters and benchmarks need
+# As root on Debian/Ubuntu the missing system packages are installed with apt-get; otherwise the
+# script says which ones to install. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup: agentbay-mcp needs Python >= 3.11 ($python is $("$python" --version 2>&1 || echo missing))" >&2
+  exit 1
+fi
+
+need=()
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v Xvfb >/dev/null || need+=(xvfb)
+command -v openbox >/dev/null || need+=(openbox)
+"$python" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+if ((dev)); then
+  command -v xdpyinfo >/dev/null || need+=(x11-utils)  # tests check displays with it
+fi
+if ((${#need[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: please install these system packages: ${need[*]} (e.g. sudo apt-get install ${need[*]})" >&2
+    [[ " ${need[*]} " == *" python3-venv "* ]] && exit 1
+  fi
+fi
+
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+extra=""
+((dev)) && extra="[dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
+echo "setup: done (.venv/bin/agentbay-mcp)" >&2
