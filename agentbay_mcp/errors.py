@@ -12,6 +12,7 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     ├── SessionNotFoundError        unknown id, another conversation's id, or already deleted
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
+    ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
     └── BackendError                a backend primitive failed unexpectedly
 """
 
@@ -60,6 +61,10 @@ class QuotaExceededError(AgentBayMCPError):
 
 class BackendUnavailableError(AgentBayMCPError):
     """The backend cannot serve requests at all until the operator fixes something."""
+
+
+class UnsafeConfigurationError(AgentBayMCPError):
+    """The server refuses to start with settings that would expose sandboxes to others."""
 
 
 class BackendError(AgentBayMCPError):

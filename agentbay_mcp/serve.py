@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 from typing import cast
@@ -11,6 +12,7 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 
+from agentbay_mcp.errors import UnsafeConfigurationError
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.stdin_reader import StdinLines
@@ -59,8 +61,25 @@ def http_app(settings: Settings) -> Starlette:
     )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 async def serve_http(settings: Settings) -> None:
     """Serve streamable HTTP until SIGTERM/SIGINT; shutdown releases every session."""
+    if not is_loopback(settings.host):
+        # Without authentication anyone who reaches the port could run sandboxes as this user.
+        raise UnsafeConfigurationError(
+            f"refusing to serve HTTP on {settings.host}: this server has no authentication yet, so it "
+            "only binds loopback addresses (127.0.0.1, ::1, localhost). Put an authenticating reverse "
+            "proxy in front of a loopback bind instead."
+        )
     config = uvicorn.Config(
         http_app(settings),
         host=settings.host,
