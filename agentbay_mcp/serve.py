@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import signal
+import threading
+from collections.abc import Iterator
 from typing import cast
 
 import anyio
@@ -61,6 +64,26 @@ def http_app(settings: Settings) -> Starlette:
     )
 
 
+class _HttpServer(uvicorn.Server):
+    """uvicorn, minus re-raising the stop signal after a graceful shutdown.
+
+    uvicorn re-delivers SIGTERM to itself once it has shut down, so the process dies of the signal
+    (status 143) even though every session was released. SIGTERM is this server's normal stop: exit 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` names only this machine."""
     if host == "localhost":
@@ -88,7 +111,7 @@ async def serve_http(settings: Settings) -> None:
         timeout_graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _HttpServer(config)
     await server.serve()
 
 
