@@ -8,6 +8,7 @@ non-blocking pipe with `anyio.wait_readable` keeps every wait cancellable.
 from __future__ import annotations
 
 import os
+import selectors
 import stat
 from types import TracebackType
 
@@ -29,12 +30,20 @@ class StdinLines:
 
     @staticmethod
     def supported(fd: int = 0) -> bool:
-        """True when `fd` can be waited on (pipes, sockets, terminals), not for regular files."""
+        """True when `fd` can be waited on (pipes, sockets, terminals); not regular files or /dev/null."""
         try:
             mode = os.fstat(fd).st_mode
         except OSError:
             return False
-        return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            return False
+        # Some character devices (/dev/null) cannot be polled: epoll refuses them with EPERM.
+        with selectors.DefaultSelector() as selector:
+            try:
+                selector.register(fd, selectors.EVENT_READ)
+            except (OSError, ValueError):
+                return False
+        return True
 
     def __aiter__(self) -> StdinLines:
         return self

@@ -20,11 +20,15 @@ from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings
 COMMANDS = ("serve", "doctor", "sessions")
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help="state directory (env AGENTBAY_MCP_STATE_DIR)")
-    parser.add_argument("--backend", choices=["local"], help="where sessions live (env AGENTBAY_MCP_BACKEND)")
+def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
+    # `sessions list|reap` repeat these with default=SUPPRESS, so they may come before or after the action.
+    parser.add_argument("--state-dir", default=default, help="state directory (env AGENTBAY_MCP_STATE_DIR)")
+    parser.add_argument(
+        "--backend", default=default, choices=["local"], help="where sessions live (env AGENTBAY_MCP_BACKEND)"
+    )
     parser.add_argument(
         "--log-level",
+        default=default,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="stderr log level (env AGENTBAY_MCP_LOG_LEVEL)",
     )
@@ -72,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = sessions.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="every live session, from every server on this state dir")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    actions.add_parser("reap", help="delete sessions whose server is gone (never a live server's)")
+    _add_common(listing, argparse.SUPPRESS)
+    reap = actions.add_parser("reap", help="delete sessions whose server is gone (never a live server's)")
+    _add_common(reap, argparse.SUPPRESS)
     return parser
 
 
