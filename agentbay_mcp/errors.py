@@ -10,6 +10,7 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     │   ├── InvalidPageTokenError
     │   └── UnknownImageError
     ├── SessionNotFoundError        unknown id, another conversation's id, or already deleted
+    ├── ProcessNotFoundError        unknown process id in a session
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
@@ -53,6 +54,17 @@ class SessionNotFoundError(AgentBayMCPError):
             "another conversation. Call list_sessions to see your sessions, or create_session for a new one."
         )
         self.session_id = session_id
+
+
+class ProcessNotFoundError(AgentBayMCPError):
+    """No process with that id in the session."""
+
+    def __init__(self, process_id: str) -> None:
+        shown = process_id if len(process_id) <= 40 else process_id[:37] + "..."
+        super().__init__(
+            f"Process {shown!r} not found in this session (it was never started here, or the session's "
+            "sandbox restarted). Call list_processes to see the session's processes."
+        )
 
 
 class QuotaExceededError(AgentBayMCPError):

@@ -58,14 +58,14 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         service = build_service(settings, backend_factory(settings))
-        await service.start()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(service.run_lease_expiry)
+        async with anyio.create_task_group() as tg:
+            await service.start(tg)
+            tg.start_soon(service.run_lease_expiry)
+            try:
                 yield AppState(service=service, settings=settings)
+            finally:
+                await service.close()  # shielded: releases every session before the tasks are cancelled
                 tg.cancel_scope.cancel()
-        finally:
-            await service.close()
 
     mcp: MCPServer[AppState] = MCPServer(
         "agentbay-mcp",

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import anyio
+from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SandboxBackend, SessionRecord
 from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, SessionNotFoundError
@@ -54,9 +55,9 @@ class SessionService:
 
     # Lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the backend (which reaps orphans left by dead servers)."""
-        reaped = await self.backend.start()
+    async def start(self, task_group: TaskGroup) -> None:
+        """Start the backend (which reaps orphans left by dead servers) in the server's task group."""
+        reaped = await self.backend.start(task_group)
         if reaped:
             logger.info("start-up: reaped %d orphaned session(s)", len(reaped))
 

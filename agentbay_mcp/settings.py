@@ -17,11 +17,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 KNOWN_TOOLSETS: tuple[str, ...] = ("sessions",)
 
 
-def default_state_dir() -> Path:
-    """`$XDG_STATE_HOME/agentbay-mcp`, falling back to `~/.local/state/agentbay-mcp` (XDG base dirs)."""
+def default_state_dir(euid: int | None = None) -> Path:
+    """`$XDG_STATE_HOME/agentbay-mcp`, else `~/.local/state/agentbay-mcp` (XDG base dirs).
+
+    Root without XDG_STATE_HOME gets /var/lib/agentbay-mcp: root's sandboxes run as an unprivileged
+    uid that must be able to traverse to the session directories, which /root forbids.
+    """
     base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
-    return root / "agentbay-mcp"
+    if base and Path(base).is_absolute():
+        return Path(base) / "agentbay-mcp"
+    if (os.geteuid() if euid is None else euid) == 0:
+        return Path("/var/lib/agentbay-mcp")
+    return Path.home() / ".local" / "state" / "agentbay-mcp"
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
@@ -28,7 +30,20 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
+async def task_group() -> AsyncIterator[TaskGroup]:
+    """A task group alive for the whole test (what the server's lifespan gives its backend)."""
+    async with anyio.create_task_group() as group:
+        yield group
+        group.cancel_scope.cancel()
+
+
+@pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        # Root's sandboxes run as nobody, which must traverse to the state dir; pytest makes 0700 dirs.
+        for parent in [tmp_path, *tmp_path.parents]:
+            if parent.stat().st_mode & 0o001 == 0:
+                parent.chmod(parent.stat().st_mode | 0o011)
     return tmp_path / "state"
 
 

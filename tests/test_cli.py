@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentbay_mcp.cli import build_parser, settings_from_args
-from agentbay_mcp.settings import Settings
+from agentbay_mcp.settings import Settings, default_state_dir
 from tests.conftest import server_env
 
 
@@ -106,4 +106,5 @@ def test_default_state_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert Settings().state_dir == tmp_path / "xdg" / "agentbay-mcp"
     monkeypatch.setenv("XDG_STATE_HOME", "relative/ignored")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert Settings().state_dir == tmp_path / "home" / ".local" / "state" / "agentbay-mcp"
+    assert default_state_dir(euid=1000) == tmp_path / "home" / ".local" / "state" / "agentbay-mcp"
+    assert default_state_dir(euid=0) == Path("/var/lib/agentbay-mcp")

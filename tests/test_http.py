@@ -259,8 +259,7 @@ async def test_disconnect_without_delete_keeps_sessions_until_explicit_delete(
 # 3. HTTP idle timeout -------------------------------------------------------------------------
 
 
-async def test_http_idle_timeout_releases_abandoned_sessions(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+async def test_http_idle_timeout_releases_abandoned_sessions(state_dir: Path) -> None:
     server = HttpServer(state_dir, "--http-idle-timeout", "1")
     try:
         async with raw_legacy_session(server.url) as raw:
@@ -295,9 +294,8 @@ async def test_http_idle_timeout_releases_abandoned_sessions(tmp_path: Path) -> 
         server.stop()
 
 
-async def test_http_idle_timeout_spares_active_sessions(tmp_path: Path) -> None:
+async def test_http_idle_timeout_spares_active_sessions(state_dir: Path) -> None:
     """A session that keeps sending requests is never idle, however long it lives."""
-    state_dir = tmp_path / "state"
     server = HttpServer(state_dir, "--http-idle-timeout", "1")
     try:
         async with raw_legacy_session(server.url) as raw:
@@ -372,8 +370,7 @@ async def test_sessionless_anonymous_clients_share_sessions(http_server: HttpSer
         assert (await call(y, "get_session", session_id=from_x))["session_id"] == from_x
 
 
-async def test_sessionless_idle_lease_expires_unused_sessions_only(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+async def test_sessionless_idle_lease_expires_unused_sessions_only(state_dir: Path) -> None:
     server = HttpServer(state_dir, "--idle-lease", "1")
     try:
         async with sessionless(server) as client:
@@ -415,8 +412,7 @@ async def test_sessionless_idle_lease_expires_unused_sessions_only(tmp_path: Pat
 # 5. Shutdown ----------------------------------------------------------------------------------
 
 
-async def test_sigterm_releases_sessions_of_both_eras_promptly(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+async def test_sigterm_releases_sessions_of_both_eras_promptly(state_dir: Path) -> None:
     server = HttpServer(state_dir)
     try:
         async with legacy(server) as old, sessionless(server) as new:
@@ -447,8 +443,7 @@ async def test_sigterm_releases_sessions_of_both_eras_promptly(tmp_path: Path) -
         pytest.param(signal.SIGINT, id="SIGINT"),
     ],
 )
-async def test_stop_signal_exits_zero(tmp_path: Path, signum: signal.Signals) -> None:
-    state_dir = tmp_path / "state"
+async def test_stop_signal_exits_zero(state_dir: Path, signum: signal.Signals) -> None:
     server = HttpServer(state_dir)
     try:
         async with legacy(server) as old, sessionless(server) as new:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.server_lock import live_servers, server_alive
@@ -24,9 +25,11 @@ print("locked", flush=True); time.sleep(60)
 """
 
 
-async def test_litter_of_dead_servers_is_reaped_but_not_of_live_ones(state_dir: Path) -> None:
+async def test_litter_of_dead_servers_is_reaped_but_not_of_live_ones(
+    state_dir: Path, task_group: TaskGroup
+) -> None:
     backend = LocalBackend(state_dir)
-    await backend.start()
+    await backend.start(task_group)
     sessions = state_dir / "sessions"
     (sessions / ".trash-session-abc-1234").mkdir()
     (sessions / ".staging-srv-dead-session-0123456789abcdef01234567").mkdir()
@@ -58,9 +61,9 @@ def test_a_neighbour_holding_its_lock_is_alive(state_dir: Path) -> None:
     assert not (servers / "srv-neighbour.lock").exists()
 
 
-async def test_failed_create_leaves_nothing(state_dir: Path) -> None:
+async def test_failed_create_leaves_nothing(state_dir: Path, task_group: TaskGroup) -> None:
     backend = LocalBackend(state_dir)
-    await backend.start()
+    await backend.start(task_group)
     # A file where the sessions dir should be makes the staging step fail (root ignores permissions).
     sessions = state_dir / "sessions"
     sessions.rename(state_dir / "sessions.real")
@@ -73,18 +76,21 @@ async def test_failed_create_leaves_nothing(state_dir: Path) -> None:
     await backend.close()
 
 
-async def test_state_dir_is_private(state_dir: Path) -> None:
+async def test_state_dir_is_private(state_dir: Path, task_group: TaskGroup) -> None:
+    """Nobody else may list or write the state dir (session ids are capabilities). Root's servers
+    leave it traversable (o+x) because their sandboxes run as nobody."""
     backend = LocalBackend(state_dir)
-    await backend.start()
+    await backend.start(task_group)
     record = await backend.create_session(image_id="code_latest", labels={}, owner="c")
     for path in (state_dir, state_dir / "sessions", state_dir / "sessions" / record.session_id):
-        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+        assert path.stat().st_mode & 0o066 == 0, f"{path} is readable or writable by others"
+    assert (state_dir / "sessions" / record.session_id / "meta.json").stat().st_mode & 0o077 == 0
     await backend.close()
 
 
-async def test_delete_copes_with_read_only_trees(state_dir: Path) -> None:
+async def test_delete_copes_with_read_only_trees(state_dir: Path, task_group: TaskGroup) -> None:
     backend = LocalBackend(state_dir)
-    await backend.start()
+    await backend.start(task_group)
     record = await backend.create_session(image_id="code_latest", labels={}, owner="c")
     locked = state_dir / "sessions" / record.session_id / "home" / "locked"
     (locked / "inner").mkdir(parents=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local import LocalBackend
@@ -33,11 +34,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def service(state_dir: Path, clock: FakeClock) -> AsyncIterator[SessionService]:
+async def service(state_dir: Path, task_group: TaskGroup, clock: FakeClock) -> AsyncIterator[SessionService]:
     svc = SessionService(
         LocalBackend(state_dir), Registry(clock), lease_seconds=60, max_sessions_per_conversation=3
     )
-    await svc.start()
+    await svc.start(task_group)
     try:
         yield svc
     finally:
@@ -96,12 +97,12 @@ async def test_conversations_cannot_see_each_other(service: SessionService) -> N
     assert (await service.get_session_labels("c1", mine.session_id)).labels == {"x": "1"}
 
 
-async def test_quota_counts_creates_in_flight(state_dir: Path) -> None:
+async def test_quota_counts_creates_in_flight(state_dir: Path, task_group: TaskGroup) -> None:
     """Concurrent creates cannot overshoot the quota."""
     svc = SessionService(
         LocalBackend(state_dir), Registry(), lease_seconds=60, max_sessions_per_conversation=3
     )
-    await svc.start()
+    await svc.start(task_group)
     outcomes: list[str] = []
 
     async def create() -> None:
@@ -134,10 +135,10 @@ class SlowBackend(LocalBackend):
         return await super().create_session(image_id=image_id, labels=labels, owner=owner)
 
 
-async def test_a_create_finishing_after_disconnect_is_undone(state_dir: Path) -> None:
+async def test_a_create_finishing_after_disconnect_is_undone(state_dir: Path, task_group: TaskGroup) -> None:
     backend = SlowBackend(state_dir)
     svc = SessionService(backend, Registry(), lease_seconds=60, max_sessions_per_conversation=3)
-    await svc.start()
+    await svc.start(task_group)
     errors: list[Exception] = []
 
     async def create() -> None:
@@ -166,11 +167,11 @@ async def test_release_conversation_deletes_only_its_sessions(
     assert await service.release_conversation("c1") == []
 
 
-async def test_close_releases_everything(state_dir: Path) -> None:
+async def test_close_releases_everything(state_dir: Path, task_group: TaskGroup) -> None:
     svc = SessionService(
         LocalBackend(state_dir), Registry(), lease_seconds=60, max_sessions_per_conversation=60
     )
-    await svc.start()
+    await svc.start(task_group)
     for i in range(50):
         await svc.create_session(f"c{i % 5}", "code_latest", {})
     assert len(session_dirs(state_dir)) == 50

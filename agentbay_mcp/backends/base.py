@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentbay_mcp.models import SessionStatus
@@ -27,6 +28,59 @@ class SessionRecord(BaseModel):
     server_id: str = Field(description="The server instance that created the session (for reaping).")
     created_at: datetime
     status: SessionStatus = "RUNNING"
+    network: bool = Field(default=False, description="Whether commands in the session may use the network.")
+
+
+class ProcessInfo(BaseModel):
+    """A process started in a session (validated: it comes from inside the sandbox)."""
+
+    proc_id: str = Field(max_length=32)
+    pid: int
+    command: str = Field(max_length=1_000_000)
+    running: bool
+    exit_code: int | None
+    signal: int | None
+    killed_by: str = Field(default="", max_length=40)
+    elapsed_ms: int = Field(ge=0)
+    stdout_bytes: int = Field(ge=0)
+    stderr_bytes: int = Field(ge=0)
+    stdin_open: bool
+
+
+class StreamChunk(BaseModel):
+    """Output of one stream from an absolute byte offset."""
+
+    data: bytes
+    start: int = Field(ge=0)
+    next_cursor: int = Field(ge=0)
+    dropped: int = Field(ge=0, description="Bytes before `start` that were asked for but no longer kept.")
+    total: int = Field(ge=0)
+
+
+class ProcessOutput(BaseModel):
+    """New output of a process since the caller's cursors."""
+
+    info: ProcessInfo
+    streams: dict[str, StreamChunk]
+
+
+class StreamSummary(BaseModel):
+    """A stream's output within a cap: all of it, or its head and tail."""
+
+    head: bytes
+    tail: bytes
+    total: int = Field(ge=0)
+    full_path: str | None = Field(default=None, max_length=4096)
+    full_bytes: int = Field(ge=0)
+    full_complete: bool
+    note: str = Field(default="", max_length=2000)
+
+
+class OutputSummary(BaseModel):
+    """A finished command: its status and both streams within the cap."""
+
+    info: ProcessInfo
+    streams: dict[str, StreamSummary]
 
 
 class ImageInfo(BaseModel):
@@ -57,16 +111,22 @@ class SandboxBackend(Protocol):
         """Images this backend can create sessions from."""
         ...
 
-    async def start(self) -> list[str]:
-        """Prepare for use (claim the server identity, reap orphans); returns the ids reaped."""
+    async def start(self, task_group: TaskGroup) -> list[str]:
+        """Prepare for use (claim the server identity, reap orphans); returns the ids reaped.
+
+        `task_group` (the server's, alive until after `close`) runs any background work, e.g. the
+        readers of sandbox connections.
+        """
         ...
 
     async def close(self) -> None:
         """Release what `start` claimed. Does not delete live sessions: the service does that first."""
         ...
 
-    async def create_session(self, *, image_id: str, labels: dict[str, str], owner: str) -> SessionRecord:
-        """Create a session. Never leaves a half-created session behind on failure."""
+    async def create_session(
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+    ) -> SessionRecord:
+        """Create a session (with network access if `network`). Never leaves half a session behind."""
         ...
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -91,4 +151,56 @@ class SandboxBackend(Protocol):
 
     async def list_all(self) -> list[SessionRecord]:
         """Every session this backend can see, from any server (for operators, not for tools)."""
+        ...
+
+    # Processes (commands toolset). `proc_id`s are scoped to their session.
+
+    async def start_process(
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        stdin: bool,
+        foreground: bool,
+        cap: int,
+    ) -> ProcessInfo:
+        """Start `sh -c command` in the session's sandbox, in its own process group."""
+        ...
+
+    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
+        """The process's state, after waiting up to `wait_ms` for it to exit."""
+        ...
+
+    async def read_process_output(
+        self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
+    ) -> ProcessOutput:
+        """Output since `cursors`, waiting up to `wait_ms` for something new or the exit."""
+        ...
+
+    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
+        """Both streams within `cap` bytes each (head and tail when longer)."""
+        ...
+
+    async def process_tail(self, session_id: str, proc_id: str, lines: int) -> dict[str, list[str]]:
+        """The last `lines` lines of each stream (for progress messages)."""
+        ...
+
+    async def write_process_input(self, session_id: str, proc_id: str, data: bytes, eof: bool) -> int:
+        """Write to the process's stdin (closing it after if `eof`); returns bytes written."""
+        ...
+
+    async def kill_process(
+        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
+    ) -> ProcessInfo:
+        """Signal the process group; with `grace_ms`, SIGKILL follows if it is still running then."""
+        ...
+
+    async def forget_process(self, session_id: str, proc_id: str) -> None:
+        """Kill the process if needed and drop its buffers."""
+        ...
+
+    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
+        """Background processes of the session."""
         ...

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
@@ -19,9 +20,11 @@ BACKENDS: dict[str, Callable[[Path], SandboxBackend]] = {
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SandboxBackend]:
-    instance = BACKENDS[request.param](tmp_path / "state")
-    await instance.start()
+async def backend(
+    request: pytest.FixtureRequest, state_dir: Path, task_group: TaskGroup
+) -> AsyncIterator[SandboxBackend]:
+    instance = BACKENDS[request.param](state_dir)
+    await instance.start(task_group)
     try:
         yield instance
     finally:

