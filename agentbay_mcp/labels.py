@@ -23,9 +23,7 @@ def _check_text(kind: str, text: object, limit: int) -> str:
     if not text.strip():
         raise InvalidLabelsError(f"label {kind}s must be non-empty and not only whitespace")
     if len(text) > limit:
-        raise InvalidLabelsError(
-            f"label {kind} {text[:40]!r}... is {len(text)} characters; the limit is {limit}"
-        )
+        raise InvalidLabelsError(f"label {kind} {text[:40]!r}... is {len(text)} characters; the limit is {limit}")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise InvalidLabelsError(f"label {kind} {text[:40]!r} contains control characters")
     return text
@@ -44,9 +42,7 @@ def validate_labels(labels: Mapping[str, str] | None, *, allow_reserved: bool = 
         _check_text("key", key, MAX_KEY_LENGTH)
         _check_text("value", value, MAX_VALUE_LENGTH)
         if key.startswith(RESERVED_PREFIX) and not allow_reserved:
-            raise InvalidLabelsError(
-                f"label keys starting with {RESERVED_PREFIX!r} are reserved for the server"
-            )
+            raise InvalidLabelsError(f"label keys starting with {RESERVED_PREFIX!r} are reserved for the server")
         clean[key] = value
     return clean
 

@@ -21,6 +21,7 @@ class SessionInfo(_Model):
     image_id: str = Field(description="The image the session was created from, e.g. linux_latest.")
     status: SessionStatus
     labels: dict[str, str] = Field(description="The session's labels (the whole map).")
+    network: bool = Field(default=False, description="Whether commands in the session can reach the network.")
     created_at: datetime
     idle_expires_at: datetime = Field(
         description="When the session is deleted if no tool touches it before then; any call renews it."
@@ -51,3 +52,64 @@ class DeletedSession(_Model):
     session_id: str
     status: SessionStatus = "DELETED"
     message: str = "Session deleted; its sandbox, files and processes are gone."
+
+
+class CommandResult(_Model):
+    """The outcome of execute_command."""
+
+    exit_code: int | None = Field(description="The command's exit status (128+N if killed by signal N).")
+    stdout: str
+    stderr: str
+    duration_ms: int
+    timed_out: bool = Field(description="True when timeout_ms ran out and the process group was killed.")
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stdout_bytes: int = Field(description="How many bytes the command wrote to stdout in all.")
+    stderr_bytes: int
+    full_stdout_path: str | None = Field(
+        description="Where the complete stdout is kept in the session when it was truncated (read_file it)."
+    )
+    full_stderr_path: str | None
+    message: str = Field(description="A one-line summary of what happened.")
+
+
+class ProcessStatus(_Model):
+    """A background process of a session."""
+
+    process_id: str
+    command: str
+    running: bool
+    exit_code: int | None
+    signal: int | None = Field(description="The signal that ended it, if any.")
+    elapsed_ms: int
+    stdout_bytes: int
+    stderr_bytes: int
+    stdin_open: bool
+
+
+class ProcessOutputChunk(_Model):
+    """New output of a background process since a cursor."""
+
+    process_id: str
+    stdout: str
+    stderr: str
+    cursor: str = Field(description="Pass this as cursor next time to get only newer output.")
+    more: bool = Field(description="True when more output is already waiting: call again at once.")
+    dropped_bytes: int = Field(
+        description="Output older than the kept buffer that this read could not return (it was dropped)."
+    )
+    status: ProcessStatus
+
+
+class ProcessList(_Model):
+    """The background processes of a session."""
+
+    processes: list[ProcessStatus]
+
+
+class InputWritten(_Model):
+    """The outcome of write_process_input."""
+
+    process_id: str
+    bytes_written: int
+    stdin_open: bool

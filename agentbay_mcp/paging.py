@@ -49,9 +49,7 @@ class PageTokens:
 
     def issue(self, listing: str, labels: Mapping[str, str], after: tuple[str, str]) -> str:
         """A token meaning "continue after `after`" for this listing and filter."""
-        payload = json.dumps(
-            {"s": self._scope(listing, labels), "a": list(after)}, separators=(",", ":")
-        ).encode()
+        payload = json.dumps({"s": self._scope(listing, labels), "a": list(after)}, separators=(",", ":")).encode()
         return _b64(payload) + "." + _b64(self._sign(payload))
 
     def check(self, listing: str, labels: Mapping[str, str], token: str) -> tuple[str, str]:

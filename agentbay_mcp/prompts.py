@@ -68,9 +68,7 @@ def parse_prompt_file(path: Path) -> PromptFile:
             fields = [part.strip() for part in value.split("|")]
             if len(fields) != 3 or fields[2] not in ("required", "optional"):
                 raise ValueError(f"{path}: argument must be 'name | description | required|optional'")
-            arguments.append(
-                PromptArgument(name=fields[0], description=fields[1], required=fields[2] == "required")
-            )
+            arguments.append(PromptArgument(name=fields[0], description=fields[1], required=fields[2] == "required"))
         else:
             header[key] = value
     missing = {"name", "description"} - header.keys()

@@ -24,6 +24,7 @@ class Entry:
     conversation: str
     last_used: float
     last_keep_alive: float
+    active_calls: int = 0  # a session busy with a long command never expires mid-command
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Registry:
     def expired(self, lease_seconds: float) -> list[str]:
         """Ids of sessions unused for longer than the lease."""
         deadline = self._clock() - lease_seconds
-        return [sid for sid, entry in self._entries.items() if entry.last_used < deadline]
+        return [sid for sid, entry in self._entries.items() if entry.last_used < deadline and entry.active_calls == 0]
 
     def session_ids(self) -> list[str]:
         """Every registered session id."""

@@ -13,10 +13,12 @@ from mcp.server.mcpserver import MCPServer
 from agentbay_mcp import __version__, prompts
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
+from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.registry import Registry
 from agentbay_mcp.service import SessionService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import sessions
+from agentbay_mcp.tools import commands, sessions
 from agentbay_mcp.tools.common import AppState
 
 logger = logging.getLogger(__name__)
@@ -31,12 +33,28 @@ ends or after they sit idle past their lease; delete_session releases one early.
 """
 
 #: toolset name -> function adding its tools.
-TOOLSETS: dict[str, Callable[[MCPServer[Any]], None]] = {"sessions": sessions.register}
+TOOLSETS: dict[str, Callable[[MCPServer[Any]], None]] = {
+    "sessions": sessions.register,
+    "commands": commands.register,
+}
+
+
+def sandbox_options(settings: Settings) -> SandboxOptions:
+    """How the local backend confines sessions, from the settings."""
+    mib = 1024 * 1024
+    limits = SessionLimits(
+        memory_bytes=settings.memory_limit_mb * mib,
+        processes=settings.process_limit,
+        open_files=settings.open_files_limit,
+        cpu_seconds=settings.cpu_limit_seconds,
+        file_size_bytes=settings.file_size_limit_mb * mib,
+    )
+    return SandboxOptions(isolation=settings.isolation, limits=limits)
 
 
 def default_backend(settings: Settings) -> SandboxBackend:
     """The backend named in the settings."""
-    return LocalBackend(settings.state_dir)
+    return LocalBackend(settings.state_dir, sandbox=sandbox_options(settings))
 
 
 def build_service(settings: Settings, backend: SandboxBackend) -> SessionService:
@@ -46,12 +64,11 @@ def build_service(settings: Settings, backend: SandboxBackend) -> SessionService
         Registry(),
         lease_seconds=settings.idle_lease_seconds,
         max_sessions_per_conversation=settings.max_sessions_per_conversation,
+        network_policy=settings.network,
     )
 
 
-def build_server(
-    settings: Settings, backend_factory: BackendFactory = default_backend
-) -> MCPServer[AppState]:
+def build_server(settings: Settings, backend_factory: BackendFactory = default_backend) -> MCPServer[AppState]:
     """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
     own backend and service, built by `backend_factory` (tests inject theirs here)."""
 
@@ -61,8 +78,9 @@ def build_server(
         async with anyio.create_task_group() as tg:
             await service.start(tg)
             tg.start_soon(service.run_lease_expiry)
+            commands = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
             try:
-                yield AppState(service=service, settings=settings)
+                yield AppState(service=service, commands=commands, settings=settings)
             finally:
                 await service.close()  # shielded: releases every session before the tasks are cancelled
                 tg.cancel_scope.cancel()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -46,8 +47,10 @@ class SessionService:
         lease_seconds: float,
         max_sessions_per_conversation: int,
         page_tokens: PageTokens | None = None,
+        network_policy: str = "on-request",
     ) -> None:
         self.backend = backend
+        self.network_policy = network_policy
         self.registry = registry
         self.lease_seconds = lease_seconds
         self.max_sessions_per_conversation = max_sessions_per_conversation
@@ -109,15 +112,23 @@ class SessionService:
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
-        self, conversation: str, image_id: str, labels: Mapping[str, str] | None
+        self, conversation: str, image_id: str, labels: Mapping[str, str] | None, network: bool = False
     ) -> SessionInfo:
-        """Create a session owned by `conversation`."""
+        """Create a session owned by `conversation` (with network access if asked and allowed)."""
         clean = validate_labels(labels)
+        if self.network_policy == "off" and network:
+            raise InvalidArgumentError(
+                "This server does not allow network access from sessions (operator setting network=off); "
+                "create the session without network=true."
+            )
+        network = network or self.network_policy == "on"
         if not isinstance(image_id, str) or not image_id.strip():
             raise InvalidArgumentError("image_id must be a non-empty string such as 'linux_latest'")
         self.registry.reserve(conversation, self.max_sessions_per_conversation)
         try:
-            record = await self.backend.create_session(image_id=image_id, labels=clean, owner=conversation)
+            record = await self.backend.create_session(
+                image_id=image_id, labels=clean, owner=conversation, network=network
+            )
         finally:
             self.registry.unreserve(conversation)
         if not self.registry.is_open(conversation):
@@ -149,9 +160,7 @@ class SessionService:
         """A page of the conversation's sessions that carry all the given labels, oldest first."""
         wanted = validate_labels(labels, allow_reserved=True)
         if not 1 <= max_results <= MAX_PAGE_SIZE:
-            raise InvalidArgumentError(
-                f"max_results must be between 1 and {MAX_PAGE_SIZE}, got {max_results}"
-            )
+            raise InvalidArgumentError(f"max_results must be between 1 and {MAX_PAGE_SIZE}, got {max_results}")
         entries = [e for e in self.registry.owned(conversation) if matches(e.record.labels, wanted)]
         total = len(entries)
         if next_token:
@@ -169,9 +178,7 @@ class SessionService:
             next_token=token,
         )
 
-    async def set_session_labels(
-        self, conversation: str, session_id: str, labels: Mapping[str, str]
-    ) -> SessionLabels:
+    async def set_session_labels(self, conversation: str, session_id: str, labels: Mapping[str, str]) -> SessionLabels:
         """Replace the session's whole label map."""
         clean = validate_labels(labels)
         await self._use(conversation, session_id)
@@ -186,6 +193,18 @@ class SessionService:
 
     # Internals ------------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def in_use(self, conversation: str, session_id: str) -> AsyncIterator[SessionRecord]:
+        """Hold a session for one operation: owned by `conversation`, lease renewed before and after,
+        never expired while the operation runs."""
+        entry = await self._use(conversation, session_id)
+        entry.active_calls += 1
+        try:
+            yield entry.record
+        finally:
+            entry.active_calls -= 1
+            self.registry.touch(entry)
+
     async def _use(self, conversation: str, session_id: str) -> Entry:
         """Look the session up for `conversation`, renew its lease and tell the backend."""
         entry = self.registry.lookup(conversation, session_id)
@@ -198,14 +217,13 @@ class SessionService:
     def _info(self, entry: Entry) -> SessionInfo:
         record: SessionRecord = entry.record
         remaining = self.lease_seconds - (self.registry.now() - entry.last_used)
-        expires = datetime.now(UTC) + timedelta(
-            seconds=max(0.0, remaining) if math.isfinite(remaining) else 0
-        )
+        expires = datetime.now(UTC) + timedelta(seconds=max(0.0, remaining) if math.isfinite(remaining) else 0)
         return SessionInfo(
             session_id=record.session_id,
             image_id=record.image_id,
             status=record.status,
             labels=dict(record.labels),
+            network=record.network,
             created_at=record.created_at,
             idle_expires_at=expires.replace(microsecond=0),
         )

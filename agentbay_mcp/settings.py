@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
-KNOWN_TOOLSETS: tuple[str, ...] = ("sessions",)
+KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands")
 
 
 def default_state_dir(euid: int | None = None) -> Path:
@@ -63,6 +63,22 @@ class Settings(BaseSettings):
         default=KNOWN_TOOLSETS, description="Which groups of tools to expose."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    isolation: Literal["bwrap", "none"] = Field(
+        default="bwrap",
+        description="How commands are confined: bubblewrap, or 'none' (unconfined, unsafe: development only).",
+    )
+    network: Literal["off", "on-request", "on"] = Field(
+        default="on-request",
+        description="Sandbox network: never, only for sessions created with network=true, or always.",
+    )
+    output_cap_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes of each output stream returned."
+    )
+    memory_limit_mb: int = Field(default=2048, ge=64, description="Memory per session (cgroup) / process (rlimit).")
+    process_limit: int = Field(default=256, ge=8, description="Processes per session.")
+    cpu_limit_seconds: int = Field(default=3600, ge=1, description="CPU seconds per process.")
+    open_files_limit: int = Field(default=1024, ge=32, description="Open files per process.")
+    file_size_limit_mb: int = Field(default=2048, ge=1, description="Largest file a session may write.")
 
     @field_validator("toolsets", mode="before")
     @classmethod
@@ -76,9 +92,7 @@ class Settings(BaseSettings):
     def _known_toolsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = sorted(set(value) - set(KNOWN_TOOLSETS))
         if unknown:
-            raise ValueError(
-                f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TOOLSETS)}"
-            )
+            raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TOOLSETS)}")
         if not value:
             raise ValueError("at least one toolset must be exposed")
         if "sessions" not in value:

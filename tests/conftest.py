@@ -91,11 +91,7 @@ async def call_error(client: Client, tool: str, **arguments: Any) -> str:
 def session_dirs(state_dir: Path) -> list[str]:
     """Session ids present on disk in a state dir."""
     sessions = state_dir / "sessions"
-    return (
-        sorted(p.name for p in sessions.iterdir() if p.name.startswith("session-"))
-        if sessions.exists()
-        else []
-    )
+    return sorted(p.name for p in sessions.iterdir() if p.name.startswith("session-")) if sessions.exists() else []
 
 
 def server_env(state_dir: Path, **extra: str) -> dict[str, str]:

@@ -109,9 +109,7 @@ class RawLegacySession:
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send a JSON-RPC request; returns its `result` (fails the test on an error or bad status)."""
         self._next_id += 1
-        response = await self.post(
-            {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
-        )
+        response = await self.post({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
         assert response.status_code == 200, (response.status_code, response.text)
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             messages = [
@@ -167,10 +165,7 @@ async def test_two_legacy_clients_have_isolated_registries(http_server: HttpServ
     async with legacy(http_server) as a, legacy(http_server) as b:
         assert a.protocol_version == LEGACY_VERSION
         assert b.protocol_version == LEGACY_VERSION
-        a_ids = [
-            (await call(a, "create_session", labels={"owner": "a", "n": str(n)}))["session_id"]
-            for n in range(2)
-        ]
+        a_ids = [(await call(a, "create_session", labels={"owner": "a", "n": str(n)}))["session_id"] for n in range(2)]
         assert session_dirs(state_dir) == sorted(a_ids)
         assert sorted(await listed_ids(a)) == sorted(a_ids)
 

@@ -25,9 +25,7 @@ print("locked", flush=True); time.sleep(60)
 """
 
 
-async def test_litter_of_dead_servers_is_reaped_but_not_of_live_ones(
-    state_dir: Path, task_group: TaskGroup
-) -> None:
+async def test_litter_of_dead_servers_is_reaped_but_not_of_live_ones(state_dir: Path, task_group: TaskGroup) -> None:
     backend = LocalBackend(state_dir)
     await backend.start(task_group)
     sessions = state_dir / "sessions"

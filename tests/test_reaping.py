@@ -66,9 +66,7 @@ def list_json(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_sigkilled_servers_sessions_are_reaped_when_the_next_server_starts(
-    state_dir: Path, mode: str
-) -> None:
+async def test_sigkilled_servers_sessions_are_reaped_when_the_next_server_starts(state_dir: Path, mode: str) -> None:
     orphans = killed_server(state_dir, 5, labels={"doomed": "yes"})
     # The kill gave the server no chance: its sessions and its lock file are still there.
     assert session_dirs(state_dir) == sorted(orphans)
@@ -185,9 +183,7 @@ def test_operator_list_and_reap_next_to_a_live_server(state_dir: Path) -> None:
         assert reap.stdout.splitlines()[-1] == f"2 orphaned session(s) reaped from {state_dir}."
         assert session_dirs(state_dir) == sorted(a_ids)
         assert sessions_dir_entries(state_dir) == sorted(a_ids)
-        assert lock_files(state_dir) == [f"{a_server}.lock"], (
-            "a live server's lock must survive list and reap"
-        )
+        assert lock_files(state_dir) == [f"{a_server}.lock"], "a live server's lock must survive list and reap"
 
         for session_id in a_ids:  # still A's, still usable
             assert a.call_tool("get_session", session_id=session_id)["session_id"] == session_id

@@ -35,9 +35,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def service(state_dir: Path, task_group: TaskGroup, clock: FakeClock) -> AsyncIterator[SessionService]:
-    svc = SessionService(
-        LocalBackend(state_dir), Registry(clock), lease_seconds=60, max_sessions_per_conversation=3
-    )
+    svc = SessionService(LocalBackend(state_dir), Registry(clock), lease_seconds=60, max_sessions_per_conversation=3)
     await svc.start(task_group)
     try:
         yield svc
@@ -86,9 +84,7 @@ async def test_conversations_cannot_see_each_other(service: SessionService) -> N
         await service.get_session("c2", mine.session_id)
     with pytest.raises(SessionNotFoundError) as unknown:
         await service.get_session("c2", "session-" + "0" * 24)
-    assert str(foreign.value).replace(mine.session_id, "ID") == str(unknown.value).replace(
-        "session-" + "0" * 24, "ID"
-    )
+    assert str(foreign.value).replace(mine.session_id, "ID") == str(unknown.value).replace("session-" + "0" * 24, "ID")
     with pytest.raises(SessionNotFoundError):
         await service.delete_session("c2", mine.session_id)
     with pytest.raises(SessionNotFoundError):
@@ -99,9 +95,7 @@ async def test_conversations_cannot_see_each_other(service: SessionService) -> N
 
 async def test_quota_counts_creates_in_flight(state_dir: Path, task_group: TaskGroup) -> None:
     """Concurrent creates cannot overshoot the quota."""
-    svc = SessionService(
-        LocalBackend(state_dir), Registry(), lease_seconds=60, max_sessions_per_conversation=3
-    )
+    svc = SessionService(LocalBackend(state_dir), Registry(), lease_seconds=60, max_sessions_per_conversation=3)
     await svc.start(task_group)
     outcomes: list[str] = []
 
@@ -129,10 +123,12 @@ class SlowBackend(LocalBackend):
         self.entered = anyio.Event()
         self.proceed = anyio.Event()
 
-    async def create_session(self, *, image_id: str, labels: dict[str, str], owner: str) -> SessionRecord:
+    async def create_session(
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+    ) -> SessionRecord:
         self.entered.set()
         await self.proceed.wait()
-        return await super().create_session(image_id=image_id, labels=labels, owner=owner)
+        return await super().create_session(image_id=image_id, labels=labels, owner=owner, network=network)
 
 
 async def test_a_create_finishing_after_disconnect_is_undone(state_dir: Path, task_group: TaskGroup) -> None:
@@ -157,9 +153,7 @@ async def test_a_create_finishing_after_disconnect_is_undone(state_dir: Path, ta
     await svc.close()
 
 
-async def test_release_conversation_deletes_only_its_sessions(
-    service: SessionService, state_dir: Path
-) -> None:
+async def test_release_conversation_deletes_only_its_sessions(service: SessionService, state_dir: Path) -> None:
     a = await service.create_session("c1", "code_latest", {})
     b = await service.create_session("c2", "code_latest", {})
     assert await service.release_conversation("c1") == [a.session_id]
@@ -168,9 +162,7 @@ async def test_release_conversation_deletes_only_its_sessions(
 
 
 async def test_close_releases_everything(state_dir: Path, task_group: TaskGroup) -> None:
-    svc = SessionService(
-        LocalBackend(state_dir), Registry(), lease_seconds=60, max_sessions_per_conversation=60
-    )
+    svc = SessionService(LocalBackend(state_dir), Registry(), lease_seconds=60, max_sessions_per_conversation=60)
     await svc.start(task_group)
     for i in range(50):
         await svc.create_session(f"c{i % 5}", "code_latest", {})

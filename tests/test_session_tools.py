@@ -14,6 +14,15 @@ from tests.conftest import call, call_error, session_dirs
 
 pytestmark = pytest.mark.anyio
 
+COMMAND_TOOLS = {
+    "execute_command",
+    "start_process",
+    "read_process_output",
+    "write_process_input",
+    "wait_process",
+    "kill_process",
+    "list_processes",
+}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",
@@ -26,7 +35,7 @@ SESSION_TOOLS = {
 
 async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == SESSION_TOOLS
+    assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS
     for name in ("get_session", "list_sessions", "get_session_labels"):
         assert tools[name].annotations is not None
         assert tools[name].annotations.read_only_hint is True

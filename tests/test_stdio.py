@@ -142,9 +142,7 @@ class RawStdioServer:
         message: dict[str, Any] = json.loads(line)
         return message
 
-    def request(
-        self, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0
-    ) -> dict[str, Any]:
+    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
         """Send a request and return its response (skipping any notification in between)."""
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
@@ -215,9 +213,7 @@ def lock_files(state_dir: Path) -> list[str]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(("mode", "protocol_version"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
-async def test_real_stdio_conversation_in_both_eras(
-    state_dir: Path, mode: str, protocol_version: str
-) -> None:
+async def test_real_stdio_conversation_in_both_eras(state_dir: Path, mode: str, protocol_version: str) -> None:
     async with Client(stdio_params(state_dir), mode=mode) as client:
         assert client.protocol_version == protocol_version
         first = await call(client, "create_session", labels={"project": "demo"})
@@ -262,9 +258,7 @@ def test_stdin_eof_with_50_sessions_exits_and_releases_within_2s(state_dir: Path
         code = server.wait_exit(timeout=CLIENT_GRACE_SECONDS)
         took = time.monotonic() - started
 
-        assert code is not None, (
-            f"still running {CLIENT_GRACE_SECONDS} s after stdin EOF\n{server.stderr_text}"
-        )
+        assert code is not None, f"still running {CLIENT_GRACE_SECONDS} s after stdin EOF\n{server.stderr_text}"
         assert code == 0, server.stderr_text
         assert session_dirs(state_dir) == []
         assert sessions_dir_entries(state_dir) == []
@@ -274,9 +268,7 @@ def test_stdin_eof_with_50_sessions_exits_and_releases_within_2s(state_dir: Path
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_with_50_sessions_exits_and_releases_within_2s(
-    state_dir: Path, signum: signal.Signals
-) -> None:
+def test_signal_with_50_sessions_exits_and_releases_within_2s(state_dir: Path, signum: signal.Signals) -> None:
     with RawStdioServer(state_dir) as server:
         server.initialize()
         ids = server.create_sessions(MANY_SESSIONS)

@@ -83,6 +83,13 @@ class OutputSummary(BaseModel):
     streams: dict[str, StreamSummary]
 
 
+class RunOutcome(BaseModel):
+    """A foreground command after its first wait: still running, or finished with its output."""
+
+    info: ProcessInfo
+    summary: dict[str, StreamSummary] | None = None
+
+
 class ImageInfo(BaseModel):
     """An image a backend can start sessions from."""
 
@@ -169,6 +176,13 @@ class SandboxBackend(Protocol):
         """Start `sh -c command` in the session's sandbox, in its own process group."""
         ...
 
+    async def run_process(
+        self, session_id: str, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+    ) -> RunOutcome:
+        """Start a foreground command and wait up to `wait_ms`; if it ended, return its output (capped)
+        and forget it, all in one step. Otherwise continue with wait_process."""
+        ...
+
     async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
         """The process's state, after waiting up to `wait_ms` for it to exit."""
         ...
@@ -191,9 +205,7 @@ class SandboxBackend(Protocol):
         """Write to the process's stdin (closing it after if `eof`); returns bytes written."""
         ...
 
-    async def kill_process(
-        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
-    ) -> ProcessInfo:
+    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
         """Signal the process group; with `grace_ms`, SIGKILL follows if it is still running then."""
         ...
 

@@ -46,14 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve MCP (the default command)")
     _add_common(serve)
-    serve.add_argument(
-        "--transport", choices=["stdio", "http"], help="env AGENTBAY_MCP_TRANSPORT (default stdio)"
-    )
+    serve.add_argument("--transport", choices=["stdio", "http"], help="env AGENTBAY_MCP_TRANSPORT (default stdio)")
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8765)")
-    serve.add_argument(
-        "--idle-lease", type=float, dest="idle_lease_seconds", help="session idle lease, seconds"
-    )
+    serve.add_argument("--idle-lease", type=float, dest="idle_lease_seconds", help="session idle lease, seconds")
     serve.add_argument(
         "--http-idle-timeout",
         type=float,
@@ -109,9 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         return run_doctor(settings)
     if args.command == "sessions":
-        return (
-            list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
-        )
+        return list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
     try:
         run(settings)
     except KeyboardInterrupt:

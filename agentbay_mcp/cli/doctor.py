@@ -39,9 +39,7 @@ class Check:
 
 def _run_probe(argv: list[str]) -> tuple[bool, str]:
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECONDS, check=False
-        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECONDS, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
     lines = (done.stderr or done.stdout).strip().splitlines()
@@ -69,9 +67,7 @@ def check_program(name: str, program: str, purpose: str, package: str) -> Check:
     """A helper program the desktop tools need."""
     path = shutil.which(program)
     if path is None:
-        return Check(
-            name, "WARN", f"{program} not found: {purpose} will be unavailable", f"apt-get install {package}"
-        )
+        return Check(name, "WARN", f"{program} not found: {purpose} will be unavailable", f"apt-get install {package}")
     return Check(name, "OK", path)
 
 

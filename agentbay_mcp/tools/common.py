@@ -11,6 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
+from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.conversation import resolve_conversation
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.service import SessionService
@@ -22,14 +23,16 @@ class AppState:
     """What the server's lifespan yields: the service and the settings it was built from."""
 
     service: SessionService
+    commands: CommandService
     settings: Settings
 
 
 @dataclass(frozen=True)
 class Call:
-    """One tool call's view of the server: the service and the caller's conversation."""
+    """One tool call's view of the server: the services and the caller's conversation."""
 
     service: SessionService
+    commands: CommandService
     conversation: str
 
 
@@ -40,20 +43,12 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
     if not isinstance(state, AppState):
         raise ToolError("The server is not ready yet (no lifespan state); retry in a moment.")
     try:
-        yield Call(state.service, resolve_conversation(ctx, state.service.release_conversation))
+        yield Call(state.service, state.commands, resolve_conversation(ctx, state.service.release_conversation))
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 
 
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-CREATES = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-)
-DESTROYS = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-)
-REPLACES = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-)
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+REPLACES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)

@@ -40,9 +40,13 @@ def register(mcp: MCPServer[Any]) -> None:
             "linux_latest"
         ),
         labels: Labels | None = None,
+        network: Annotated[
+            bool,
+            Field(description="Let commands in the session reach the network (if the operator allows it)."),
+        ] = False,
     ) -> SessionInfo:
         async with tool_call(ctx) as call:
-            return await call.service.create_session(call.conversation, image_id, labels)
+            return await call.service.create_session(call.conversation, image_id, labels, network)
 
     @mcp.tool(
         annotations=DESTROYS,

@@ -20,7 +20,14 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.base import ImageInfo, OutputSummary, ProcessInfo, ProcessOutput, SessionRecord
+from agentbay_mcp.backends.base import (
+    ImageInfo,
+    OutputSummary,
+    ProcessInfo,
+    ProcessOutput,
+    RunOutcome,
+    SessionRecord,
+)
 from agentbay_mcp.backends.local import processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
@@ -56,9 +63,7 @@ IMAGES: tuple[ImageInfo, ...] = (
         description="Linux with a desktop: shell, files, applications, windows, screenshots.",
         desktop=True,
     ),
-    ImageInfo(
-        image_id="code_latest", description="Linux for code: shell and files, no desktop.", desktop=False
-    ),
+    ImageInfo(image_id="code_latest", description="Linux for code: shell and files, no desktop.", desktop=False),
 )
 
 
@@ -232,9 +237,7 @@ class LocalBackend:
             await self._stop_sandbox(session_id)
             if self._cgroups is not None:  # also after a launch that failed half-way
                 await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
-            await anyio.to_thread.run_sync(
-                discard, self._state, self._state.session_dir(session_id), session_id
-            )
+            await anyio.to_thread.run_sync(discard, self._state, self._state.session_dir(session_id), session_id)
 
     # Sandboxes ------------------------------------------------------------------------------
 
@@ -298,9 +301,14 @@ class LocalBackend:
     ) -> ProcessInfo:
         """Start `sh -c command` in the sandbox."""
         agent = await self._agent(session_id)
-        return await processes.start(
-            agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap
-        )
+        return await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
+
+    async def run_process(
+        self, session_id: str, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+    ) -> RunOutcome:
+        """Start a foreground command and wait for it in one round trip."""
+        agent = await self._agent(session_id)
+        return await processes.run(agent, command, cwd=cwd, env=env, wait_ms=wait_ms, cap=cap)
 
     async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
         """Wait up to `wait_ms` for the exit."""
@@ -324,9 +332,7 @@ class LocalBackend:
         """Write to stdin."""
         return await processes.write(await self._agent(session_id), proc_id, data, eof)
 
-    async def kill_process(
-        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
-    ) -> ProcessInfo:
+    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
         """Signal the process group."""
         return await processes.kill(await self._agent(session_id), proc_id, signal, grace_ms, reason)
 

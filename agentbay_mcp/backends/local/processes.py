@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentbay_mcp.backends.base import OutputSummary, ProcessInfo, ProcessOutput
+from agentbay_mcp.backends.base import OutputSummary, ProcessInfo, ProcessOutput, RunOutcome
 from agentbay_mcp.backends.local.agent_client import AgentCallError, AgentClient
 from agentbay_mcp.errors import BackendError, InvalidArgumentError, ProcessNotFoundError
 
@@ -68,12 +68,41 @@ async def start(
         return ProcessInfo.model_validate(info)
 
 
+def _decode_summaries(streams: Any) -> None:
+    if isinstance(streams, dict):
+        for stream in streams.values():
+            if isinstance(stream, dict):
+                stream["head"] = _b64(stream.get("head"))
+                stream["tail"] = _b64(stream.get("tail"))
+
+
+async def run(
+    agent: AgentClient, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+) -> RunOutcome:
+    """Spawn a foreground command and wait for it, in one round trip."""
+    async with _translated():
+        reply = await agent.call(
+            "run",
+            command=command,
+            cwd=cwd,
+            env=env,
+            stdin="closed",
+            foreground=True,
+            head_bytes=max(cap // 4, 1),
+            spill_after=cap,
+            ring_bytes=max(RING_BYTES, cap * 2),
+            cap=cap,
+            wait_ms=wait_ms,
+            timeout=wait_ms / 1000 + CALL_SLACK_SECONDS,
+        )
+        _decode_summaries(reply.get("summary"))
+        return RunOutcome.model_validate(reply)
+
+
 async def wait(agent: AgentClient, proc_id: str, wait_ms: int) -> ProcessInfo:
     """State after waiting up to `wait_ms` for the exit."""
     async with _translated(proc_id):
-        reply = await agent.call(
-            "wait", proc_id=proc_id, wait_ms=wait_ms, timeout=wait_ms / 1000 + CALL_SLACK_SECONDS
-        )
+        reply = await agent.call("wait", proc_id=proc_id, wait_ms=wait_ms, timeout=wait_ms / 1000 + CALL_SLACK_SECONDS)
         return ProcessInfo.model_validate(reply)
 
 
@@ -102,12 +131,7 @@ async def summary(agent: AgentClient, proc_id: str, cap: int) -> OutputSummary:
     """Both streams within `cap`."""
     async with _translated(proc_id):
         reply = await agent.call("summary", proc_id=proc_id, cap=cap)
-        streams = reply.get("streams")
-        if isinstance(streams, dict):
-            for stream in streams.values():
-                if isinstance(stream, dict):
-                    stream["head"] = _b64(stream.get("head"))
-                    stream["tail"] = _b64(stream.get("tail"))
+        _decode_summaries(reply.get("streams"))
         return OutputSummary.model_validate(reply)
 
 
@@ -118,9 +142,7 @@ async def tail(agent: AgentClient, proc_id: str, lines: int) -> dict[str, list[s
         found = reply.get("lines")
         if not isinstance(found, dict):
             raise BackendError("the session sandbox sent a malformed tail")
-        return {
-            str(k): [str(line)[:500] for line in v][:lines] for k, v in found.items() if isinstance(v, list)
-        }
+        return {str(k): [str(line)[:500] for line in v][:lines] for k, v in found.items() if isinstance(v, list)}
 
 
 async def write(agent: AgentClient, proc_id: str, data: bytes, eof: bool) -> int:

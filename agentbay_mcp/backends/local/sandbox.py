@@ -213,9 +213,7 @@ async def launch(
 ) -> Sandbox:
     """Start the session's sandbox and wait until its agent answers."""
     if options.isolation == "bwrap" and not options.bwrap_path:
-        raise BackendUnavailableError(
-            f"Commands cannot run: bubblewrap (bwrap) is not installed. {INSTALL_BWRAP_HINT}"
-        )
+        raise BackendUnavailableError(f"Commands cannot run: bubblewrap (bwrap) is not installed. {INSTALL_BWRAP_HINT}")
     host_sock, agent_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     opened: list[int] = [agent_sock.fileno()]
     log = (session_dir / "sandbox.log").open("ab")
@@ -242,13 +240,11 @@ async def launch(
         await sandbox.stop()
         detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
         status = process.returncode
-        raise BackendError(
-            f"The session sandbox did not start (exit status {status}): {detail or 'no output'}"
-        )
+        raise BackendError(f"The session sandbox did not start (exit status {status}): {detail or 'no output'}")
     return Sandbox(session_id, agent, process, child_pid, cgroups)
 
 
-async def _spawn_bwrap(  # noqa: PLR0917 - one private call site
+async def _spawn_bwrap(
     session_id: str,
     session_dir: Path,
     options: SandboxOptions,
@@ -267,9 +263,7 @@ async def _spawn_bwrap(  # noqa: PLR0917 - one private call site
         "socket": agent_sock.fileno(),
         "info": info_w,
         "block": block_r,
-        "passwd": _data_fd(
-            f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SANDBOX_HOME}:/bin/sh\n".encode()
-        ),
+        "passwd": _data_fd(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SANDBOX_HOME}:/bin/sh\n".encode()),
         "group": _data_fd(f"user:x:{SANDBOX_UID}:\n".encode()),
     }
     paths = {
@@ -278,9 +272,7 @@ async def _spawn_bwrap(  # noqa: PLR0917 - one private call site
         "agent": options.agent_dir or AGENT_DIR,
     }
     opened += [fd for name, fd in fds.items() if name not in ("socket", "info", "block")]
-    config = json.dumps(
-        agent_config(SANDBOX_HOME, SANDBOX_OUTPUT_DIR, options.limits, "/usr/local/bin:/usr/bin:/bin")
-    )
+    config = json.dumps(agent_config(SANDBOX_HOME, SANDBOX_OUTPUT_DIR, options.limits, "/usr/local/bin:/usr/bin:/bin"))
     argv = bwrap_argv(
         options.bwrap_path,
         paths=paths,
@@ -316,9 +308,7 @@ async def _spawn_bwrap(  # noqa: PLR0917 - one private call site
         if child_pid is None:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
             detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
-            raise BackendUnavailableError(
-                f"bubblewrap could not build the sandbox: {detail}. {INSTALL_BWRAP_HINT}"
-            )
+            raise BackendUnavailableError(f"bubblewrap could not build the sandbox: {detail}. {INSTALL_BWRAP_HINT}")
         if cgroups is not None:
             cgroups.add(session_id, child_pid)
         os.write(block_w, b"go")

@@ -35,9 +35,8 @@ import time
 HEADER = struct.Struct(">I")
 MAX_FRAME = 16 * 1024 * 1024
 READ_CHUNK = 64 * 1024
-OUTPUT_DIR = (
-    "/tmp/.agentbay"  # replaced from the config at start-up (unsandboxed mode uses the session's tmp)
-)
+MAX_BACKGROUND = 32
+OUTPUT_DIR = "/tmp/.agentbay"  # replaced from the config at start-up (unsandboxed mode uses the session's tmp)
 
 
 def _now() -> float:
@@ -97,9 +96,7 @@ class Stream:
     def _open_spill(self) -> None:
         try:
             os.makedirs(OUTPUT_DIR, mode=0o700, exist_ok=True)
-            self.spill_fd = os.open(
-                self.spill_path or "", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
-            )
+            self.spill_fd = os.open(self.spill_path or "", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             self.spill_error = f"could not keep the full output: {exc.strerror}"
             self.spill_path = None
@@ -222,8 +219,10 @@ class Agent:
         self.sig_w.setblocking(False)
         signal.set_wakeup_fd(self.sig_w.fileno())
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_IGN)
+        # Handlers, not SIG_IGN: an ignored signal stays ignored across exec, so every command would
+        # be immune to SIGTERM. Handlers are reset to the default by exec.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)
         self.sock.setblocking(False)
         self.sel.register(self.sock, selectors.EVENT_READ, ("control", None))
         self.sel.register(self.sig_r, selectors.EVENT_READ, ("signal", None))
@@ -315,6 +314,15 @@ class Agent:
         cwd = request.get("cwd") or self.config["home"]
         if not isinstance(env, dict) or not isinstance(cwd, str):
             raise AgentError("bad_request", "env must be an object, cwd a string")
+        if not request.get("foreground"):
+            background = [p for p in self.procs.values() if not p.foreground]
+            if len(background) >= MAX_BACKGROUND:
+                finished = [p for p in background if not p.running]
+                if not finished:
+                    raise AgentError(
+                        "bad_request", f"{MAX_BACKGROUND} background processes are running; kill some first"
+                    )
+                self.op_forget({"proc_id": min(finished, key=lambda p: p.started).id})
         self.counter += 1
         proc_id = f"p{self.counter}"
         full_env = dict(self.config["env"])  # type: ignore[call-overload]
@@ -366,6 +374,26 @@ class Agent:
             os.set_blocking(popen.stdin.fileno(), False)
         self.reap()  # it may already be gone
         return {"proc_id": proc_id, "pid": proc.pid}
+
+    def op_run(self, request: dict[str, object]) -> dict[str, object] | None:
+        """spawn + finish in one round trip: most commands end before the first wait runs out."""
+        spawned = self.op_spawn(request)
+        request["op"] = "finish"  # a parked request is re-checked through op_finish, not spawned again
+        request["proc_id"] = spawned["proc_id"]
+        return self.op_finish(request)
+
+    def op_finish(self, request: dict[str, object]) -> dict[str, object] | None:
+        """Wait up to wait_ms; if the process ended, also return its summary and forget it."""
+        proc = self._proc(request)
+        if proc.running and request.get("wait_ms"):
+            return None
+        if proc.running:
+            return {"info": proc.info()}
+        cap = int(request.get("cap", 65536))  # type: ignore[call-overload]
+        summary = {n: s.summary(cap) for n, s in proc.streams.items()}
+        info = proc.info()
+        self.op_forget(request)
+        return {"info": info, "summary": summary}
 
     def op_wait(self, request: dict[str, object]) -> dict[str, object] | None:
         proc = self._proc(request)
@@ -545,7 +573,7 @@ class Agent:
             expired = now >= deadline
             request_now = dict(request, wait_ms=0) if expired else request
             try:
-                result = getattr(self, f"op_{request['op']}")(request_now)
+                result = getattr(self, f"op_{request_now['op']}")(request_now)
             except AgentError as exc:
                 self.fail(request_id, exc.kind, str(exc))
                 continue

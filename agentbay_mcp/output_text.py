@@ -1,0 +1,73 @@
+"""Turning process output bytes into text for a model: caps, markers, UTF-8 boundaries, cursors."""
+
+from __future__ import annotations
+
+import re
+
+from agentbay_mcp.backends.base import StreamSummary
+from agentbay_mcp.errors import InvalidArgumentError
+
+_CURSOR = re.compile(r"^(\d{1,15}):(\d{1,15})$")
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 with undecodable bytes replaced (output is shown, never executed)."""
+    return data.decode("utf-8", errors="replace")
+
+
+def complete_utf8_prefix(data: bytes) -> int:
+    """Length of the longest prefix of `data` that does not end inside a UTF-8 sequence."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)
+
+
+def skip_utf8_continuation(data: bytes) -> bytes:
+    """Drop continuation bytes at the start (a tail cut may begin inside a character)."""
+    start = 0
+    while start < min(3, len(data)) and 0x80 <= data[start] < 0xC0:
+        start += 1
+    return data[start:]
+
+
+def capped_text(name: str, summary: StreamSummary) -> tuple[str, bool, str | None]:
+    """(text, truncated, full_path): all of it, or head + a marker saying what was cut + tail."""
+    shown = len(summary.head) + len(summary.tail)
+    if summary.total <= shown:
+        return decode(summary.head + summary.tail), False, None
+    cut = summary.total - shown
+    if summary.full_path and summary.full_complete:
+        where = f"The complete {name} ({summary.total:,} bytes) is in {summary.full_path}: read it with read_file."
+    elif summary.full_path:
+        where = (
+            f"The first {summary.full_bytes:,} bytes of {name} are kept in {summary.full_path} "
+            f"(the rest was not kept: {summary.note or 'size limit'})."
+        )
+    else:
+        where = f"The full {name} was not kept ({summary.note or 'not requested'})."
+    marker = f"\n\n[... {cut:,} bytes of {name} cut here ({summary.total:,} in all). {where} ...]\n\n"
+    text = decode(summary.head) + marker + decode(skip_utf8_continuation(summary.tail))
+    return text, True, summary.full_path
+
+
+def parse_cursor(cursor: str | None) -> dict[str, int]:
+    """A process output cursor ("<stdout offset>:<stderr offset>") as offsets."""
+    if cursor is None or cursor == "":
+        return {"stdout": 0, "stderr": 0}
+    match = _CURSOR.match(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise InvalidArgumentError(
+            f"cursor {str(cursor)[:40]!r} is not valid: pass the cursor a previous read_process_output "
+            "returned, or omit it to read from the start."
+        )
+    return {"stdout": int(match.group(1)), "stderr": int(match.group(2))}
+
+
+def format_cursor(offsets: dict[str, int]) -> str:
+    """The cursor string for stream offsets."""
+    return f"{offsets.get('stdout', 0)}:{offsets.get('stderr', 0)}"
