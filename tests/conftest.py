@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,11 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+async def eventually(predicate: Any, timeout: float = 10.0) -> bool:
+    """`wait_until` off the event loop, so in-process servers and clients keep running meanwhile."""
+    return bool(await anyio.to_thread.run_sync(partial(wait_until, predicate, timeout)))
 
 
 class HttpServer:

@@ -16,7 +16,7 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -28,7 +28,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import HttpServer, call, call_error, session_dirs, wait_until
+from tests.conftest import HttpServer, call, call_error, eventually, session_dirs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -46,11 +46,6 @@ ID_TOOLS: dict[str, dict[str, Any]] = {
 def fake_session_id() -> str:
     """A well-formed session id nobody owns."""
     return "session-" + secrets.token_hex(12)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float) -> bool:
-    """`wait_until` off the event loop, so clients' background tasks keep running meanwhile."""
-    return await anyio.to_thread.run_sync(partial(wait_until, predicate, timeout))
 
 
 def on_disk(state_dir: Path, *session_ids: str) -> bool:

@@ -70,13 +70,20 @@ class AgentClient:
         if len(payload) > MAX_REQUEST_BYTES:
             raise BackendError(f"request too large for the sandbox ({len(payload)} bytes)")
         pending = self._pending[request_id] = _Pending()
+        sent = False
         try:
             with anyio.fail_after(timeout):
                 async with self._send_lock:
                     await self._stream.send(HEADER.pack(len(payload)) + payload)
+                sent = True
                 await pending.done.wait()
         except TimeoutError as exc:
+            await self._cancel(request_id)
             raise BackendError(f"the session sandbox did not answer {op!r} within {timeout:.0f} s") from exc
+        except anyio.get_cancelled_exc_class():
+            if sent and pending.reply is None:
+                await self._cancel(request_id)  # e.g. the MCP client cancelled: stop the command too
+            raise
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             self._die(f"lost the connection to the session sandbox ({exc.__class__.__name__})")
             raise SandboxDiedError(self._dead_reason or "sandbox gone") from exc
@@ -91,6 +98,18 @@ class AgentClient:
         if isinstance(error, dict):
             raise AgentCallError(str(error.get("kind", "error"))[:40], str(error.get("message", ""))[:2000])
         raise BackendError("the session sandbox sent a malformed reply")
+
+    async def _cancel(self, request_id: int) -> None:
+        """Tell the agent we gave up on `request_id` (it kills a command being run). Best effort."""
+        if self._dead_reason is not None:
+            return
+        payload = json.dumps({"id": next(self._ids), "op": "cancel", "target": request_id}).encode()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+            try:
+                async with self._send_lock:
+                    await self._stream.send(HEADER.pack(len(payload)) + payload)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass
 
     async def serve(self) -> None:
         """Read replies until the agent is gone; then fail everything pending."""

@@ -395,6 +395,19 @@ class Agent:
         self.op_forget(request)
         return {"info": info, "summary": summary}
 
+    def op_cancel(self, request: dict[str, object]) -> dict[str, object]:
+        """The host gave up on a parked request: drop it, and kill the command of a `run`."""
+        target = request.get("target")
+        for entry in list(self.parked):
+            if entry[1] == target:
+                self.parked.remove(entry)
+                parked = entry[2]
+                if parked.get("op") == "finish" and str(parked.get("proc_id")) in self.procs:
+                    self.procs[str(parked["proc_id"])].killed_by = "cancelled"
+                    self.op_forget(parked)
+                return {"cancelled": True}
+        return {"cancelled": False}
+
     def op_wait(self, request: dict[str, object]) -> dict[str, object] | None:
         proc = self._proc(request)
         if proc.running and request.get("wait_ms"):
