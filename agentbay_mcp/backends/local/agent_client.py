@@ -162,7 +162,8 @@ class AgentClient:
                 f"The session's sandbox is gone ({reason}). Its files are kept; delete_session and "
                 "create a new session, or retry: the sandbox is restarted on the next call."
             )
-            logger.info("%s: %s", self._label, reason)
+            level = logging.DEBUG if reason == "closed by the server" else logging.INFO
+            logger.log(level, "%s: %s", self._label, reason)
         self.ready.set()
         for pending in self._pending.values():
             pending.done.set()

