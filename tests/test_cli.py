@@ -100,6 +100,16 @@ def test_flags_beat_environment_which_beats_defaults(monkeypatch: pytest.MonkeyP
     assert settings.transport == "stdio"
 
 
+def test_sandbox_flags_reach_the_settings() -> None:
+    argv = ["serve", "--isolation", "none", "--network", "off", "--output-cap", "2048", "--process-limit", "64"]
+    settings = settings_from_args(build_parser().parse_args([*argv, "--memory-limit-mb", "512"]))
+    assert settings.isolation == "none"
+    assert settings.network == "off"
+    assert settings.output_cap_bytes == 2048
+    assert settings.process_limit == 64
+    assert settings.memory_limit_mb == 512
+
+
 def test_default_state_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("AGENTBAY_MCP_STATE_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))

@@ -63,9 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="live sessions per conversation",
     )
     serve.add_argument("--toolsets", help=f"comma-separated subset of: {','.join(KNOWN_TOOLSETS)}")
+    serve.add_argument("--isolation", choices=["bwrap", "none"], help="'none' runs commands unconfined (unsafe)")
+    serve.add_argument("--network", choices=["off", "on-request", "on"], help="sandbox network policy")
+    serve.add_argument("--output-cap", type=int, dest="output_cap_bytes", help="bytes of each output stream returned")
+    serve.add_argument("--memory-limit-mb", type=int, dest="memory_limit_mb", help="memory per session")
+    serve.add_argument("--process-limit", type=int, dest="process_limit", help="processes per session")
+    serve.add_argument("--cpu-limit-seconds", type=int, dest="cpu_limit_seconds", help="CPU seconds per process")
+    serve.add_argument("--open-files-limit", type=int, dest="open_files_limit", help="open files per process")
+    serve.add_argument("--file-size-limit-mb", type=int, dest="file_size_limit_mb", help="largest file written")
 
     doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")
     _add_common(doctor)
+    doctor.add_argument("--isolation", choices=["bwrap", "none"], help="check with this isolation")
 
     sessions = sub.add_parser("sessions", help="operator view of the sessions in a state dir")
     _add_common(sessions)
