@@ -280,3 +280,16 @@ async def test_a_busy_session_does_not_expire_mid_command(state_dir: Path) -> No
         assert result["stdout"] == "survived\n"
         await anyio.sleep(1.2)
         assert "not found" in await call_error(client, "get_session", session_id=session_id)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_commands_through_a_real_stdio_server(state_dir: Path, mode: str) -> None:
+    async with Client(stdio_params(state_dir), mode=mode) as client:  # type: ignore[arg-type]
+        session_id = await new_session(client)
+        result = await call(client, "execute_command", session_id=session_id, command="echo via stdio; uname -n")
+        assert result["stdout"] == "via stdio\nsandbox\n"
+        process_id = (await call(client, "start_process", session_id=session_id, command="cat"))["process_id"]
+        await call(client, "write_process_input", session_id=session_id, process_id=process_id, data="ping\n")
+        chunk = await call(client, "read_process_output", session_id=session_id, process_id=process_id, wait_ms=5000)
+        assert chunk["stdout"] == "ping\n"
+    assert not list((state_dir / "sessions").glob("session-*"))
