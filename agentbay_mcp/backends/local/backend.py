@@ -258,7 +258,8 @@ class LocalBackend:
             cgroups=self._cgroups,
         )
         self._sandboxes[session_id] = sandbox
-        write_sandbox_pids(self._state.session_dir(session_id), sandbox.child_pid)
+        if self._options.isolation == "none":  # bwrap sandboxes record theirs before they start
+            write_sandbox_pids(self._state.session_dir(session_id), sandbox.child_pid)
         return sandbox
 
     async def _stop_sandbox(self, session_id: str) -> None:

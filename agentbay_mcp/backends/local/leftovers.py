@@ -32,11 +32,24 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+_known_starts: dict[int, int | None] = {}
+
+
 def write_sandbox_pids(session_dir: Path, child_pid: int) -> None:
     """Remember the sandbox's pid and start time next to the session's record."""
-    record = {"child_pid": child_pid, "start_time": process_start_time(child_pid)}
+    started = process_start_time(child_pid)
+    _known_starts[child_pid] = started
+    record = {"child_pid": child_pid, "start_time": started}
     with contextlib.suppress(OSError):
         (session_dir / _FILE).write_text(json.dumps(record))
+
+
+def kill_leftover_sandbox_pid(child_pid: int) -> None:
+    """SIGKILL a sandbox pid this process recorded, if it is still the same process."""
+    started = _known_starts.pop(child_pid, None)
+    if child_pid > 1 and started is not None and process_start_time(child_pid) == started:
+        with contextlib.suppress(OSError):
+            os.kill(child_pid, signal.SIGKILL)
 
 
 def kill_leftover_sandbox(session_dir: Path) -> bool:

@@ -37,6 +37,7 @@ from anyio.abc import TaskGroup, UNIXSocketStream
 from agentbay_mcp.backends.local.agent import AGENT_DIR
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox_pid, write_sandbox_pids
 from agentbay_mcp.errors import BackendError, BackendUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -144,13 +145,23 @@ class Sandbox:
             with anyio.move_on_after(STOP_TIMEOUT_SECONDS):
                 while self.process.poll() is None:  # noqa: ASYNC110 - a Popen has no awaitable exit
                     await anyio.sleep(0.005)
-            if self.process.poll() is None:
-                for pid in (self.child_pid, self.process.pid):
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, 9)
-                await anyio.to_thread.run_sync(self.process.wait, 5)
+            await anyio.to_thread.run_sync(_kill_sandbox, self.process, self.child_pid)
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove, self.session_id)
+
+
+def _kill_sandbox(process: subprocess.Popen[bytes], child_pid: int) -> None:
+    """Kill the sandbox's pid 1 (if it is still that process) and bwrap itself.
+
+    --die-with-parent does not always reach the sandbox's pid 1: its parent-death signal is cleared
+    when it switches to the sandbox uid, so a bwrap that dies early can leave it behind. Killing a
+    pid namespace's init kills everything in it.
+    """
+    kill_leftover_sandbox_pid(child_pid)
+    if process.poll() is None:
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
 def agent_config(home: str, output_dir: str, limits: SessionLimits, path_env: str) -> dict[str, object]:
@@ -312,19 +323,20 @@ async def _spawn_bwrap(
         ) from exc
     os.close(info_w)
     opened.remove(info_w)
+    child_pid: int | None = None
     try:
         child_pid = await _read_child_pid(info_r)
         if child_pid is None:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
             detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
             raise BackendUnavailableError(f"bubblewrap could not build the sandbox: {detail}. {INSTALL_BWRAP_HINT}")
+        # Recorded before it runs anything, so a reaper finds it even if we die right now.
+        write_sandbox_pids(session_dir, child_pid)
         if cgroups is not None:
             cgroups.add(session_id, child_pid)
         os.write(block_w, b"go")
     except BaseException:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        _kill_sandbox(process, child_pid or 0)
         raise
     finally:
         os.close(info_r)
