@@ -36,11 +36,16 @@ def skip_utf8_continuation(data: bytes) -> bytes:
 
 
 def capped_text(name: str, summary: StreamSummary) -> tuple[str, bool, str | None]:
-    """(text, truncated, full_path): all of it, or head + a marker saying what was cut + tail."""
-    shown = len(summary.head) + len(summary.tail)
-    if summary.total <= shown:
+    """(text, truncated, full_path): all of it, or head + a marker saying what was cut + tail.
+
+    The head is cut back and the tail cut forward to whole UTF-8 characters, and the marker counts
+    every byte not shown, those few included.
+    """
+    if summary.total <= len(summary.head) + len(summary.tail):
         return decode(summary.head + summary.tail), False, None
-    cut = summary.total - shown
+    head = summary.head[: complete_utf8_prefix(summary.head)]
+    tail = skip_utf8_continuation(summary.tail)
+    cut = summary.total - len(head) - len(tail)
     if summary.full_path and summary.full_complete:
         where = f"The complete {name} ({summary.total:,} bytes) is in {summary.full_path}: read it with read_file."
     elif summary.full_path:
@@ -51,8 +56,7 @@ def capped_text(name: str, summary: StreamSummary) -> tuple[str, bool, str | Non
     else:
         where = f"The full {name} was not kept ({summary.note or 'not requested'})."
     marker = f"\n\n[... {cut:,} bytes of {name} cut here ({summary.total:,} in all). {where} ...]\n\n"
-    text = decode(summary.head) + marker + decode(skip_utf8_continuation(summary.tail))
-    return text, True, summary.full_path
+    return decode(head) + marker + decode(tail), True, summary.full_path
 
 
 def parse_cursor(cursor: str | None) -> dict[str, int]:

@@ -213,6 +213,8 @@ class Agent:
         self.by_pid: dict[int, Proc] = {}
         self.parked: list[tuple[float, int, dict[str, object]]] = []  # (deadline, request id, request)
         self.counter = 0
+        # Ids and output files of a restarted sandbox must not collide with its predecessor's.
+        self.generation = os.urandom(3).hex()
         self.running = True
         self.sig_r, self.sig_w = socket.socketpair()
         self.sig_r.setblocking(False)
@@ -324,7 +326,7 @@ class Agent:
                     )
                 self.op_forget({"proc_id": min(finished, key=lambda p: p.started).id})
         self.counter += 1
-        proc_id = f"p{self.counter}"
+        proc_id = f"p{self.generation}-{self.counter}"
         full_env = dict(self.config["env"])  # type: ignore[call-overload]
         full_env.update({str(k): str(v) for k, v in env.items()})
         try:

@@ -1,0 +1,605 @@
+"""Command output at scale: the cap and its marker, full output files, encodings, timeouts, cursors.
+
+execute_command returns each stream capped (64 KiB by default) as head + marker + tail, keeps the
+complete output in the session under /tmp/.agentbay, and never holds more than its buffers in
+memory whatever a command prints. Background processes keep a ring of recent output read with
+cursors; older output is dropped and reported as dropped_bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+from mcp import Client
+
+from agentbay_mcp.settings import Settings
+from tests.conftest import call, call_error
+from tests.test_stdio import RawStdioServer
+
+pytestmark = pytest.mark.anyio
+
+FIVE_MB = 5_000_000
+FIVE_HUNDRED_MB = 500_000_000
+#: Upper bound for one tool call in these tests (every wait has a timeout).
+CALL_TIMEOUT = 60.0
+#: Where the agent keeps full outputs, inside the session (sandbox.SANDBOX_OUTPUT_DIR).
+OUTPUT_DIR = PurePosixPath("/tmp/.agentbay")
+MARKER = re.compile(
+    r"\n\n\[\.\.\. (?P<cut>[\d,]+) bytes of (?P<stream>stdout|stderr) cut here \((?P<total>[\d,]+) in all\)\. "
+    r"(?P<where>[^\n]*) \.\.\.\]\n\n"
+)
+REPLACEMENT = "\ufffd"
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capped:
+    """A capped stream split at its marker."""
+
+    head: str
+    tail: str
+    cut: int
+    total: int
+    stream: str
+    where: str
+    marker: str
+
+
+def split_capped(text: str) -> Capped:
+    """Split returned text at its one truncation marker (fails the test if there is not exactly one)."""
+    found = list(MARKER.finditer(text))
+    assert len(found) == 1, f"expected exactly one truncation marker, found {len(found)}"
+    match = found[0]
+    return Capped(
+        head=text[: match.start()],
+        tail=text[match.end() :],
+        cut=int(match["cut"].replace(",", "")),
+        total=int(match["total"].replace(",", "")),
+        stream=match["stream"],
+        where=match["where"],
+        marker=match.group(0),
+    )
+
+
+def host_path(state_dir: Path, session_id: str, sandbox_path: str) -> Path:
+    """Where a file under the sandbox's /tmp lives on the host."""
+    path = PurePosixPath(sandbox_path)
+    assert path.is_relative_to(OUTPUT_DIR), f"{sandbox_path} is not under {OUTPUT_DIR}"
+    return state_dir / "sessions" / session_id / "tmp" / path.relative_to("/tmp")
+
+
+async def new_session(client: Client) -> str:
+    with anyio.fail_after(CALL_TIMEOUT):
+        return str((await call(client, "create_session"))["session_id"])
+
+
+async def execute(client: Client, session_id: str, command: str, **arguments: Any) -> dict[str, Any]:
+    with anyio.fail_after(CALL_TIMEOUT):
+        return await call(client, "execute_command", session_id=session_id, command=command, **arguments)
+
+
+async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
+    with anyio.fail_after(CALL_TIMEOUT):
+        return await call(client, name, **arguments)
+
+
+async def file_size_in_session(client: Client, session_id: str, path: str) -> int:
+    result = await execute(client, session_id, f"wc -c < '{path}'")
+    assert result["exit_code"] == 0, result
+    return int(result["stdout"].strip())
+
+
+def numbered_lines(count: int) -> bytes:
+    """What `seq 1 count` prints."""
+    return "".join(f"{i}\n" for i in range(1, count + 1)).encode()
+
+
+# 5 MB through execute_command ------------------------------------------------------------------------
+
+FIVE_MB_OUTPUTS = {
+    "no-newlines": ("head -c 5000000 /dev/zero | tr '\\0' a", b"a" * FIVE_MB),
+    "numbered-lines": ("seq 1 1000000 | head -c 5000000", numbered_lines(1_000_000)[:FIVE_MB]),
+}
+
+
+@pytest.mark.parametrize("kind", list(FIVE_MB_OUTPUTS))
+async def test_5mb_stdout_is_capped_with_a_marker_and_kept_in_full(
+    client: Client, settings: Settings, state_dir: Path, kind: str
+) -> None:
+    command, expected = FIVE_MB_OUTPUTS[kind]
+    assert len(expected) == FIVE_MB
+    cap = settings.output_cap_bytes
+    session_id = await new_session(client)
+
+    result = await execute(client, session_id, command)
+
+    assert result["exit_code"] == 0, result["message"]
+    assert result["timed_out"] is False
+    assert result["stdout_truncated"] is True
+    assert result["stdout_bytes"] == FIVE_MB
+    assert result["stderr"] == ""
+    assert result["stderr_truncated"] is False
+    assert result["full_stderr_path"] is None
+    assert "truncated" in result["message"]
+
+    stdout: str = result["stdout"]
+    capped = split_capped(stdout)
+    head, tail = capped.head.encode(), capped.tail.encode()
+    # Bounded: the cap's worth of output plus the marker, whatever the command printed.
+    assert len(head) + len(tail) == cap
+    assert len(stdout.encode()) == cap + len(capped.marker.encode())
+    assert len(capped.marker) < 512
+    # The marker tells the truth about what was cut and where the rest is.
+    assert capped.stream == "stdout"
+    assert capped.total == FIVE_MB
+    assert capped.cut == FIVE_MB - cap
+    full_path = result["full_stdout_path"]
+    assert full_path, "a truncated stream must say where its full output is"
+    assert full_path in capped.where
+    assert f"complete stdout ({FIVE_MB:,} bytes)" in capped.where
+    # Head and tail are the real start and end of the output, both substantial.
+    assert len(head) >= 1024
+    assert len(tail) >= 1024
+    assert expected.startswith(head)
+    assert expected.endswith(tail)
+
+    # The complete output, seen from inside the session and directly on the host.
+    assert await file_size_in_session(client, session_id, full_path) == FIVE_MB
+    on_host = host_path(state_dir, session_id, full_path)
+    assert on_host.stat().st_size == FIVE_MB
+    assert on_host.read_bytes() == expected
+
+
+# 500 MB through a real stdio server ------------------------------------------------------------------
+
+
+def _pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+class RssSampler:
+    """Peak RSS of the server, of the server plus its descendants outside the sandbox, and of the agent."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+        namespace = _pid_namespace(server_pid)
+        descendants = self.server.children(recursive=True)
+        # bwrap's outer process shares our pid namespace; the agent and its commands are in the sandbox's.
+        self.outside = [p for p in descendants if _pid_namespace(p.pid) == namespace]
+        inside = [p for p in descendants if _pid_namespace(p.pid) != namespace]
+        agents = [p for p in inside if "python" in p.name()]
+        assert len(agents) == 1, f"expected one sandbox agent, found {[p.name() for p in inside]}"
+        self.agent = agents[0]
+        self.base = self.sample()
+        self.peak = dict(self.base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def sample(self) -> dict[str, int]:
+        server = self.server.memory_info().rss
+        outside = server
+        for process in self.outside:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                outside += process.memory_info().rss
+        try:
+            agent = self.agent.memory_info().rss
+        except psutil.NoSuchProcess:
+            agent = 0
+        return {"server": server, "outside": outside, "agent": agent}
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            for key, value in self.sample().items():
+                self.peak[key] = max(self.peak[key], value)
+
+    def growth(self, key: str) -> int:
+        return self.peak[key] - self.base[key]
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        assert not self._thread.is_alive()
+
+
+@pytest.mark.slow
+def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_dir: Path) -> None:
+    allowed = 30 * 1024 * 1024
+    with RawStdioServer(state_dir) as server:
+        server.initialize()
+        session_id = server.call_tool("create_session")["session_id"]
+        # Warm up the paths a capped command takes (imports, buffers) before the baseline.
+        warm = server.call_tool("execute_command", session_id=session_id, command="head -c 5000000 /dev/zero")
+        assert warm["stdout_truncated"] is True
+
+        with RssSampler(server.pid) as rss:
+            started = time.monotonic()
+            response = server.request(
+                "tools/call",
+                {
+                    "name": "execute_command",
+                    "arguments": {
+                        "session_id": session_id,
+                        "command": f"head -c {FIVE_HUNDRED_MB} /dev/zero | tr '\\0' a",
+                        "timeout_ms": 60000,
+                    },
+                },
+                timeout=90,
+            )
+            took = time.monotonic() - started
+        mib = {key: rss.growth(key) / 2**20 for key in ("server", "outside", "agent")}
+        print(
+            f"500 MB in {took:.1f} s; RSS growth: server {mib['server']:.1f} MiB, server + bwrap outside the "
+            f"sandbox {mib['outside']:.1f} MiB, sandbox agent {mib['agent']:.1f} MiB"
+        )
+        assert "result" in response, response
+        result = response["result"]
+        assert not result.get("isError"), result
+        out = result["structuredContent"]
+
+        assert took < 30, f"500 MB took {took:.1f} s"
+        assert rss.growth("server") <= allowed, f"server RSS grew {rss.growth('server') / 2**20:.1f} MiB"
+        assert rss.growth("outside") <= allowed, f"server + bwrap RSS grew {rss.growth('outside') / 2**20:.1f} MiB"
+        # The agent's buffers are bounded too (head, a ring, one read): it must not hold the output.
+        assert rss.growth("agent") <= allowed, f"sandbox agent RSS grew {rss.growth('agent') / 2**20:.1f} MiB"
+
+        assert out["exit_code"] == 0
+        assert out["timed_out"] is False
+        assert out["stdout_truncated"] is True
+        assert out["stdout_bytes"] == FIVE_HUNDRED_MB
+        capped = split_capped(out["stdout"])
+        assert capped.total == FIVE_HUNDRED_MB
+        assert capped.head
+        assert set(capped.head) == {"a"}
+        assert capped.tail
+        assert set(capped.tail) == {"a"}
+        assert len(out["stdout"]) < 70 * 1024
+        full_path = out["full_stdout_path"]
+        assert full_path
+        assert full_path in capped.where
+        on_host = host_path(state_dir, session_id, full_path)
+        assert on_host.stat().st_size == FIVE_HUNDRED_MB
+        with on_host.open("rb") as full:
+            assert full.read(1 << 20) == b"a" * (1 << 20)
+            full.seek(-(1 << 20), os.SEEK_END)
+            assert full.read() == b"a" * (1 << 20)
+        in_session = server.call_tool("execute_command", session_id=session_id, command=f"wc -c < {full_path}")
+        assert int(in_session["stdout"]) == FIVE_HUNDRED_MB
+
+        server.call_tool("delete_session", session_id=session_id)
+        assert not on_host.exists(), "deleting the session must remove its 500 MB output file"
+
+
+# stderr, encodings -------------------------------------------------------------------------------------
+
+
+async def test_stderr_is_capped_independently_of_stdout(client: Client, settings: Settings, state_dir: Path) -> None:
+    cap = settings.output_cap_bytes
+    session_id = await new_session(client)
+
+    only_err = await execute(client, session_id, "head -c 300000 /dev/zero | tr '\\0' e >&2; echo out")
+    assert only_err["stdout"] == "out\n"
+    assert only_err["stdout_truncated"] is False
+    assert only_err["full_stdout_path"] is None
+    assert only_err["stderr_truncated"] is True
+    assert only_err["stderr_bytes"] == 300_000
+    capped = split_capped(only_err["stderr"])
+    assert capped.stream == "stderr"
+    assert capped.total == 300_000
+    assert capped.cut == 300_000 - cap
+    assert only_err["full_stderr_path"]
+    assert only_err["full_stderr_path"] in capped.where
+    assert host_path(state_dir, session_id, only_err["full_stderr_path"]).stat().st_size == 300_000
+
+    only_out = await execute(client, session_id, "head -c 300000 /dev/zero | tr '\\0' o; echo err >&2")
+    assert only_out["stderr"] == "err\n"
+    assert only_out["stderr_truncated"] is False
+    assert only_out["full_stderr_path"] is None
+    assert only_out["stdout_truncated"] is True
+    assert split_capped(only_out["stdout"]).stream == "stdout"
+
+    both = await execute(
+        client, session_id, "head -c 100000 /dev/zero | tr '\\0' o; head -c 200000 /dev/zero | tr '\\0' e >&2"
+    )
+    out, err = split_capped(both["stdout"]), split_capped(both["stderr"])
+    assert (out.stream, out.total, out.cut) == ("stdout", 100_000, 100_000 - cap)
+    assert (err.stream, err.total, err.cut) == ("stderr", 200_000, 200_000 - cap)
+    assert set(out.head + out.tail) == {"o"}
+    assert set(err.head + err.tail) == {"e"}
+    assert both["full_stdout_path"] != both["full_stderr_path"]
+    assert host_path(state_dir, session_id, both["full_stdout_path"]).read_bytes() == b"o" * 100_000
+    assert host_path(state_dir, session_id, both["full_stderr_path"]).read_bytes() == b"e" * 200_000
+
+
+async def test_invalid_utf8_is_replaced_not_an_error(client: Client) -> None:
+    session_id = await new_session(client)
+
+    small = await execute(client, session_id, "printf 'ok\\377\\376bad\\300\\n'; printf '\\377err' >&2")
+    assert small["exit_code"] == 0
+    assert small["stdout"] == f"ok{REPLACEMENT}{REPLACEMENT}bad{REPLACEMENT}\n"
+    assert small["stderr"] == f"{REPLACEMENT}err"
+    assert small["stdout_bytes"] == 9
+    assert small["stderr_bytes"] == 4
+
+    # Invalid bytes at the very start and end of a capped stream.
+    big = await execute(client, session_id, "printf '\\377'; head -c 200000 /dev/zero | tr '\\0' a; printf '\\376'")
+    capped = split_capped(big["stdout"])
+    assert capped.head.startswith(REPLACEMENT + "a")
+    assert capped.tail.endswith("a" + REPLACEMENT)
+
+    # And in a background process's output.
+    started = await tool(client, "start_process", session_id=session_id, command="printf 'x\\377y\\n'")
+    await tool(client, "wait_process", session_id=session_id, process_id=started["process_id"], timeout_ms=10000)
+    read = await tool(client, "read_process_output", session_id=session_id, process_id=started["process_id"])
+    assert read["stdout"] == f"x{REPLACEMENT}y\n"
+
+
+#: Valid UTF-8 longer than the cap, as (piece, repeat) runs. With the default 64 KiB cap (16 KiB
+#: head, 48 KiB tail):
+#:  - "emoji": the head cut falls 3 bytes into a 4-byte character, the tail starts on a boundary;
+#:  - "euro": the head cut falls 1 byte into a 3-byte character, the tail starts 1 byte into one;
+#:  - "tail-only": the head is ASCII, the tail starts 1 byte into a 3-byte character.
+MULTIBYTE: dict[str, list[tuple[str, int]]] = {
+    "emoji": [("a", 1), ("\U0001f600", 100_000)],
+    "euro": [("\u20ac", 100_000), ("z", 1)],
+    "tail-only": [("a", 20_000), ("\u20ac", 100_000), ("z", 1)],
+}
+
+
+def _multibyte_text(kind: str) -> str:
+    return "".join(piece * repeat for piece, repeat in MULTIBYTE[kind])
+
+
+def _multibyte_command(kind: str) -> str:
+    """A short shell command printing `_multibyte_text(kind)` exactly (python3 is in the sandbox)."""
+    runs = [(piece.encode().hex(), repeat) for piece, repeat in MULTIBYTE[kind]]
+    return f"python3 -c \"import sys; sys.stdout.buffer.write(b''.join(bytes.fromhex(h) * n for h, n in {runs}))\""
+
+
+async def _capped_multibyte(client: Client, kind: str) -> tuple[str, dict[str, Any], Capped]:
+    """Run a multi-byte case; anything wrong before the UTF-8 checks raises RuntimeError, not AssertionError.
+
+    So a failing precondition is told apart from the UTF-8 property the tests check.
+    """
+    text = _multibyte_text(kind)
+    try:
+        session_id = await new_session(client)
+        result = await execute(client, session_id, _multibyte_command(kind))
+        assert result["exit_code"] == 0, result
+        assert result["stdout_truncated"] is True
+        assert result["stdout_bytes"] == len(text.encode())
+        capped = split_capped(result["stdout"])
+        assert capped.total == len(text.encode())
+    except AssertionError as exc:
+        raise RuntimeError(f"precondition failed: {exc}") from exc
+    return text, result, capped
+
+
+@pytest.mark.parametrize("kind", list(MULTIBYTE))
+async def test_multibyte_output_cut_at_the_cap_has_no_broken_characters(client: Client, kind: str) -> None:
+    text, result, capped = await _capped_multibyte(client, kind)
+
+    # Every character shown is a real one: at most one replacement char, and only where the head was cut.
+    assert result["stdout"].count(REPLACEMENT) <= 1
+    head = capped.head.removesuffix(REPLACEMENT)
+    assert REPLACEMENT not in head
+    assert text.startswith(head)
+    assert REPLACEMENT not in capped.tail
+    assert text.endswith(capped.tail)
+    assert len(head) > 1000
+    assert len(capped.tail) > 1000
+    # The text survives a UTF-8 round trip (no lone surrogates or other debris).
+    assert result["stdout"].encode().decode() == result["stdout"]
+
+
+@pytest.mark.parametrize("kind", ["emoji", "euro"])
+async def test_head_cut_inside_a_character_is_trimmed_not_replaced(client: Client, kind: str) -> None:
+    text, result, capped = await _capped_multibyte(client, kind)
+    assert REPLACEMENT not in result["stdout"]
+    assert text.startswith(capped.head)
+
+
+async def test_marker_counts_every_byte_not_shown(client: Client) -> None:
+    text, _, capped = await _capped_multibyte(client, "tail-only")
+    try:  # what holds today: head and tail are exact (the head is ASCII here)
+        assert text.startswith(capped.head)
+        assert text.endswith(capped.tail)
+    except AssertionError as exc:
+        raise RuntimeError(f"precondition failed: {exc}") from exc
+    shown = len(capped.head.encode()) + len(capped.tail.encode())
+    assert capped.cut == len(text.encode()) - shown
+
+
+def _kill_session_agent(session_id: str) -> None:
+    """SIGKILL the session's in-sandbox agent (a grandchild of this process: the in-memory server's bwrap)."""
+    me = psutil.Process()
+    bwraps = [p for p in me.children() if p.name() == "bwrap" and any(session_id in arg for arg in p.cmdline())]
+    agents = [c for b in bwraps for c in b.children() if any("sandbox_agent.py" in arg for arg in c.cmdline())]
+    if len(agents) != 1:
+        raise RuntimeError(f"expected one agent for {session_id}, found {agents}")
+    agents[0].kill()
+    agents[0].wait(timeout=10)
+
+
+async def test_full_output_file_is_not_overwritten_after_a_sandbox_restart(client: Client, state_dir: Path) -> None:
+    try:
+        session_id = await new_session(client)
+        first = await execute(client, session_id, "head -c 100000 /dev/zero | tr '\\0' A")
+        first_path = first["full_stdout_path"]
+        assert first_path
+        first_file = host_path(state_dir, session_id, first_path)
+        assert first_file.read_bytes() == b"A" * 100_000
+        _kill_session_agent(session_id)  # the sandbox dies; the next call restarts it
+        second: dict[str, Any] = {}
+        with anyio.fail_after(CALL_TIMEOUT):
+            for _ in range(50):
+                result = await client.call_tool(
+                    "execute_command",
+                    {"session_id": session_id, "command": "head -c 70000 /dev/zero | tr '\\0' B"},
+                )
+                if not result.is_error:
+                    assert result.structured_content is not None
+                    second = dict(result.structured_content)
+                    break
+                await anyio.sleep(0.1)  # the server may not have seen the sandbox die yet: retry, as told
+        assert second.get("stdout_bytes") == 70_000, second
+        assert second["full_stdout_path"]
+    except AssertionError as exc:
+        raise RuntimeError(f"precondition failed: {exc}") from exc
+
+    # The first result said its complete output is at first_path: it must still be there.
+    assert second["full_stdout_path"] != first_path
+    assert first_file.read_bytes() == b"A" * 100_000
+
+
+# Timeouts ----------------------------------------------------------------------------------------------
+
+TIMEOUT_CASES = {
+    "lines": ("echo start; echo err >&2; sleep 30", "start\n", "err\n", 15),
+    "no-newline": ("printf partial; printf e >&2; sleep 30", "partial", "e", 15),
+    # sh and its sleep ignore SIGTERM: the SIGKILL after the grace must still end it, output kept.
+    "ignores-sigterm": ("trap '' TERM; echo start; sleep 30", "start\n", "", 9),
+}
+
+
+@pytest.mark.parametrize("kind", list(TIMEOUT_CASES))
+async def test_timed_out_command_returns_the_output_it_printed(client: Client, kind: str) -> None:
+    command, stdout, stderr, signum = TIMEOUT_CASES[kind]
+    session_id = await new_session(client)
+    started = time.monotonic()
+    result = await execute(client, session_id, command, timeout_ms=1000)
+    took = time.monotonic() - started
+
+    assert result["timed_out"] is True
+    assert result["stdout"] == stdout
+    assert result["stderr"] == stderr
+    assert result["stdout_bytes"] == len(stdout)
+    assert result["stderr_bytes"] == len(stderr)
+    assert result["exit_code"] == 128 + signum
+    assert "Timed out after 1000 ms" in result["message"]
+    assert 1.0 <= took < 6.0, f"took {took:.1f} s"
+    assert 1000 <= result["duration_ms"] < 6000
+    # The session is fine afterwards, with nothing of the command left running.
+    after = await execute(client, session_id, "cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$' || true")
+    assert after["stdout"].strip() == "0"
+
+
+async def test_timed_out_command_past_the_cap_returns_capped_output_and_full_file(
+    client: Client, state_dir: Path
+) -> None:
+    session_id = await new_session(client)
+    result = await execute(
+        client, session_id, "head -c 200000 /dev/zero | tr '\\0' b; echo; echo last-line; sleep 30", timeout_ms=1500
+    )
+    total = 200_000 + len("\nlast-line\n")
+    assert result["timed_out"] is True
+    assert result["stdout_truncated"] is True
+    assert result["stdout_bytes"] == total
+    capped = split_capped(result["stdout"])
+    assert capped.total == total
+    assert capped.head.startswith("bbbb")
+    assert capped.tail.endswith("b\nlast-line\n")
+    assert result["full_stdout_path"]
+    assert host_path(state_dir, session_id, result["full_stdout_path"]).stat().st_size == total
+
+
+# Background processes: ring, dropped bytes, cursors ------------------------------------------------------
+
+#: About 3 MB of distinct lines: far more than a background process keeps.
+BACKGROUND_LINES = 450_000
+
+
+async def _wait_for_stdout_bytes(client: Client, session_id: str, process_id: str, total: int) -> None:
+    with anyio.fail_after(30):
+        while True:
+            status = await tool(client, "wait_process", session_id=session_id, process_id=process_id, timeout_ms=50)
+            if status["stdout_bytes"] >= total:
+                assert status["stdout_bytes"] == total
+                return
+
+
+async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the_newest(client: Client) -> None:
+    expected = numbered_lines(BACKGROUND_LINES)
+    assert len(expected) > 3_000_000
+    session_id = await new_session(client)
+    process = await tool(
+        client,
+        "start_process",
+        session_id=session_id,
+        command=f'seq 1 {BACKGROUND_LINES}; read x; echo "after:$x"; read y',
+    )
+    process_id = process["process_id"]
+    await _wait_for_stdout_bytes(client, session_id, process_id, len(expected))
+
+    # From the start: what was dropped is reported, and the text is the kept output from there on.
+    first = await tool(client, "read_process_output", session_id=session_id, process_id=process_id)
+    dropped = first["dropped_bytes"]
+    assert dropped > 0
+    assert first["stdout"].encode() == expected[dropped : dropped + len(first["stdout"].encode())]
+    assert first["cursor"] == f"{dropped + len(first['stdout'].encode())}:0"
+    assert first["status"]["running"] is True
+
+    # Reading on until `more` is false returns exactly the newest output, up to the real end.
+    kept = first["stdout"].encode()
+    cursor, more = first["cursor"], first["more"]
+    reads = 1
+    while more:
+        chunk = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor)
+        assert chunk["dropped_bytes"] == 0
+        kept += chunk["stdout"].encode()
+        cursor, more = chunk["cursor"], chunk["more"]
+        reads += 1
+        assert reads < 100
+    assert kept == expected[dropped:]
+    assert cursor == f"{len(expected)}:0"
+
+    # A stale cursor (the start again) still says what it missed.
+    again = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor="0:0")
+    assert again["dropped_bytes"] == dropped
+
+    # With the latest cursor: nothing old comes back, only what is printed after it.
+    nothing = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor)
+    assert (nothing["stdout"], nothing["stderr"], nothing["more"], nothing["dropped_bytes"]) == ("", "", False, 0)
+    assert nothing["cursor"] == cursor
+    await tool(client, "write_process_input", session_id=session_id, process_id=process_id, data="hello\n")
+    new = await tool(
+        client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor, wait_ms=10000
+    )
+    assert new["stdout"] == "after:hello\n"
+    assert new["dropped_bytes"] == 0
+    assert new["cursor"] == f"{len(expected) + len(b'after:hello' + bytes([10]))}:0"
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "1:2:3", "-1:0", "12", "a:b", " 0:0"])
+async def test_malformed_cursor_is_a_clear_error(client: Client, cursor: str) -> None:
+    session_id = await new_session(client)
+    process = await tool(client, "start_process", session_id=session_id, command="echo hi; sleep 30")
+    process_id = process["process_id"]
+
+    with anyio.fail_after(CALL_TIMEOUT):
+        message = await call_error(
+            client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor
+        )
+    assert f"cursor {cursor!r} is not valid" in message
+    assert "omit it" in message  # says how to recover
+    # The process is untouched: a read without a cursor still works.
+    read = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, wait_ms=5000)
+    assert read["stdout"] == "hi\n"
