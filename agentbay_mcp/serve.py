@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from agentbay_mcp.errors import UnsafeConfigurationError
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.stdin_reader import StdinLines
+from agentbay_mcp.stdin_reader import StdinLines, StdoutWriter
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,12 @@ async def serve_stdio(settings: Settings) -> None:
                     return
 
         tg.start_soon(stop_on_signal)
-        if StdinLines.supported(0):
-            with StdinLines(0) as lines:
-                stdin = cast("anyio.AsyncFile[str]", lines)  # duck-typed: the SDK only iterates it
-                async with stdio_server(stdin=stdin) as (read_stream, write_stream):
+        if StdinLines.supported(0) and StdinLines.supported(1):
+            with StdinLines(0) as lines, StdoutWriter() as writer:
+                # Duck-typed: the SDK only iterates stdin and calls write/flush on stdout.
+                stdin = cast("anyio.AsyncFile[str]", lines)
+                stdout = cast("anyio.AsyncFile[str]", writer)
+                async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
                     await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         else:  # stdin redirected from a regular file: reads never block, the SDK's reader is fine
             await server.run_stdio_async()
