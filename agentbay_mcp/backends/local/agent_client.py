@@ -8,6 +8,7 @@ every call has a timeout. If the agent goes away every pending and future call f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -15,7 +16,7 @@ import struct
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream
+from anyio.abc import SocketStream
 
 from agentbay_mcp.errors import BackendError
 
@@ -47,13 +48,14 @@ class _Pending:
 class AgentClient:
     """Calls into one session's agent. Run `serve()` in a task; it returns when the agent is gone."""
 
-    def __init__(self, stream: ByteStream, label: str) -> None:
+    def __init__(self, stream: SocketStream, label: str) -> None:
         self._stream = stream
         self._label = label
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._send_lock = anyio.Lock()
         self._dead_reason: str | None = None
+        self._served = anyio.Event()
         self.ready = anyio.Event()
 
     @property
@@ -136,6 +138,7 @@ class AgentClient:
         finally:
             if self._dead_reason is None:
                 self._die("the connection to the session sandbox closed")
+            self._served.set()
             await self._stream.aclose()
 
     def _deliver(self, frame: bytes) -> bool:
@@ -169,6 +172,14 @@ class AgentClient:
             pending.done.set()
 
     async def aclose(self) -> None:
-        """Close our side: the agent sees EOF and takes the whole sandbox down with it."""
+        """Shut down our side: the agent sees EOF and takes the whole sandbox down with it.
+
+        Only the sending half is shut here; `serve()` closes the stream when the agent's side closes
+        (closing it under a pending receive races the event loop).
+        """
         self._die("closed by the server")
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._stream.send_eof()
+        with anyio.move_on_after(2):
+            await self._served.wait()
         await self._stream.aclose()

@@ -185,9 +185,10 @@ class LocalBackend:
         staging = self._state.staging_dir(self._server_id, session_id)
         try:
             staging.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700)
-            (staging / "home").mkdir(mode=0o755)
-            (staging / "tmp").mkdir(mode=0o1777)
-            (staging / "tmp").chmod(0o1777)  # mkdir's mode is masked by the umask
+            # Private to the sandbox user: on a root server the session dirs are reachable (o+x) by
+            # every local user, and their paths are visible in bwrap's command line.
+            (staging / "home").mkdir(mode=0o700)
+            (staging / "tmp").mkdir(mode=0o700)
             if os.geteuid() == 0 and self._options.isolation == "bwrap":
                 for name in ("home", "tmp"):
                     os.chown(staging / name, UNPRIVILEGED_UID, UNPRIVILEGED_UID)

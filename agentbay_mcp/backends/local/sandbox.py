@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +48,7 @@ SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's private /tmp (the session's t
 #: Where the agent keeps the full output of commands that print more than the cap.
 SANDBOX_OUTPUT_DIR = f"{SANDBOX_TMP}/.agentbay"
 SANDBOX_UID = 1000
+SHM_BYTES = 64 * 1024 * 1024
 AGENT_MOUNT = "/opt/agentbay"
 START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 2.0
@@ -159,6 +161,8 @@ def _kill_sandbox(process: subprocess.Popen[bytes], child_pid: int) -> None:
     """
     kill_leftover_sandbox_pid(child_pid)
     if process.poll() is None:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=STOP_TIMEOUT_SECONDS)
@@ -180,6 +184,8 @@ def agent_config(home: str, output_dir: str, limits: SessionLimits, path_env: st
             "TERM": "dumb",
         },
         "nofile": limits.open_files,
+        # Per (user namespace, uid) on Linux >= 5.14, so per sandbox; the cgroup, where there is one, too.
+        "nproc": limits.processes,
         "memory": limits.memory_bytes,
         "file_size": limits.file_size_bytes,
         "cpu_seconds": limits.cpu_seconds,
@@ -208,6 +214,8 @@ def bwrap_argv(
         "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
         "--ro-bind-data", str(fds["group"]), "/etc/group",
         "--proc", "/proc", "--dev", "/dev",
+        # /dev/shm is RAM charged to the session: keep it small.
+        "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",  # noqa: S108 - the sandbox's own
         "--bind", str(paths["home"]), SANDBOX_HOME,
         "--bind", str(paths["tmp"]), SANDBOX_TMP,
         "--ro-bind", str(paths["agent"]), AGENT_MOUNT,
@@ -215,6 +223,8 @@ def bwrap_argv(
     if python_prefix is not None:
         args += ["--ro-bind", str(python_prefix), str(python_prefix)]
     args += [
+        # The sandbox's own root is a RAM tmpfs: read-only, so only home and /tmp take writes.
+        "--remount-ro", "/",
         "--chdir", SANDBOX_HOME, "--clearenv",
         "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
         python, "-I", "-S", f"{AGENT_MOUNT}/sandbox_agent.py", str(fds["socket"]), config,
@@ -314,6 +324,9 @@ async def _spawn_bwrap(
             stderr=log,
             pass_fds=tuple(fds.values()),
             close_fds=True,
+            # Its own process group: until the sandbox's pid 1 calls setsid, killing the group also
+            # kills a child bwrap has already cloned (an aborted launch must not leave it waiting).
+            process_group=0,
         )
     except OSError as exc:
         os.close(info_r)

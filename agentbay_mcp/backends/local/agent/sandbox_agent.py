@@ -81,7 +81,13 @@ class Stream:
     def feed(self, data: bytes) -> None:
         if len(self.head) < self.head_size:
             self.head += data[: self.head_size - len(self.head)]
-        first_spill = self.spill_fd is None and self.spill_path and self.total + len(data) > self.spill_after
+        first_spill = (
+            self.spill_fd is None
+            and self.spill_path
+            and not self.spilled
+            and not self.spill_error
+            and self.total + len(data) > self.spill_after
+        )
         self.total += len(data)
         self.ring += data
         if first_spill:
@@ -348,6 +354,11 @@ class Agent:
             raise AgentError("spawn_failed", f"working directory {cwd!r} is not accessible") from exc
         except OSError as exc:
             raise AgentError("spawn_failed", f"could not start the command: {exc.strerror or exc}") from exc
+        try:  # if the session runs out of memory, the kernel kills commands, never the agent
+            with open(f"/proc/{popen.pid}/oom_score_adj", "w") as handle:
+                handle.write("1000")
+        except OSError:
+            pass
         cpu = int(self.config.get("cpu_seconds") or 0)  # type: ignore[call-overload]
         if cpu:
             try:
