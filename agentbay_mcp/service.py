@@ -47,7 +47,7 @@ class SessionService:
         lease_seconds: float,
         max_sessions_per_conversation: int,
         page_tokens: PageTokens | None = None,
-        network_policy: str = "on-request",
+        network_policy: str = "off",
     ) -> None:
         self.backend = backend
         self.network_policy = network_policy
@@ -118,8 +118,9 @@ class SessionService:
         clean = validate_labels(labels)
         if self.network_policy == "off" and network:
             raise InvalidArgumentError(
-                "This server does not allow network access from sessions (operator setting network=off); "
-                "create the session without network=true."
+                "This server does not allow network access from sessions (operator setting network=off, "
+                "the default); create the session without network=true, or ask the operator to start the "
+                "server with --network on-request."
             )
         network = network or self.network_policy == "on"
         if not isinstance(image_id, str) or not image_id.strip():

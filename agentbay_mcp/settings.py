@@ -68,8 +68,9 @@ class Settings(BaseSettings):
         description="How commands are confined: bubblewrap, or 'none' (unconfined, unsafe: development only).",
     )
     network: Literal["off", "on-request", "on"] = Field(
-        default="on-request",
-        description="Sandbox network: never, only for sessions created with network=true, or always.",
+        default="off",
+        description="Sandbox network: never (default), only for sessions created with network=true, or "
+        "always. A network session shares the host's network, loopback services included.",
     )
     output_cap_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes of each output stream returned."

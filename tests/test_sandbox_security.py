@@ -377,7 +377,7 @@ async def test_other_sessions_files_and_processes_are_invisible_and_unkillable(s
 
 async def test_no_network_by_default_but_network_true_reaches_the_host(state_dir: Path) -> None:
     with tcp_listener() as (port, received):
-        async with serve(state_dir) as client:
+        async with serve(state_dir, network="on-request") as client:
             offline = await new_session(client)
             token = secrets.token_hex(8)
             attempt = await run(client, offline, connect_probe(port, token))
@@ -429,7 +429,8 @@ for session in call("list_sessions", {"max_results": 100})["sessions"]:
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="SECURITY (high): network=true shares the host's network namespace (bwrap --share-net), so a "
+    reason="SECURITY (high; network is now off unless the operator allows it): network=true shares the "
+    "host's network namespace (bwrap --share-net), so a "
     "sandboxed command reaches every loopback service of the host, including agentbay-mcp's own "
     "unauthenticated HTTP endpoint: as the shared 'anonymous' principal it lists the other sessions and "
     "runs commands in them (here: reads a file of a session created WITHOUT network). Fix: give network "
@@ -437,7 +438,7 @@ for session in call("list_sessions", {"max_results": 100})["sessions"]:
     "sandbox uid; and authenticate the HTTP endpoint (a per-server token).",
 )
 async def test_a_network_session_cannot_use_the_servers_http_endpoint(state_dir: Path) -> None:
-    server = HttpServer(state_dir)
+    server = HttpServer(state_dir, "--network", "on-request")
     try:
         with unwrapped():
             async with Client(server.url) as client:  # the sessionless (2026-07-28) era

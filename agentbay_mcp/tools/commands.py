@@ -45,7 +45,8 @@ def register(mcp: MCPServer[Any]) -> None:
             "(64 KiB by default): longer output keeps its start and end with a marker in between, and the "
             "complete output is saved in the session at full_stdout_path / full_stderr_path. When "
             "timeout_ms runs out the whole process group is killed and the output so far is returned. "
-            "Processes the command leaves behind are killed when it exits: use start_process for servers "
+            "Processes the command leaves behind in its process group are killed when it exits: use start_process "
+            "for servers "
             "and other long-running work. The default directory is /home/user."
         ),
     )

@@ -42,7 +42,7 @@ def register(mcp: MCPServer[Any]) -> None:
         labels: Labels | None = None,
         network: Annotated[
             bool,
-            Field(description="Let commands in the session reach the network (if the operator allows it)."),
+            Field(description="Let commands reach the network. Refused unless the operator allows network."),
         ] = False,
     ) -> SessionInfo:
         async with tool_call(ctx) as call:
