@@ -11,6 +11,7 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     │   └── UnknownImageError
     ├── SessionNotFoundError        unknown id, another conversation's id, or already deleted
     ├── ProcessNotFoundError        unknown process id in a session
+    ├── FileOperationError          a file operation failed (missing, read-only, disk full, ...)
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
@@ -65,6 +66,14 @@ class ProcessNotFoundError(AgentBayMCPError):
             f"Process {shown!r} not found in this session (it was never started here, or the session's "
             "sandbox restarted). Call list_processes to see the session's processes."
         )
+
+
+class FileOperationError(AgentBayMCPError):
+    """A file tool failed; the message names the path and what to do. `kind` says why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class QuotaExceededError(AgentBayMCPError):

@@ -15,10 +15,11 @@ from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.command_service import CommandService
+from agentbay_mcp.file_service import FileService
 from agentbay_mcp.registry import Registry
 from agentbay_mcp.service import SessionService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import commands, sessions
+from agentbay_mcp.tools import commands, files, sessions
 from agentbay_mcp.tools.common import AppState
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ ends or after they sit idle past their lease; delete_session releases one early.
 TOOLSETS: dict[str, Callable[[MCPServer[Any]], None]] = {
     "sessions": sessions.register,
     "commands": commands.register,
+    "files": files.register,
 }
 
 
@@ -78,9 +80,10 @@ def build_server(settings: Settings, backend_factory: BackendFactory = default_b
         async with anyio.create_task_group() as tg:
             await service.start(tg)
             tg.start_soon(service.run_lease_expiry)
-            commands = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
+            command_service = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
+            file_service = FileService(service, read_cap_bytes=settings.read_cap_bytes)
             try:
-                yield AppState(service=service, commands=commands, settings=settings)
+                yield AppState(service=service, commands=command_service, files=file_service, settings=settings)
             finally:
                 await service.close()  # shielded: releases every session before the tasks are cancelled
                 tg.cancel_scope.cancel()

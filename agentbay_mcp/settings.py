@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
-KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands")
+KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files")
 
 
 def default_state_dir(euid: int | None = None) -> Path:
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     )
     output_cap_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes of each output stream returned."
+    )
+    read_cap_bytes: int = Field(
+        default=256 * 1024, ge=4096, le=4 * 1024 * 1024, description="Bytes read_file returns per call."
     )
     memory_limit_mb: int = Field(default=2048, ge=64, description="Memory per session (cgroup) / process (rlimit).")
     process_limit: int = Field(default=256, ge=8, description="Processes per session.")

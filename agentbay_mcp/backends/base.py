@@ -13,7 +13,16 @@ from typing import Protocol, runtime_checkable
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbay_mcp.models import SessionStatus
+from agentbay_mcp.models import (
+    DirectoryCreated,
+    DirectoryListing,
+    FileEdited,
+    FileInfo,
+    FileMoved,
+    FileWritten,
+    SearchResult,
+    SessionStatus,
+)
 
 
 class SessionRecord(BaseModel):
@@ -88,6 +97,19 @@ class RunOutcome(BaseModel):
 
     info: ProcessInfo
     summary: dict[str, StreamSummary] | None = None
+
+
+class FileChunk(BaseModel):
+    """Bytes read from a file (validated: they come from inside the sandbox)."""
+
+    data: bytes
+    offset: int = Field(ge=0)
+    size: int = Field(ge=0)
+    next_offset: int = Field(ge=0)
+    head: bytes = Field(max_length=16, description="The file's first bytes, for recognising images.")
+    start_line: int | None = None
+    lines: int | None = None
+    next_line: int | None = None
 
 
 class ImageInfo(BaseModel):
@@ -215,4 +237,50 @@ class SandboxBackend(Protocol):
 
     async def list_processes(self, session_id: str) -> list[ProcessInfo]:
         """Background processes of the session."""
+        ...
+
+    # Files (files toolset). Paths are absolute paths as the session sees them.
+
+    async def read_file(
+        self,
+        session_id: str,
+        path: str,
+        *,
+        offset: int,
+        length: int | None,
+        start_line: int | None,
+        line_count: int | None,
+        max_bytes: int,
+    ) -> FileChunk:
+        """A byte range (or whole lines from start_line), at most max_bytes."""
+        ...
+
+    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
+        """Overwrite atomically or append; creates parents."""
+        ...
+
+    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
+        """Apply exact-once replacements."""
+        ...
+
+    async def file_info(self, session_id: str, path: str) -> FileInfo:
+        """Metadata of a path."""
+        ...
+
+    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
+        """Entries of a directory."""
+        ...
+
+    async def search_files(
+        self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
+    ) -> SearchResult:
+        """Glob search below a directory."""
+        ...
+
+    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
+        """mkdir -p."""
+        ...
+
+    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
+        """Rename; fails if the destination exists."""
         ...

@@ -14,6 +14,7 @@ from mcp_types import ToolAnnotations
 from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.conversation import resolve_conversation
 from agentbay_mcp.errors import AgentBayMCPError
+from agentbay_mcp.file_service import FileService
 from agentbay_mcp.service import SessionService
 from agentbay_mcp.settings import Settings
 
@@ -24,6 +25,7 @@ class AppState:
 
     service: SessionService
     commands: CommandService
+    files: FileService
     settings: Settings
 
 
@@ -33,6 +35,7 @@ class Call:
 
     service: SessionService
     commands: CommandService
+    files: FileService
     conversation: str
 
 
@@ -43,7 +46,8 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
     if not isinstance(state, AppState):
         raise ToolError("The server is not ready yet (no lifespan state); retry in a moment.")
     try:
-        yield Call(state.service, state.commands, resolve_conversation(ctx, state.service.release_conversation))
+        conversation = resolve_conversation(ctx, state.service.release_conversation)
+        yield Call(state.service, state.commands, state.files, conversation)
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 

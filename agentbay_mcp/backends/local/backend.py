@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import (
+    FileChunk,
     ImageInfo,
     OutputSummary,
     ProcessInfo,
@@ -28,7 +29,7 @@ from agentbay_mcp.backends.base import (
     RunOutcome,
     SessionRecord,
 )
-from agentbay_mcp.backends.local import processes
+from agentbay_mcp.backends.local import files, processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
@@ -54,6 +55,15 @@ from agentbay_mcp.backends.local.sandbox import (
 )
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
 from agentbay_mcp.errors import BackendError, BackendUnavailableError, SessionNotFoundError, UnknownImageError
+from agentbay_mcp.models import (
+    DirectoryCreated,
+    DirectoryListing,
+    FileEdited,
+    FileInfo,
+    FileMoved,
+    FileWritten,
+    SearchResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -347,6 +357,55 @@ class LocalBackend:
     async def list_processes(self, session_id: str) -> list[ProcessInfo]:
         """Background processes."""
         return await processes.list_all(await self._agent(session_id))
+
+    # Files: resolved by the agent inside the sandbox --------------------------------------
+
+    async def read_file(
+        self,
+        session_id: str,
+        path: str,
+        *,
+        offset: int,
+        length: int | None,
+        start_line: int | None,
+        line_count: int | None,
+        max_bytes: int,
+    ) -> FileChunk:
+        """A byte range or lines of a file."""
+        agent = await self._agent(session_id)
+        return await files.read(
+            agent, path, offset=offset, length=length, start_line=start_line, line_count=line_count, max_bytes=max_bytes
+        )
+
+    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
+        """Overwrite atomically or append."""
+        return await files.write(await self._agent(session_id), path, data, mode)
+
+    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
+        """Exact-once replacements."""
+        return await files.edit(await self._agent(session_id), path, edits, dry_run)
+
+    async def file_info(self, session_id: str, path: str) -> FileInfo:
+        """Metadata of a path."""
+        return await files.info(await self._agent(session_id), path)
+
+    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
+        """Entries of a directory."""
+        return await files.listing(await self._agent(session_id), path, max_entries)
+
+    async def search_files(
+        self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
+    ) -> SearchResult:
+        """Glob search."""
+        return await files.search(await self._agent(session_id), path, pattern, exclude_patterns, max_results)
+
+    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
+        """mkdir -p."""
+        return await files.mkdir(await self._agent(session_id), path)
+
+    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
+        """Rename without replacing."""
+        return await files.move(await self._agent(session_id), source, destination)
 
     async def reap_orphans(self) -> list[str]:
         """Delete sessions (and staging/trash litter) whose server is no longer alive."""

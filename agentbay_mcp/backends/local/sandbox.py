@@ -211,8 +211,8 @@ def bwrap_argv(
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1",
         *_system_binds(),
-        "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
-        "--ro-bind-data", str(fds["group"]), "/etc/group",
+        "--perms", "0644", "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
+        "--perms", "0644", "--ro-bind-data", str(fds["group"]), "/etc/group",
         "--proc", "/proc", "--dev", "/dev",
         # /dev/shm is RAM charged to the session: keep it small.
         "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",  # noqa: S108 - the sandbox's own

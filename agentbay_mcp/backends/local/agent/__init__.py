@@ -12,8 +12,11 @@ def install_agent(state_dir: Path) -> Path:
     target = state_dir / "agent"
     target.mkdir(mode=0o755, exist_ok=True)
     target.chmod(0o755)
-    staged = target / f".sandbox_agent.{id(target)}.tmp"
-    shutil.copyfile(AGENT_SCRIPT, staged)
-    staged.chmod(0o644)
-    staged.replace(target / "sandbox_agent.py")
+    for source in sorted(AGENT_DIR.glob("*.py")):
+        if source.name == "__init__.py":
+            continue
+        staged = target / f".{source.name}.{id(target)}.tmp"
+        shutil.copyfile(source, staged)
+        staged.chmod(0o644)
+        staged.replace(target / source.name)
     return target

@@ -32,6 +32,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's dir off sys.path
+import file_ops  # type: ignore[import-not-found]
+
 HEADER = struct.Struct(">I")
 MAX_FRAME = 16 * 1024 * 1024
 READ_CHUNK = 64 * 1024
@@ -281,6 +284,16 @@ class Agent:
     def dispatch(self, request: dict[str, object]) -> None:
         request_id = int(request.get("id", 0))  # type: ignore[call-overload]
         op = str(request.get("op", ""))
+        if op in file_ops.OPERATIONS:
+            try:
+                self.reply(request_id, file_ops.OPERATIONS[op](request))
+            except file_ops.FileOpError as exc:
+                self.fail(request_id, exc.kind, str(exc))
+            except (KeyError, TypeError, ValueError) as exc:
+                self.fail(request_id, "invalid", f"{op}: {exc}")
+            except OSError as exc:
+                self.fail(request_id, "io_error", f"{op}: {exc.strerror or exc}")
+            return
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
             self.fail(request_id, "bad_request", f"unknown operation {op!r}")

@@ -1,0 +1,406 @@
+"""File operations of the in-sandbox agent (standard library only).
+
+They run inside the session's sandbox, so every path is resolved by the kernel in the sandbox's own
+mount namespace: `..`, symlinks (absolute or relative), loops and /proc/self/root tricks can only
+reach what the sandbox can reach, and read-only mounts stay read-only. Each function takes the
+request dict and returns a JSON-able dict, or raises FileOpError with a kind the host maps.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import errno
+import fnmatch
+import os
+import shutil
+import stat
+import time
+
+READ_CHUNK = 1024 * 1024
+MAX_EDIT_BYTES = 16 * 1024 * 1024
+SEARCH_SECONDS = 5.0
+
+_KINDS = {
+    errno.ENOENT: "not_found",
+    errno.EACCES: "permission_denied",
+    errno.EPERM: "permission_denied",
+    errno.EISDIR: "is_a_directory",
+    errno.ENOTDIR: "not_a_directory",
+    errno.EROFS: "read_only",
+    errno.ENOSPC: "no_space",
+    errno.EDQUOT: "no_space",
+    errno.EFBIG: "too_large",
+    errno.ENAMETOOLONG: "name_too_long",
+    errno.ELOOP: "symlink_loop",
+    errno.EEXIST: "exists",
+    errno.ENOTEMPTY: "not_empty",
+    errno.EINVAL: "invalid",
+    errno.EXDEV: "cross_device",
+}
+
+
+class FileOpError(Exception):
+    """An error reply: `kind` names the problem, the message names the path."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _fail(exc: OSError, path: str) -> FileOpError:
+    kind = _KINDS.get(exc.errno or 0, "io_error")
+    return FileOpError(kind, f"{path}: {exc.strerror or exc}")
+
+
+def _path(request: dict[str, object], key: str = "path") -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise FileOpError("invalid", f"{key} must be a non-empty path")
+    return value
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _open_regular(path: str) -> tuple[int, os.stat_result]:
+    try:
+        # O_NONBLOCK: opening a FIFO must not hang the agent.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _fail(exc, path) from None
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        os.close(fd)
+        raise FileOpError("is_a_directory", f"{path} is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise FileOpError("not_a_regular_file", f"{path} is not a regular file (device, FIFO or socket)")
+    return fd, info
+
+
+def read(request: dict[str, object]) -> dict[str, object]:
+    """A byte range, or whole lines from `start_line`, never more than `max_bytes`."""
+    path = _path(request)
+    max_bytes = int(request.get("max_bytes", 262144))  # type: ignore[call-overload]
+    fd, info = _open_regular(path)
+    try:
+        head = os.pread(fd, 16, 0)
+        if request.get("start_line") is not None:
+            return _read_lines(fd, info, head, int(request["start_line"]), request.get("line_count"), max_bytes)  # type: ignore[call-overload]
+        offset = int(request.get("offset", 0))  # type: ignore[call-overload]
+        length = request.get("length")
+        want = max_bytes if length is None else min(int(length), max_bytes)  # type: ignore[call-overload]
+        data = os.pread(fd, max(0, want), offset) if offset < info.st_size else b""
+        return {
+            "data": _b64(data),
+            "offset": offset,
+            "size": info.st_size,
+            "next_offset": offset + len(data),
+            "head": _b64(head),
+            "mtime": info.st_mtime,
+        }
+    except OSError as exc:
+        raise _fail(exc, path) from None
+    finally:
+        os.close(fd)
+
+
+def _read_lines(
+    fd: int, info: os.stat_result, head: bytes, start_line: int, line_count: object, max_bytes: int
+) -> dict[str, object]:
+    if start_line < 1:
+        raise FileOpError("invalid", "start_line counts from 1")
+    limit = int(line_count) if line_count is not None else None  # type: ignore[call-overload]
+    line = 1
+    position = 0
+    out = bytearray()
+    start_offset = None
+    lines_read = 0
+    pending = b""
+    while True:
+        chunk = os.pread(fd, READ_CHUNK, position)
+        if not chunk:
+            break
+        position += len(chunk)
+        pending += chunk
+        while True:
+            newline = pending.find(b"\n")
+            if newline < 0:
+                break
+            piece, pending = pending[: newline + 1], pending[newline + 1 :]
+            if line >= start_line:
+                if start_offset is None:
+                    start_offset = position - len(pending) - len(piece)
+                if (limit is not None and lines_read >= limit) or len(out) + len(piece) > max_bytes:
+                    return _lines_reply(out, start_line, lines_read, start_offset, info, head, more=True)
+                out += piece
+                lines_read += 1
+            line += 1
+    if pending and line >= start_line and (limit is None or lines_read < limit):
+        if start_offset is None:
+            start_offset = position - len(pending)
+        if len(out) + len(pending) <= max_bytes:
+            out += pending
+            lines_read += 1
+            pending = b""
+    return _lines_reply(out, start_line, lines_read, start_offset or 0, info, head, more=bool(pending))
+
+
+def _lines_reply(
+    out: bytearray, start_line: int, lines: int, offset: int, info: os.stat_result, head: bytes, *, more: bool
+) -> dict[str, object]:
+    return {
+        "data": _b64(bytes(out)),
+        "offset": offset,
+        "size": info.st_size,
+        "next_offset": offset + len(out),
+        "head": _b64(head),
+        "start_line": start_line,
+        "lines": lines,
+        "next_line": start_line + lines if more else None,
+        "mtime": info.st_mtime,
+    }
+
+
+def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None:
+    directory = os.path.dirname(path) or "."
+    name = os.path.basename(path)
+    tmp = os.path.join(directory, f".{name}.agentbay-{os.urandom(4).hex()}.tmp")
+    mode = 0o644
+    if keep_mode:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write(request: dict[str, object]) -> dict[str, object]:
+    """Overwrite (atomically: temp file + rename) or append; creates parent directories."""
+    path = _path(request)
+    data = base64.b64decode(str(request.get("data", "")))
+    mode = request.get("mode", "overwrite")
+    try:
+        if os.path.isdir(path):
+            raise FileOpError("is_a_directory", f"{path} is a directory")
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        if mode == "append":
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        else:
+            _write_atomically(path, data)
+        return {"path": path, "bytes_written": len(data), "size": os.stat(path).st_size}
+    except OSError as exc:
+        raise _fail(exc, path) from None
+
+
+def _describe(path: str, name: str | None = None) -> dict[str, object]:
+    info = os.lstat(path)
+    kind = (
+        "directory"
+        if stat.S_ISDIR(info.st_mode)
+        else "file"
+        if stat.S_ISREG(info.st_mode)
+        else "symlink"
+        if stat.S_ISLNK(info.st_mode)
+        else "other"
+    )
+    described: dict[str, object] = {
+        "name": name if name is not None else os.path.basename(path) or path,
+        "type": kind,
+        "size": info.st_size,
+        "permissions": stat.filemode(info.st_mode),
+        "mode": oct(stat.S_IMODE(info.st_mode)),
+        "modified": info.st_mtime,
+        "changed": info.st_ctime,
+        "accessed": info.st_atime,
+    }
+    if kind == "symlink":
+        described["target"] = os.readlink(path)
+    return described
+
+
+def info(request: dict[str, object]) -> dict[str, object]:
+    """Type, size, permissions and times of one path (a symlink itself, with its target)."""
+    path = _path(request)
+    try:
+        return _describe(path)
+    except OSError as exc:
+        raise _fail(exc, path) from None
+
+
+def listing(request: dict[str, object]) -> dict[str, object]:
+    """Entries of a directory, sorted by name, at most `max_entries`."""
+    path = _path(request)
+    limit = int(request.get("max_entries", 1000))  # type: ignore[call-overload]
+    try:
+        if not os.path.isdir(path):
+            if os.path.lexists(path):
+                raise FileOpError("not_a_directory", f"{path} is not a directory")
+            raise FileOpError("not_found", f"{path}: No such file or directory")
+        names = sorted(os.listdir(path))
+        entries = []
+        for name in names[:limit]:
+            try:
+                entries.append(_describe(os.path.join(path, name), name))
+            except OSError:
+                continue  # vanished meanwhile
+        return {"path": path, "entries": entries, "total": len(names), "truncated": len(names) > limit}
+    except OSError as exc:
+        raise _fail(exc, path) from None
+
+
+def mkdir(request: dict[str, object]) -> dict[str, object]:
+    """Create a directory and its parents (fine if it already exists)."""
+    path = _path(request)
+    try:
+        existed = os.path.isdir(path)
+        os.makedirs(path, exist_ok=True)
+        return {"path": path, "created": not existed}
+    except FileExistsError:
+        raise FileOpError("exists", f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise _fail(exc, path) from None
+
+
+def move(request: dict[str, object]) -> dict[str, object]:
+    """Rename `source` to `destination`; refuses to replace anything."""
+    source, destination = _path(request, "source"), _path(request, "destination")
+    try:
+        if not os.path.lexists(source):
+            raise FileOpError("not_found", f"{source}: No such file or directory")
+        if os.path.lexists(destination):
+            raise FileOpError("exists", f"{destination} already exists; move to a new name or delete it first")
+        parent = os.path.dirname(destination)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        try:
+            os.rename(source, destination)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.move(source, destination)  # across mounts (home <-> /tmp): copy, then delete
+        return {"source": source, "destination": destination}
+    except OSError as exc:
+        raise _fail(exc, source) from None
+
+
+def search(request: dict[str, object]) -> dict[str, object]:
+    """Paths under `path` matching a glob (by name, or by relative path if it has a '/')."""
+    root = _path(request)
+    pattern = str(request.get("pattern", ""))
+    excludes = [str(p) for p in request.get("exclude_patterns") or []]  # type: ignore[attr-defined]
+    limit = int(request.get("max_results", 1000))  # type: ignore[call-overload]
+    if not pattern:
+        raise FileOpError("invalid", "pattern must be a glob such as '*.py' or 'src/**/*.ts'")
+    if not os.path.isdir(root):
+        raise FileOpError("not_a_directory", f"{root} is not a directory")
+
+    def matches(name: str, relative: str, glob: str) -> bool:
+        if "/" in glob:
+            return fnmatch.fnmatchcase(relative, glob) or fnmatch.fnmatchcase(relative, glob.replace("**/", ""))
+        return fnmatch.fnmatchcase(name, glob)
+
+    found: list[str] = []
+    deadline = time.monotonic() + SEARCH_SECONDS
+    truncated = False
+    for directory, dirs, files in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(directory, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirs[:] = sorted(d for d in dirs if not any(matches(d, rel_dir + d, e) for e in excludes))
+        for name in sorted(dirs + files):
+            relative = rel_dir + name
+            if any(matches(name, relative, e) for e in excludes):
+                continue
+            if matches(name, relative, pattern):
+                found.append(os.path.join(directory, name))
+                if len(found) >= limit:
+                    truncated = True
+                    break
+        if truncated or time.monotonic() > deadline:
+            truncated = True
+            break
+    return {"path": root, "matches": found, "truncated": truncated}
+
+
+def edit(request: dict[str, object]) -> dict[str, object]:
+    """Replace each old_text (which must occur exactly once) with new_text; a diff either way."""
+    path = _path(request)
+    edits = request.get("edits")
+    if not isinstance(edits, list) or not edits:
+        raise FileOpError("invalid", "edits must be a non-empty list of {old_text, new_text}")
+    fd, info_ = _open_regular(path)
+    try:
+        if info_.st_size > MAX_EDIT_BYTES:
+            raise FileOpError("too_large", f"{path} is larger than {MAX_EDIT_BYTES} bytes; edit it with a command")
+        raw = b""
+        while len(raw) < info_.st_size:
+            chunk = os.pread(fd, READ_CHUNK, len(raw))
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        os.close(fd)
+    try:
+        original = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileOpError("not_text", f"{path} is not UTF-8 text; edit it with a command") from None
+    text = original
+    for number, item in enumerate(edits, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("old_text"), str):
+            raise FileOpError("invalid", f"edit {number} needs old_text and new_text strings")
+        old, new = item["old_text"], str(item.get("new_text", ""))
+        if not old:
+            raise FileOpError("invalid", f"edit {number}: old_text is empty")
+        count = text.count(old)
+        if count != 1:
+            where = "does not occur" if count == 0 else f"occurs {count} times"
+            raise FileOpError(
+                "no_unique_match",
+                f"edit {number}: old_text {where} in {path} (after the edits before it); it must match exactly "
+                "once: include more surrounding lines to make it unique",
+            )
+        text = text.replace(old, new, 1)
+    diff = "".join(difflib.unified_diff(original.splitlines(True), text.splitlines(True), f"a{path}", f"b{path}"))
+    if not request.get("dry_run"):
+        try:
+            _write_atomically(path, text.encode("utf-8"))
+        except OSError as exc:
+            raise _fail(exc, path) from None
+    return {"path": path, "diff": diff, "applied": not request.get("dry_run"), "edits": len(edits)}
+
+
+OPERATIONS = {
+    "file_read": read,
+    "file_write": write,
+    "file_info": info,
+    "file_list": listing,
+    "file_mkdir": mkdir,
+    "file_move": move,
+    "file_search": search,
+    "file_edit": edit,
+}

@@ -1,0 +1,166 @@
+"""File tools: read, write, edit, list, inspect, search, create directories, move."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from agentbay_mcp.file_service import ImageRead
+from agentbay_mcp.models import (
+    DirectoryCreated,
+    DirectoryListing,
+    FileContent,
+    FileEdited,
+    FileInfo,
+    FileMoved,
+    FileWritten,
+    SearchResult,
+)
+from agentbay_mcp.tools.common import READ_ONLY, tool_call
+
+SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]
+Path = Annotated[str, Field(description="Path in the session: absolute, or relative to /home/user.")]
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+class Edit(BaseModel):
+    """One replacement for edit_file."""
+
+    old_text: str = Field(description="Exact text to replace; must occur exactly once in the file.")
+    new_text: str = Field(description="Replacement text.")
+
+
+def _as_result(content: FileContent | ImageRead) -> CallToolResult:
+    if isinstance(content, ImageRead):
+        structured = content.content
+        blocks: list[TextContent | ImageContent] = [
+            ImageContent(type="image", data=base64.b64encode(content.data).decode(), mime_type=content.mime_type),
+            TextContent(type="text", text=structured.message),
+        ]
+    else:
+        structured = content
+        blocks = [TextContent(type="text", text=structured.model_dump_json())]
+    return CallToolResult(content=blocks, structured_content=structured.model_dump(mode="json"))
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    """Add the file tools to `mcp`."""
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description=(
+            "Read a file in the session. Text comes back as text (UTF-8; undecodable bytes are replaced and "
+            "invalid_utf8 says so), images (png, jpeg, gif, webp) as image content, other binary as base64. "
+            "At most 256 KiB per call: next_offset (or next_line in line mode) says where to continue and "
+            "size is the file's total size. Use start_line/line_count to read by lines."
+        ),
+    )
+    async def read_file(
+        ctx: Context,
+        session_id: SessionId,
+        path: Path,
+        offset: Annotated[int, Field(ge=0, description="Byte offset to start at.")] = 0,
+        length: Annotated[int | None, Field(ge=0, description="Bytes to read at most.")] = None,
+        start_line: Annotated[int | None, Field(ge=1, description="Read whole lines from this line (1-based).")] = None,
+        line_count: Annotated[int | None, Field(ge=1, description="How many lines (with start_line).")] = None,
+    ) -> Annotated[CallToolResult, FileContent]:
+        async with tool_call(ctx) as call:
+            content = await call.files.read_file(
+                call.conversation, session_id, path, offset, length, start_line, line_count
+            )
+        return _as_result(content)
+
+    @mcp.tool(
+        annotations=WRITES,
+        description=(
+            "Write text to a file in the session, creating parent directories. mode 'overwrite' (default) "
+            "replaces the file atomically (readers never see half a file); 'append' adds to its end. Only "
+            "/home/user and /tmp are writable."
+        ),
+    )
+    async def write_file(
+        ctx: Context,
+        session_id: SessionId,
+        path: Path,
+        content: Annotated[str, Field(description="The text to write (UTF-8), up to 8 MiB per call.")],
+        mode: Annotated[Literal["overwrite", "append"], Field(description="overwrite or append.")] = "overwrite",
+    ) -> FileWritten:
+        async with tool_call(ctx) as call:
+            return await call.files.write_file(call.conversation, session_id, path, content, mode)
+
+    @mcp.tool(
+        annotations=CHANGES,
+        description=(
+            "Edit a text file by exact replacements, applied in order: each old_text must occur exactly once "
+            "(if not, the error says how many times it matched; add surrounding lines to make it unique). "
+            "Returns a unified diff. dry_run=true shows the diff without writing. The write is atomic."
+        ),
+    )
+    async def edit_file(
+        ctx: Context,
+        session_id: SessionId,
+        path: Path,
+        edits: Annotated[list[Edit], Field(min_length=1, description="Replacements to apply in order.")],
+        dry_run: Annotated[bool, Field(description="Only show the diff.")] = False,
+    ) -> FileEdited:
+        async with tool_call(ctx) as call:
+            pairs = [edit.model_dump() for edit in edits]
+            return await call.files.edit_file(call.conversation, session_id, path, pairs, dry_run)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description="List a directory in the session (default /home/user): names, types, sizes, permissions, times.",
+    )
+    async def list_directory(ctx: Context, session_id: SessionId, path: Path = "/home/user") -> DirectoryListing:
+        async with tool_call(ctx) as call:
+            return await call.files.list_directory(call.conversation, session_id, path)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description="Get a path's type, size, permissions and times (a symlink itself, with its target).",
+    )
+    async def get_file_info(ctx: Context, session_id: SessionId, path: Path) -> FileInfo:
+        async with tool_call(ctx) as call:
+            return await call.files.get_file_info(call.conversation, session_id, path)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description=(
+            "Find files and directories below path whose name matches a glob ('*.py'), or whose path relative "
+            "to path matches one containing '/' ('src/**/*.ts'). exclude_patterns prune matches and whole "
+            "directories (e.g. ['node_modules', '.git']). Symlinks are not followed; results are capped."
+        ),
+    )
+    async def search_files(
+        ctx: Context,
+        session_id: SessionId,
+        path: Path,
+        pattern: Annotated[str, Field(description="Glob, e.g. '*.log'.")],
+        exclude_patterns: Annotated[list[str] | None, Field(description="Globs to leave out.")] = None,
+    ) -> SearchResult:
+        async with tool_call(ctx) as call:
+            return await call.files.search_files(call.conversation, session_id, path, pattern, exclude_patterns)
+
+    @mcp.tool(annotations=ADDS, description="Create a directory (and its parents); fine if it already exists.")
+    async def create_directory(ctx: Context, session_id: SessionId, path: Path) -> DirectoryCreated:
+        async with tool_call(ctx) as call:
+            return await call.files.create_directory(call.conversation, session_id, path)
+
+    @mcp.tool(
+        annotations=CHANGES,
+        description="Move or rename a file or directory in the session. Fails if the destination already exists.",
+    )
+    async def move_file(
+        ctx: Context,
+        session_id: SessionId,
+        source: Annotated[str, Field(description="Existing path.")],
+        destination: Annotated[str, Field(description="New path; must not exist yet.")],
+    ) -> FileMoved:
+        async with tool_call(ctx) as call:
+            return await call.files.move_file(call.conversation, session_id, source, destination)
