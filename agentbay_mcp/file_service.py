@@ -130,14 +130,12 @@ class FileService:
                     message=f"{image} image of {chunk.size:,} bytes, shown as image content.",
                 )
                 return ImageRead(chunk.data, image, content)
-        return self._content(path, chunk, offset, length, start_line, image)
+        return self._content(path, chunk, start_line, image)
 
     def _content(
         self,
         path: str,
         chunk: FileChunk,
-        offset: int,
-        length: int | None,
         start_line: int | None,
         image: str | None,
     ) -> FileContent:
@@ -158,7 +156,7 @@ class FileService:
             except UnicodeDecodeError:
                 invalid = True
         next_offset = chunk.offset + len(data)
-        done = next_offset >= chunk.size or (length is not None and len(data) >= length)
+        done = next_offset >= chunk.size
         if start_line is not None:
             done = chunk.next_line is None
         parts = [f"{len(data):,} bytes from offset {chunk.offset:,} of {chunk.size:,}."]

@@ -23,6 +23,16 @@ COMMAND_TOOLS = {
     "kill_process",
     "list_processes",
 }
+FILE_TOOLS = {
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_directory",
+    "get_file_info",
+    "search_files",
+    "create_directory",
+    "move_file",
+}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",
@@ -35,7 +45,7 @@ SESSION_TOOLS = {
 
 async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS
+    assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS
     for name in ("get_session", "list_sessions", "get_session_labels"):
         assert tools[name].annotations is not None
         assert tools[name].annotations.read_only_hint is True
