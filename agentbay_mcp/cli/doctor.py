@@ -150,6 +150,14 @@ async def run_conversation(settings: Settings, say: Any) -> None:
             raise RuntimeError(f"execute_command failed: {ran['stderr'] or ran['message']}")
         who, host = ([*ran["stdout"].split(), "?", "?"])[:2]
         step(f"execute_command('id -un; uname -n') -> user {who!r} on host {host!r} in {ran['duration_ms']} ms")
+        note = f"written by doctor {run_label['doctor-run']}\n"
+        _structured(
+            await client.call_tool("write_file", {"session_id": session_id, "path": "doctor.txt", "content": note})
+        )
+        back = _structured(await client.call_tool("read_file", {"session_id": session_id, "path": "doctor.txt"}))
+        if back["content"] != note:
+            raise RuntimeError(f"read_file returned {back['content']!r}, expected {note!r}")
+        step("write_file + read_file('doctor.txt') -> same text back")
         _structured(await client.call_tool("delete_session", {"session_id": session_id}))
         step("delete_session -> deleted")
         after = _structured(await client.call_tool("list_sessions", {"labels": run_label}))
@@ -184,7 +192,7 @@ def run_doctor(settings: Settings) -> int:
         try:
             anyio.run(run_conversation, settings, say)
             conversation_ok = True
-            say("[OK  ] conversation: create, find by label, run a sandboxed command, delete: all work")
+            say("[OK  ] conversation: create, find by label, run a command, write and read a file, delete")
         except Exception as exc:
             say(f"[FAIL] conversation: {exc}")
     failed = [c for c in checks if c.status == "FAIL"]
