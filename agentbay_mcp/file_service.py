@@ -146,7 +146,7 @@ class FileService:
             mime = image or mimetypes.guess_type(path)[0] or "application/octet-stream"
             _encoding, text, invalid = "base64", base64.b64encode(data).decode(), False
         else:
-            if not at_end and start_line is None:
+            if not at_end and start_line is None and complete_utf8_prefix(data) > 0:
                 data = data[: complete_utf8_prefix(data)]  # never split a character across reads
             mime = mimetypes.guess_type(path)[0] or "text/plain"
             text = data.decode("utf-8", errors="replace")

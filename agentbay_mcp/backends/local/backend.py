@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -455,24 +456,11 @@ class LocalBackend:
         except FileNotFoundError:
             return reaped
         for name in names:
-            path = self._state.sessions / name
-            if name.startswith(TRASH_PREFIX):
-                remove_tree(path)  # half-removed by a server that died mid-delete
-            elif name.startswith(STAGING_PREFIX):
-                server_id = name[len(STAGING_PREFIX) :].rsplit("-session-", 1)[0]
-                if not is_alive(server_id):
-                    remove_tree(path)
-            elif is_session_id(name):
-                try:
-                    owner_server = read_record(path / "meta.json").server_id
-                except (OSError, ValueError):
-                    owner_server = None  # a damaged record can only be reaped
-                if owner_server is None or not is_alive(owner_server):
-                    kill_leftover_sandbox(path)
-                    if self._cgroups is not None:
-                        self._cgroups.remove(name)
-                    discard(self._state, path, name)
+            try:
+                if self._reap_entry(name, is_alive):
                     reaped.append(name)
+            except Exception:  # one bad entry must never stop a server from starting
+                logger.exception("could not reap %s; leaving it for the next start-up", name)
         if self._cgroups is not None:
             live = set(self._session_ids())
             for name in self._cgroups.leftover_sessions() - live:
@@ -480,3 +468,28 @@ class LocalBackend:
         if reaped:
             logger.info("reaped %d orphaned session(s) left by servers that are gone", len(reaped))
         return reaped
+
+    def _reap_entry(self, name: str, is_alive: Callable[[str], bool]) -> bool:
+        """Reap one entry of sessions/ if it is litter or its server is gone; True for a session."""
+        path = self._state.sessions / name
+        if name.startswith(TRASH_PREFIX):
+            remove_tree(path)  # half-removed by a server that died mid-delete
+            return False
+        if name.startswith(STAGING_PREFIX):
+            server_id = name[len(STAGING_PREFIX) :].rsplit("-session-", 1)[0]
+            if not is_alive(server_id):
+                remove_tree(path)
+            return False
+        if not is_session_id(name):
+            return False
+        try:
+            owner_server: str | None = read_record(path / "meta.json").server_id
+        except (OSError, ValueError):
+            owner_server = None  # a damaged record can only be reaped
+        if owner_server is not None and is_alive(owner_server):
+            return False
+        kill_leftover_sandbox(path)
+        if self._cgroups is not None:
+            self._cgroups.remove(name)
+        discard(self._state, path, name)
+        return True

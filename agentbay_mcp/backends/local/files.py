@@ -35,7 +35,7 @@ _ADVICE = {
     "not_a_directory": "A part of the path is not a directory.",
     "not_a_regular_file": "Only regular files can be read this way.",
     "exists": "Choose another destination, or delete the existing one first.",
-    "no_space": "The disk is full; nothing was written (an overwrite leaves the old file intact).",
+    "no_space": "The disk is full: an overwrite left the old file intact; an append may have written part.",
     "too_large": "It is over the size limit: use execute_command (e.g. sed, split) for it.",
     "name_too_long": "Use a shorter path.",
     "symlink_loop": "The path goes through a symlink loop.",

@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -92,9 +93,27 @@ def _make_writable_and_retry(func: object, path: str, _exc: object) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a directory tree that may contain read-only parts; missing is fine."""
+    """Remove a directory tree that may contain read-only parts; missing is fine.
+
+    A session can build a tree thousands of levels deep, on which shutil.rmtree (recursive in
+    Python 3.11) raises RecursionError: then `rm -rf` (iterative, GNU fts) finishes the job.
+    """
     if not path.exists() and not path.is_symlink():
         return
+    with contextlib.suppress(RecursionError):
+        _rmtree(path)
+    if path.exists() or path.is_symlink():
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", str(path)],
+            check=False,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def _rmtree(path: Path) -> None:
     if sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=_make_writable_and_retry)
     else:

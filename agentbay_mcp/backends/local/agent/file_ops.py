@@ -92,7 +92,8 @@ def read(request: dict[str, object]) -> dict[str, object]:
         offset = int(request.get("offset", 0))  # type: ignore[call-overload]
         length = request.get("length")
         want = max_bytes if length is None else min(int(length), max_bytes)  # type: ignore[call-overload]
-        data = os.pread(fd, max(0, want), offset) if offset < info.st_size else b""
+        # procfs/sysfs files report size 0 but have content: read them anyway.
+        data = os.pread(fd, max(0, want), offset) if offset < info.st_size or info.st_size == 0 else b""
         return {
             "data": _b64(data),
             "offset": offset,
@@ -110,42 +111,62 @@ def read(request: dict[str, object]) -> dict[str, object]:
 def _read_lines(
     fd: int, info: os.stat_result, head: bytes, start_line: int, line_count: object, max_bytes: int
 ) -> dict[str, object]:
+    """Whole lines from `start_line`, scanning forward chunk by chunk: linear time, bounded memory.
+
+    A line longer than max_bytes is returned in part, with next_line pointing past it and
+    next_offset at the rest, so a reader always makes progress.
+    """
     if start_line < 1:
         raise FileOpError("invalid", "start_line counts from 1")
     limit = int(line_count) if line_count is not None else None  # type: ignore[call-overload]
     line = 1
     position = 0
+    start_offset: int | None = 0 if start_line == 1 else None
     out = bytearray()
-    start_offset = None
     lines_read = 0
-    pending = b""
     while True:
         chunk = os.pread(fd, READ_CHUNK, position)
         if not chunk:
             break
-        position += len(chunk)
-        pending += chunk
-        while True:
-            newline = pending.find(b"\n")
-            if newline < 0:
-                break
-            piece, pending = pending[: newline + 1], pending[newline + 1 :]
-            if line >= start_line:
-                if start_offset is None:
-                    start_offset = position - len(pending) - len(piece)
-                if (limit is not None and lines_read >= limit) or len(out) + len(piece) > max_bytes:
+        index = 0
+        if start_offset is None:  # skip to the start line: count newlines only, keep nothing
+            while line < start_line:
+                newline = chunk.find(b"\n", index)
+                if newline < 0:
+                    break
+                index = newline + 1
+                line += 1
+            if line < start_line:
+                position += len(chunk)
+                continue
+            start_offset = position + index
+        while index < len(chunk):
+            if limit is not None and lines_read >= limit:
+                return _lines_reply(out, start_line, lines_read, start_offset, info, head, more=True)
+            newline = chunk.find(b"\n", index)
+            end = len(chunk) if newline < 0 else newline + 1
+            room = max_bytes - len(out)
+            if end - index > room or (newline < 0 and out and len(out) + (end - index) >= max_bytes):
+                if out:  # whole lines only: this one starts the next page
                     return _lines_reply(out, start_line, lines_read, start_offset, info, head, more=True)
-                out += piece
+                out += chunk[index : index + room]  # a single line over the cap: its first part
+                return _lines_reply(
+                    out,
+                    start_line,
+                    lines_read + 1 if not out.endswith(b"\n") else lines_read,
+                    start_offset,
+                    info,
+                    head,
+                    more=True,
+                )
+            out += chunk[index:end]
+            if newline >= 0:
                 lines_read += 1
-            line += 1
-    if pending and line >= start_line and (limit is None or lines_read < limit):
-        if start_offset is None:
-            start_offset = position - len(pending)
-        if len(out) + len(pending) <= max_bytes:
-            out += pending
-            lines_read += 1
-            pending = b""
-    return _lines_reply(out, start_line, lines_read, start_offset or 0, info, head, more=bool(pending))
+            index = end
+        position += len(chunk)
+    if out and not out.endswith(b"\n"):
+        lines_read += 1  # the last line had no newline
+    return _lines_reply(out, start_line, lines_read, start_offset or 0, info, head, more=False)
 
 
 def _lines_reply(
@@ -167,7 +188,8 @@ def _lines_reply(
 def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None:
     directory = os.path.dirname(path) or "."
     name = os.path.basename(path)
-    tmp = os.path.join(directory, f".{name}.agentbay-{os.urandom(4).hex()}.tmp")
+    del name  # the temp name must stay short: the real name may already be 255 bytes long
+    tmp = os.path.join(directory, f".agentbay-{os.urandom(6).hex()}.tmp")
     mode = 0o644
     if keep_mode:
         try:
@@ -202,9 +224,19 @@ def write(request: dict[str, object]) -> dict[str, object]:
             raise FileOpError("is_a_directory", f"{path} is a directory")
         parent = os.path.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
+            _makedirs(parent)
         if mode == "append":
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_NONBLOCK: opening a FIFO must not hang the agent; only regular files are appended to.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+                    raise FileOpError("not_a_regular_file", f"{path} is a FIFO, not a regular file") from None
+                raise
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise FileOpError("not_a_regular_file", f"{path} is not a regular file (device, FIFO or socket)")
+            os.set_blocking(fd, True)
             try:
                 view = memoryview(data)
                 while view:
@@ -216,6 +248,31 @@ def write(request: dict[str, object]) -> dict[str, object]:
         return {"path": path, "bytes_written": len(data), "size": os.stat(path).st_size}
     except OSError as exc:
         raise _fail(exc, path) from None
+
+
+def _shown(name: str) -> str:
+    """A file name as valid text: undecodable bytes (surrogate escapes) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _makedirs(path: str) -> None:
+    """os.makedirs without recursion (a 10,000-level path must not blow the agent's stack)."""
+    missing = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        if os.path.lexists(current):
+            raise FileExistsError(errno.EEXIST, "exists and is not a directory", current)
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
 
 
 def _describe(path: str, name: str | None = None) -> dict[str, object]:
@@ -230,7 +287,7 @@ def _describe(path: str, name: str | None = None) -> dict[str, object]:
         else "other"
     )
     described: dict[str, object] = {
-        "name": name if name is not None else os.path.basename(path) or path,
+        "name": _shown(name if name is not None else os.path.basename(path) or path),
         "type": kind,
         "size": info.st_size,
         "permissions": stat.filemode(info.st_mode),
@@ -240,7 +297,7 @@ def _describe(path: str, name: str | None = None) -> dict[str, object]:
         "accessed": info.st_atime,
     }
     if kind == "symlink":
-        described["target"] = os.readlink(path)
+        described["target"] = _shown(os.readlink(path))
     return described
 
 
@@ -279,7 +336,7 @@ def mkdir(request: dict[str, object]) -> dict[str, object]:
     path = _path(request)
     try:
         existed = os.path.isdir(path)
-        os.makedirs(path, exist_ok=True)
+        _makedirs(path)
         return {"path": path, "created": not existed}
     except FileExistsError:
         raise FileOpError("exists", f"{path} exists and is not a directory") from None
@@ -291,22 +348,43 @@ def move(request: dict[str, object]) -> dict[str, object]:
     """Rename `source` to `destination`; refuses to replace anything."""
     source, destination = _path(request, "source"), _path(request, "destination")
     try:
-        if not os.path.lexists(source):
-            raise FileOpError("not_found", f"{source}: No such file or directory")
-        if os.path.lexists(destination):
-            raise FileOpError("exists", f"{destination} already exists; move to a new name or delete it first")
+        info_ = os.lstat(source)
+    except OSError as exc:
+        raise _fail(exc, source) from None
+    if not (stat.S_ISREG(info_.st_mode) or stat.S_ISDIR(info_.st_mode) or stat.S_ISLNK(info_.st_mode)):
+        raise FileOpError("not_a_regular_file", f"{source} is a device, FIFO or socket: it cannot be moved")
+    if os.path.lexists(destination):
+        raise FileOpError("exists", f"{destination} already exists; move to a new name or delete it first")
+    real_source, real_destination = os.path.realpath(source), os.path.realpath(destination)
+    if stat.S_ISDIR(info_.st_mode) and (real_destination + "/").startswith(real_source.rstrip("/") + "/"):
+        raise FileOpError("invalid", f"cannot move {source} into itself ({destination})")
+    try:
         parent = os.path.dirname(destination)
         if parent:
-            os.makedirs(parent, exist_ok=True)
+            _makedirs(parent)
         try:
             os.rename(source, destination)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            shutil.move(source, destination)  # across mounts (home <-> /tmp): copy, then delete
+            try:  # across mounts (home <-> /tmp): copy, then delete
+                shutil.move(source, destination)
+            except BaseException:
+                _remove_quietly(destination)
+                raise
         return {"source": source, "destination": destination}
     except OSError as exc:
-        raise _fail(exc, source) from None
+        raise _fail(exc, destination) from None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def search(request: dict[str, object]) -> dict[str, object]:
@@ -328,22 +406,32 @@ def search(request: dict[str, object]) -> dict[str, object]:
     found: list[str] = []
     deadline = time.monotonic() + SEARCH_SECONDS
     truncated = False
-    for directory, dirs, files in os.walk(root, followlinks=False):
+    stack = [root]  # iterative: a 10,000-level tree must not blow the agent's stack
+    while stack and not truncated:
+        directory = stack.pop()
         rel_dir = os.path.relpath(directory, root)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirs[:] = sorted(d for d in dirs if not any(matches(d, rel_dir + d, e) for e in excludes))
-        for name in sorted(dirs + files):
-            relative = rel_dir + name
-            if any(matches(name, relative, e) for e in excludes):
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            relative = rel_dir + entry.name
+            if any(matches(entry.name, relative, e) for e in excludes):
                 continue
-            if matches(name, relative, pattern):
-                found.append(os.path.join(directory, name))
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if matches(entry.name, relative, pattern):
+                found.append(_shown(entry.path))
                 if len(found) >= limit:
                     truncated = True
                     break
-        if truncated or time.monotonic() > deadline:
+            if is_dir:
+                subdirs.append(entry.path)
+        stack.extend(reversed(subdirs))
+        if time.monotonic() > deadline:
             truncated = True
-            break
     return {"path": root, "matches": found, "truncated": truncated}
 
 

@@ -293,6 +293,8 @@ class Agent:
                 self.fail(request_id, "invalid", f"{op}: {exc}")
             except OSError as exc:
                 self.fail(request_id, "io_error", f"{op}: {exc.strerror or exc}")
+            except (Exception, MemoryError) as exc:  # RecursionError and friends must never kill the sandbox
+                self.fail(request_id, "io_error", f"{op} failed: {exc.__class__.__name__}")
             return
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
@@ -689,6 +691,11 @@ def main() -> int:
     apply_limits(config)
     sock = socket.socket(fileno=fd)
     agent = Agent(sock, config)
+    # Our stderr is a log file on the host (for start-up failures); once running, let nothing in the
+    # sandbox reach it (through /proc/1/fd/2) or learn its host path.
+    devnull = os.open("/dev/null", os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     try:
         agent.serve()
     except Exception as exc:
