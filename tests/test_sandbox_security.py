@@ -548,7 +548,7 @@ async def test_memory_hogs_fail_without_hurting_the_session_or_the_host(state_di
         assert single["exit_code"] != 0, single
 
         # Three processes each under the per-process limit, together over the session's cgroup limit.
-        hog = python("import time; b = b'x' * (200 << 20); time.sleep(2)")
+        hog = python("import time; b = b'x' * (200 << 20); time.sleep(6)")  # long enough to overlap under load
         many = await run(
             client,
             a,
