@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,6 +64,27 @@ async def client(settings: Settings, era: str) -> AsyncIterator[Client]:
     """An in-memory MCP client, once per protocol era."""
     async with Client(build_server(settings), mode=era) as connected:
         yield connected
+
+
+def leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from leaves(inner)
+    else:
+        yield error
+
+
+@contextlib.contextmanager
+def unwrapped() -> Iterator[None]:
+    """Re-raise a failed assertion that a client's task group wrapped in an exception group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        found = list(leaves(group))
+        if len(found) == 1 and isinstance(found[0], AssertionError):
+            raise found[0] from None
+        raise
 
 
 def structured(result: CallToolResult) -> dict[str, Any]:

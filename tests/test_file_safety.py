@@ -34,7 +34,7 @@ from mcp_types import CallToolResult, ImageContent
 
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, error_text, stdio_params
+from tests.conftest import call, call_error, error_text, stdio_params, unwrapped
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -50,27 +50,6 @@ UNCLEAR = ("Traceback", "did not answer", "does not validate", "sandbox is gone"
 
 
 # Helpers ----------------------------------------------------------------------------------------------
-
-
-def leaves(error: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (nested) exception groups."""
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            yield from leaves(inner)
-    else:
-        yield error
-
-
-@contextlib.contextmanager
-def unwrapped() -> Iterator[None]:
-    """Re-raise a failed assertion that a client's task group wrapped in an exception group."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        found = list(leaves(group))
-        if len(found) == 1 and isinstance(found[0], AssertionError):
-            raise found[0] from None
-        raise
 
 
 @contextlib.asynccontextmanager

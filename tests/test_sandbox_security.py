@@ -35,7 +35,7 @@ from agentbay_mcp.backends.local.cgroups import GROUP, ROOT
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.server import BackendFactory, build_server, default_backend, sandbox_options
 from agentbay_mcp.settings import Settings
-from tests.conftest import HttpServer, call, call_error, eventually, session_dirs, stdio_params
+from tests.conftest import HttpServer, call, call_error, eventually, session_dirs, stdio_params, unwrapped
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -46,27 +46,6 @@ MIB = 1024 * 1024
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-def leaves(error: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (nested) exception groups."""
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            yield from leaves(inner)
-    else:
-        yield error
-
-
-@contextlib.contextmanager
-def unwrapped() -> Iterator[None]:
-    """Re-raise a failed assertion that a client's task group wrapped in an exception group."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        found = list(leaves(group))
-        if len(found) == 1 and isinstance(found[0], AssertionError):
-            raise found[0] from None
-        raise
 
 
 @contextlib.asynccontextmanager
