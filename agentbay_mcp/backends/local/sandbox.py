@@ -346,7 +346,11 @@ async def _spawn_bwrap(
         # Recorded before it runs anything, so a reaper finds it even if we die right now.
         write_sandbox_pids(session_dir, child_pid)
         if cgroups is not None:
-            cgroups.add(session_id, child_pid)
+            try:
+                cgroups.add(session_id, child_pid)
+            except OSError as exc:  # the sandbox died before it could be placed: bwrap says why
+                detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
+                raise BackendError(f"The session sandbox did not start: {detail or exc}") from exc
         os.write(block_w, b"go")
     except BaseException:
         _kill_sandbox(process, child_pid or 0)
