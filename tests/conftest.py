@@ -7,13 +7,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 import pytest
 from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
@@ -151,6 +153,44 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
 async def eventually(predicate: Any, timeout: float = 10.0) -> bool:
     """`wait_until` off the event loop, so in-process servers and clients keep running meanwhile."""
     return bool(await anyio.to_thread.run_sync(partial(wait_until, predicate, timeout)))
+
+
+class PeakRss:
+    """Peak RSS of named groups of processes (each group summed), sampled in a thread every 5 ms."""
+
+    def __init__(self, **groups: psutil.Process | Sequence[psutil.Process]) -> None:
+        self.groups = {name: [g] if isinstance(g, psutil.Process) else list(g) for name, g in groups.items()}
+        self.base = self.sample()
+        self.peak = dict(self.base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def sample(self) -> dict[str, int]:
+        found = {}
+        for name, processes in self.groups.items():
+            total = 0
+            for process in processes:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            found[name] = total
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            for key, value in self.sample().items():
+                self.peak[key] = max(self.peak[key], value)
+
+    def growth(self, key: str) -> int:
+        return self.peak[key] - self.base[key]
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        assert not self._thread.is_alive()
 
 
 class HttpServer:

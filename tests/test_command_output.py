@@ -8,10 +8,8 @@ cursors; older output is dropped and reported as dropped_bytes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,7 +21,7 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error
+from tests.conftest import PeakRss, call, call_error
 from tests.test_stdio import RawStdioServer
 
 pytestmark = pytest.mark.anyio
@@ -172,52 +170,17 @@ def _pid_namespace(pid: int) -> str | None:
         return None
 
 
-class RssSampler:
+def rss_of_server(server_pid: int) -> PeakRss:
     """Peak RSS of the server, of the server plus its descendants outside the sandbox, and of the agent."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server = psutil.Process(server_pid)
-        namespace = _pid_namespace(server_pid)
-        descendants = self.server.children(recursive=True)
-        # bwrap's outer process shares our pid namespace; the agent and its commands are in the sandbox's.
-        self.outside = [p for p in descendants if _pid_namespace(p.pid) == namespace]
-        inside = [p for p in descendants if _pid_namespace(p.pid) != namespace]
-        agents = [p for p in inside if "python" in p.name()]
-        assert len(agents) == 1, f"expected one sandbox agent, found {[p.name() for p in inside]}"
-        self.agent = agents[0]
-        self.base = self.sample()
-        self.peak = dict(self.base)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def sample(self) -> dict[str, int]:
-        server = self.server.memory_info().rss
-        outside = server
-        for process in self.outside:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                outside += process.memory_info().rss
-        try:
-            agent = self.agent.memory_info().rss
-        except psutil.NoSuchProcess:
-            agent = 0
-        return {"server": server, "outside": outside, "agent": agent}
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            for key, value in self.sample().items():
-                self.peak[key] = max(self.peak[key], value)
-
-    def growth(self, key: str) -> int:
-        return self.peak[key] - self.base[key]
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        assert not self._thread.is_alive()
+    server = psutil.Process(server_pid)
+    namespace = _pid_namespace(server_pid)
+    descendants = server.children(recursive=True)
+    # bwrap's outer process shares our pid namespace; the agent and its commands are in the sandbox's.
+    outside = [p for p in descendants if _pid_namespace(p.pid) == namespace]
+    inside = [p for p in descendants if _pid_namespace(p.pid) != namespace]
+    agents = [p for p in inside if "python" in p.name()]
+    assert len(agents) == 1, f"expected one sandbox agent, found {[p.name() for p in inside]}"
+    return PeakRss(server=server, outside=[server, *outside], agent=agents[0])
 
 
 @pytest.mark.slow
@@ -230,7 +193,7 @@ def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_di
         warm = server.call_tool("execute_command", session_id=session_id, command="head -c 5000000 /dev/zero")
         assert warm["stdout_truncated"] is True
 
-        with RssSampler(server.pid) as rss:
+        with rss_of_server(server.pid) as rss:
             started = time.monotonic()
             response = server.request(
                 "tools/call",

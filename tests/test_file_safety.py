@@ -19,7 +19,6 @@ import secrets
 import statistics
 import struct
 import subprocess
-import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +33,7 @@ from mcp_types import CallToolResult, ImageContent
 
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, error_text, stdio_params, unwrapped
+from tests.conftest import PeakRss, call, call_error, error_text, stdio_params, unwrapped
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -658,42 +657,6 @@ def sandbox_agent(server: psutil.Process) -> psutil.Process:
     ]
     assert len(agents) == 1, agents
     return agents[0]
-
-
-class PeakRss:
-    """Peak RSS of some processes, sampled in a thread every 5 ms."""
-
-    def __init__(self, **processes: psutil.Process) -> None:
-        self.processes = processes
-        self.base = self.sample()
-        self.peak = dict(self.base)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
-
-    def sample(self) -> dict[str, int]:
-        found = {}
-        for name, process in self.processes.items():
-            try:
-                found[name] = process.memory_info().rss
-            except psutil.Error:
-                found[name] = 0
-        return found
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            for key, value in self.sample().items():
-                self.peak[key] = max(self.peak[key], value)
-
-    def growth(self, key: str) -> int:
-        return self.peak[key] - self.base[key]
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def chunk_bytes(result: dict[str, Any]) -> bytes:
