@@ -7,16 +7,12 @@ translated here, once, into errors that name the path and say what to do.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from agentbay_mcp.backends.base import FileChunk
-from agentbay_mcp.backends.local.agent_client import AgentCallError, AgentClient
-from agentbay_mcp.errors import BackendError, FileOperationError, InvalidArgumentError
+from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.local.agent_errors import translated
 from agentbay_mcp.models import (
     DirectoryCreated,
     DirectoryListing,
@@ -27,21 +23,6 @@ from agentbay_mcp.models import (
     SearchResult,
 )
 
-_ADVICE = {
-    "not_found": "Check the path with list_directory or search_files.",
-    "permission_denied": "The sandbox user may not access it.",
-    "read_only": "Only /home/user and /tmp are writable in a session.",
-    "is_a_directory": "It is a directory: use list_directory.",
-    "not_a_directory": "A part of the path is not a directory.",
-    "not_a_regular_file": "Only regular files can be read this way.",
-    "exists": "Choose another destination, or delete the existing one first.",
-    "no_space": "The disk is full: an overwrite left the old file intact; an append may have written part.",
-    "too_large": "It is over the size limit: use execute_command (e.g. sed, split) for it.",
-    "name_too_long": "Use a shorter path.",
-    "symlink_loop": "The path goes through a symlink loop.",
-    "not_text": "Use execute_command for binary files.",
-    "cross_device": "",
-}
 _CALL_SECONDS = 30.0
 
 
@@ -61,20 +42,6 @@ def _info(raw: dict[str, Any], path: str) -> FileInfo:
     )
 
 
-@asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
-    try:
-        yield
-    except AgentCallError as exc:
-        if exc.kind in ("invalid", "no_unique_match"):
-            raise InvalidArgumentError(str(exc)) from exc
-        if exc.kind in _ADVICE:
-            raise FileOperationError(exc.kind, f"{exc} {_ADVICE[exc.kind]}".strip()) from exc
-        raise BackendError(f"the session sandbox reported: {exc}") from exc
-    except (ValidationError, ValueError, TypeError) as exc:
-        raise BackendError("the session sandbox sent a file reply that does not validate") from exc
-
-
 async def read(
     agent: AgentClient,
     path: str,
@@ -86,7 +53,7 @@ async def read(
     max_bytes: int,
 ) -> FileChunk:
     """Bytes of a file."""
-    async with _translated():
+    async with translated():
         reply = await agent.call(
             "file_read",
             path=path,
@@ -107,7 +74,7 @@ async def read(
 
 async def write(agent: AgentClient, path: str, data: bytes, mode: str) -> FileWritten:
     """Write a file."""
-    async with _translated():
+    async with translated():
         reply = await agent.call(
             "file_write", path=path, data=base64.b64encode(data).decode(), mode=mode, timeout=_CALL_SECONDS
         )
@@ -116,20 +83,20 @@ async def write(agent: AgentClient, path: str, data: bytes, mode: str) -> FileWr
 
 async def edit(agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
     """Edit a file."""
-    async with _translated():
+    async with translated():
         reply = await agent.call("file_edit", path=path, edits=edits, dry_run=dry_run, timeout=_CALL_SECONDS)
         return FileEdited.model_validate(reply)
 
 
 async def info(agent: AgentClient, path: str) -> FileInfo:
     """Metadata of a path."""
-    async with _translated():
+    async with translated():
         return _info(await agent.call("file_info", path=path), path)
 
 
 async def listing(agent: AgentClient, path: str, max_entries: int) -> DirectoryListing:
     """A directory's entries."""
-    async with _translated():
+    async with translated():
         reply = await agent.call("file_list", path=path, max_entries=max_entries, timeout=_CALL_SECONDS)
         entries = [
             _info(e, f"{path.rstrip('/')}/{e.get('name')}") for e in list(reply.get("entries", []))[:max_entries]
@@ -141,7 +108,7 @@ async def search(
     agent: AgentClient, path: str, pattern: str, exclude_patterns: list[str], max_results: int
 ) -> SearchResult:
     """Glob search."""
-    async with _translated():
+    async with translated():
         reply = await agent.call(
             "file_search",
             path=path,
@@ -156,13 +123,13 @@ async def search(
 
 async def mkdir(agent: AgentClient, path: str) -> DirectoryCreated:
     """mkdir -p."""
-    async with _translated():
+    async with translated():
         return DirectoryCreated.model_validate(await agent.call("file_mkdir", path=path))
 
 
 async def move(agent: AgentClient, source: str, destination: str) -> FileMoved:
     """Rename without replacing."""
-    async with _translated():
+    async with translated():
         return FileMoved.model_validate(
             await agent.call("file_move", source=source, destination=destination, timeout=_CALL_SECONDS)
         )

@@ -7,15 +7,12 @@ Agent errors are translated to the project's exception tree in this one place.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import ValidationError
-
 from agentbay_mcp.backends.base import OutputSummary, ProcessInfo, ProcessOutput, RunOutcome
-from agentbay_mcp.backends.local.agent_client import AgentCallError, AgentClient
-from agentbay_mcp.errors import BackendError, InvalidArgumentError, ProcessNotFoundError
+from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.local.agent_errors import translated
+from agentbay_mcp.errors import BackendError
 
 #: Slack added to the agent's own wait so the host's timeout never fires first.
 CALL_SLACK_SECONDS = 10.0
@@ -25,20 +22,6 @@ RING_BYTES = 1024 * 1024
 
 def _b64(value: Any) -> bytes:
     return base64.b64decode(value) if isinstance(value, str) else b""
-
-
-@asynccontextmanager
-async def _translated(proc_id: str | None = None) -> AsyncIterator[None]:
-    try:
-        yield
-    except AgentCallError as exc:
-        if exc.kind == "not_found" and proc_id is not None:
-            raise ProcessNotFoundError(proc_id) from exc
-        if exc.kind in ("bad_request", "spawn_failed"):
-            raise InvalidArgumentError(str(exc)) from exc
-        raise BackendError(f"the session sandbox reported: {exc}") from exc
-    except ValidationError as exc:
-        raise BackendError("the session sandbox sent a reply that does not validate") from exc
 
 
 async def start(
@@ -52,7 +35,7 @@ async def start(
     cap: int,
 ) -> ProcessInfo:
     """Spawn `sh -c command`; returns its first state."""
-    async with _translated():
+    async with translated():
         reply = await agent.call(
             "spawn",
             command=command,
@@ -80,7 +63,7 @@ async def run(
     agent: AgentClient, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
 ) -> RunOutcome:
     """Spawn a foreground command and wait for it, in one round trip."""
-    async with _translated():
+    async with translated():
         reply = await agent.call(
             "run",
             command=command,
@@ -101,7 +84,7 @@ async def run(
 
 async def wait(agent: AgentClient, proc_id: str, wait_ms: int) -> ProcessInfo:
     """State after waiting up to `wait_ms` for the exit."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         reply = await agent.call("wait", proc_id=proc_id, wait_ms=wait_ms, timeout=wait_ms / 1000 + CALL_SLACK_SECONDS)
         return ProcessInfo.model_validate(reply)
 
@@ -110,7 +93,7 @@ async def read(
     agent: AgentClient, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
 ) -> ProcessOutput:
     """New output since `cursors`."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         reply = await agent.call(
             "read",
             proc_id=proc_id,
@@ -129,7 +112,7 @@ async def read(
 
 async def summary(agent: AgentClient, proc_id: str, cap: int) -> OutputSummary:
     """Both streams within `cap`."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         reply = await agent.call("summary", proc_id=proc_id, cap=cap)
         _decode_summaries(reply.get("streams"))
         return OutputSummary.model_validate(reply)
@@ -137,7 +120,7 @@ async def summary(agent: AgentClient, proc_id: str, cap: int) -> OutputSummary:
 
 async def tail(agent: AgentClient, proc_id: str, lines: int) -> dict[str, list[str]]:
     """Last lines of each stream."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         reply = await agent.call("tail", proc_id=proc_id, lines=lines)
         found = reply.get("lines")
         if not isinstance(found, dict):
@@ -147,7 +130,7 @@ async def tail(agent: AgentClient, proc_id: str, lines: int) -> dict[str, list[s
 
 async def write(agent: AgentClient, proc_id: str, data: bytes, eof: bool) -> int:
     """Write to stdin."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         reply = await agent.call("write", proc_id=proc_id, data=base64.b64encode(data).decode(), eof=eof)
         written = reply.get("written")
         return written if isinstance(written, int) else 0
@@ -155,20 +138,20 @@ async def write(agent: AgentClient, proc_id: str, data: bytes, eof: bool) -> int
 
 async def kill(agent: AgentClient, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
     """Signal the process group."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         reply = await agent.call("kill", proc_id=proc_id, signal=signal, grace_ms=grace_ms, reason=reason)
         return ProcessInfo.model_validate(reply)
 
 
 async def forget(agent: AgentClient, proc_id: str) -> None:
     """Kill if needed and drop buffers."""
-    async with _translated(proc_id):
+    async with translated(proc_id):
         await agent.call("forget", proc_id=proc_id)
 
 
 async def list_all(agent: AgentClient) -> list[ProcessInfo]:
     """Background processes."""
-    async with _translated():
+    async with translated():
         reply = await agent.call("list")
         procs = reply.get("procs")
         if not isinstance(procs, list):
