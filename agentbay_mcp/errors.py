@@ -12,6 +12,8 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     ├── SessionNotFoundError        unknown id, another conversation's id, or already deleted
     ├── ProcessNotFoundError        unknown process id in a session
     ├── FileOperationError          a file operation failed (missing, read-only, disk full, ...)
+    ├── WindowNotFoundError         no such top-level window on the session's desktop
+    ├── DesktopUnavailableError     the session has no desktop (its image, or Xvfb missing on the host)
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
@@ -74,6 +76,14 @@ class FileOperationError(AgentBayMCPError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class WindowNotFoundError(AgentBayMCPError):
+    """The window id is not a top-level window on this session's desktop."""
+
+
+class DesktopUnavailableError(AgentBayMCPError):
+    """The session cannot have a desktop: its image has none, or the host lacks Xvfb or a window manager."""
 
 
 class QuotaExceededError(AgentBayMCPError):

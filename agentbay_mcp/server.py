@@ -13,13 +13,14 @@ from mcp.server.mcpserver import MCPServer
 from agentbay_mcp import __version__, prompts
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
+from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
 from agentbay_mcp.command_service import CommandService
+from agentbay_mcp.desktop_service import DesktopService
 from agentbay_mcp.file_service import FileService
 from agentbay_mcp.registry import Registry
 from agentbay_mcp.service import SessionService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import commands, files, sessions
+from agentbay_mcp.tools import commands, desktop, files, sessions
 from agentbay_mcp.tools.common import AppState
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ TOOLSETS: dict[str, Callable[[MCPServer[Any]], None]] = {
     "sessions": sessions.register,
     "commands": commands.register,
     "files": files.register,
+    "desktop": desktop.register,
 }
 
 
@@ -51,7 +53,10 @@ def sandbox_options(settings: Settings) -> SandboxOptions:
         cpu_seconds=settings.cpu_limit_seconds,
         file_size_bytes=settings.file_size_limit_mb * mib,
     )
-    return SandboxOptions(isolation=settings.isolation, limits=limits)
+    screen = DesktopOptions(
+        width=settings.screen_width, height=settings.screen_height, window_manager=settings.window_manager
+    )
+    return SandboxOptions(isolation=settings.isolation, limits=limits, desktop=screen)
 
 
 def default_backend(settings: Settings) -> SandboxBackend:
@@ -82,8 +87,15 @@ def build_server(settings: Settings, backend_factory: BackendFactory = default_b
             tg.start_soon(service.run_lease_expiry)
             command_service = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
             file_service = FileService(service, read_cap_bytes=settings.read_cap_bytes)
+            desktop_service = DesktopService(service, app_wait_ms=settings.app_wait_ms)
             try:
-                yield AppState(service=service, commands=command_service, files=file_service, settings=settings)
+                yield AppState(
+                    service=service,
+                    commands=command_service,
+                    files=file_service,
+                    desktop=desktop_service,
+                    settings=settings,
+                )
             finally:
                 await service.close()  # shielded: releases every session before the tasks are cancelled
                 tg.cancel_scope.cancel()

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
-KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files")
+KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files", "desktop")
 
 
 def default_state_dir(euid: int | None = None) -> Path:
@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     cpu_limit_seconds: int = Field(default=3600, ge=1, description="CPU seconds per process.")
     open_files_limit: int = Field(default=1024, ge=32, description="Open files per process.")
     file_size_limit_mb: int = Field(default=2048, ge=1, description="Largest file a session may write.")
+    screen_width: int = Field(default=1280, ge=320, le=3840, description="Width of a desktop session's screen.")
+    screen_height: int = Field(default=800, ge=200, le=2160, description="Height of a desktop session's screen.")
+    window_manager: str = Field(
+        default="openbox",
+        pattern=r"^[A-Za-z0-9_.+-]{1,64}$",
+        description="EWMH window manager run on each session's display (a command on PATH).",
+    )
+    app_wait_ms: int = Field(
+        default=5000, ge=0, le=30000, description="How long start_app waits for the application's window."
+    )
 
     @field_validator("toolsets", mode="before")
     @classmethod

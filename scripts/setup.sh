@@ -23,6 +23,7 @@ command -v openbox >/dev/null || need+=(openbox)
 "$python" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((dev)); then
   command -v xdpyinfo >/dev/null || need+=(x11-utils)  # tests check displays with it
+  command -v xterm >/dev/null || need+=(xterm)          # the GUI app the desktop tests drive
 fi
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -8,20 +8,28 @@ Every backend runs the shared contract suite in `tests/contract/`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentbay_mcp.models import (
+    AppProcess,
     DirectoryCreated,
     DirectoryListing,
     FileEdited,
     FileInfo,
     FileMoved,
     FileWritten,
+    FocusMode,
+    InputResult,
+    InstalledApp,
     SearchResult,
     SessionStatus,
+    VisibleApp,
+    WindowAction,
+    WindowInfo,
+    WindowList,
 )
 
 
@@ -120,6 +128,38 @@ class ImageInfo(BaseModel):
     image_id: str
     description: str
     desktop: bool
+
+
+class Screenshot(BaseModel):
+    """A screen grab: raw pixels (`bgrx`, 4 bytes a pixel) or an encoded image."""
+
+    data: bytes
+    format: Literal["bgrx", "png", "jpeg"]
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+
+
+class WindowDetail(BaseModel):
+    """A window plus what checking an action on it needs."""
+
+    window: WindowInfo
+    active: bool
+    size_increments: tuple[int, int] = (1, 1)
+
+
+class AppLaunch(BaseModel):
+    """An application just started: its process, and the windows that existed before it."""
+
+    proc_id: str
+    pid: int
+    windows_before: list[int]
+
+
+class AppStatus(BaseModel):
+    """An application's live process tree, and the first new window it owns (if any yet)."""
+
+    processes: list[AppProcess]
+    window: WindowInfo | None
 
 
 @runtime_checkable
@@ -283,4 +323,60 @@ class SandboxBackend(Protocol):
 
     async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
         """Rename; fails if the destination exists."""
+        ...
+
+    # ---- desktop (images with `desktop`; the display starts on the first call) -----------------
+
+    async def desktop_env(self, session_id: str) -> dict[str, str]:
+        """Environment that reaches the session's display (DISPLAY, ...), starting the desktop."""
+        ...
+
+    async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
+        """Applications from the session's `.desktop` entries."""
+        ...
+
+    async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
+        """Start an application on the session's display (as a background process)."""
+        ...
+
+    async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
+        """The launched application's processes and its first new window, if any yet."""
+        ...
+
+    async def stop_app(self, session_id: str, *, pid: int | None, pname: str | None) -> list[AppProcess]:
+        """Stop the process trees of a pid or of every process with that name (session's own only)."""
+        ...
+
+    async def visible_apps(self, session_id: str) -> list[VisibleApp]:
+        """Processes owning a visible window."""
+        ...
+
+    async def list_windows(self, session_id: str) -> WindowList:
+        """Top-level windows."""
+        ...
+
+    async def active_window(self, session_id: str) -> WindowInfo | None:
+        """The focused top-level window."""
+        ...
+
+    async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
+        """One top-level window (WindowNotFoundError if it is not one of the session's)."""
+        ...
+
+    async def window_action(
+        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
+    ) -> None:
+        """Ask the window manager for an action; the caller checks the effect."""
+        ...
+
+    async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
+        """Turn focus mode on or off."""
+        ...
+
+    async def screenshot(self, session_id: str) -> Screenshot:
+        """Grab the whole screen."""
+        ...
+
+    async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
+        """Deliver mouse or keyboard input (validated by the service)."""
         ...

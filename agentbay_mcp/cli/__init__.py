@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cpu-limit-seconds", type=int, dest="cpu_limit_seconds", help="CPU seconds per process")
     serve.add_argument("--open-files-limit", type=int, dest="open_files_limit", help="open files per process")
     serve.add_argument("--file-size-limit-mb", type=int, dest="file_size_limit_mb", help="largest file written")
+    serve.add_argument("--screen-width", type=int, dest="screen_width", help="desktop screen width (default 1280)")
+    serve.add_argument("--screen-height", type=int, dest="screen_height", help="desktop screen height (default 800)")
+    serve.add_argument("--window-manager", dest="window_manager", help="EWMH window manager (default openbox)")
+    serve.add_argument("--app-wait-ms", type=int, dest="app_wait_ms", help="start_app's wait for a window")
 
     doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")
     _add_common(doctor)

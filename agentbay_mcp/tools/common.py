@@ -13,6 +13,7 @@ from mcp_types import ToolAnnotations
 
 from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.conversation import resolve_conversation
+from agentbay_mcp.desktop_service import DesktopService
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.file_service import FileService
 from agentbay_mcp.service import SessionService
@@ -26,6 +27,7 @@ class AppState:
     service: SessionService
     commands: CommandService
     files: FileService
+    desktop: DesktopService
     settings: Settings
 
 
@@ -36,6 +38,7 @@ class Call:
     service: SessionService
     commands: CommandService
     files: FileService
+    desktop: DesktopService
     conversation: str
 
 
@@ -47,7 +50,7 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
         raise ToolError("The server is not ready yet (no lifespan state); retry in a moment.")
     try:
         conversation = resolve_conversation(ctx, state.service.release_conversation)
-        yield Call(state.service, state.commands, state.files, conversation)
+        yield Call(state.service, state.commands, state.files, state.desktop, conversation)
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 

@@ -12,7 +12,14 @@ from contextlib import asynccontextmanager
 from pydantic import ValidationError
 
 from agentbay_mcp.backends.local.agent_client import AgentCallError
-from agentbay_mcp.errors import BackendError, FileOperationError, InvalidArgumentError, ProcessNotFoundError
+from agentbay_mcp.errors import (
+    BackendError,
+    DesktopUnavailableError,
+    FileOperationError,
+    InvalidArgumentError,
+    ProcessNotFoundError,
+    WindowNotFoundError,
+)
 
 #: File error kinds, with what the caller should do about each.
 FILE_ADVICE = {
@@ -42,6 +49,12 @@ async def translated(proc_id: str | None = None) -> AsyncIterator[None]:
     except AgentCallError as exc:
         if exc.kind == "not_found" and proc_id is not None:
             raise ProcessNotFoundError(proc_id) from exc
+        if exc.kind == "window_not_found":
+            raise WindowNotFoundError(str(exc)) from exc
+        if exc.kind == "no_desktop":
+            raise DesktopUnavailableError(f"The session's desktop is unavailable: {exc}") from exc
+        if exc.kind == "desktop_timeout":
+            raise BackendError(f"The session's desktop is not answering: {exc}") from exc
         if exc.kind in INVALID_KINDS:
             raise InvalidArgumentError(str(exc)) from exc
         if exc.kind in FILE_ADVICE:

@@ -17,20 +17,25 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import (
+    AppLaunch,
+    AppStatus,
     FileChunk,
     ImageInfo,
     OutputSummary,
     ProcessInfo,
     ProcessOutput,
     RunOutcome,
+    Screenshot,
     SessionRecord,
+    WindowDetail,
 )
-from agentbay_mcp.backends.local import files, processes
+from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
@@ -57,13 +62,21 @@ from agentbay_mcp.backends.local.sandbox import (
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
 from agentbay_mcp.errors import BackendError, BackendUnavailableError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.models import (
+    AppProcess,
     DirectoryCreated,
     DirectoryListing,
     FileEdited,
     FileInfo,
     FileMoved,
     FileWritten,
+    FocusMode,
+    InputResult,
+    InstalledApp,
     SearchResult,
+    VisibleApp,
+    WindowAction,
+    WindowInfo,
+    WindowList,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,7 +119,7 @@ class LocalBackend:
         self._images = {image.image_id: image for image in IMAGES}
         options = sandbox or SandboxOptions()
         if options.isolation == "bwrap" and options.bwrap_path is None:
-            options = SandboxOptions(isolation="bwrap", limits=options.limits, bwrap_path=find_bwrap())
+            options = dataclasses.replace(options, bwrap_path=find_bwrap())
         self._options = options
         self._use_cgroups = use_cgroups
         self._cgroups: Cgroups | None = None
@@ -407,6 +420,62 @@ class LocalBackend:
     async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
         """Rename without replacing."""
         return await files.move(await self._agent(session_id), source, destination)
+
+    # ---- desktop: the display lives in the agent, inside the sandbox ------------------------
+
+    async def desktop_env(self, session_id: str) -> dict[str, str]:
+        """DISPLAY and XAUTHORITY for commands that should reach the desktop."""
+        return await desktop.env(await self._agent(session_id))
+
+    async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
+        """`.desktop` applications visible in the sandbox."""
+        return await desktop.installed_apps(await self._agent(session_id), include_system)
+
+    async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
+        """Start an application on the session's display."""
+        return await desktop.launch(await self._agent(session_id), start_cmd, work_directory)
+
+    async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
+        """A launched application's processes and window."""
+        return await desktop.app_status(await self._agent(session_id), launch)
+
+    async def stop_app(self, session_id: str, *, pid: int | None, pname: str | None) -> list[AppProcess]:
+        """Stop process trees in the sandbox."""
+        return await desktop.stop_app(await self._agent(session_id), pid, pname)
+
+    async def visible_apps(self, session_id: str) -> list[VisibleApp]:
+        """Processes with a visible window."""
+        return await desktop.visible_apps(await self._agent(session_id))
+
+    async def list_windows(self, session_id: str) -> WindowList:
+        """Top-level windows."""
+        return await desktop.windows(await self._agent(session_id))
+
+    async def active_window(self, session_id: str) -> WindowInfo | None:
+        """The active window."""
+        return await desktop.active(await self._agent(session_id))
+
+    async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
+        """One window."""
+        return await desktop.detail(await self._agent(session_id), window_id)
+
+    async def window_action(
+        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
+    ) -> None:
+        """A window-manager request."""
+        await desktop.action(await self._agent(session_id), window_id, action, width, height)
+
+    async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
+        """Focus mode on or off."""
+        return await desktop.focus_mode(await self._agent(session_id), on)
+
+    async def screenshot(self, session_id: str) -> Screenshot:
+        """Raw screen pixels."""
+        return await desktop.screenshot(await self._agent(session_id))
+
+    async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
+        """Mouse or keyboard input."""
+        return await desktop.input_action(await self._agent(session_id), action)
 
     async def reap_orphans(self) -> list[str]:
         """Delete sessions (and staging/trash litter) whose server is no longer alive."""

@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's dir off sys.path
 if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
     from agentbay_mcp.backends.local.agent import file_ops
+    from agentbay_mcp.backends.local.agent.desktop_ops import Desktop, DesktopError
     from agentbay_mcp.backends.local.agent.proc_state import READ_CHUNK, Proc, Stream, _now
 else:
     import file_ops
+    from desktop_ops import Desktop, DesktopError
     from proc_state import READ_CHUNK, Proc, Stream, _now
 
 HEADER = struct.Struct(">I")
@@ -69,6 +71,9 @@ class Agent:
         # Ids and output files of a restarted sandbox must not collide with its predecessor's.
         self.generation = os.urandom(3).hex()
         self.running = True
+        self.desktop: Desktop | None = None  # started by the first desktop operation
+        self.x_fd: int | None = None
+        self.x_display: object = None
         self.sig_r, self.sig_w = socket.socketpair()
         self.sig_r.setblocking(False)
         self.sig_w.setblocking(False)
@@ -140,6 +145,9 @@ class Agent:
             except (Exception, MemoryError) as exc:  # RecursionError and friends must never kill the sandbox
                 self.fail(request_id, "io_error", f"{op} failed: {exc.__class__.__name__}")
             return
+        if op.startswith("desktop_"):
+            self.desktop_op(request_id, op, request)
+            return
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
             self.fail(request_id, "bad_request", f"unknown operation {op!r}")
@@ -161,6 +169,36 @@ class Agent:
             self.check_parked()
         else:
             self.reply(request_id, result)
+
+    def desktop_op(self, request_id: int, op: str, request: dict[str, object]) -> None:
+        if self.desktop is None:
+            self.desktop = Desktop(self.config, self.op_spawn)
+        try:
+            self.reply(request_id, self.desktop.handle(op, request))
+        except (DesktopError, AgentError) as exc:
+            self.fail(request_id, exc.kind, str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            self.fail(request_id, "invalid", f"{op}: {exc}")
+        except OSError as exc:
+            self.fail(request_id, "io_error", f"{op}: {exc.strerror or exc}")
+        # Events python-xlib read while waiting for replies sit in its queue, not on the socket.
+        self.desktop.on_readable()
+        self.watch_x()
+
+    def watch_x(self) -> None:
+        """Keep the selector on the desktop's current X connection (focus mode reacts to its events)."""
+        display = self.desktop.display if self.desktop is not None else None
+        if display is self.x_display:
+            return
+        if self.x_fd is not None:
+            try:  # the old connection may already be closed: the fd number can be reused
+                self.sel.unregister(self.x_fd)
+            except (KeyError, ValueError):
+                pass
+        self.x_display, self.x_fd = display, None
+        if display is not None:
+            self.x_fd = display.fileno()
+            self.sel.register(self.x_fd, selectors.EVENT_READ, ("x", None))
 
     # ---- operations -------------------------------------------------------------------------
 
@@ -428,6 +466,8 @@ class Agent:
                 return
             proc = self.by_pid.pop(pid, None)
             if proc is None:
+                if self.desktop is not None:
+                    self.desktop.child_exited(pid)
                 continue
             proc.popen.returncode = 0  # keep Popen from waiting on a pid we already reaped
             proc.ended = _now()
@@ -491,6 +531,9 @@ class Agent:
                 elif kind == "pipe":
                     proc, name = data
                     self.on_pipe(proc, name, key.fileobj)
+                elif kind == "x" and self.desktop is not None:
+                    self.desktop.on_readable()
+                    self.watch_x()
             self.reap()
             self.timers()
             if self.parked:
@@ -498,6 +541,8 @@ class Agent:
         self.shutdown()
 
     def shutdown(self) -> None:
+        if self.desktop is not None:
+            self.desktop.stop()
         for proc in self.procs.values():
             if proc.running:
                 self._signal_group(proc, signal.SIGKILL)

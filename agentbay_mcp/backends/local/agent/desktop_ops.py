@@ -1,0 +1,382 @@
+"""The agent's desktop operations: display lifecycle, windows, focus mode, screenshots, input, apps.
+
+Runs in the agent, inside the sandbox. The display starts on the first desktop operation and is
+restarted if it died. Every X exchange runs under a SIGALRM deadline: a wedged or stopped X server
+makes the operation fail with `desktop_timeout` and the connection is dropped (python-xlib's state
+is unknown after an interrupted request), never a hung agent. Operations return at once; waiting
+for an effect (a window appearing, a state change) is the host's job, by polling.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentbay_mcp.backends.local.agent import desktop_apps
+    from agentbay_mcp.backends.local.agent.display_stack import DisplayError, DisplayStack
+else:
+    import desktop_apps
+    from display_stack import DisplayError, DisplayStack
+
+X_SECONDS = 5.0
+WM_READY_SECONDS = 10.0
+ACTIONS = ("activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize")
+
+
+class DesktopError(Exception):
+    """An error reply: `kind` is no_desktop, desktop_timeout, desktop_error, window_not_found or invalid."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _DeadlineError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise _DeadlineError in this (the main) thread if the block runs longer than `seconds`."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise _DeadlineError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Desktop:
+    """One session's desktop, owned by the agent."""
+
+    def __init__(self, config: dict[str, Any], spawn: Callable[[dict[str, object]], dict[str, object]]) -> None:
+        settings = config.get("desktop") or {}
+        self.width = int(settings.get("width", 1280))
+        self.height = int(settings.get("height", 800))
+        self.home = str(config["home"])
+        self.env = dict(config["env"])
+        self.stack = DisplayStack(
+            os.path.join(str(config.get("output_dir", "/tmp/.agentbay")), "display"),
+            self.width,
+            self.height,
+            str(settings.get("window_manager", "openbox")),
+        )
+        self.spawn = spawn
+        vendor = str(config.get("vendor_dir") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor"))
+        if vendor not in sys.path:
+            sys.path.insert(0, vendor)
+        self.display: Any = None
+        self.windows: Any = None
+        self.keyboard: Any = None
+        self.pointer: Any = None
+        self.focus_lock: int | None = None
+        self.focus_mode = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def fileno(self) -> int | None:
+        """The X connection's socket (the agent watches it for focus-mode events)."""
+        return self.display.fileno() if self.display is not None else None
+
+    def child_exited(self, pid: int) -> None:
+        """The agent reaped `pid`; note it if it was Xvfb or the window manager."""
+        if pid in self.stack.pids:
+            self.stack.exited.add(pid)
+
+    def _drop_connection(self) -> None:
+        if self.display is not None:
+            with contextlib.suppress(Exception):
+                self.display.socket.close()
+        self.display = self.windows = self.keyboard = self.pointer = None
+
+    def stop(self) -> None:
+        """Tear the display down (the session is going away)."""
+        self._drop_connection()
+        self.stack.stop()
+
+    def ensure(self) -> None:
+        """Start (or restart) the display and connect to it."""
+        if self.stack.alive() and self.display is not None:
+            return
+        self._drop_connection()
+        self.stack.stop()
+        self.focus_lock, self.focus_mode = None, False
+        from Xlib import display as xdisplay  # noqa: PLC0415 - vendored: importable only once on sys.path
+
+        # Imported late: python-xlib is only on sys.path (vendored) once a desktop is used.
+        x_input: Any = importlib.import_module("x_input")
+        x_windows: Any = importlib.import_module("x_windows")
+
+        try:
+            name = self.stack.start_xvfb()
+            os.environ["XAUTHORITY"] = self.stack.xauthority  # python-xlib reads the cookie from here
+            with deadline(X_SECONDS):
+                self.display = xdisplay.Display(name)
+            self.stack.start_window_manager()
+            windows = x_windows.Windows(self.display)
+            ready_by = time.monotonic() + WM_READY_SECONDS
+            while True:
+                with deadline(X_SECONDS):
+                    if windows.wm_ready():
+                        break
+                if time.monotonic() > ready_by or not self.stack.alive():
+                    raise DisplayError("the window manager did not start")
+                time.sleep(0.005)
+            with deadline(X_SECONDS):
+                windows.watch_root()
+                self.display.sync()
+                self.keyboard = x_input.Keyboard(self.display)
+            self.windows = windows
+            self.pointer = x_input.Pointer(self.display, self.width, self.height)
+        except DisplayError as exc:
+            self.stop()
+            raise DesktopError("no_desktop", str(exc)) from None
+        except (_DeadlineError, OSError, Exception) as exc:  # python-xlib raises its own, unrelated errors
+            self.stop()
+            raise DesktopError("no_desktop", f"the desktop could not start: {exc.__class__.__name__}") from None
+
+    @contextlib.contextmanager
+    def x(self) -> Iterator[Any]:
+        """Run X requests with a deadline; a failure drops the connection (reconnected next time)."""
+        from Xlib.error import BadDrawable, BadWindow  # noqa: PLC0415 - vendored, see ensure()
+
+        self.ensure()
+        try:
+            with deadline(X_SECONDS):
+                yield self.windows
+        except (BadWindow, BadDrawable):
+            raise DesktopError("window_not_found", "the window went away while it was being used") from None
+        except importlib.import_module("x_windows").WindowError as exc:
+            raise DesktopError("window_not_found", str(exc)) from None
+        except importlib.import_module("x_input").InputError as exc:
+            raise DesktopError("invalid", str(exc)) from None
+        except _DeadlineError:
+            self._drop_connection()
+            raise DesktopError(
+                "desktop_timeout",
+                f"the session's X server did not answer within {X_SECONDS:.0f} s (a command may have "
+                "stopped or flooded it); try again, the connection is re-established",
+            ) from None
+        except (DesktopError, ValueError, KeyError, TypeError):
+            raise
+        except Exception as exc:
+            self._drop_connection()
+            raise DesktopError("desktop_error", f"X request failed: {exc.__class__.__name__}") from None
+
+    def on_readable(self) -> None:
+        """X events arrived: enforce focus mode."""
+        if self.display is None:
+            return
+        try:
+            with deadline(X_SECONDS):
+                while self.display.pending_events():
+                    self.display.next_event()
+                if self.focus_mode and self.focus_lock is not None:
+                    windows = self.windows
+                    active = windows.active_id()
+                    if active != self.focus_lock:
+                        if self.focus_lock in windows.client_ids():
+                            windows.activate(windows.window(self.focus_lock))
+                            self.display.flush()
+                        else:  # the locked window closed: the next active window inherits the lock
+                            self.focus_lock = active
+        except Exception:
+            self._drop_connection()
+
+    # ---- operations (one per agent op `desktop_<name>`) ---------------------------------------
+
+    def _describe(self, windows: Any, window_id: int) -> dict[str, object] | None:
+        """A window's description with its process name, or None if it vanished meanwhile."""
+        from Xlib.error import BadDrawable, BadWindow  # noqa: PLC0415 - vendored, see ensure()
+
+        try:
+            info: dict[str, object] = windows.describe(self.display.create_resource_object("window", window_id))
+        except (BadWindow, BadDrawable):
+            return None
+        pid = info.get("pid")
+        process = desktop_apps.process_info(pid) if isinstance(pid, int) else None
+        info["pname"] = process["pname"] if process else None
+        return info
+
+    def op_status(self, request: dict[str, object]) -> dict[str, object]:
+        running = self.stack.alive()
+        return {
+            "running": running,
+            "env": self.stack.env() if running else {},
+            "width": self.width,
+            "height": self.height,
+        }
+
+    def op_windows(self, request: dict[str, object]) -> dict[str, object]:
+        with self.x() as windows:
+            found = [self._describe(windows, window_id) for window_id in windows.client_ids()]
+            return {
+                "windows": [w for w in found if w is not None],
+                "active_window_id": windows.active_id(),
+                "focus_mode": self.focus_mode,
+            }
+
+    def op_window(self, request: dict[str, object]) -> dict[str, object]:
+        with self.x() as windows:
+            window = windows.window(int(request["window_id"]))  # type: ignore[call-overload]
+            info = self._describe(windows, int(window.id)) or {}
+            info["size_increments"] = list(windows.size_increments(window))
+            info["active"] = windows.active_id() == int(window.id)
+            return info
+
+    def op_active(self, request: dict[str, object]) -> dict[str, object]:
+        with self.x() as windows:
+            active = windows.active_id()
+            if active is None or active not in windows.client_ids():
+                return {"window": None}
+            return {"window": self._describe(windows, active)}
+
+    def op_window_action(self, request: dict[str, object]) -> dict[str, object]:
+        action = str(request["action"])
+        if action not in ACTIONS:
+            raise DesktopError("invalid", f"unknown window action {action!r}; use one of {', '.join(ACTIONS)}")
+        with self.x() as windows:
+            window = windows.window(int(request["window_id"]))  # type: ignore[call-overload]
+            if action == "resize":
+                windows.resize(window, int(request["width"]), int(request["height"]))  # type: ignore[call-overload]
+            else:
+                getattr(windows, action)(window)
+            if action == "activate" and self.focus_mode:
+                self.focus_lock = int(window.id)
+            self.display.sync()
+        return {"sent": action}
+
+    def op_focus_mode(self, request: dict[str, object]) -> dict[str, object]:
+        with self.x() as windows:
+            self.focus_mode = bool(request.get("on"))
+            self.focus_lock = windows.active_id() if self.focus_mode else None
+        return {"on": self.focus_mode, "window_id": self.focus_lock}
+
+    def op_screenshot(self, request: dict[str, object]) -> dict[str, object]:
+        with self.x() as windows:
+            image = windows.root.get_image(0, 0, self.width, self.height, 2, 0xFFFFFFFF)  # ZPixmap
+            data = bytes(image.data)
+        if len(data) != self.width * self.height * 4:
+            raise DesktopError("desktop_error", f"unexpected screen format (depth {image.depth})")
+        return {"width": self.width, "height": self.height, "format": "bgrx", "data": base64.b64encode(data).decode()}
+
+    def op_input(self, request: dict[str, object]) -> dict[str, object]:
+        action = str(request.get("action"))
+
+        def number(key: str, default: int = 0) -> int:
+            value = request.get(key)
+            return default if value is None else int(value)  # type: ignore[call-overload]
+
+        with self.x():
+            buttons = {"left": 1, "middle": 2, "right": 3}
+            button = buttons.get(str(request.get("button") or "left"))
+            if button is None:
+                raise DesktopError("invalid", "button must be left, middle or right")
+            if action == "click":
+                self.pointer.click(number("x"), number("y"), button, max(1, min(number("count", 1), 3)))
+            elif action == "move":
+                self.pointer.move(number("x"), number("y"))
+            elif action == "drag":
+                self.pointer.drag(number("x"), number("y"), number("to_x"), number("to_y"), button)
+            elif action == "scroll":
+                direction = str(request.get("direction") or "down")
+                if direction not in ("up", "down", "left", "right"):
+                    raise DesktopError("invalid", "direction must be up, down, left or right")
+                self.pointer.scroll(number("x"), number("y"), direction, max(1, min(number("amount", 1), 100)))
+            elif action == "type":
+                self.keyboard.type_text(str(request.get("text") or ""))
+            elif action == "keys":
+                keys = request.get("keys")
+                if not isinstance(keys, list) or not keys:
+                    raise DesktopError("invalid", "keys must be a non-empty list such as ['ctrl', 'c']")
+                self.keyboard.combo([str(k) for k in keys])
+            else:
+                raise DesktopError("invalid", f"unknown input action {action!r}")
+            x, y = self.pointer.position()
+        return {"pointer_x": x, "pointer_y": y}
+
+    def op_apps(self, request: dict[str, object]) -> dict[str, object]:
+        return {"apps": desktop_apps.installed_apps(self.home, bool(request.get("include_system")))}
+
+    def op_start_app(self, request: dict[str, object]) -> dict[str, object]:
+        with self.x() as windows:
+            before = windows.client_ids()
+        spawned = self.spawn(
+            {
+                "command": request["start_cmd"],
+                "cwd": request.get("work_directory") or self.home,
+                "env": self.stack.env(),
+                "foreground": False,
+                "keep_full_output": False,
+            }
+        )
+        return {**spawned, "windows_before": before}
+
+    def op_app_status(self, request: dict[str, object]) -> dict[str, object]:
+        """The started app's process tree, and the first new window one of them owns (if any yet)."""
+        pids = desktop_apps.tree(int(request["pid"]))  # type: ignore[call-overload]
+        processes = [p for p in (desktop_apps.process_info(pid) for pid in pids) if p is not None]
+        before = {int(w) for w in request.get("windows_before") or []}  # type: ignore[attr-defined]
+        window = None
+        with self.x() as windows:
+            new = [w for w in windows.client_ids() if w not in before]
+            described = [d for d in (self._describe(windows, w) for w in new) if d is not None]
+        owned = [d for d in described if d.get("pid") in pids]
+        if owned or described:
+            window = (owned or described)[0]
+        return {"processes": processes, "window": window}
+
+    def _protected(self) -> set[int]:
+        return {1, os.getpid()} | self.stack.pids
+
+    def op_stop_app(self, request: dict[str, object]) -> dict[str, object]:
+        protected = self._protected()
+        mine = set(desktop_apps.tree(os.getpid())) - protected  # only this session's processes
+        if request.get("pid") is not None:
+            pid = int(request["pid"])  # type: ignore[call-overload]
+            if pid in protected:
+                raise DesktopError("invalid", f"pid {pid} is the session's agent or desktop and cannot be stopped")
+            if pid not in mine:
+                raise DesktopError("invalid", f"no process with pid {pid} in this session")
+            roots = [pid]
+        else:
+            pname = str(request.get("pname") or "")
+            roots = [p for p in desktop_apps.matching(pname, desktop_apps.all_processes()) if p in mine]
+            if not roots:
+                raise DesktopError("invalid", f"no process named {pname!r} in this session")
+        return {"stopped": desktop_apps.stop_trees(roots, protected)}
+
+    def op_visible_apps(self, request: dict[str, object]) -> dict[str, object]:
+        apps: dict[int, dict[str, object]] = {}
+        for window in self.op_windows(request)["windows"]:  # type: ignore[attr-defined]
+            pid = window.get("pid")
+            if window["state"] == "minimized" or not isinstance(pid, int):
+                continue
+            if pid not in apps:
+                info = desktop_apps.process_info(pid)
+                if info is None:
+                    continue
+                apps[pid] = {**info, "window_ids": []}
+            apps[pid]["window_ids"].append(window["window_id"])  # type: ignore[attr-defined]
+        return {"apps": list(apps.values())}
+
+    def handle(self, op: str, request: dict[str, object]) -> dict[str, object]:
+        """Run `desktop_<name>`; raises DesktopError (or KeyError/ValueError/TypeError for bad input)."""
+        handler = getattr(self, f"op_{op.removeprefix('desktop_')}", None)
+        if handler is None:
+            raise DesktopError("invalid", f"unknown desktop operation {op!r}")
+        result: dict[str, object] = handler(request)
+        return result

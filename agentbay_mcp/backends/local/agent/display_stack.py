@@ -1,0 +1,142 @@
+"""The session's virtual display: Xvfb plus an EWMH window manager, started inside the sandbox.
+
+Runs in the agent (stdlib only). Xvfb picks a free display itself (`-displayfd`), listens only on
+its socket in the sandbox's private /tmp (no TCP, no abstract socket, which a session sharing the
+host's network namespace could otherwise reach), and accepts only clients holding the session's
+cookie. Both processes are children of the agent, so they die with the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+START_SECONDS = 10.0
+_FAMILY_LOCAL = 256
+_FAMILY_WILD = 65535
+_COOKIE_NAME = b"MIT-MAGIC-COOKIE-1"
+
+
+class DisplayError(Exception):
+    """The display could not be started; the message says why and what to install."""
+
+
+def _xauth_entry(family: int, address: bytes, number: bytes, cookie: bytes) -> bytes:
+    parts = [struct.pack(">H", family)]
+    for field in (address, number, _COOKIE_NAME, cookie):
+        parts.append(struct.pack(">H", len(field)) + field)
+    return b"".join(parts)
+
+
+def write_xauthority(path: str, cookie: bytes) -> None:
+    """An Xauthority file granting `cookie` for any display (libX11) and for this host (python-xlib)."""
+    entries = _xauth_entry(_FAMILY_WILD, b"", b"", cookie)
+    entries += _xauth_entry(_FAMILY_LOCAL, socket.gethostname().encode(), b"", cookie)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(entries)
+
+
+class DisplayStack:
+    """Xvfb and the window manager of one session."""
+
+    def __init__(self, work_dir: str, width: int, height: int, window_manager: str = "openbox") -> None:
+        self.work_dir = work_dir
+        self.width = width
+        self.height = height
+        self.window_manager = window_manager
+        self.display: str | None = None
+        self.xauthority = os.path.join(work_dir, "Xauthority")
+        self.xvfb: subprocess.Popen[bytes] | None = None
+        self.wm: subprocess.Popen[bytes] | None = None
+        self.exited: set[int] = set()
+
+    @property
+    def pids(self) -> set[int]:
+        """Pids of the display's own processes (never stopped by stop_app)."""
+        return {p.pid for p in (self.xvfb, self.wm) if p is not None}
+
+    def env(self) -> dict[str, str]:
+        """What an application needs to reach the display."""
+        assert self.display is not None
+        return {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
+
+    def alive(self) -> bool:
+        """Whether Xvfb and the window manager are both still running."""
+        return self.display is not None and not (self.pids & self.exited) and len(self.pids) == 2
+
+    def start_xvfb(self) -> str:
+        """Start Xvfb and wait until it reports its display number."""
+        xvfb = shutil.which("Xvfb")
+        if xvfb is None:
+            raise DisplayError("Xvfb is not installed on the host (Debian/Ubuntu: apt install xvfb).")
+        os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
+        os.makedirs("/tmp/.X11-unix", mode=0o1777, exist_ok=True)
+        write_xauthority(self.xauthority, os.urandom(16))
+        read_fd, write_fd = os.pipe()
+        try:
+            self.xvfb = subprocess.Popen(
+                [
+                    *(xvfb, "-displayfd", str(write_fd), "-screen", "0", f"{self.width}x{self.height}x24"),
+                    *("-nolisten", "tcp", "-nolisten", "local", "-auth", self.xauthority, "-noreset"),
+                ],
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            os.close(write_fd)
+            write_fd = -1
+            number = b""
+            deadline = time.monotonic() + START_SECONDS
+            while not number.endswith(b"\n"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([read_fd], [], [], remaining)[0]:
+                    raise DisplayError(f"Xvfb did not start within {START_SECONDS:.0f} s.")
+                chunk = os.read(read_fd, 16)
+                if not chunk:
+                    raise DisplayError("Xvfb exited at start-up (is another display server misconfigured?).")
+                number += chunk
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        self.display = f":{int(number.strip())}"
+        return self.display
+
+    def start_window_manager(self) -> None:
+        """Start the window manager (the caller waits for it to claim the screen)."""
+        wm = shutil.which(self.window_manager)
+        if wm is None:
+            raise DisplayError(
+                f"The window manager {self.window_manager!r} is not installed on the host "
+                "(Debian/Ubuntu: apt install openbox)."
+            )
+        env = dict(os.environ, **self.env())
+        self.wm = subprocess.Popen(
+            [wm, *(("--startup", "/bin/true") if self.window_manager == "openbox" else ())],
+            env=env,
+            cwd=os.environ.get("HOME", "/"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        """Kill both processes (the agent reaps them)."""
+        for proc in (self.wm, self.xvfb):
+            if proc is not None and proc.pid not in self.exited:
+                try:
+                    os.killpg(proc.pid, 9)
+                except OSError:
+                    pass
+                proc.returncode = -9  # reaped by the agent's waitpid(-1); keep Popen from waiting again
+        self.wm = self.xvfb = None
+        self.display = None

@@ -1,0 +1,61 @@
+"""Screenshots to PNG or JPEG under a byte budget (Pillow), scaled down only as far as needed."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image
+
+from agentbay_mcp.backends.base import Screenshot
+
+MAX_IMAGE_BYTES = 1_000_000
+_JPEG_QUALITIES = (85, 70, 55)
+_SHRINK = 0.75
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An encoded screenshot and what it is."""
+
+    data: bytes
+    format: Literal["png", "jpeg"]
+    width: int
+    height: int
+
+
+def _decode(shot: Screenshot) -> Image.Image:
+    if shot.format == "bgrx":
+        return Image.frombuffer("RGB", (shot.width, shot.height), shot.data, "raw", "BGRX", 0, 1)
+    with Image.open(io.BytesIO(shot.data)) as image:
+        return image.convert("RGB")
+
+
+def _encode(image: Image.Image, fmt: Literal["png", "jpeg"], quality: int) -> bytes:
+    out = io.BytesIO()
+    if fmt == "png":
+        image.save(out, "PNG", compress_level=3)  # level 3: most of level 9's size at a fraction of the time
+    else:
+        image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def encode(
+    shot: Screenshot, fmt: Literal["png", "jpeg"], max_width: int | None, budget: int = MAX_IMAGE_BYTES
+) -> EncodedImage:
+    """Scale to `max_width` (never up), then encode; shrink (and for JPEG lower quality) until under budget."""
+    image = _decode(shot)
+    if max_width is not None and max_width < image.width:
+        image = image.resize(
+            (max_width, max(1, round(image.height * max_width / image.width))), Image.Resampling.BILINEAR
+        )
+    while True:
+        for quality in _JPEG_QUALITIES if fmt == "jpeg" else (0,):
+            data = _encode(image, fmt, quality)
+            if len(data) <= budget:
+                return EncodedImage(data, fmt, image.width, image.height)
+        if image.width <= 64:
+            return EncodedImage(data, fmt, image.width, image.height)  # a 64-pixel-wide image is never 1 MB
+        size = (max(1, int(image.width * _SHRINK)), max(1, int(image.height * _SHRINK)))
+        image = image.resize(size, Image.Resampling.BILINEAR)

@@ -1,0 +1,217 @@
+"""Desktop tools: applications, windows, focus mode, screenshots and input (images with a desktop)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import Field
+
+from agentbay_mcp.models import (
+    ActiveWindow,
+    AppStarted,
+    AppStopped,
+    FocusMode,
+    InputKind,
+    InputResult,
+    InstalledApps,
+    ScreenshotInfo,
+    VisibleApps,
+    WindowAction,
+    WindowControlResult,
+    WindowList,
+)
+from agentbay_mcp.tools.common import CREATES, READ_ONLY, tool_call
+from agentbay_mcp.tools.files import SessionId
+
+WindowId = Annotated[int, Field(description="A window_id from list_windows or get_active_window.")]
+Coordinate = Annotated[int | None, Field(ge=0, description="Screen pixels from the top-left corner.")]
+DRIVES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+SETS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+STOPS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    """Add the desktop tools to `mcp`."""
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description=(
+            "Applications installed in the session (from its .desktop entries): name, start_cmd to pass to "
+            "start_app, work_directory. include_system=true also lists hidden entries and settings tools. "
+            "The first desktop tool call on a session starts its desktop (a fraction of a second)."
+        ),
+    )
+    async def get_installed_apps(
+        ctx: Context,
+        session_id: SessionId,
+        include_system: Annotated[bool, Field(description="Also list hidden and settings entries.")] = False,
+    ) -> InstalledApps:
+        async with tool_call(ctx) as call:
+            return await call.desktop.get_installed_apps(call.conversation, session_id, include_system)
+
+    @mcp.tool(
+        annotations=CREATES,
+        description=(
+            "Start an application on the session's desktop (a shell command, e.g. 'xterm' or a start_cmd from "
+            "get_installed_apps). Waits up to wait_ms for its window and returns it with the started processes "
+            "(pid, pname, cmdline) and a proc_id whose output read_process_output can show. Fails with the "
+            "application's error output if it is not found or exits at once."
+        ),
+    )
+    async def start_app(
+        ctx: Context,
+        session_id: SessionId,
+        start_cmd: Annotated[str, Field(description="Command that starts the application.")],
+        work_directory: Annotated[str | None, Field(description="Working directory (default /home/user).")] = None,
+        wait_ms: Annotated[
+            int | None, Field(ge=0, le=30000, description="How long to wait for a window (default 5000).")
+        ] = None,
+    ) -> AppStarted:
+        async with tool_call(ctx) as call:
+            return await call.desktop.start_app(call.conversation, session_id, start_cmd, work_directory, wait_ms)
+
+    @mcp.tool(
+        annotations=STOPS,
+        description=(
+            "Stop an application, by exactly one of: pid (that process and all its children), pname (every "
+            "process with that name, and their children) or stop_cmd (a shell command to run). Only the "
+            "session's own processes; the desktop itself cannot be stopped this way."
+        ),
+    )
+    async def stop_app(
+        ctx: Context,
+        session_id: SessionId,
+        pid: Annotated[int | None, Field(description="Process id from start_app or list_visible_apps.")] = None,
+        pname: Annotated[str | None, Field(description="Process name, e.g. 'xterm'.")] = None,
+        stop_cmd: Annotated[str | None, Field(description="Shell command that stops the application.")] = None,
+    ) -> AppStopped:
+        async with tool_call(ctx) as call:
+            return await call.desktop.stop_app(call.conversation, session_id, pid, pname, stop_cmd)
+
+    @mcp.tool(annotations=READ_ONLY, description="Processes that own a visible (not minimized) window.")
+    async def list_visible_apps(ctx: Context, session_id: SessionId) -> VisibleApps:
+        async with tool_call(ctx) as call:
+            return await call.desktop.list_visible_apps(call.conversation, session_id)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description=(
+            "Top-level windows on the session's desktop: window_id, title, outer x/y/width/height, pid and "
+            "pname of the owner, state (normal, minimized, maximized, fullscreen) and child windows."
+        ),
+    )
+    async def list_windows(ctx: Context, session_id: SessionId) -> WindowList:
+        async with tool_call(ctx) as call:
+            return await call.desktop.list_windows(call.conversation, session_id)
+
+    @mcp.tool(annotations=READ_ONLY, description="The window that has the keyboard focus (null if none).")
+    async def get_active_window(ctx: Context, session_id: SessionId) -> ActiveWindow:
+        async with tool_call(ctx) as call:
+            return await call.desktop.get_active_window(call.conversation, session_id)
+
+    @mcp.tool(
+        annotations=DRIVES,
+        description=(
+            "Control a window: activate, maximize, minimize, restore, close, fullscreen, or resize (with width "
+            "and height, the outer size in pixels). Checks the effect and returns the window afterwards; "
+            "verified=false says it did not happen in time (e.g. an app asking before it closes). Terminals "
+            "resize in whole character cells, so their size can differ by less than a cell."
+        ),
+    )
+    async def control_window(
+        ctx: Context,
+        session_id: SessionId,
+        window_id: WindowId,
+        action: Annotated[WindowAction, Field(description="What to do with the window.")],
+        width: Annotated[int | None, Field(ge=1, description="For resize: outer width in pixels.")] = None,
+        height: Annotated[int | None, Field(ge=1, description="For resize: outer height in pixels.")] = None,
+    ) -> WindowControlResult:
+        async with tool_call(ctx) as call:
+            return await call.desktop.control_window(call.conversation, session_id, window_id, action, width, height)
+
+    @mcp.tool(
+        annotations=SETS,
+        description=(
+            "Focus mode: while on, the active window keeps the focus; any other window that takes it (a new "
+            "window, a click elsewhere) is sent back behind it at once. control_window activate moves the lock "
+            "to another window. Off restores normal focus."
+        ),
+    )
+    async def set_focus_mode(
+        ctx: Context, session_id: SessionId, on: Annotated[bool, Field(description="true to lock the focus.")]
+    ) -> FocusMode:
+        async with tool_call(ctx) as call:
+            return await call.desktop.set_focus_mode(call.conversation, session_id, on)
+
+    @mcp.tool(
+        annotations=READ_ONLY,
+        description=(
+            "Screenshot of the session's whole screen as an image (png, or jpeg for photos), scaled to "
+            "max_width if given and always under 1 MB (scaled down further if needed; the reply says)."
+        ),
+    )
+    async def take_screenshot(
+        ctx: Context,
+        session_id: SessionId,
+        format: Annotated[Literal["png", "jpeg"], Field(description="Image format.")] = "png",
+        max_width: Annotated[int | None, Field(ge=16, description="Scale down to at most this width.")] = None,
+    ) -> Annotated[CallToolResult, ScreenshotInfo]:
+        async with tool_call(ctx) as call:
+            image, info = await call.desktop.take_screenshot(call.conversation, session_id, format, max_width)
+        return CallToolResult(
+            content=[
+                ImageContent(
+                    type="image", data=base64.b64encode(image.data).decode(), mime_type=f"image/{image.format}"
+                ),
+                TextContent(
+                    type="text",
+                    text=f"{info.width}x{info.height} {info.format} screenshot"
+                    + (f" (screen {info.screen_width}x{info.screen_height}, scaled)" if info.scaled else ""),
+                ),
+            ],
+            structured_content=info.model_dump(mode="json"),
+        )
+
+    @mcp.tool(
+        annotations=DRIVES,
+        description=(
+            "Mouse and keyboard input on the session's desktop. action: click (x, y, button left|middle|right, "
+            "count 2 for a double click), move (x, y), drag (x, y to to_x, to_y), scroll (x, y, direction "
+            "up|down|left|right, amount), type (text, any Unicode; '\\n' presses Return), keys (a combination "
+            "held together, e.g. ['ctrl', 'c'] or ['alt', 'F4'] or ['Return']). Keys go to the active window."
+        ),
+    )
+    async def input_action(
+        ctx: Context,
+        session_id: SessionId,
+        action: Annotated[InputKind, Field(description="Which input to deliver.")],
+        x: Coordinate = None,
+        y: Coordinate = None,
+        to_x: Coordinate = None,
+        to_y: Coordinate = None,
+        button: Annotated[Literal["left", "middle", "right"] | None, Field(description="Mouse button.")] = None,
+        count: Annotated[int | None, Field(ge=1, le=3, description="Clicks (2 = double click).")] = None,
+        direction: Annotated[Literal["up", "down", "left", "right"] | None, Field(description="Scroll way.")] = None,
+        amount: Annotated[int | None, Field(ge=1, le=100, description="Scroll notches.")] = None,
+        text: Annotated[str | None, Field(description="Text to type.")] = None,
+        keys: Annotated[list[str] | None, Field(description="Key names pressed together.")] = None,
+    ) -> InputResult:
+        async with tool_call(ctx) as call:
+            return await call.desktop.input_action(
+                call.conversation,
+                session_id,
+                action,
+                x=x,
+                y=y,
+                to_x=to_x,
+                to_y=to_y,
+                button=button,
+                count=count,
+                direction=direction,
+                amount=amount,
+                text=text,
+                keys=keys,
+            )
