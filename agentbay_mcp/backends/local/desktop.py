@@ -7,6 +7,7 @@ module only sends operations and validates what comes back (the agent is not tru
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import Any
 
 from agentbay_mcp.backends.base import AppLaunch, AppStatus, Screenshot, WindowDetail
@@ -118,7 +119,13 @@ async def screenshot(agent: AgentClient) -> Screenshot:
     """Raw screen pixels."""
     async with translated():
         reply = await _call(agent, "screenshot")
-        shot = Screenshot.model_validate({**reply, "data": base64.b64decode(reply["data"])})
+        if reply.pop("compression", None) != "zlib":
+            raise ValueError("screenshot not compressed")
+        width, height = int(reply["width"]), int(reply["height"])
+        # Bounded: a hostile agent's zlib bomb stops at the size the screen can have.
+        inflater = zlib.decompressobj()
+        pixels = inflater.decompress(base64.b64decode(reply["data"]), width * height * 4 + 1)
+        shot = Screenshot.model_validate({**reply, "data": pixels})
         if shot.format != "bgrx" or len(shot.data) != shot.width * shot.height * 4:
             raise ValueError("screenshot size does not match its dimensions")
         return shot
