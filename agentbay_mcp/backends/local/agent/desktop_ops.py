@@ -29,6 +29,7 @@ else:
 
 X_SECONDS = 5.0
 WM_READY_SECONDS = 10.0
+MAX_WINDOWS = 200
 ACTIONS = ("activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize")
 
 
@@ -223,7 +224,8 @@ class Desktop:
 
     def op_windows(self, request: dict[str, object]) -> dict[str, object]:
         with self.x() as windows:
-            found = [self._describe(windows, window_id) for window_id in windows.client_ids()]
+            # The newest windows matter most; a session that opens thousands gets its last MAX_WINDOWS.
+            found = [self._describe(windows, window_id) for window_id in windows.client_ids()[-MAX_WINDOWS:]]
             return {
                 "windows": [w for w in found if w is not None],
                 "active_window_id": windows.active_id(),

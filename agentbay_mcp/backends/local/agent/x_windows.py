@@ -13,6 +13,7 @@ from Xlib.protocol import event as xevent
 from Xlib.xobject.drawable import Window
 
 MAX_CHILDREN = 50
+MAX_TITLE = 1024  # characters: a hostile app can set a megabyte-long title
 _STATE_ADD, _STATE_REMOVE = 1, 0
 _ICONIC = 3
 
@@ -40,11 +41,12 @@ class Windows:
         return list(prop.value) if prop is not None else None
 
     def _text(self, window: Window, name: str) -> str | None:
-        prop = window.get_full_property(self.atom(name), 0)
+        prop = window.get_property(self.atom(name), 0, 0, MAX_TITLE)  # reads at most 4 * MAX_TITLE bytes
         if prop is None:
             return None
         value = prop.value
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return text[:MAX_TITLE]
 
     def wm_ready(self) -> bool:
         """Whether an EWMH window manager has claimed the screen and finished starting up.
