@@ -29,7 +29,15 @@ def test_doctor_runs_a_real_conversation(state_dir: Path) -> None:
     done = run_cli("doctor", env=server_env(state_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    for step in ("create_session ->", "list_sessions(labels=", "get_session_labels ->", "delete_session ->"):
+    for step in (
+        "create_session ->",
+        "list_sessions(labels=",
+        "get_session_labels ->",
+        "list_windows -> desktop up (1280x800",
+        "start_app('xterm') + control_window(maximize) -> window",
+        "take_screenshot -> 1280x800 png",
+        "delete_session ->",
+    ):
         assert step in out
     assert "VERDICT: READY" in out
     assert list((state_dir / "sessions").iterdir()) == []

@@ -124,6 +124,30 @@ def _structured(result: Any) -> dict[str, Any]:
     return content
 
 
+async def _desktop_steps(client: Client, session_id: str, step: Any) -> None:
+    """Start the session's desktop, open a terminal if the host has one, and take a screenshot."""
+    windows = _structured(await client.call_tool("list_windows", {"session_id": session_id}))
+    step(f"list_windows -> desktop up ({windows['screen_width']}x{windows['screen_height']}, Xvfb + window manager)")
+    if shutil.which("xterm"):
+        started = _structured(
+            await client.call_tool("start_app", {"session_id": session_id, "start_cmd": "xterm -T doctor"})
+        )
+        window = started["window"]
+        if window is None:
+            raise RuntimeError(f"start_app('xterm') opened no window: {started['note']}")
+        done = _structured(
+            await client.call_tool(
+                "control_window", {"session_id": session_id, "window_id": window["window_id"], "action": "maximize"}
+            )
+        )
+        if not done["verified"]:
+            raise RuntimeError(f"maximize was not verified: {done['note']}")
+        size = f"{done['window']['width']}x{done['window']['height']}"
+        step(f"start_app('xterm') + control_window(maximize) -> window {window['window_id']} now {size}")
+    shot = _structured(await client.call_tool("take_screenshot", {"session_id": session_id}))
+    step(f"take_screenshot -> {shot['width']}x{shot['height']} {shot['format']}, {shot['bytes']:,} bytes")
+
+
 async def run_conversation(settings: Settings, say: Any) -> None:
     """Create a labelled session, find it by label, read its labels, delete it, check it is gone."""
     run_label = {"doctor-run": secrets.token_hex(4)}
@@ -158,6 +182,7 @@ async def run_conversation(settings: Settings, say: Any) -> None:
         if back["content"] != note:
             raise RuntimeError(f"read_file returned {back['content']!r}, expected {note!r}")
         step("write_file + read_file('doctor.txt') -> same text back")
+        await _desktop_steps(client, session_id, step)
         _structured(await client.call_tool("delete_session", {"session_id": session_id}))
         step("delete_session -> deleted")
         after = _structured(await client.call_tool("list_sessions", {"labels": run_label}))
@@ -192,7 +217,10 @@ def run_doctor(settings: Settings) -> int:
         try:
             anyio.run(run_conversation, settings, say)
             conversation_ok = True
-            say("[OK  ] conversation: create, find by label, run a command, write and read a file, delete")
+            say(
+                "[OK  ] conversation: create, find by label, run a command, write and read a file, "
+                "start the desktop and take a screenshot, delete"
+            )
         except Exception as exc:
             say(f"[FAIL] conversation: {exc}")
     failed = [c for c in checks if c.status == "FAIL"]
