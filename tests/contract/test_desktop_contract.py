@@ -1,0 +1,85 @@
+"""The desktop part of the `SandboxBackend` contract (primitives only: the service checks effects)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+
+from agentbay_mcp.backends.base import SandboxBackend
+from agentbay_mcp.errors import WindowNotFoundError
+from tests.contract.test_backend_contract import backend  # noqa: F401 - the parametrized fixture
+
+pytestmark = pytest.mark.anyio
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> bool:
+    with anyio.move_on_after(timeout):
+        while not await check():  # noqa: ASYNC110 - polls state in the session
+            await anyio.sleep(0.05)
+        return True
+    return False
+
+
+async def test_a_fresh_desktop_has_no_windows_and_a_screen(backend: SandboxBackend) -> None:  # noqa: F811
+    record = await backend.create_session(image_id="linux_latest", labels={}, owner="c")
+    listed = await backend.list_windows(record.session_id)
+    assert listed.windows == []
+    assert listed.screen_width > 0
+    assert listed.screen_height > 0
+    shot = await backend.screenshot(record.session_id)
+    assert (shot.width, shot.height) == (listed.screen_width, listed.screen_height)
+    assert shot.data
+    assert await backend.active_window(record.session_id) is None
+    env = await backend.desktop_env(record.session_id)
+    assert env["DISPLAY"]
+
+
+async def test_an_app_window_can_be_found_driven_and_closed(backend: SandboxBackend) -> None:  # noqa: F811
+    session_id = (await backend.create_session(image_id="linux_latest", labels={}, owner="c")).session_id
+    launch = await backend.launch_app(session_id, "xterm -T contract", None)
+    assert launch.windows_before == []
+
+    async def has_window() -> bool:
+        return (await backend.app_status(session_id, launch)).window is not None
+
+    assert await until(has_window)
+    status = await backend.app_status(session_id, launch)
+    assert status.window is not None
+    window_id = status.window.window_id
+    assert status.window.title == "contract"
+    assert "xterm" in [p.pname for p in status.processes]
+
+    await backend.window_action(session_id, window_id, "maximize", None, None)
+
+    async def maximized() -> bool:
+        return (await backend.window_detail(session_id, window_id)).window.state == "maximized"
+
+    assert await until(maximized)
+    moved = await backend.input_action(session_id, {"action": "move", "x": 10, "y": 20})
+    assert (moved.pointer_x, moved.pointer_y) == (10, 20)
+    assert [a.pname for a in await backend.visible_apps(session_id)] == ["xterm"]
+
+    await backend.window_action(session_id, window_id, "close", None, None)
+
+    async def closed() -> bool:
+        try:
+            await backend.window_detail(session_id, window_id)
+        except WindowNotFoundError:
+            return True
+        return False
+
+    assert await until(closed)
+
+
+async def test_unknown_windows_and_stopping_apps(backend: SandboxBackend) -> None:  # noqa: F811
+    session_id = (await backend.create_session(image_id="linux_latest", labels={}, owner="c")).session_id
+    with pytest.raises(WindowNotFoundError):
+        await backend.window_detail(session_id, 4242)
+    launch = await backend.launch_app(session_id, "exec sleep 300", None)
+    stopped = await backend.stop_app(session_id, pid=None, pname="sleep")
+    assert [(p.pid, p.pname) for p in stopped] == [(launch.pid, "sleep")]
+    assert (await backend.wait_process(session_id, launch.proc_id, 5000)).running is False
+    apps = await backend.installed_apps(session_id, include_system=True)
+    assert all(app.start_cmd for app in apps)
