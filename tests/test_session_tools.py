@@ -33,6 +33,18 @@ FILE_TOOLS = {
     "create_directory",
     "move_file",
 }
+DESKTOP_TOOLS = {
+    "get_installed_apps",
+    "start_app",
+    "stop_app",
+    "list_visible_apps",
+    "list_windows",
+    "get_active_window",
+    "control_window",
+    "set_focus_mode",
+    "take_screenshot",
+    "input_action",
+}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",
@@ -45,7 +57,13 @@ SESSION_TOOLS = {
 
 async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS
+    assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS | DESKTOP_TOOLS
+    for name in ("list_windows", "get_active_window", "take_screenshot", "get_installed_apps"):
+        assert tools[name].annotations is not None
+        assert tools[name].annotations.read_only_hint is True
+    for name in ("control_window", "input_action", "stop_app"):
+        assert tools[name].annotations is not None
+        assert tools[name].annotations.destructive_hint is True
     for name in ("get_session", "list_sessions", "get_session_labels"):
         assert tools[name].annotations is not None
         assert tools[name].annotations.read_only_hint is True

@@ -78,6 +78,11 @@ async def test_unknown_windows_and_stopping_apps(backend: SandboxBackend) -> Non
     with pytest.raises(WindowNotFoundError):
         await backend.window_detail(session_id, 4242)
     launch = await backend.launch_app(session_id, "exec sleep 300", None)
+
+    async def exec_done() -> bool:  # until the shell has become sleep
+        return [p.pname for p in (await backend.app_status(session_id, launch)).processes] == ["sleep"]
+
+    assert await until(exec_done)
     stopped = await backend.stop_app(session_id, pid=None, pname="sleep")
     assert [(p.pid, p.pname) for p in stopped] == [(launch.pid, "sleep")]
     assert (await backend.wait_process(session_id, launch.proc_id, 5000)).running is False
