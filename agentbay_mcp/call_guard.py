@@ -33,10 +33,11 @@ def denial(caller: Caller, tool: str, kind: ToolKind) -> str:
     """The message a model gets for a tool its principal's scopes do not allow."""
     what = "read-only" if kind.read_only else "changing"
     held = ", ".join(caller.scopes or ()) or "none"
+    alternatives = f"'read', {kind.toolset!r} or 'all'" if kind.read_only else "'all'"
     return (
         f"Access denied: principal {caller.principal!r} may not call {tool} (a {what} tool of the "
         f"{kind.toolset!r} toolset). Its scopes: {held}. Calling it needs scope {needed_for(kind)!r} "
-        f"(or {kind.toolset!r}, or 'all'): ask the operator for a token with it, or use another tool."
+        f"(or {alternatives}): ask the operator for a token with it, or use another tool."
     )
 
 

@@ -24,8 +24,9 @@ from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from agentbay_mcp.registry import ANONYMOUS
+
 _STATE_KEY = "agentbay_mcp.conversation"
-ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, QuotaExc
 from agentbay_mcp.labels import matches, validate_labels
 from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.paging import PageTokens
-from agentbay_mcp.registry import Entry, Registry
+from agentbay_mcp.registry import ANONYMOUS, Entry, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,12 @@ class SessionService:
         """Bind `conversation` to `principal` on its first call; a later call by another principal is refused."""
         self.registry.open_conversation(conversation, principal)
 
+    def _principal_limit(self, conversation: str) -> int | None:
+        # Principal quotas are for authenticated users: `anonymous` is everyone on an unauthenticated
+        # server (every stdio chat, every local HTTP client), where the per-conversation limit applies.
+        anonymous = self.registry.principal_of(conversation) == ANONYMOUS
+        return None if anonymous else self.max_sessions_per_principal
+
     def live_sessions(self) -> int:
         """How many sessions this process holds (for metrics)."""
         return len(self.registry)
@@ -129,7 +135,7 @@ class SessionService:
     async def command_slot(self, conversation: str) -> AsyncIterator[None]:
         """Count one running command against its principal's limit, or raise QuotaExceededError."""
         principal = self.registry.principal_of(conversation)
-        limit = self.max_commands_per_principal
+        limit = None if principal == ANONYMOUS else self.max_commands_per_principal
         if limit is not None and self._running_commands[principal] >= limit:
             raise QuotaExceededError(
                 f"Principal {principal!r} already has {limit} commands running at once (the limit). Wait for "
@@ -159,7 +165,7 @@ class SessionService:
         network = network or self.network_policy == "on"
         if not isinstance(image_id, str) or not image_id.strip():
             raise InvalidArgumentError("image_id must be a non-empty string such as 'linux_latest'")
-        self.registry.reserve(conversation, self.max_sessions_per_conversation, self.max_sessions_per_principal)
+        self.registry.reserve(conversation, self.max_sessions_per_conversation, self._principal_limit(conversation))
         try:
             record = await self.backend.create_session(
                 image_id=image_id, labels=clean, owner=conversation, network=network

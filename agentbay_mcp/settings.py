@@ -63,10 +63,13 @@ class Settings(BaseSettings):
         default=100,
         ge=1,
         le=100_000,
-        description="Live sessions one principal (an authenticated user; without auth, everyone) may hold at once.",
+        description="Live sessions one authenticated principal may hold at once, across its conversations.",
     )
     max_commands_per_principal: int = Field(
-        default=16, ge=1, le=10_000, description="execute_command calls one principal may have running at once."
+        default=16,
+        ge=1,
+        le=10_000,
+        description="execute_command calls one authenticated principal may have running at once.",
     )
     token_file: Path | None = Field(
         default=None, description="HTTP: static bearer tokens (hashed) mapped to principals and scopes."
