@@ -17,7 +17,7 @@ from mcp_types import INVALID_REQUEST, CallToolResult, TextContent
 
 from agentbay_mcp import resources
 from agentbay_mcp.audit import AuditLog, safe_arguments
-from agentbay_mcp.auth.scopes import ToolKind, allows, needed_for
+from agentbay_mcp.auth.scopes import UNCLASSIFIED, ToolKind, allows, needed_for
 from agentbay_mcp.conversation import Caller, resolve_caller
 from agentbay_mcp.errors import AccessDeniedError
 from agentbay_mcp.metrics import Metrics
@@ -96,13 +96,15 @@ class CallGuard:
         params = ctx.params or {}
         name, arguments = params.get("name"), params.get("arguments")
         arguments = arguments if isinstance(arguments, dict) else {}
-        kind = state.tool_kinds.get(name) if isinstance(name, str) else None
+        found = state.tool_kinds.get(name) if isinstance(name, str) else None
+        known = found is not None
+        kind = found or ToolKind(UNCLASSIFIED, read_only=False)
         started = time.perf_counter()
         outcome, caller, result = "failed", None, None
         try:
             caller = resolve_caller(ctx, state.service.release_conversation)
             state.service.enter(caller.conversation, caller.principal)
-            if kind is not None and not allows(caller.scopes, kind):
+            if not allows(caller.scopes, kind):
                 outcome = "denied"
                 return CallToolResult(
                     content=[TextContent(type="text", text=denial(caller, str(name), kind))], is_error=True
@@ -116,7 +118,7 @@ class CallGuard:
         finally:
             seconds = time.perf_counter() - started
             # Unknown tool names come from the client: never let them mint new metric series.
-            self.metrics.observe_call(str(name) if kind is not None else "unknown", outcome, seconds)
+            self.metrics.observe_call(str(name) if known else "unknown", outcome, seconds)
             self.audit.write(
                 principal=caller.principal if caller else None,
                 conversation=caller.conversation if caller else None,

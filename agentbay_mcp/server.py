@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from agentbay_mcp import __version__, prompts, resources
 from agentbay_mcp.audit import AuditLog
 from agentbay_mcp.auth.config import HttpAuth
-from agentbay_mcp.auth.scopes import tool_kinds
+from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
@@ -94,7 +94,6 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         service = build_service(settings, backend_factory(settings))
-        kinds = await tool_kinds(exposed)
         audit.open()
         metrics.count_sessions_with(service.live_sessions)
         async with anyio.create_task_group() as tg:
@@ -108,14 +107,14 @@ def build_server(
                     commands=command_service,
                     files=file_service,
                     settings=settings,
-                    tool_kinds=kinds,
+                    tool_kinds=mcp.tool_kinds,
                 )
             finally:
                 await service.close()  # shielded: releases every session before the tasks are cancelled
                 tg.cancel_scope.cancel()
                 audit.close()
 
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: ToolsetServer[AppState] = ToolsetServer(
         "agentbay-mcp",
         title="AgentBay sandbox sessions",
         instructions=INSTRUCTIONS,
@@ -126,8 +125,8 @@ def build_server(
         token_verifier=auth.verifier if auth else None,
         middleware=[CallGuard(audit, metrics)],
     )
-    for register in exposed.values():
-        register(mcp)
+    for name, register in exposed.items():
+        mcp.add_toolset(name, register)
     resources.register(mcp)
     prompts.register(mcp)
     return mcp

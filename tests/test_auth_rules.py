@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp.audit import safe_arguments
 from agentbay_mcp.auth.config import check_http_safety, transport_security
-from agentbay_mcp.auth.scopes import ToolKind, allows, parse_scopes, tool_kinds
+from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer, allows, parse_scopes
 from agentbay_mcp.auth.token_file import TokenFileVerifier, add_token, hash_token, read_entries, remove_tokens
 from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError, UnsafeConfigurationError
 from agentbay_mcp.settings import Settings
@@ -102,7 +102,7 @@ def test_scopes_follow_toolset_and_read_only_hint(scopes: tuple[str, ...] | None
         assert allows(scopes, kind) == (kind in allowed), (scopes, kind)
 
 
-async def test_a_new_toolset_is_classified_from_its_annotations() -> None:
+def test_a_new_toolset_is_classified_from_its_annotations() -> None:
     """What the desktop toolset will get when it lands: no list of tool names to update."""
 
     def register_desktop(mcp: MCPServer[Any]) -> None:
@@ -110,12 +110,23 @@ async def test_a_new_toolset_is_classified_from_its_annotations() -> None:
         def list_windows() -> str:
             return ""
 
-        @mcp.tool(annotations=CREATES)
-        def start_app(name: str) -> str:
+        @mcp.tool(annotations=CREATES, name="start_app")
+        def start(name: str) -> str:
             return name
 
-    kinds = await tool_kinds({"desktop": register_desktop})
-    assert kinds == {"list_windows": SCREENSHOT, "start_app": CLICK}
+    server: ToolsetServer[Any] = ToolsetServer("probe")
+    server.add_toolset("desktop", register_desktop)
+
+    @server.tool()
+    def stray() -> str:
+        return ""
+
+    assert server.tool_kinds == {
+        "list_windows": SCREENSHOT,
+        "start_app": CLICK,
+        "stray": ToolKind("unclassified", read_only=False),
+    }
+    assert not allows(("read", "desktop", "sessions"), server.tool_kinds["stray"])
 
 
 def test_scope_strings_are_parsed_and_checked() -> None:

@@ -49,7 +49,7 @@ def idp_server(state_dir: Path) -> Iterator[tuple[Idp, HttpServer]]:
     state_dir.parent.mkdir(parents=True, exist_ok=True)
     jwks = state_dir.parent / "jwks.json"
     idp = Idp(jwks)
-    server = HttpServer(state_dir, "--jwt-issuer", ISSUER, "--jwt-jwks-file", str(jwks))
+    server = HttpServer(state_dir, "--jwt-issuer", ISSUER, "--jwt-jwks-file", str(jwks), "--public-metrics")
     yield idp, server
     server.stop()
 
@@ -126,15 +126,18 @@ async def test_bad_jwts_get_401(idp_server: tuple[Idp, HttpServer], state_dir: P
     assert all(token not in log for token in bad.values())
 
 
-async def test_protected_resource_metadata_is_served_as_the_sdk_does(idp_server: tuple[Idp, HttpServer]) -> None:
+async def test_protected_resource_metadata_and_public_metrics(idp_server: tuple[Idp, HttpServer]) -> None:
     _, server = idp_server
     async with httpx2.AsyncClient(timeout=10) as http:
         base = server.url.removesuffix("/mcp")
         metadata = await http.get(base + "/.well-known/oauth-protected-resource/mcp")
         challenge = await http.post(server.url, json={})
+        metrics = await http.get(base + "/metrics")  # --public-metrics: no token needed
     assert metadata.status_code == 200
     body = metadata.json()
     assert body["resource"] == audience(server)
     assert body["authorization_servers"] == [ISSUER]
     assert challenge.status_code == 401
     assert "resource_metadata=" in challenge.headers["www-authenticate"]
+    assert metrics.status_code == 200
+    assert "agentbay_mcp_live_sessions 0" in metrics.text

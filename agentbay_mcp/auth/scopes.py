@@ -8,23 +8,26 @@
 | `<toolset>:read` | the read-only tools of that toolset (e.g. `desktop:read`: screenshots)  |
 
 A new toolset (say `desktop`) is covered the day it lands: its tools are classified by the toolset
-that registered them and by their own annotations, so nothing here lists tool names. Resources
+that registered them (`ToolsetServer.add_toolset`) and by their own annotations, so nothing here
+lists tool names. Resources
 (`agentbay://sessions...`) count as read-only tools of the `sessions` toolset.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
+from mcp_types import Icon, ToolAnnotations
 
 from agentbay_mcp.errors import InvalidArgumentError
 
 ALL = "all"
 READ = "read"
+UNCLASSIFIED = "unclassified"
 _SCOPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}(:read)?$")
 
 
@@ -74,23 +77,51 @@ def check_known(scopes: Iterable[str], toolsets: Collection[str]) -> None:
             )
 
 
-_catalog_cache: dict[Callable[[MCPServer[Any]], None], dict[str, ToolKind]] = {}
+LifespanT = TypeVar("LifespanT")
 
 
-async def tool_kinds(toolsets: Mapping[str, Callable[[MCPServer[Any]], None]]) -> dict[str, ToolKind]:
-    """tool name -> kind, for the given toolsets (name -> register function).
+class ToolsetServer(MCPServer[LifespanT]):
+    """An `MCPServer` that remembers which toolset registered each tool, and whether it is read-only.
 
-    Each toolset is registered on a throwaway server to learn which tools it adds and their
-    annotations, so the classification follows whatever a toolset module declares.
+    Toolset modules register with the ordinary `@mcp.tool(...)` decorator, which calls the public
+    `add_tool`; recording there classifies every tool of a toolset, including ones added later.
     """
-    kinds: dict[str, ToolKind] = {}
-    for name, register in toolsets.items():
-        if register not in _catalog_cache:
-            probe: MCPServer[Any] = MCPServer(f"probe-{name}")
-            register(probe)
-            _catalog_cache[register] = {
-                tool.name: ToolKind(name, bool(tool.annotations and tool.annotations.read_only_hint))
-                for tool in await probe.list_tools()
-            }
-        kinds.update(_catalog_cache[register])
-    return kinds
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tool_kinds: dict[str, ToolKind] = {}
+        self._toolset: str | None = None
+
+    def add_toolset(self, name: str, register: Callable[[MCPServer[Any]], None]) -> None:
+        """Register toolset `name` (its module's `register` function), classifying its tools."""
+        self._toolset = name
+        try:
+            register(self)
+        finally:
+            self._toolset = None
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Add a tool (see `MCPServer.add_tool`) and note its kind."""
+        super().add_tool(
+            fn,
+            name=name,
+            title=title,
+            description=description,
+            annotations=annotations,
+            icons=icons,
+            meta=meta,
+            structured_output=structured_output,
+        )
+        read_only = bool(annotations and annotations.read_only_hint)
+        # A tool registered outside any toolset is "unclassified": only the `all` scope reaches it.
+        self.tool_kinds[name or fn.__name__] = ToolKind(self._toolset or UNCLASSIFIED, read_only)
