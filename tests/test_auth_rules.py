@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jwt as pyjwt
 import pytest
 from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp.audit import safe_arguments
-from agentbay_mcp.auth.config import check_http_safety, transport_security
+from agentbay_mcp.auth.config import build_auth, check_http_safety, transport_security
 from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer, allows, parse_scopes
 from agentbay_mcp.auth.token_file import TokenFileVerifier, add_token, hash_token, read_entries, remove_tokens
 from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError, UnsafeConfigurationError
@@ -206,3 +207,28 @@ def test_tokens_add_prints_the_token_once_and_stores_its_hash(tmp_path: Path) ->
     assert "names no known toolset" in typo.stderr
     assert run("remove", "--principal", "alice").returncode == 0
     assert read_entries(path) == []
+
+
+async def test_a_jwt_cannot_take_the_name_of_a_token_file_principal(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    tokens = tmp_path / "tokens.json"
+    add_token(tokens, "alice", ("all",))
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [json.loads(ECAlgorithm.to_jwk(key.public_key()))]}))
+    settings = Settings(state_dir=tmp_path, token_file=tokens, jwt_issuer="https://idp.example.com", jwt_jwks_file=jwks)
+    auth = build_auth(settings)
+    assert auth is not None
+    assert str(auth.settings.resource_server_url) == "http://127.0.0.1:8765/mcp"
+
+    def signed(sub: str) -> str:
+        claims = {"iss": "https://idp.example.com", "aud": "http://127.0.0.1:8765/mcp", "sub": sub, "exp": 2**31}
+        return pyjwt.encode(claims, key, algorithm="ES256")
+
+    carol = await auth.verifier.verify_token(signed("carol"))
+    assert carol is not None
+    assert carol.subject == "carol"
+    assert carol.scopes == []  # no scope claim: no tools
+    assert await auth.verifier.verify_token(signed("alice")) is None

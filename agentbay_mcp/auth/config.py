@@ -39,7 +39,7 @@ def is_loopback(host: str) -> bool:
 
 
 class EitherVerifier:
-    """Static tokens (recognised by their prefix) and JWTs on one server."""
+    """Static tokens (recognised by their prefix) and JWTs on one server, sharing one namespace of principals."""
 
     def __init__(self, tokens: TokenFileVerifier, jwts: JwtVerifier) -> None:
         self.tokens = tokens
@@ -49,7 +49,12 @@ class EitherVerifier:
         """Ask whichever verifier the token's shape belongs to."""
         if token.startswith(TOKEN_PREFIX):
             return await self.tokens.verify_token(token)
-        return await self.jwts.verify_token(token)
+        found = await self.jwts.verify_token(token)
+        if found is not None and found.subject in self.tokens.principals():
+            # A JWT subject equal to a token-file principal would own that principal's sessions.
+            logger.error("JWT refused: its principal %r is also a token-file principal; rename one", found.subject)
+            return None
+        return found
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,11 @@ class TokenFileVerifier:
             logger.error("%s; refusing every token until it is fixed", exc)
             self._by_hash = {}
 
+    def principals(self) -> set[str]:
+        """The principal names that currently have a token."""
+        self._refresh()
+        return {entry.principal for entry in self._by_hash.values()}
+
     async def verify_token(self, token: str) -> AccessToken | None:
         """The principal and scopes of `token`, or None if it is not in the file."""
         if not token.startswith(TOKEN_PREFIX):
