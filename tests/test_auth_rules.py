@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
+from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp.audit import safe_arguments
@@ -18,8 +19,10 @@ from agentbay_mcp.auth.config import build_auth, check_http_safety, transport_se
 from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer, allows, parse_scopes
 from agentbay_mcp.auth.token_file import TokenFileVerifier, add_token, hash_token, read_entries, remove_tokens
 from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError, UnsafeConfigurationError
+from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools.common import CREATES, READ_ONLY
+from tests.conftest import ERAS, call
 
 pytestmark = pytest.mark.anyio
 
@@ -232,3 +235,19 @@ async def test_a_jwt_cannot_take_the_name_of_a_token_file_principal(tmp_path: Pa
     assert carol.subject == "carol"
     assert carol.scopes == []  # no scope claim: no tools
     assert await auth.verifier.verify_token(signed("alice")) is None
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_audit_log_works_without_http_too(state_dir: Path, era: str) -> None:
+    audit = state_dir.parent / "audit.jsonl"
+    async with Client(build_server(Settings(state_dir=state_dir, audit_log=str(audit))), mode=era) as client:
+        session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+        await call(client, "delete_session", session_id=session_id)
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["tool"], r["session"], r["outcome"], r["principal"]) for r in records] == [
+        ("create_session", session_id, "ok", "anonymous"),
+        ("delete_session", session_id, "ok", "anonymous"),
+    ]
+    expected = "principal:anonymous" if era != "legacy" else records[0]["conversation"]
+    assert records[0]["conversation"] == records[1]["conversation"] == expected
+    assert expected.startswith("principal:" if era != "legacy" else "conn:")
