@@ -126,7 +126,7 @@ class CommandService:
         timeout_ms = _check_ms("timeout_ms", timeout_ms, 1, MAX_TIMEOUT_MS)
         clean_cwd, env = _check_cwd(cwd), _check_env(envs)
         cap = self.output_cap_bytes
-        async with self.sessions.in_use(conversation, session_id):
+        async with self.sessions.in_use(conversation, session_id), self.sessions.command_slot(conversation):
             started = time.monotonic()
             first_wait = min(timeout_ms, int(self.progress_interval_seconds * 1000)) if progress else timeout_ms
             outcome = await self.backend.run_process(

@@ -16,24 +16,36 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.connection import Connection
-from mcp.server.mcpserver import Context, authenticated_principal
+from mcp.server.context import ServerRequestContext
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from agentbay_mcp.registry import ANONYMOUS
+
 _STATE_KEY = "agentbay_mcp.conversation"
-ANONYMOUS = "anonymous"
 
 
-def connection_of(ctx: Context[Any, Any]) -> Connection:
-    """The per-client `Connection` behind a request.
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the principal, its scopes (None: unauthenticated, no limits) and the conversation."""
+
+    principal: str
+    scopes: tuple[str, ...] | None
+    conversation: str
+
+
+def connection_of(request: ServerRequestContext[Any, Any]) -> Connection:
+    """The per-client `Connection` behind a request (a tool's `ctx.request_context`).
 
     The ONE place agentbay-mcp touches a private SDK attribute: mcp 2.x hands tools a new
     `ServerSession` per request and keeps the connection in `ServerSession._connection`.
     `tests/test_sdk_contract.py` fails loudly if that ever changes.
     """
-    connection = getattr(ctx.request_context.session, "_connection", None)
+    connection = getattr(request.session, "_connection", None)
     if not isinstance(connection, Connection):
         raise RuntimeError(
             "mcp SDK internals changed: ServerSession._connection is no longer a Connection; "
@@ -42,20 +54,28 @@ def connection_of(ctx: Context[Any, Any]) -> Connection:
     return connection
 
 
-def principal_of(ctx: Context[Any, Any]) -> str:
-    """The authenticated principal of this request, or `anonymous` on an unauthenticated transport."""
-    return authenticated_principal(ctx.request_context) or ANONYMOUS
+def principal_and_scopes() -> tuple[str, tuple[str, ...] | None]:
+    """The authenticated principal of this request and its scopes; `anonymous` with no limits without auth.
+
+    Our token verifiers put the principal name in `AccessToken.subject` (the SDK's own session
+    ownership also compares it, with the client id and issuer).
+    """
+    token = get_access_token()
+    if token is None:
+        return ANONYMOUS, None
+    return token.subject or token.client_id, tuple(token.scopes)
 
 
-def resolve_conversation(ctx: Context[Any, Any], on_end: Callable[[str], Awaitable[object]]) -> str:
-    """The conversation id of this request; `on_end(id)` runs once when a connection conversation ends."""
-    connection = connection_of(ctx)
+def resolve_caller(request: ServerRequestContext[Any, Any], on_end: Callable[[str], Awaitable[object]]) -> Caller:
+    """The caller of this request; `on_end(conversation)` runs once when a connection conversation ends."""
+    principal, scopes = principal_and_scopes()
+    connection = connection_of(request)
     if connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
-        return f"principal:{principal_of(ctx)}"
+        return Caller(principal, scopes, f"principal:{principal}")
     conversation = connection.state.get(_STATE_KEY)
     if not isinstance(conversation, str):
         kind = "http" if connection.session_id is not None else "conn"
         conversation = f"{kind}:{secrets.token_hex(8)}"
         connection.state[_STATE_KEY] = conversation
         connection.exit_stack.push_async_callback(on_end, conversation)
-    return conversation
+    return Caller(principal, scopes, conversation)

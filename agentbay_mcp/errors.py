@@ -15,8 +15,10 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     ├── WindowNotFoundError         no such top-level window on the session's desktop
     ├── DesktopUnavailableError     the session has no desktop (its image, or Xvfb missing on the host)
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
+    ├── AccessDeniedError           the caller's scopes do not allow the tool (or resource)
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
+    │   └── AuthConfigurationError  the token file or JWKS file is unusable (unreadable, plain-text tokens)
     └── BackendError                a backend primitive failed unexpectedly
 """
 
@@ -90,12 +92,20 @@ class QuotaExceededError(AgentBayMCPError):
     """A limit on live sessions (or similar) was reached."""
 
 
+class AccessDeniedError(AgentBayMCPError):
+    """The authenticated principal's scopes do not allow this tool or resource."""
+
+
 class BackendUnavailableError(AgentBayMCPError):
     """The backend cannot serve requests at all until the operator fixes something."""
 
 
 class UnsafeConfigurationError(AgentBayMCPError):
     """The server refuses to start with settings that would expose sandboxes to others."""
+
+
+class AuthConfigurationError(UnsafeConfigurationError):
+    """The operator's token file or JWKS file cannot be used; the message says how to fix it."""
 
 
 class BackendError(AgentBayMCPError):

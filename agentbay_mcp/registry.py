@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentbay_mcp.backends.base import SessionRecord
-from agentbay_mcp.errors import QuotaExceededError, SessionNotFoundError
+from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNotFoundError
+
+ANONYMOUS = "anonymous"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Entry:
 
 @dataclass
 class _Conversation:
+    principal: str = ANONYMOUS
     sessions: set[str] = field(default_factory=set)
     pending_creates: int = 0
 
@@ -47,9 +50,20 @@ class Registry:
 
     # Conversations -------------------------------------------------------------------------
 
-    def open_conversation(self, conversation: str) -> None:
-        """Make sure `conversation` exists (idempotent)."""
-        self._conversations.setdefault(conversation, _Conversation())
+    def open_conversation(self, conversation: str, principal: str = ANONYMOUS) -> None:
+        """Make sure `conversation` exists, owned by `principal` (idempotent).
+
+        A conversation belongs to one principal for its whole life; a request of another principal
+        naming it is answered like an unknown session, whatever the transport let through.
+        """
+        state = self._conversations.setdefault(conversation, _Conversation(principal))
+        if state.principal != principal:
+            raise AccessDeniedError("This MCP session belongs to another principal: open a new one.")
+
+    def principal_of(self, conversation: str) -> str:
+        """The principal a conversation belongs to (`anonymous` if it was never opened)."""
+        state = self._conversations.get(conversation)
+        return state.principal if state else ANONYMOUS
 
     def is_open(self, conversation: str) -> bool:
         """False once `close_conversation` ran (a create still in flight must then undo itself)."""
@@ -70,16 +84,32 @@ class Registry:
 
     # Quota ---------------------------------------------------------------------------------
 
-    def reserve(self, conversation: str, limit: int) -> None:
-        """Hold a slot for a session about to be created, or raise `QuotaExceededError`."""
-        self.open_conversation(conversation)
-        state = self._conversations[conversation]
+    def reserve(self, conversation: str, limit: int, principal_limit: int | None = None) -> None:
+        """Hold a slot for a session about to be created, or raise `QuotaExceededError`.
+
+        `limit` counts the conversation's sessions; `principal_limit` those of every conversation
+        of the same principal (all of a user's HTTP connections and sessionless calls together).
+        """
+        state = self._conversations.setdefault(conversation, _Conversation())
         if len(state.sessions) + state.pending_creates >= limit:
             raise QuotaExceededError(
                 f"This conversation already has {len(state.sessions)} live session(s) "
                 f"(limit {limit}). Delete sessions you no longer need with delete_session, "
                 "or reuse one found with list_sessions."
             )
+        if principal_limit is not None:
+            held = sum(
+                len(other.sessions) + other.pending_creates
+                for other in self._conversations.values()
+                if other.principal == state.principal
+            )
+            if held >= principal_limit:
+                raise QuotaExceededError(
+                    f"Principal {state.principal!r} already has {held} live session(s) across all its "
+                    f"conversations (limit {principal_limit}). Delete sessions you no longer need with "
+                    "delete_session (in the conversation that created them), or ask the operator to raise "
+                    "--max-sessions-per-principal."
+                )
         state.pending_creates += 1
 
     def unreserve(self, conversation: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import signal
 import threading
@@ -13,9 +12,9 @@ from typing import cast
 import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
-from starlette.applications import Starlette
 
-from agentbay_mcp.errors import UnsafeConfigurationError
+from agentbay_mcp.auth.config import check_http_safety
+from agentbay_mcp.http_app import http_app
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.stdin_reader import StdinLines, StdoutWriter
@@ -56,16 +55,6 @@ async def serve_stdio(settings: Settings) -> None:
         tg.cancel_scope.cancel()
 
 
-def http_app(settings: Settings) -> Starlette:
-    """The streamable HTTP app (MCP endpoint at `/mcp`)."""
-    server = build_server(settings)
-    return server.streamable_http_app(
-        streamable_http_path="/mcp",
-        session_idle_timeout=settings.http_idle_timeout_seconds,
-        host=settings.host,
-    )
-
-
 class _HttpServer(uvicorn.Server):
     """uvicorn, minus re-raising the stop signal after a graceful shutdown.
 
@@ -86,27 +75,19 @@ class _HttpServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` names only this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve_http(settings: Settings) -> None:
     """Serve streamable HTTP until SIGTERM/SIGINT; shutdown releases every session."""
-    if not is_loopback(settings.host):
-        # Without authentication anyone who reaches the port could run sandboxes as this user.
-        raise UnsafeConfigurationError(
-            f"refusing to serve HTTP on {settings.host}: this server has no authentication yet, so it "
-            "only binds loopback addresses (127.0.0.1, ::1, localhost). Put an authenticating reverse "
-            "proxy in front of a loopback bind instead."
-        )
+    for warning in check_http_safety(settings):
+        logger.warning("%s", warning)  # every start, so nobody forgets it is on
+    app = http_app(settings)
+    logger.info(
+        "serving MCP at http://%s:%d/mcp (authentication: %s)",
+        settings.host,
+        settings.port,
+        "required" if settings.auth_enabled else "none",
+    )
     config = uvicorn.Config(
-        http_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

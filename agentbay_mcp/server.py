@@ -10,13 +10,18 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from agentbay_mcp import __version__, prompts
+from agentbay_mcp import __version__, prompts, resources
+from agentbay_mcp.audit import AuditLog
+from agentbay_mcp.auth.config import HttpAuth
+from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
+from agentbay_mcp.call_guard import CallGuard
 from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.desktop_service import DesktopService
 from agentbay_mcp.file_service import FileService
+from agentbay_mcp.metrics import Metrics
 from agentbay_mcp.registry import Registry
 from agentbay_mcp.service import SessionService
 from agentbay_mcp.settings import Settings
@@ -72,16 +77,30 @@ def build_service(settings: Settings, backend: SandboxBackend) -> SessionService
         lease_seconds=settings.idle_lease_seconds,
         max_sessions_per_conversation=settings.max_sessions_per_conversation,
         network_policy=settings.network,
+        max_sessions_per_principal=settings.max_sessions_per_principal,
+        max_commands_per_principal=settings.max_commands_per_principal,
     )
 
 
-def build_server(settings: Settings, backend_factory: BackendFactory = default_backend) -> MCPServer[AppState]:
+def build_server(
+    settings: Settings,
+    backend_factory: BackendFactory = default_backend,
+    *,
+    auth: HttpAuth | None = None,
+    metrics: Metrics | None = None,
+) -> MCPServer[AppState]:
     """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
-    own backend and service, built by `backend_factory` (tests inject theirs here)."""
+    own backend and service, built by `backend_factory` (tests inject theirs here). With `auth`
+    (HTTP only) every request needs a bearer token; `metrics` collects what /metrics serves."""
+    audit = AuditLog(settings.audit_log)
+    metrics = metrics or Metrics()
+    exposed = {name: TOOLSETS[name] for name in settings.toolsets}
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         service = build_service(settings, backend_factory(settings))
+        audit.open()
+        metrics.count_sessions_with(service.live_sessions)
         async with anyio.create_task_group() as tg:
             await service.start(tg)
             tg.start_soon(service.run_lease_expiry)
@@ -95,20 +114,26 @@ def build_server(settings: Settings, backend_factory: BackendFactory = default_b
                     files=file_service,
                     desktop=desktop_service,
                     settings=settings,
+                    tool_kinds=mcp.tool_kinds,
                 )
             finally:
                 await service.close()  # shielded: releases every session before the tasks are cancelled
                 tg.cancel_scope.cancel()
+                audit.close()
 
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: ToolsetServer[AppState] = ToolsetServer(
         "agentbay-mcp",
         title="AgentBay sandbox sessions",
         instructions=INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
+        auth=auth.settings if auth else None,
+        token_verifier=auth.verifier if auth else None,
+        middleware=[CallGuard(audit, metrics)],
     )
-    for name in settings.toolsets:
-        TOOLSETS[name](mcp)
+    for name, register in exposed.items():
+        mcp.add_toolset(name, register)
+    resources.register(mcp)
     prompts.register(mcp)
     return mcp

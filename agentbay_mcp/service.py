@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,11 +17,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SandboxBackend, SessionRecord
-from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, SessionNotFoundError
+from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, QuotaExceededError, SessionNotFoundError
 from agentbay_mcp.labels import matches, validate_labels
 from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.paging import PageTokens
-from agentbay_mcp.registry import Entry, Registry
+from agentbay_mcp.registry import ANONYMOUS, Entry, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,13 @@ class SessionService:
         max_sessions_per_conversation: int,
         page_tokens: PageTokens | None = None,
         network_policy: str = "off",
+        max_sessions_per_principal: int | None = None,
+        max_commands_per_principal: int | None = None,
     ) -> None:
         self.backend = backend
+        self.max_sessions_per_principal = max_sessions_per_principal
+        self.max_commands_per_principal = max_commands_per_principal
+        self._running_commands: Counter[str] = Counter()
         self.network_policy = network_policy
         self.registry = registry
         self.lease_seconds = lease_seconds
@@ -109,6 +115,40 @@ class SessionService:
                 logger.warning("release did not finish in time; the next start-up will reap the rest")
         return len(session_ids)
 
+    # Callers --------------------------------------------------------------------------------
+
+    def enter(self, conversation: str, principal: str) -> None:
+        """Bind `conversation` to `principal` on its first call; a later call by another principal is refused."""
+        self.registry.open_conversation(conversation, principal)
+
+    def _principal_limit(self, conversation: str) -> int | None:
+        # Principal quotas are for authenticated users: `anonymous` is everyone on an unauthenticated
+        # server (every stdio chat, every local HTTP client), where the per-conversation limit applies.
+        anonymous = self.registry.principal_of(conversation) == ANONYMOUS
+        return None if anonymous else self.max_sessions_per_principal
+
+    def live_sessions(self) -> int:
+        """How many sessions this process holds (for metrics)."""
+        return len(self.registry)
+
+    @asynccontextmanager
+    async def command_slot(self, conversation: str) -> AsyncIterator[None]:
+        """Count one running command against its principal's limit, or raise QuotaExceededError."""
+        principal = self.registry.principal_of(conversation)
+        limit = None if principal == ANONYMOUS else self.max_commands_per_principal
+        if limit is not None and self._running_commands[principal] >= limit:
+            raise QuotaExceededError(
+                f"Principal {principal!r} already has {limit} commands running at once (the limit). Wait for "
+                "one to finish and retry, or use start_process for long-running work."
+            )
+        self._running_commands[principal] += 1
+        try:
+            yield
+        finally:
+            self._running_commands[principal] -= 1
+            if not self._running_commands[principal]:
+                del self._running_commands[principal]
+
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
@@ -125,7 +165,7 @@ class SessionService:
         network = network or self.network_policy == "on"
         if not isinstance(image_id, str) or not image_id.strip():
             raise InvalidArgumentError("image_id must be a non-empty string such as 'linux_latest'")
-        self.registry.reserve(conversation, self.max_sessions_per_conversation)
+        self.registry.reserve(conversation, self.max_sessions_per_conversation, self._principal_limit(conversation))
         try:
             record = await self.backend.create_session(
                 image_id=image_id, labels=clean, owner=conversation, network=network
@@ -178,6 +218,10 @@ class SessionService:
             max_results=max_results,
             next_token=token,
         )
+
+    def owned_sessions(self, conversation: str) -> list[SessionInfo]:
+        """Every session of the conversation, oldest first (no paging, no lease renewal: for resources)."""
+        return [self._info(entry) for entry in self.registry.owned(conversation)]
 
     async def set_session_labels(self, conversation: str, session_id: str, labels: Mapping[str, str]) -> SessionLabels:
         """Replace the session's whole label map."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
@@ -59,6 +59,45 @@ class Settings(BaseSettings):
     max_sessions_per_conversation: int = Field(
         default=50, ge=1, le=10_000, description="Live sessions one conversation may hold at once."
     )
+    max_sessions_per_principal: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Live sessions one authenticated principal may hold at once, across its conversations.",
+    )
+    max_commands_per_principal: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="execute_command calls one authenticated principal may have running at once.",
+    )
+    token_file: Path | None = Field(
+        default=None, description="HTTP: static bearer tokens (hashed) mapped to principals and scopes."
+    )
+    jwt_issuer: str | None = Field(default=None, description="HTTP: accept JWTs from this issuer (`iss`).")
+    jwt_jwks_file: Path | None = Field(default=None, description="HTTP: the issuer's public keys (JWKS JSON).")
+    jwt_audience: str | None = Field(
+        default=None, description="HTTP: the `aud` JWTs must carry (default: the public URL of /mcp)."
+    )
+    jwt_principal_claim: str = Field(default="sub", description="HTTP: the JWT claim naming the principal.")
+    public_url: str | None = Field(
+        default=None,
+        description="HTTP: the URL clients use to reach this server (e.g. https://mcp.example.com); "
+        "its host and origin are allowed and it is the OAuth resource identifier.",
+    )
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="HTTP: extra browser Origins allowed (DNS-rebinding protection)."
+    )
+    dns_rebinding_protection: bool = Field(
+        default=True, description="HTTP: refuse requests whose Host or Origin is not allowed."
+    )
+    allow_unauthenticated: bool = Field(
+        default=False, description="HTTP: serve a non-loopback address without authentication (unsafe)."
+    )
+    audit_log: str | None = Field(
+        default=None, description="Write one JSON line per tool call to this file, or to 'stderr'."
+    )
+    public_metrics: bool = Field(default=False, description="HTTP: serve /metrics without authentication.")
     toolsets: Annotated[tuple[str, ...], NoDecode] = Field(
         default=KNOWN_TOOLSETS, description="Which groups of tools to expose."
     )
@@ -94,12 +133,24 @@ class Settings(BaseSettings):
         default=5000, ge=0, le=30000, description="How long start_app waits for the application's window."
     )
 
-    @field_validator("toolsets", mode="before")
+    @field_validator("toolsets", "allowed_origins", mode="before")
     @classmethod
-    def _split_toolsets(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("public_url", "jwt_issuer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether HTTP requests must carry a bearer token."""
+        return self.token_file is not None or self.jwt_issuer is not None
 
     @field_validator("toolsets")
     @classmethod
@@ -118,3 +169,9 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_state_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _jwt_needs_both(self) -> Self:
+        if (self.jwt_issuer is None) != (self.jwt_jwks_file is None):
+            raise ValueError("JWT authentication needs both jwt_issuer and jwt_jwks_file")
+        return self

@@ -85,7 +85,8 @@ def test_bad_settings_exit_2_with_a_readable_message(state_dir: Path) -> None:
 def test_http_refuses_non_loopback_without_authentication(state_dir: Path) -> None:
     done = run_cli("--transport", "http", "--host", "0.0.0.0", "--port", "0", env=server_env(state_dir))
     assert done.returncode == 1
-    assert "refusing to serve HTTP on 0.0.0.0" in done.stderr
+    assert "refusing to serve HTTP on 0.0.0.0 without authentication" in done.stderr
+    assert "--token-file" in done.stderr
     assert "Traceback" not in done.stderr
 
 

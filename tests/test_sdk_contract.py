@@ -37,7 +37,7 @@ async def test_connection_of_reaches_a_connection_from_a_tool(era: str) -> None:
 
     @probe.tool()
     async def whoami(ctx: Context) -> str:
-        connection = connection_of(ctx)
+        connection = connection_of(ctx.request_context)
         seen.append(connection)
         return connection.protocol_version
 

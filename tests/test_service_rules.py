@@ -11,7 +11,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.errors import QuotaExceededError, SessionNotFoundError
+from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNotFoundError
 from agentbay_mcp.paging import PageTokens
 from agentbay_mcp.registry import Registry
 from agentbay_mcp.service import SessionService
@@ -183,3 +183,40 @@ def test_page_tokens_detect_tampering() -> None:
             tokens.check("sessions", {"a": "b"}, bad)
     with pytest.raises(Exception, match="next_token is not valid"):
         PageTokens(b"other key" * 4).check("sessions", {"a": "b"}, token)
+
+
+async def test_principal_quotas_span_conversations_and_spare_anonymous(state_dir: Path, task_group: TaskGroup) -> None:
+    svc = SessionService(
+        LocalBackend(state_dir),
+        Registry(),
+        lease_seconds=60,
+        max_sessions_per_conversation=10,
+        max_sessions_per_principal=2,
+        max_commands_per_principal=1,
+    )
+    await svc.start(task_group)
+    try:
+        svc.enter("http:a1", "alice")
+        svc.enter("principal:alice", "alice")
+        svc.enter("http:b1", "bob")
+        await svc.create_session("http:a1", "code_latest", {})
+        await svc.create_session("principal:alice", "code_latest", {})
+        with pytest.raises(QuotaExceededError, match="Principal 'alice' already has 2 live session"):
+            await svc.create_session("http:a1", "code_latest", {})
+        await svc.create_session("http:b1", "code_latest", {})  # bob's quota is his own
+        for _ in range(3):  # unauthenticated: only the per-conversation limit
+            await svc.create_session("conn:x", "code_latest", {})
+
+        async with svc.command_slot("http:a1"):
+            with pytest.raises(QuotaExceededError, match="'alice' already has 1 commands running"):
+                async with svc.command_slot("principal:alice"):
+                    pass
+            async with svc.command_slot("http:b1"), svc.command_slot("conn:x"), svc.command_slot("conn:x"):
+                pass
+        async with svc.command_slot("principal:alice"):  # the slot was given back
+            pass
+
+        with pytest.raises(AccessDeniedError):
+            svc.enter("http:a1", "bob")  # a conversation never changes hands
+    finally:
+        await svc.close()

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,11 +14,12 @@ from pydantic import ValidationError
 from agentbay_mcp import __version__
 from agentbay_mcp.cli.doctor import run_doctor
 from agentbay_mcp.cli.sessions import list_sessions, reap_sessions
+from agentbay_mcp.cli.tokens import run_tokens
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.serve import run
 from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings
 
-COMMANDS = ("serve", "doctor", "sessions")
+COMMANDS = ("serve", "doctor", "sessions", "tokens")
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--screen-height", type=int, dest="screen_height", help="desktop screen height (default 800)")
     serve.add_argument("--window-manager", dest="window_manager", help="EWMH window manager (default openbox)")
     serve.add_argument("--app-wait-ms", type=int, dest="app_wait_ms", help="start_app's wait for a window")
+    _add_http_security(serve)
 
     doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")
     _add_common(doctor)
@@ -88,7 +91,53 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(listing, argparse.SUPPRESS)
     reap = actions.add_parser("reap", help="delete sessions whose server is gone (never a live server's)")
     _add_common(reap, argparse.SUPPRESS)
+
+    tokens = sub.add_parser("tokens", help="manage the HTTP bearer-token file (stores only hashes)")
+    token_actions = tokens.add_subparsers(dest="action", required=True)
+    for name, what in (
+        ("add", "create a token for a principal; prints it once"),
+        ("list", "principals, scopes and hash prefixes"),
+        ("remove", "delete every token of a principal"),
+    ):
+        action = token_actions.add_parser(name, help=what)
+        action.add_argument("--token-file", type=Path, help="the token file (env AGENTBAY_MCP_TOKEN_FILE)")
+        if name != "list":
+            action.add_argument("--principal", required=True, help="user or service name, e.g. alice")
+        if name == "add":
+            action.add_argument("--scopes", help="comma-separated: all (default), read, <toolset>, <toolset>:read")
     return parser
+
+
+def _add_http_security(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("HTTP authentication and safety")
+    group.add_argument("--token-file", help="static bearer tokens (create with `agentbay-mcp tokens add`)")
+    group.add_argument("--jwt-issuer", help="accept JWTs from this issuer (needs --jwt-jwks-file)")
+    group.add_argument("--jwt-jwks-file", help="the issuer's public keys (JWKS JSON)")
+    group.add_argument("--jwt-audience", help="required JWT aud (default: <public URL>/mcp)")
+    group.add_argument("--jwt-principal-claim", help="JWT claim naming the principal (default sub)")
+    group.add_argument("--public-url", help="URL clients use, e.g. https://mcp.example.com (allowed Host/Origin)")
+    group.add_argument(
+        "--allowed-origin", action="append", dest="allowed_origins", help="extra allowed Origin (repeatable)"
+    )
+    group.add_argument(
+        "--no-dns-rebinding-protection",
+        action="store_false",
+        default=None,
+        dest="dns_rebinding_protection",
+        help="do not check Host/Origin (only behind a proxy that does)",
+    )
+    group.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without authentication (unsafe; warns on every start)",
+    )
+    group.add_argument("--audit-log", help="JSON lines per tool call to this file, or 'stderr'")
+    group.add_argument(
+        "--public-metrics", action="store_true", default=None, help="serve /metrics without authentication"
+    )
+    group.add_argument("--max-sessions-per-principal", type=int, help="live sessions per principal")
+    group.add_argument("--max-commands-per-principal", type=int, help="concurrent execute_command per principal")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -117,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "doctor":
         return run_doctor(settings)
+    if args.command == "tokens":
+        path = args.token_file or settings.token_file
+        return run_tokens(args.action, path, getattr(args, "principal", None), getattr(args, "scopes", None))
     if args.command == "sessions":
         return list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
     try:

@@ -11,8 +11,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
+from agentbay_mcp.auth.scopes import ToolKind
 from agentbay_mcp.command_service import CommandService
-from agentbay_mcp.conversation import resolve_conversation
+from agentbay_mcp.conversation import resolve_caller
 from agentbay_mcp.desktop_service import DesktopService
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.file_service import FileService
@@ -22,13 +23,14 @@ from agentbay_mcp.settings import Settings
 
 @dataclass(frozen=True)
 class AppState:
-    """What the server's lifespan yields: the service and the settings it was built from."""
+    """What the server's lifespan yields: the services, the settings, and what each tool is (for scopes)."""
 
     service: SessionService
     commands: CommandService
     files: FileService
     desktop: DesktopService
     settings: Settings
+    tool_kinds: dict[str, ToolKind]
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
     if not isinstance(state, AppState):
         raise ToolError("The server is not ready yet (no lifespan state); retry in a moment.")
     try:
-        conversation = resolve_conversation(ctx, state.service.release_conversation)
-        yield Call(state.service, state.commands, state.files, state.desktop, conversation)
+        caller = resolve_caller(ctx.request_context, state.service.release_conversation)
+        state.service.enter(caller.conversation, caller.principal)
+        yield Call(state.service, state.commands, state.files, state.desktop, caller.conversation)
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 

@@ -1,0 +1,1 @@
+"""Authentication and authorisation for HTTP: token file, JWT, scopes, and the SDK wiring."""

@@ -1,0 +1,76 @@
+"""The streamable HTTP application: MCP at `/mcp` behind the SDK's auth, plus `/healthz` and `/metrics`.
+
+Authentication, `/.well-known/oauth-protected-resource`, the Host/Origin checks and the request
+body limit (413) are the SDK's own; this module only configures them and adds the two
+operational endpoints and a response-status counter.
+"""
+
+from __future__ import annotations
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentbay_mcp.auth.config import MCP_PATH, build_auth, transport_security
+from agentbay_mcp.metrics import CONTENT_TYPE, Metrics
+from agentbay_mcp.server import build_server
+from agentbay_mcp.settings import Settings
+
+
+class CountResponses:
+    """ASGI wrapper counting HTTP response statuses (401s and 413s included, which never reach MCP)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, noting the status of its response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.observe_http(int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def http_app(settings: Settings) -> ASGIApp:
+    """The whole HTTP application for `settings` (raises AuthConfigurationError on a broken token/JWKS file)."""
+    auth = build_auth(settings)
+    metrics = Metrics()
+    server = build_server(settings, auth=auth, metrics=metrics)
+
+    async def healthz(_: Request) -> Response:
+        # Public on purpose (load balancers probe it) and so it says nothing but that the server is up.
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_page(request: Request) -> Response:
+        # The SDK's authentication middleware runs for every route; custom routes must ask for it.
+        if (
+            auth is not None
+            and not settings.public_metrics
+            and not isinstance(request.scope.get("user"), AuthenticatedUser)
+        ):
+            return JSONResponse(
+                {"error": "invalid_token", "error_description": "Authentication required"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
+
+    # Custom routes sit inside the SDK's authentication middleware (request.user is set) but are not
+    # guarded by it: /metrics checks for itself.
+    server.custom_route("/healthz", methods=["GET"])(healthz)
+    server.custom_route("/metrics", methods=["GET"])(metrics_page)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        session_idle_timeout=settings.http_idle_timeout_seconds,
+        host=settings.host,
+        transport_security=transport_security(settings),
+    )
+    return CountResponses(app, metrics)
