@@ -110,45 +110,71 @@ class Desktop:
         self.stack.stop()
 
     def ensure(self) -> None:
-        """Start (or restart) the display and connect to it."""
+        """Connect to the display, starting (or restarting) it when it is not running."""
         if self.stack.alive() and self.display is not None:
             return
-        self._drop_connection()
-        self.stack.stop()
-        self.focus_lock, self.focus_mode = None, False
+        if self.stack.alive():
+            # The connection was dropped (a timeout, an X error): reconnect and keep the session's apps.
+            try:
+                self._connect()
+                return
+            except _DeadlineError:
+                self._drop_connection()
+                raise DesktopError("desktop_timeout", self._timeout_message()) from None
+            except Exception:
+                self._drop_connection()
+        self._start()
+
+    def _connect(self) -> None:
+        """Open the X connection and the helpers that use it (the window manager already runs)."""
         from Xlib import display as xdisplay  # noqa: PLC0415 - vendored: importable only once on sys.path
 
         # Imported late: python-xlib is only on sys.path (vendored) once a desktop is used.
         x_input: Any = importlib.import_module("x_input")
         x_windows: Any = importlib.import_module("x_windows")
-
-        try:
-            name = self.stack.start_xvfb()
-            os.environ["XAUTHORITY"] = self.stack.xauthority  # python-xlib reads the cookie from here
-            with deadline(X_SECONDS):
-                self.display = xdisplay.Display(name)
-            self.stack.start_window_manager()
+        self.stack.restore_cookie_file()  # the session may have changed it; python-xlib reads it
+        with deadline(X_SECONDS):
+            self.display = xdisplay.Display(self.stack.display)
             windows = x_windows.Windows(self.display)
+            windows.watch_root()
+            self.display.sync()
+            self.keyboard = x_input.Keyboard(self.display)
+        self.windows = windows
+        self.pointer = x_input.Pointer(self.display, self.width, self.height)
+
+    def _start(self) -> None:
+        self._drop_connection()
+        self.stack.stop()
+        self.focus_lock, self.focus_mode = None, False
+        x_windows: Any = importlib.import_module("x_windows")
+        try:
+            self.stack.start_xvfb()
+            os.environ["XAUTHORITY"] = self.stack.xauthority  # python-xlib reads the cookie from here
+            self.stack.start_window_manager()
             ready_by = time.monotonic() + WM_READY_SECONDS
             while True:
                 with deadline(X_SECONDS):
-                    if windows.wm_ready():
+                    if self.display is None:
+                        self.display = importlib.import_module("Xlib.display").Display(self.stack.display)
+                    if x_windows.Windows(self.display).wm_ready():
                         break
                 if time.monotonic() > ready_by or not self.stack.alive():
                     raise DisplayError("the window manager did not start")
                 time.sleep(0.005)
-            with deadline(X_SECONDS):
-                windows.watch_root()
-                self.display.sync()
-                self.keyboard = x_input.Keyboard(self.display)
-            self.windows = windows
-            self.pointer = x_input.Pointer(self.display, self.width, self.height)
+            self._drop_connection()
+            self._connect()
         except DisplayError as exc:
             self.stop()
             raise DesktopError("no_desktop", str(exc)) from None
         except (_DeadlineError, OSError, Exception) as exc:  # python-xlib raises its own, unrelated errors
             self.stop()
             raise DesktopError("no_desktop", f"the desktop could not start: {exc.__class__.__name__}") from None
+
+    def _timeout_message(self) -> str:
+        return (
+            f"the session's X server did not answer within {X_SECONDS:.0f} s (a command may have stopped, "
+            "grabbed or flooded it); its applications keep running. Try again once it is free."
+        )
 
     @contextlib.contextmanager
     def x(self) -> Iterator[Any]:
@@ -167,11 +193,7 @@ class Desktop:
             raise DesktopError("invalid", str(exc)) from None
         except _DeadlineError:
             self._drop_connection()
-            raise DesktopError(
-                "desktop_timeout",
-                f"the session's X server did not answer within {X_SECONDS:.0f} s (a command may have "
-                "stopped or flooded it); try again, the connection is re-established",
-            ) from None
+            raise DesktopError("desktop_timeout", self._timeout_message()) from None
         except (DesktopError, ValueError, KeyError, TypeError):
             raise
         except Exception as exc:

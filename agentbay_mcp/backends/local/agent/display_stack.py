@@ -8,6 +8,7 @@ cookie. Both processes are children of the agent, so they die with the sandbox.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import shutil
@@ -33,13 +34,41 @@ def _xauth_entry(family: int, address: bytes, number: bytes, cookie: bytes) -> b
     return b"".join(parts)
 
 
-def write_xauthority(path: str, cookie: bytes) -> None:
-    """An Xauthority file granting `cookie` for any display (libX11) and for this host (python-xlib)."""
+def xauthority_entries(cookie: bytes) -> bytes:
+    """Xauthority entries granting `cookie` for any display (libX11) and for this host (python-xlib)."""
     entries = _xauth_entry(_FAMILY_WILD, b"", b"", cookie)
-    entries += _xauth_entry(_FAMILY_LOCAL, socket.gethostname().encode(), b"", cookie)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return entries + _xauth_entry(_FAMILY_LOCAL, socket.gethostname().encode(), b"", cookie)
+
+
+def write_xauthority(path: str, entries: bytes) -> None:
+    """The clients' cookie file, written to a fresh name and renamed into place.
+
+    The session owns the directory: whatever it put at `path` (a FIFO, a symlink) is replaced,
+    never opened, so it cannot make the agent block or write elsewhere.
+    """
+    staged = f"{path}.{os.urandom(4).hex()}"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(entries)
+    try:
+        os.replace(staged, path)
+    except OSError:
+        os.unlink(staged)
+        raise
+
+
+def sealed_copy(data: bytes) -> int:
+    """A memfd holding `data`, sealed against any change: the X server's own copy of the cookie.
+
+    Xvfb re-reads its -auth file whenever its mtime moves; a file the session can write would let it
+    empty the list and switch authentication off. The session can reach this fd through /proc, but a
+    sealed memfd cannot be written, truncated or grown.
+    """
+    fd = os.memfd_create("agentbay-xauth", os.MFD_ALLOW_SEALING)
+    os.write(fd, data)
+    seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
 
 
 class DisplayStack:
@@ -55,6 +84,7 @@ class DisplayStack:
         self.xvfb: subprocess.Popen[bytes] | None = None
         self.wm: subprocess.Popen[bytes] | None = None
         self.exited: set[int] = set()
+        self.cookie_entries = b""
 
     @property
     def pids(self) -> set[int]:
@@ -75,17 +105,22 @@ class DisplayStack:
         xvfb = shutil.which("Xvfb")
         if xvfb is None:
             raise DisplayError("Xvfb is not installed on the host (Debian/Ubuntu: apt install xvfb).")
-        os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
-        os.makedirs("/tmp/.X11-unix", mode=0o1777, exist_ok=True)
-        write_xauthority(self.xauthority, os.urandom(16))
+        entries = self.cookie_entries = xauthority_entries(os.urandom(16))
+        try:
+            os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
+            os.makedirs("/tmp/.X11-unix", mode=0o1777, exist_ok=True)
+            write_xauthority(self.xauthority, entries)
+            auth_fd = sealed_copy(entries)
+        except OSError as exc:
+            raise DisplayError(f"cannot prepare the display's files in the session's /tmp: {exc}") from None
         read_fd, write_fd = os.pipe()
         try:
             self.xvfb = subprocess.Popen(
                 [
                     *(xvfb, "-displayfd", str(write_fd), "-screen", "0", f"{self.width}x{self.height}x24"),
-                    *("-nolisten", "tcp", "-nolisten", "local", "-auth", self.xauthority, "-noreset"),
+                    *("-nolisten", "tcp", "-nolisten", "local", "-auth", f"/proc/self/fd/{auth_fd}", "-noreset"),
                 ],
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd, auth_fd),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -105,10 +140,18 @@ class DisplayStack:
                 number += chunk
         finally:
             os.close(read_fd)
+            os.close(auth_fd)
             if write_fd >= 0:
                 os.close(write_fd)
         self.display = f":{int(number.strip())}"
         return self.display
+
+    def restore_cookie_file(self) -> None:
+        """Put the clients' cookie file back as written at start-up (the session may have changed it)."""
+        try:
+            write_xauthority(self.xauthority, self.cookie_entries)
+        except OSError:
+            pass  # e.g. the directory is gone: connecting will fail and say so
 
     def start_window_manager(self) -> None:
         """Start the window manager (the caller waits for it to claim the screen)."""
