@@ -13,9 +13,12 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     ├── ProcessNotFoundError        unknown process id in a session
     ├── FileOperationError          a file operation failed (missing, read-only, disk full, ...)
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
+    ├── NotSupportedError           this backend cannot do that (the message says what to use instead)
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
+    │   └── AuthenticationError     the cloud rejected (or was not given) the API key
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
     └── BackendError                a backend primitive failed unexpectedly
+        └── CloudAPIError           the AgentBay API answered with an error (code and request id kept)
 """
 
 from __future__ import annotations
@@ -80,8 +83,16 @@ class QuotaExceededError(AgentBayMCPError):
     """A limit on live sessions (or similar) was reached."""
 
 
+class NotSupportedError(AgentBayMCPError):
+    """The backend in use cannot do this; the message says what to do instead."""
+
+
 class BackendUnavailableError(AgentBayMCPError):
     """The backend cannot serve requests at all until the operator fixes something."""
+
+
+class AuthenticationError(BackendUnavailableError):
+    """The cloud API key is missing or was rejected; the message says where to get one."""
 
 
 class UnsafeConfigurationError(AgentBayMCPError):
@@ -90,3 +101,13 @@ class UnsafeConfigurationError(AgentBayMCPError):
 
 class BackendError(AgentBayMCPError):
     """A backend primitive failed in a way the caller could not have prevented."""
+
+
+class CloudAPIError(BackendError):
+    """The AgentBay API answered with an error. `request_id` is what Alibaba support asks for."""
+
+    def __init__(self, message: str, *, code: str = "", request_id: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+        self.status = status

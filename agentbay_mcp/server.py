@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx2
 from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp import __version__, prompts
+from agentbay_mcp.backends import agentbay
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
@@ -54,8 +56,12 @@ def sandbox_options(settings: Settings) -> SandboxOptions:
     return SandboxOptions(isolation=settings.isolation, limits=limits)
 
 
-def default_backend(settings: Settings) -> SandboxBackend:
-    """The backend named in the settings."""
+def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) -> SandboxBackend:
+    """The backend named in the settings; the agentbay backend needs the server's HTTP client."""
+    if settings.backend == "agentbay":
+        if http is None:
+            raise ValueError("the agentbay backend needs the server's httpx2.AsyncClient")
+        return agentbay.from_settings(settings, http)
     return LocalBackend(settings.state_dir, sandbox=sandbox_options(settings))
 
 
@@ -70,23 +76,38 @@ def build_service(settings: Settings, backend: SandboxBackend) -> SessionService
     )
 
 
-def build_server(settings: Settings, backend_factory: BackendFactory = default_backend) -> MCPServer[AppState]:
+@asynccontextmanager
+async def _serving(settings: Settings, service: SessionService) -> AsyncIterator[AppState]:
+    """Run the service (start-up reaping, lease expiry) for the server's life; release all at the end."""
+    async with anyio.create_task_group() as tg:
+        await service.start(tg)
+        tg.start_soon(service.run_lease_expiry)
+        command_service = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
+        file_service = FileService(service, read_cap_bytes=settings.read_cap_bytes)
+        try:
+            yield AppState(service=service, commands=command_service, files=file_service, settings=settings)
+        finally:
+            await service.close()  # shielded: releases every session before the tasks are cancelled
+            tg.cancel_scope.cancel()
+
+
+def build_server(
+    settings: Settings,
+    backend_factory: BackendFactory | None = None,
+    *,
+    http_transport: httpx2.AsyncBaseTransport | None = None,
+) -> MCPServer[AppState]:
     """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
-    own backend and service, built by `backend_factory` (tests inject theirs here)."""
+    own backend and service, built by `backend_factory` (tests inject theirs here), and one
+    `httpx2.AsyncClient` that the default backend factory hands to the agentbay backend (tests
+    inject its transport with `http_transport`)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        service = build_service(settings, backend_factory(settings))
-        async with anyio.create_task_group() as tg:
-            await service.start(tg)
-            tg.start_soon(service.run_lease_expiry)
-            command_service = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
-            file_service = FileService(service, read_cap_bytes=settings.read_cap_bytes)
-            try:
-                yield AppState(service=service, commands=command_service, files=file_service, settings=settings)
-            finally:
-                await service.close()  # shielded: releases every session before the tasks are cancelled
-                tg.cancel_scope.cancel()
+        async with httpx2.AsyncClient(transport=http_transport, follow_redirects=False) as http:
+            backend = backend_factory(settings) if backend_factory else default_backend(settings, http)
+            async with _serving(settings, build_service(settings, backend)) as state:
+                yield state
 
     mcp: MCPServer[AppState] = MCPServer(
         "agentbay-mcp",

@@ -199,10 +199,21 @@ class SandboxBackend(Protocol):
         ...
 
     async def run_process(
-        self, session_id: str, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        wait_ms: int,
+        cap: int,
+        timeout_ms: int | None = None,
     ) -> RunOutcome:
         """Start a foreground command and wait up to `wait_ms`; if it ended, return its output (capped)
-        and forget it, all in one step. Otherwise continue with wait_process."""
+        and forget it, all in one step. Otherwise continue with wait_process.
+
+        `timeout_ms` is the command's whole time limit, for backends that hand it to the sandbox
+        (agentbay's shell tool) instead of killing the command themselves; others may ignore it."""
         ...
 
     async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:

@@ -317,9 +317,17 @@ class LocalBackend:
         return await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
 
     async def run_process(
-        self, session_id: str, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        wait_ms: int,
+        cap: int,
+        timeout_ms: int | None = None,
     ) -> RunOutcome:
-        """Start a foreground command and wait for it in one round trip."""
+        """Start a foreground command and wait for it in one round trip (the service enforces timeout_ms)."""
         agent = await self._agent(session_id)
         return await processes.run(agent, command, cwd=cwd, env=env, wait_ms=wait_ms, cap=cap)
 
