@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,18 +14,29 @@ from pydantic import ValidationError
 from agentbay_mcp import __version__
 from agentbay_mcp.cli.doctor import run_doctor
 from agentbay_mcp.cli.sessions import list_sessions, reap_sessions
+from agentbay_mcp.emulator import run_emulator
 from agentbay_mcp.errors import AgentBayMCPError
-from agentbay_mcp.serve import run
-from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings
+from agentbay_mcp.serve import is_loopback, run
+from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings, default_state_dir
 
-COMMANDS = ("serve", "doctor", "sessions")
+COMMANDS = ("serve", "doctor", "sessions", "emulator")
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
     # `sessions list|reap` repeat these with default=SUPPRESS, so they may come before or after the action.
     parser.add_argument("--state-dir", default=default, help="state directory (env AGENTBAY_MCP_STATE_DIR)")
     parser.add_argument(
-        "--backend", default=default, choices=["local"], help="where sessions live (env AGENTBAY_MCP_BACKEND)"
+        "--backend",
+        default=default,
+        choices=["local", "agentbay"],
+        help="where sessions live (env AGENTBAY_MCP_BACKEND); agentbay reads AGENTBAY_API_KEY, AGENTBAY_REGION_ID, "
+        "AGENTBAY_ENDPOINT and AGENTBAY_TIMEOUT_MS like Alibaba's SDK",
+    )
+    parser.add_argument(
+        "--agentbay-endpoint", default=default, help="AgentBay endpoint, e.g. http://127.0.0.1:9876 (the emulator)"
+    )
+    parser.add_argument(
+        "--agentbay-instance", default=default, help="ownership scope of cloud sessions for orphan reaping"
     )
     parser.add_argument(
         "--log-level",
@@ -84,7 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(listing, argparse.SUPPRESS)
     reap = actions.add_parser("reap", help="delete sessions whose server is gone (never a live server's)")
     _add_common(reap, argparse.SUPPRESS)
+    emulator = sub.add_parser("emulator", help="serve the offline AgentBay API emulator (local sandboxes)")
+    emulator.add_argument("--host", default="127.0.0.1", help="bind address (loopback only)")
+    emulator.add_argument("--port", type=int, default=9876, help="port (default 9876)")
+    emulator.add_argument("--state-dir", help="where its sessions live (default <state dir>/emulator)")
+    emulator.add_argument("--no-link-url", action="store_true", help="offer no LinkUrl: every tool via CallMcpTool")
+    emulator.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap", help="'none' is unsafe")
+    emulator.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO")
     return parser
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host):
+        print(f"agentbay-mcp emulator: refusing to bind {args.host}: loopback addresses only", file=sys.stderr)
+        return 2
+    state_dir = Path(args.state_dir).expanduser().absolute() if args.state_dir else default_state_dir() / "emulator"
+    return run_emulator(args.host, args.port, state_dir, link_url=not args.no_link_url, isolation=args.isolation)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -100,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments or (arguments[0] not in COMMANDS and arguments[0] not in ("-h", "--help", "--version")):
         arguments.insert(0, "serve")
     args = build_parser().parse_args(arguments)
+    if args.command == "emulator":
+        logging.basicConfig(
+            stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return _emulator(args)
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
