@@ -146,6 +146,9 @@ class CloudSessions:
 
     async def get(self, session_id: str) -> SessionRecord:
         """GetSession (status, channel) and GetLabel (labels, ownership)."""
+        return (await self._get(session_id))[0]
+
+    async def _get(self, session_id: str) -> tuple[SessionRecord, dict[str, str]]:
         reply = await self.client.call("GetSession", {"SessionId": session_id}, idempotent=True)
         data = reply.data if isinstance(reply.data, dict) else {}
         status = str(data.get("Status") or "RUNNING").upper()
@@ -154,12 +157,12 @@ class CloudSessions:
             raise SessionNotFoundError(session_id)
         self.channels[session_id] = channel_of(data)
         cloud_labels = await self._labels(session_id)
-        return _record(session_id, cloud_labels, status, str(data.get("ImageId") or ""))
+        return _record(session_id, cloud_labels, status, str(data.get("ImageId") or "")), cloud_labels
 
     async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:
         """SetLabel with the new map plus this server's ownership labels (the map is replaced whole)."""
-        record = await self.get(session_id)
-        cloud_labels = {k: v for k, v in (await self._labels(session_id)).items() if k.startswith(RESERVED_PREFIX)}
+        record, current = await self._get(session_id)
+        cloud_labels = {k: v for k, v in current.items() if k.startswith(RESERVED_PREFIX)}
         cloud_labels.update(labels)
         await self.client.call(
             "SetLabel", {"SessionId": session_id, "Labels": json.dumps(cloud_labels)}, idempotent=True
