@@ -173,7 +173,7 @@ async def call_tool(sessions: Sessions, form: dict[str, str], request: Request) 
     if not isinstance(args, dict):
         raise ApiFaultError(400, "InvalidParameter.Args", "Args must be a JSON object")
     reply = await tools.call_tool(sessions.backend, session.session_id, form.get("Name", ""), args)
-    if len(json.dumps(reply).encode()) > MESSAGE_LIMIT:
+    if len(json.dumps(reply, ensure_ascii=False).encode()) > MESSAGE_LIMIT:
         return tools.result(f"The result is over the {MESSAGE_LIMIT}-byte message limit: read in pieces.", True)
     return reply
 

@@ -243,9 +243,7 @@ class CloudSessions:
         return list(dict.fromkeys(found))
 
     async def _labels(self, session_id: str) -> dict[str, str]:
-        reply = await self.client.call(
-            "GetLabel", {"SessionId": session_id, "MaxResults": 100}, idempotent=True
-        )
+        reply = await self.client.call("GetLabel", {"SessionId": session_id, "MaxResults": 100}, idempotent=True)
         raw = reply.data.get("Labels") if isinstance(reply.data, dict) else None
         try:
             labels = json.loads(raw) if isinstance(raw, str) and raw else {}
