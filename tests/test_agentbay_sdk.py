@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ import pytest
 from tests.agentbay_support import API_KEY
 from tests.conftest import free_port, server_env, wait_until
 
+# The SDK configures its logger on import and writes ./agentbay.log unless told otherwise.
+os.environ.setdefault("AGENTBAY_LOG_FILE", str(Path(tempfile.gettempdir()) / "agentbay-sdk-tests.log"))
+os.environ.setdefault("AGENTBAY_LOG_LEVEL", "WARNING")
 agentbay = pytest.importorskip("agentbay")
 pytestmark = pytest.mark.anyio
 
