@@ -248,3 +248,17 @@ def test_the_emulator_command_needs_a_key(state_dir: Path) -> None:
     )
     assert done.returncode == 2
     assert b"AGENTBAY_API_KEY" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["sessions", "list"], ["sessions", "reap"]])
+def test_local_only_commands_refuse_the_agentbay_backend(state_dir: Path, command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentbay_mcp", *command, "--backend", "agentbay"],
+        env=server_env(state_dir),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"only the local backend" in done.stderr

@@ -143,10 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "doctor":
-        return run_doctor(settings)
-    if args.command == "sessions":
-        return list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
+    if args.command in ("doctor", "sessions"):
+        return _local_tool(args, settings)
     try:
         run(settings)
     except KeyboardInterrupt:
@@ -158,6 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agentbay-mcp: {known}", file=sys.stderr)
         return 1
     return 0
+
+
+def _local_tool(args: argparse.Namespace, settings: Settings) -> int:
+    """doctor and sessions list|reap: both inspect this host's state dir, so the local backend only."""
+    if settings.backend != "local":
+        print(
+            f"agentbay-mcp {args.command}: only the local backend is supported so far; for AgentBay, use the "
+            "AgentBay console, or run the server (it reaps its instance's orphans at start-up).",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "doctor":
+        return run_doctor(settings)
+    return list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
 
 
 def _find_known_error(exc: BaseException) -> AgentBayMCPError | None:
