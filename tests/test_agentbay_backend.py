@@ -3,6 +3,7 @@ pagination, MCP end to end, the CLI, and the API key never showing up anywhere."
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from anyio.abc import TaskGroup
 from mcp import Client
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient
+from agentbay_mcp.backends.agentbay.sessions import LABEL_INSTANCE, LABEL_SERVER
+from agentbay_mcp.backends.local.server_lock import new_server_id
 from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.errors import AuthenticationError, SessionNotFoundError
 from agentbay_mcp.registry import Registry
@@ -118,8 +121,8 @@ async def test_restart_reaps_its_dead_servers_orphans_only(
     url: str, http: httpx2.AsyncClient, state_dir: Path, task_group: TaskGroup
 ) -> None:
     client_dir = state_dir / "client"
-    dead = agentbay_backend(http, url, client_dir, server_id="srv-dead")
-    alive = agentbay_backend(http, url, client_dir, server_id="srv-alive")
+    dead = agentbay_backend(http, url, client_dir, server_id=new_server_id())
+    alive = agentbay_backend(http, url, client_dir, server_id=new_server_id())
     stranger = agentbay_backend(http, url, state_dir / "elsewhere", instance="someone-else")
     for backend in (dead, alive, stranger):
         await backend.start(task_group)
@@ -128,7 +131,7 @@ async def test_restart_reaps_its_dead_servers_orphans_only(
     foreign = await stranger.create_session(image_id="code_latest", labels={}, owner="c")
     await dead.close()  # SIGKILL-like: its lock is gone, its session is not
 
-    restarted = agentbay_backend(http, url, client_dir, server_id="srv-new")
+    restarted = agentbay_backend(http, url, client_dir)
     assert await restarted.start(task_group) == [orphan.session_id]
     assert sorted(await live_session_ids(url)) == sorted([kept.session_id, foreign.session_id])
     assert {r.session_id for r in await restarted.list_all()} == {kept.session_id}
@@ -137,6 +140,23 @@ async def test_restart_reaps_its_dead_servers_orphans_only(
             await backend.delete_session(record.session_id)
         await backend.close()
     await restarted.close()
+
+
+async def test_reaping_never_lets_a_label_name_a_path(
+    url: str, http: httpx2.AsyncClient, state_dir: Path, task_group: TaskGroup
+) -> None:
+    bait = state_dir / "bait.lock"
+    bait.parent.mkdir(parents=True, exist_ok=True)
+    bait.write_text("keep me")
+    labels = {LABEL_INSTANCE: "test-instance", LABEL_SERVER: "../../../bait"}
+    body = await raw_call(url, "CreateMcpSession", ImageId="code_latest", Labels=json.dumps(labels))
+    backend = agentbay_backend(http, url, state_dir / "client" / "deeper")
+    assert await backend.start(task_group) == []
+    assert bait.read_text() == "keep me"
+    session_id = str(body["Data"]["SessionId"])  # type: ignore[index]
+    assert await live_session_ids(url) == [session_id]
+    await backend.delete_session(session_id)
+    await backend.close()
 
 
 async def test_listing_follows_next_token_pages(url: str, state_dir: Path, task_group: TaskGroup) -> None:

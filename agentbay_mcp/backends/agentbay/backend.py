@@ -114,7 +114,11 @@ class AgentBayBackend:
                 f"State dir {self._servers_dir.parent} is not usable ({exc.strerror or exc}); the agentbay "
                 "backend keeps its server locks there. Point --state-dir at a writable directory."
             ) from exc
-        return await self.reap_orphans()
+        try:
+            return await self.reap_orphans()
+        except BaseException:
+            self._lock.release()
+            raise
 
     async def close(self) -> None:
         """Give up the server lock."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import socket
 import time
@@ -43,6 +44,9 @@ LABEL_CREATE = RESERVED_PREFIX + "create"
 #: The cloud's own idle release comes this long after our lease: our lease decides, the cloud is the net.
 CLOUD_IDLE_MARGIN_SECONDS = 300
 _GONE = {"DELETED", "FINISH", "RELEASED"}
+#: The shape of server ids this program writes (server_lock.new_server_id); labels are checked against it
+#: before they name a lock file, so a label can never point a path elsewhere.
+_SERVER_ID = re.compile(r"srv-[0-9a-f]{16}")
 
 
 def default_instance(state_dir: Path) -> str:
@@ -201,22 +205,35 @@ class CloudSessions:
         )
 
     async def reap(self) -> list[str]:
-        """Delete this instance's sessions whose server is gone (its lock is free)."""
+        """Delete this instance's sessions whose server is gone (its lock is free).
+
+        Listing failures propagate (a bad key must stop start-up); one session that cannot be
+        checked or deleted is left for the next start-up instead.
+        """
         reaped = []
         alive: dict[str, bool] = {self.server_id: True}
         for session_id in await self._list_ids({LABEL_INSTANCE: self.instance}):
             try:
                 server = (await self._labels(session_id)).get(LABEL_SERVER, "")
-            except SessionNotFoundError:
-                continue
-            if server not in alive:
-                alive[server] = bool(server) and server_alive(self.servers_dir, server)
-            if not alive[server]:
-                await self.delete(session_id)
-                reaped.append(session_id)
+                if server not in alive:
+                    alive[server] = self._server_alive(server)
+                if not alive[server]:
+                    await self.delete(session_id)
+                    reaped.append(session_id)
+            except AgentBayMCPError as exc:
+                logger.warning("could not reap session %s (left for the next start-up): %s", session_id, exc)
         if reaped:
             logger.info("reaped %d orphaned cloud session(s) of dead servers of this instance", len(reaped))
         return reaped
+
+    def _server_alive(self, server_id: str) -> bool:
+        """Whether a server (named by a cloud label, so untrusted) still holds its lock; unsure means alive."""
+        if not _SERVER_ID.fullmatch(server_id):
+            return True  # not a label this program writes: not ours to judge
+        try:
+            return server_alive(self.servers_dir, server_id)
+        except OSError:
+            return True
 
     async def list_all(self) -> list[SessionRecord]:
         """Every live session of this instance (any server's); never other people's sessions."""
