@@ -39,6 +39,8 @@ class FaultTransport(httpx2.AsyncBaseTransport):
         self.inner = httpx2.AsyncHTTPTransport()
         self.plan: dict[str, list[str]] = collections.defaultdict(list)
         self.seen: collections.Counter[str] = collections.Counter()
+        #: action -> the read timeouts (seconds) its requests were sent with, in order
+        self.read_timeouts: dict[str, list[float]] = collections.defaultdict(list)
 
     def fail(self, action: str, fault: str, times: int = 1) -> None:
         """Plan `times` faults for the next requests of `action`."""
@@ -47,6 +49,7 @@ class FaultTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         action = action_of(request)
         self.seen[action] += 1
+        self.read_timeouts[action].append(request.extensions.get("timeout", {}).get("read") or 0.0)
         fault = self.plan[action].pop(0) if self.plan[action] else None
         if fault == "connect":
             raise httpx2.ConnectError("connection refused", request=request)

@@ -175,3 +175,16 @@ async def test_keep_alive_failures_are_swallowed(rig: Rig) -> None:
     rig.faults.fail("RefreshSessionIdleTime", "500", times=50)
     await rig.backend.keep_alive(rig.session_id)
     assert rig.faults.seen["RefreshSessionIdleTime"] == 4
+
+
+async def test_a_commands_http_timeout_outlasts_its_own_timeout(rig: Rig) -> None:
+    action = _tool_action(rig)
+    for timeout_ms in (1000, 45_000, 600_000):
+        sent = len(rig.faults.read_timeouts[action])
+        await rig.backend.run_process(
+            rig.session_id, "true", cwd=None, env={}, wait_ms=timeout_ms, cap=1024, timeout_ms=timeout_ms
+        )
+        shell_call = rig.faults.read_timeouts[action][sent]  # the first request is the shell tool's
+        assert shell_call > timeout_ms / 1000
+    await rig.backend.file_info(rig.session_id, "/tmp/f.txt")
+    assert rig.faults.read_timeouts[action][-1] == 20.0  # other calls: the configured AGENTBAY_TIMEOUT_MS
