@@ -188,3 +188,18 @@ async def test_a_commands_http_timeout_outlasts_its_own_timeout(rig: Rig) -> Non
         assert shell_call > timeout_ms / 1000
     await rig.backend.file_info(rig.session_id, "/tmp/f.txt")
     assert rig.faults.read_timeouts[action][-1] == 20.0  # other calls: the configured AGENTBAY_TIMEOUT_MS
+
+
+async def test_a_small_command_costs_one_request_on_either_path(rig: Rig) -> None:
+    action = _tool_action(rig)
+    before = sum(rig.faults.seen.values())
+    outcome = await rig.backend.run_process(
+        rig.session_id, "printf 'out\\377'; echo err >&2; exit 2", cwd=None, env={}, wait_ms=10000, cap=1024
+    )
+    assert sum(rig.faults.seen.values()) - before == 1
+    assert rig.faults.seen[action] > 0
+    assert outcome.summary is not None
+    assert outcome.info.exit_code == 2
+    # Through CallMcpTool the output comes back base64 (bytes exact); over LinkUrl as the tool's text.
+    assert outcome.summary["stdout"].head == (b"out\xef\xbf\xbd" if action == "callTool" else b"out\xff")
+    assert outcome.summary["stderr"].head == b"err\n"

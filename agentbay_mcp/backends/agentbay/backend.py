@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.agentbay import files, tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
-from agentbay_mcp.backends.agentbay.commands import OUTPUT_DIR, Runs, redirected, summarize
+from agentbay_mcp.backends.agentbay.commands import OUTPUT_DIR, Runs, kept, parse_report, redirected, summarize
 from agentbay_mcp.backends.agentbay.sessions import Channel, CloudSessions, default_instance
 from agentbay_mcp.backends.agentbay.tools import Tool
 from agentbay_mcp.backends.base import (
@@ -29,6 +29,7 @@ from agentbay_mcp.backends.base import (
     ProcessOutput,
     RunOutcome,
     SessionRecord,
+    StreamSummary,
 )
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id
 from agentbay_mcp.errors import (
@@ -252,18 +253,28 @@ class AgentBayBackend:
                 "stderr": summarize(result.stderr.encode(), cap),
             }
         else:
-            call, piece = self._files(session_id), self._piece(session_id)
-            streams = {
-                "stdout": await files.saved_stream(call, out_path, cap, piece),
-                "stderr": await files.saved_stream(call, err_path, cap, piece),
-            }
-            if streams["stderr"].total == 0 and result.stderr and not result.timed_out:
-                streams["stderr"] = summarize(result.stderr.encode(), cap)  # the wrapper itself failed
+            streams = await self._saved_streams(session_id, result, out_path, err_path, cap)
         elapsed = int((time.monotonic() - started) * 1000)
         finished = self._runs.record(session_id, proc_id, command, result, streams, elapsed)
         if finished.info.running:  # stopped at its timeout: the command service kills and collects it
             return RunOutcome(info=finished.info)
         return RunOutcome(info=finished.info, summary=streams)
+
+    async def _saved_streams(
+        self, session_id: str, result: tools.ShellResult, out_path: str, err_path: str, cap: int
+    ) -> dict[str, StreamSummary]:
+        """The streams a redirected command left in the session: inline in its report, else read back."""
+        report = None if result.timed_out else parse_report(result.stdout)
+        if report is not None and report.stdout is not None and report.stderr is not None:
+            return {"stdout": kept(report.stdout, cap, out_path), "stderr": kept(report.stderr, cap, err_path)}
+        call, piece = self._files(session_id), self._piece(session_id)
+        streams = {
+            "stdout": await files.saved_stream(call, out_path, cap, piece, report.stdout_size if report else None),
+            "stderr": await files.saved_stream(call, err_path, cap, piece, report.stderr_size if report else None),
+        }
+        if report is None and streams["stderr"].total == 0 and result.stderr and not result.timed_out:
+            streams["stderr"] = summarize(result.stderr.encode(), cap)  # the wrapper itself failed
+        return streams
 
     async def start_process(
         self,

@@ -8,6 +8,8 @@ collect output) reports it exactly as on the local backend.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import shlex
 import signal
 from dataclasses import dataclass, field
@@ -18,6 +20,9 @@ from agentbay_mcp.errors import NotSupportedError, ProcessNotFoundError
 
 #: Where commands on a size-limited channel leave their complete output (read_file reads it).
 OUTPUT_DIR = "/tmp/.agentbay-mcp"  # noqa: S108 (inside the session, never on this host)
+#: Output up to this size comes back inline (base64, 4/3 larger) in the shell tool's reply, under the limit.
+INLINE_OUTPUT_BYTES = 36 * 1024
+REPORT_MARKER = "agentbay-mcp-output"
 BACKGROUND_UNSUPPORTED = (
     "Background processes are not supported on the agentbay backend: AgentBay's shell tool runs one "
     "command to completion per call. Use execute_command with a timeout_ms long enough for the work, or "
@@ -41,11 +46,56 @@ def summarize(data: bytes, cap: int) -> StreamSummary:
 
 
 def redirected(command: str, out_path: str, err_path: str) -> str:
-    """`command` with its streams sent to files in the session (a size-limited channel cannot carry them)."""
+    """`command` with its streams sent to files in the session (a size-limited channel cannot carry them).
+
+    The wrapper then reports the exit status and both sizes on a marker line and, when they are small,
+    both streams base64-encoded on the next two lines: one request in the common case. It needs a POSIX
+    shell with `wc`, `base64` and `tr` in the image (AgentBay's Linux images have them).
+    """
+    out, err, where = shlex.quote(out_path), shlex.quote(err_path), shlex.quote(OUTPUT_DIR)
     return (
-        f"mkdir -p {shlex.quote(OUTPUT_DIR)} && "
-        f"sh -c {shlex.quote(command)} > {shlex.quote(out_path)} 2> {shlex.quote(err_path)}"
+        f"{{ [ -d {where} ] || mkdir -p {where}; }} && "
+        f"{{ sh -c {shlex.quote(command)} > {out} 2> {err}; rc=$?; "
+        f"so=$(wc -c < {out}); se=$(wc -c < {err}); echo {REPORT_MARKER} $rc $so $se; "
+        f"if [ $((so + se)) -le {INLINE_OUTPUT_BYTES} ]; then "
+        f"base64 < {out} | tr -d '\\n'; echo; base64 < {err} | tr -d '\\n'; echo; fi; exit $rc; }}"
     )
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the wrapper of `redirected` said: sizes, and the streams themselves when they were small."""
+
+    stdout_size: int
+    stderr_size: int
+    stdout: bytes | None
+    stderr: bytes | None
+
+
+def parse_report(text: str) -> Report | None:
+    """The wrapper's report in the shell tool's stdout, or None (it never got that far)."""
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        parts = line.split()
+        if len(parts) != 4 or parts[0] != REPORT_MARKER or not all(p.lstrip("-").isdigit() for p in parts[1:]):
+            continue
+        sizes = int(parts[2]), int(parts[3])
+        streams: list[bytes | None] = [None, None]
+        if len(lines) > number + 2:
+            try:
+                decoded = [base64.b64decode(lines[number + k], validate=True) for k in (1, 2)]
+            except (binascii.Error, ValueError):
+                decoded = []
+            if [len(d) for d in decoded] == list(sizes):
+                streams = list(decoded)
+        return Report(sizes[0], sizes[1], streams[0], streams[1])
+    return None
+
+
+def kept(data: bytes, cap: int, path: str) -> StreamSummary:
+    """A stream within `cap` whose complete copy is kept in the session at `path`."""
+    summary = summarize(data, cap)
+    return summary.model_copy(update={"full_path": path, "full_bytes": len(data), "full_complete": True, "note": ""})
 
 
 @dataclass

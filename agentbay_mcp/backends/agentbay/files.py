@@ -244,12 +244,13 @@ async def move(call: ToolCall, source: str, destination: str) -> FileMoved:
     return FileMoved(source=source, destination=destination)
 
 
-async def saved_stream(call: ToolCall, path: str, cap: int, piece: int) -> StreamSummary:
+async def saved_stream(call: ToolCall, path: str, cap: int, piece: int, size: int | None = None) -> StreamSummary:
     """A command's stream saved at `path` in the session: all of it, or its head and tail within `cap`."""
-    try:
-        size = (await info(call, path)).size
-    except FileOperationError:
-        size = -1  # the command never ran (e.g. the redirect failed): nothing was saved
+    if size is None:
+        try:
+            size = (await info(call, path)).size
+        except FileOperationError:
+            size = -1  # the command never ran (e.g. the redirect failed): nothing was saved
     if size <= 0:
         return StreamSummary(head=b"", tail=b"", total=0, full_bytes=0, full_complete=False)
     if size <= cap:
