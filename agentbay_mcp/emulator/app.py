@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from starlette.applications import Starlette
@@ -34,6 +34,13 @@ API_VERSION = "2025-05-06"
 MESSAGE_LIMIT = 63 * 1024
 
 Handler = Callable[[Sessions, dict[str, str], Request], Awaitable[Any]]
+
+
+class Paged(NamedTuple):
+    """A listing's Data and the paging fields that go at the top of the envelope."""
+
+    data: list[dict[str, Any]]
+    top: dict[str, Any]
 
 
 def envelope(request_id: str, data: Any = None, **top: Any) -> dict[str, Any]:
@@ -101,7 +108,7 @@ async def get_session_detail(sessions: Sessions, form: dict[str, str], request: 
     return {"SessionId": session_id, "Status": session.status, "ImageId": session.image_id, "RegionId": "emulator"}
 
 
-async def list_sessions(sessions: Sessions, form: dict[str, str], request: Request) -> dict[str, Any]:
+async def list_sessions(sessions: Sessions, form: dict[str, str], request: Request) -> Paged:
     """ListSession: label filter (every pair must match), MaxResults, NextToken."""
     try:
         limit = int(form.get("MaxResults") or 10)
@@ -117,7 +124,7 @@ async def list_sessions(sessions: Sessions, form: dict[str, str], request: Reque
         }
         for s in page
     ]
-    return {"__top__": {"NextToken": token, "MaxResults": limit, "TotalCount": total}, "Data": items}
+    return Paged(items, {"NextToken": token, "MaxResults": limit, "TotalCount": total})
 
 
 async def delete_async(sessions: Sessions, form: dict[str, str], request: Request) -> Any:
@@ -227,8 +234,8 @@ def build_app(
             data = await handler(holder["sessions"], form, request)
         except ApiFaultError as fault:
             return _fault(request_id, fault)
-        if isinstance(data, dict) and "__top__" in data:
-            return JSONResponse(envelope(request_id, data["Data"], **data["__top__"]))
+        if isinstance(data, Paged):  # ListSession: paging fields sit beside Data, at the top
+            return JSONResponse(envelope(request_id, data.data, **data.top))
         return JSONResponse(envelope(request_id, data))
 
     async def link_call(request: Request) -> JSONResponse:

@@ -12,10 +12,10 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -40,6 +40,7 @@ KEY_HINT = (
 TRANSIENT_CODES = ("Throttling", "ServiceUnavailable", "InternalError", "ServiceBusy", "RequestTimeout")
 _AUTH_CODES = ("InvalidApiKey", "ApiKey", "Unauthorized", "InvalidAuthorization", "Forbidden", "AccessDenied")
 _jitter = random.SystemRandom()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,17 +123,39 @@ class AgentBayClient:
             if value is not None:
                 form[key] = str(value).lower() if isinstance(value, bool) else str(value)
         timeout = timeout_seconds or self.timeout_seconds
+        merged = {**params, **(query or {})}
+        return await self._retrying(
+            f"AgentBay {action}", idempotent, lambda: self._once(action, form, merged, timeout, query or {})
+        )
+
+    async def _retrying(self, what: str, idempotent: bool, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`, retrying transient failures with backoff: any call if nothing was sent,
+        otherwise only idempotent ones, at most `retry.attempts` times in all."""
         retry = 0
         while True:
             try:
-                return await self._once(action, form, {**params, **(query or {})}, timeout, query or {})
+                return await attempt()
             except _TransientError as failure:
                 if retry + 1 >= self.retry.attempts or not (idempotent or failure.before_sending):
-                    raise failure.error from None
+                    raise failure.error from failure.__cause__
                 delay = self.retry.delay(retry)
-                logger.info("AgentBay %s: %s; retrying in %.2f s", action, failure.error, delay)
+                logger.info("%s: %s; retrying in %.2f s", what, failure.error, delay)
                 retry += 1
                 await anyio.sleep(delay)
+
+    async def _post(self, what: str, url: str, timeout: float, **request: Any) -> httpx2.Response:
+        """One POST; transport failures become transient errors that say what failed, never with the key."""
+        try:
+            return await self._http.post(url, timeout=timeout, **request)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            # Nothing reached the server: safe to retry even a create.
+            error = BackendError(f"Could not connect to {what} ({type(exc).__name__}). {_NET}")
+            raise _TransientError(error, before_sending=True) from exc
+        except httpx2.TimeoutException as exc:
+            raise _TransientError(BackendError(f"No answer from {what} within {timeout:g} s. {_NET}")) from exc
+        except httpx2.TransportError as exc:
+            error = BackendError(f"The connection to {what} broke ({type(exc).__name__}). {_NET}")
+            raise _TransientError(error) from exc
 
     async def _once(
         self, action: str, form: dict[str, str], params: Mapping[str, object], timeout: float, extra: Mapping[str, str]
@@ -146,20 +169,8 @@ class AgentBayClient:
             "SignatureNonce": secrets.token_hex(16),
         }
         headers = {"x-acs-action": action, "x-acs-version": API_VERSION, "accept": "application/json"}
-        try:
-            response = await self._http.post(
-                self.endpoint + "/", params=query, data=form, headers=headers, timeout=timeout
-            )
-        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
-            # Nothing reached the server: safe to retry even a create.
-            error = BackendError(f"Could not connect to AgentBay at {self.endpoint} ({type(exc).__name__}). {_NET}")
-            raise _TransientError(error, before_sending=True) from exc
-        except httpx2.TimeoutException as exc:
-            error = BackendError(f"AgentBay did not answer {action} within {timeout:g} s. {_NET}")
-            raise _TransientError(error) from exc
-        except httpx2.TransportError as exc:
-            error = BackendError(f"The connection to AgentBay broke during {action} ({type(exc).__name__}). {_NET}")
-            raise _TransientError(error) from exc
+        what = f"AgentBay at {self.endpoint} ({action})"
+        response = await self._post(what, self.endpoint + "/", timeout, params=query, data=form, headers=headers)
         return self._reply(action, response, params)
 
     def _reply(self, action: str, response: httpx2.Response, params: Mapping[str, object]) -> ApiReply:
@@ -207,30 +218,13 @@ class AgentBayClient:
         }
         timeout = timeout_seconds or self.timeout_seconds
         where = f"the session's direct tool endpoint ({tool})"
-        retry = 0
-        while True:
-            try:
-                try:
-                    response = await self._http.post(
-                        link_url.rstrip("/") + "/callTool",
-                        json=payload,
-                        headers={"X-Access-Token": token},
-                        timeout=timeout,
-                    )
-                except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
-                    error = BackendError(f"Could not connect to {where} ({type(exc).__name__}). {_NET}")
-                    raise _TransientError(error, before_sending=True) from exc
-                except httpx2.TimeoutException as exc:
-                    raise _TransientError(BackendError(f"No answer from {where} within {timeout:g} s. {_NET}")) from exc
-                except httpx2.TransportError as exc:
-                    error = BackendError(f"The connection to {where} broke ({type(exc).__name__}). {_NET}")
-                    raise _TransientError(error) from exc
-                return self._link_data(where, response)
-            except _TransientError as failure:
-                if retry + 1 >= self.retry.attempts or not (idempotent or failure.before_sending):
-                    raise failure.error from None
-                retry += 1
-                await anyio.sleep(self.retry.delay(retry - 1))
+        url = link_url.rstrip("/") + "/callTool"
+
+        async def attempt() -> Any:
+            response = await self._post(where, url, timeout, json=payload, headers={"X-Access-Token": token})
+            return self._link_data(where, response)
+
+        return await self._retrying(where, idempotent, attempt)
 
     def _link_data(self, where: str, response: httpx2.Response) -> Any:
         status = response.status_code
