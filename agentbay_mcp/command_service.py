@@ -130,7 +130,7 @@ class CommandService:
             started = time.monotonic()
             first_wait = min(timeout_ms, int(self.progress_interval_seconds * 1000)) if progress else timeout_ms
             outcome = await self.backend.run_process(
-                session_id, command, cwd=clean_cwd, env=env, wait_ms=first_wait, cap=cap
+                session_id, command, cwd=clean_cwd, env=env, wait_ms=first_wait, cap=cap, timeout_ms=timeout_ms
             )
             timed_out = False
             if outcome.summary is not None:  # the common case: done within the first wait, one round trip

@@ -40,6 +40,8 @@ MAX_APP_WAIT_MS = 30_000
 MAX_TEXT_CHARS = 10_000
 MAX_KEYS = 8
 MAX_SIZE = 16_384
+#: Resize tolerance where the backend reports no size steps (AgentBay): a large terminal cell.
+UNKNOWN_SIZE_STEP = 32
 _COMMAND_NOT_FOUND = 127
 _EXPECTED_STATE = {"maximize": "maximized", "minimize": "minimized", "restore": "normal", "fullscreen": "fullscreen"}
 
@@ -98,6 +100,11 @@ class DesktopService:
             status = await self.backend.app_status(session_id, launch)
             if status.window is not None:
                 return AppStarted(proc_id=launch.proc_id, processes=status.processes, window=status.window)
+            if launch.proc_id is None:  # no process handle (AgentBay): the window is all we can wait for
+                if time.monotonic() >= deadline:
+                    break
+                await anyio.sleep(POLL_SECONDS)
+                continue
             info = await self.backend.wait_process(session_id, launch.proc_id, 0)
             if not info.running and info.exit_code != 0 and not status.processes:
                 summary = await self.backend.process_output_summary(session_id, launch.proc_id, 2000)
@@ -134,18 +141,10 @@ class DesktopService:
             raise InvalidArgumentError("pid must be a process id from start_app or list_visible_apps")
         if pname is not None and (not pname.strip() or len(pname) > 255):
             raise InvalidArgumentError("pname must be a process name such as 'xterm'")
+        if stop_cmd is not None and (not stop_cmd.strip() or "\0" in stop_cmd):
+            raise InvalidArgumentError("stop_cmd must be a non-empty command")
         async with self._desktop(conversation, session_id):
-            if stop_cmd is None:
-                stopped = await self.backend.stop_app(session_id, pid=pid, pname=pname)
-                return AppStopped(stopped=stopped)
-            if not stop_cmd.strip() or "\0" in stop_cmd:
-                raise InvalidArgumentError("stop_cmd must be a non-empty command")
-            env = await self.backend.desktop_env(session_id)
-            outcome = await self.backend.run_process(session_id, stop_cmd, cwd=None, env=env, wait_ms=10_000, cap=2000)
-            if outcome.summary is None:  # still running after 10 s: don't leave it behind
-                await self.backend.forget_process(session_id, outcome.info.proc_id)
-                return AppStopped(stopped=[], note="stop_cmd did not finish within 10 s and was killed.")
-            return AppStopped(stopped=[], stop_cmd_exit_code=outcome.info.exit_code)
+            return await self.backend.stop_app(session_id, pid=pid, pname=pname, stop_cmd=stop_cmd)
 
     async def list_visible_apps(self, conversation: str, session_id: str) -> VisibleApps:
         """Processes that own a visible window."""
@@ -194,6 +193,14 @@ class DesktopService:
                             window_id=window_id, action=action, verified=True, closed=True, window=None
                         )
                     raise
+                if detail.window.state == "unknown" and action in _EXPECTED_STATE:
+                    return WindowControlResult(
+                        window_id=window_id,
+                        action=action,
+                        verified=False,
+                        window=detail.window,
+                        note="This backend does not report window states: take_screenshot to check the result.",
+                    )
                 # The window manager updates state and geometry separately: done once the state is right
                 # and the window held still for one poll.
                 if self._took_effect(detail, action, width, height) and detail.window == previous:
@@ -216,6 +223,8 @@ class DesktopService:
             assert width is not None
             assert height is not None
             step_w, step_h = detail.size_increments
+            if window.state == "unknown":  # such backends report no size steps either: allow a large cell
+                step_w, step_h = max(step_w, UNKNOWN_SIZE_STEP), max(step_h, UNKNOWN_SIZE_STEP)
             # Applications with size steps (a terminal's character cell) get the nearest size they allow.
             return abs(window.width - width) < max(step_w, 2) and abs(window.height - height) < max(step_h, 2)
         if action == "close":

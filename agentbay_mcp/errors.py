@@ -16,10 +16,13 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     ├── DesktopUnavailableError     the session has no desktop (its image, or Xvfb missing on the host)
     ├── QuotaExceededError          a per-conversation (or per-principal) limit was reached
     ├── AccessDeniedError           the caller's scopes do not allow the tool (or resource)
+    ├── NotSupportedError           this backend cannot do that (the message says what to use instead)
     ├── BackendUnavailableError     the backend cannot work at all (unwritable state dir, missing bwrap)
+    │   └── AuthenticationError     the cloud rejected (or was not given) the API key
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
     │   └── AuthConfigurationError  the token file or JWKS file is unusable (unreadable, plain-text tokens)
     └── BackendError                a backend primitive failed unexpectedly
+        └── CloudAPIError           the AgentBay API answered with an error (code and request id kept)
 """
 
 from __future__ import annotations
@@ -96,8 +99,16 @@ class AccessDeniedError(AgentBayMCPError):
     """The authenticated principal's scopes do not allow this tool or resource."""
 
 
+class NotSupportedError(AgentBayMCPError):
+    """The backend in use cannot do this; the message says what to do instead."""
+
+
 class BackendUnavailableError(AgentBayMCPError):
     """The backend cannot serve requests at all until the operator fixes something."""
+
+
+class AuthenticationError(BackendUnavailableError):
+    """The cloud API key is missing or was rejected; the message says where to get one."""
 
 
 class UnsafeConfigurationError(AgentBayMCPError):
@@ -110,3 +121,13 @@ class AuthConfigurationError(UnsafeConfigurationError):
 
 class BackendError(AgentBayMCPError):
     """A backend primitive failed in a way the caller could not have prevented."""
+
+
+class CloudAPIError(BackendError):
+    """The AgentBay API answered with an error. `request_id` is what Alibaba support asks for."""
+
+    def __init__(self, message: str, *, code: str = "", request_id: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+        self.status = status

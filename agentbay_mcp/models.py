@@ -202,7 +202,8 @@ class FileMoved(_Model):
 
 # ---- desktop ------------------------------------------------------------------------------------
 
-WindowState = Literal["normal", "minimized", "maximized", "fullscreen"]
+#: "unknown" where a backend does not report window states (AgentBay's window listing has none).
+WindowState = Literal["normal", "minimized", "maximized", "fullscreen", "unknown"]
 WindowAction = Literal["activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize"]
 
 
@@ -305,7 +306,10 @@ class AppProcess(_Model):
 class AppStarted(_Model):
     """An application start: its processes and, if one appeared in time, its window."""
 
-    proc_id: str = Field(description="Its process in list_processes / read_process_output (stdout, stderr).")
+    proc_id: str | None = Field(
+        description="Its process in list_processes / read_process_output (stdout, stderr), where the backend "
+        "keeps process handles (local: yes; AgentBay: no)."
+    )
     processes: list[AppProcess]
     window: WindowInfo | None
     note: str = ""

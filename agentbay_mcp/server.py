@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx2
 from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp import __version__, prompts, resources
 from agentbay_mcp.audit import AuditLog
 from agentbay_mcp.auth.config import HttpAuth
 from agentbay_mcp.auth.scopes import ToolsetServer
+from agentbay_mcp.backends import agentbay
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
@@ -64,8 +66,12 @@ def sandbox_options(settings: Settings) -> SandboxOptions:
     return SandboxOptions(isolation=settings.isolation, limits=limits, desktop=screen)
 
 
-def default_backend(settings: Settings) -> SandboxBackend:
-    """The backend named in the settings."""
+def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) -> SandboxBackend:
+    """The backend named in the settings; the agentbay backend needs the server's HTTP client."""
+    if settings.backend == "agentbay":
+        if http is None:
+            raise ValueError("the agentbay backend needs the server's httpx2.AsyncClient")
+        return agentbay.from_settings(settings, http)
     return LocalBackend(settings.state_dir, sandbox=sandbox_options(settings))
 
 
@@ -82,43 +88,54 @@ def build_service(settings: Settings, backend: SandboxBackend) -> SessionService
     )
 
 
+@asynccontextmanager
+async def _serving(settings: Settings, service: SessionService, tool_kinds: Any) -> AsyncIterator[AppState]:
+    """Run the service (start-up reaping, lease expiry) for the server's life; release all at the end."""
+    async with anyio.create_task_group() as tg:
+        await service.start(tg)
+        tg.start_soon(service.run_lease_expiry)
+        try:
+            yield AppState(
+                service=service,
+                commands=CommandService(service, output_cap_bytes=settings.output_cap_bytes),
+                files=FileService(service, read_cap_bytes=settings.read_cap_bytes),
+                desktop=DesktopService(service, app_wait_ms=settings.app_wait_ms),
+                settings=settings,
+                tool_kinds=tool_kinds,
+            )
+        finally:
+            await service.close()  # shielded: releases every session before the tasks are cancelled
+            tg.cancel_scope.cancel()
+
+
 def build_server(
     settings: Settings,
-    backend_factory: BackendFactory = default_backend,
+    backend_factory: BackendFactory | None = None,
     *,
     auth: HttpAuth | None = None,
     metrics: Metrics | None = None,
+    http_transport: httpx2.AsyncBaseTransport | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
-    own backend and service, built by `backend_factory` (tests inject theirs here). With `auth`
-    (HTTP only) every request needs a bearer token; `metrics` collects what /metrics serves."""
+    own backend and service, built by `backend_factory` (tests inject theirs here), and one
+    `httpx2.AsyncClient` that the default backend factory hands to the agentbay backend (tests
+    inject its transport with `http_transport`). With `auth` (HTTP only) every request needs a
+    bearer token; `metrics` collects what /metrics serves."""
     audit = AuditLog(settings.audit_log)
     metrics = metrics or Metrics()
     exposed = {name: TOOLSETS[name] for name in settings.toolsets}
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        service = build_service(settings, backend_factory(settings))
-        audit.open()
-        metrics.count_sessions_with(service.live_sessions)
-        async with anyio.create_task_group() as tg:
-            await service.start(tg)
-            tg.start_soon(service.run_lease_expiry)
-            command_service = CommandService(service, output_cap_bytes=settings.output_cap_bytes)
-            file_service = FileService(service, read_cap_bytes=settings.read_cap_bytes)
-            desktop_service = DesktopService(service, app_wait_ms=settings.app_wait_ms)
+        async with httpx2.AsyncClient(transport=http_transport, follow_redirects=False) as http:
+            backend = backend_factory(settings) if backend_factory else default_backend(settings, http)
+            service = build_service(settings, backend)
+            audit.open()
+            metrics.count_sessions_with(service.live_sessions)
             try:
-                yield AppState(
-                    service=service,
-                    commands=command_service,
-                    files=file_service,
-                    desktop=desktop_service,
-                    settings=settings,
-                    tool_kinds=mcp.tool_kinds,
-                )
+                async with _serving(settings, service, mcp.tool_kinds) as state:
+                    yield state
             finally:
-                await service.close()  # shielded: releases every session before the tasks are cancelled
-                tg.cancel_scope.cancel()
                 audit.close()
 
     mcp: ToolsetServer[AppState] = ToolsetServer(

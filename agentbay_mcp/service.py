@@ -180,8 +180,11 @@ class SessionService:
         return self._info(self.registry.add(conversation, record))
 
     async def get_session(self, conversation: str, session_id: str) -> SessionInfo:
-        """The session's details."""
-        return self._info(await self._use(conversation, session_id))
+        """The session's details, fresh from the backend (a cloud may have released it)."""
+        entry = await self._use(conversation, session_id)
+        async with self._forgotten_if_gone(session_id):
+            self.registry.update(await self.backend.get_session(session_id))
+        return self._info(entry)
 
     async def delete_session(self, conversation: str, session_id: str) -> DeletedSession:
         """Delete one of the conversation's sessions."""
@@ -227,7 +230,8 @@ class SessionService:
         """Replace the session's whole label map."""
         clean = validate_labels(labels)
         await self._use(conversation, session_id)
-        record = await self.backend.set_labels(session_id, clean)
+        async with self._forgotten_if_gone(session_id):
+            record = await self.backend.set_labels(session_id, clean)
         self.registry.update(record)
         return SessionLabels(session_id=session_id, labels=dict(record.labels))
 
@@ -245,10 +249,22 @@ class SessionService:
         entry = await self._use(conversation, session_id)
         entry.active_calls += 1
         try:
-            yield entry.record
+            async with self._forgotten_if_gone(session_id):
+                yield entry.record
         finally:
             entry.active_calls -= 1
             self.registry.touch(entry)
+
+    @asynccontextmanager
+    async def _forgotten_if_gone(self, session_id: str) -> AsyncIterator[None]:
+        """If the backend says the session is gone (a cloud released it behind our back), forget it too,
+        so the registry holds no entry that can never work again; the model gets the not-found error."""
+        try:
+            yield
+        except SessionNotFoundError as exc:
+            if exc.session_id == session_id and self.registry.remove(session_id) is not None:
+                logger.info("session %s was released by the backend; forgetting it", session_id)
+            raise
 
     async def _use(self, conversation: str, session_id: str) -> Entry:
         """Look the session up for `conversation`, renew its lease and tell the backend."""

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
@@ -36,7 +36,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENTBAY_MCP_", extra="forbid", frozen=True)
 
-    backend: Literal["local"] = Field(default="local", description="Where sessions live.")
+    backend: Literal["local", "agentbay"] = Field(
+        default="local", description="Where sessions live: this host (local) or the AgentBay cloud (agentbay)."
+    )
     state_dir: Path = Field(
         default_factory=default_state_dir,
         description="Directory holding session trees and server locks (shared by servers on one host).",
@@ -131,6 +133,37 @@ class Settings(BaseSettings):
     )
     app_wait_ms: int = Field(
         default=5000, ge=0, le=30000, description="How long start_app waits for the application's window."
+    )
+
+    # The AgentBay backend reads the variables Alibaba's own SDK reads, so existing users need nothing new.
+    agentbay_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("agentbay_api_key", "AGENTBAY_API_KEY"),
+        description="AgentBay API key (env AGENTBAY_API_KEY only: a flag would show it in ps).",
+    )
+    agentbay_region_id: str = Field(
+        default="cn-hangzhou",
+        validation_alias=AliasChoices("agentbay_region_id", "AGENTBAY_REGION_ID"),
+        description="AgentBay region; the endpoint is agentbay.<region>.aliyuncs.com.",
+    )
+    agentbay_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("agentbay_endpoint", "AGENTBAY_ENDPOINT"),
+        description="AgentBay endpoint override: host[:port] (HTTPS) or a full http(s):// URL, e.g. the emulator.",
+    )
+    agentbay_timeout_ms: int = Field(
+        default=60000,
+        ge=1000,
+        le=600_000,
+        validation_alias=AliasChoices("agentbay_timeout_ms", "AGENTBAY_TIMEOUT_MS"),
+        description="HTTP timeout of one AgentBay API call (a command's call also gets its timeout_ms).",
+    )
+    agentbay_instance: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Ownership scope of cloud sessions (label agentbay-mcp.instance): servers with the same "
+        "instance reap each other's orphans. Default: derived from this host and the state dir.",
     )
 
     @field_validator("toolsets", "allowed_origins", mode="before")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentbay_mcp.models import (
     AppProcess,
+    AppStopped,
     DirectoryCreated,
     DirectoryListing,
     FileEdited,
@@ -150,9 +151,10 @@ class WindowDetail(BaseModel):
 class AppLaunch(BaseModel):
     """An application just started: its process, and the windows that existed before it."""
 
-    proc_id: str
+    proc_id: str | None = Field(description="Its process handle, where the backend has them (local: yes).")
     pid: int
     windows_before: list[int]
+    processes: list[AppProcess] = Field(default_factory=list, description="Processes the start reported.")
 
 
 class AppStatus(BaseModel):
@@ -239,10 +241,21 @@ class SandboxBackend(Protocol):
         ...
 
     async def run_process(
-        self, session_id: str, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        wait_ms: int,
+        cap: int,
+        timeout_ms: int | None = None,
     ) -> RunOutcome:
         """Start a foreground command and wait up to `wait_ms`; if it ended, return its output (capped)
-        and forget it, all in one step. Otherwise continue with wait_process."""
+        and forget it, all in one step. Otherwise continue with wait_process.
+
+        `timeout_ms` is the command's whole time limit, for backends that hand it to the sandbox
+        (agentbay's shell tool) instead of killing the command themselves; others may ignore it."""
         ...
 
     async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
@@ -327,10 +340,6 @@ class SandboxBackend(Protocol):
 
     # ---- desktop (images with `desktop`; the display starts on the first call) -----------------
 
-    async def desktop_env(self, session_id: str) -> dict[str, str]:
-        """Environment that reaches the session's display (DISPLAY, ...), starting the desktop."""
-        ...
-
     async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
         """Applications from the session's `.desktop` entries."""
         ...
@@ -343,8 +352,11 @@ class SandboxBackend(Protocol):
         """The launched application's processes and its first new window, if any yet."""
         ...
 
-    async def stop_app(self, session_id: str, *, pid: int | None, pname: str | None) -> list[AppProcess]:
-        """Stop the process trees of a pid or of every process with that name (session's own only)."""
+    async def stop_app(
+        self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
+    ) -> AppStopped:
+        """Stop the process tree of a pid, or of every process with that name (the session's own only),
+        or run a stop command; exactly one is given (the service checks)."""
         ...
 
     async def visible_apps(self, session_id: str) -> list[VisibleApp]:

@@ -12,21 +12,33 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentbay_mcp import __version__
+from agentbay_mcp.auth.config import is_loopback
 from agentbay_mcp.cli.doctor import run_doctor
 from agentbay_mcp.cli.sessions import list_sessions, reap_sessions
 from agentbay_mcp.cli.tokens import run_tokens
+from agentbay_mcp.emulator import run_emulator
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.serve import run
-from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings
+from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings, default_state_dir
 
-COMMANDS = ("serve", "doctor", "sessions", "tokens")
+COMMANDS = ("serve", "doctor", "sessions", "tokens", "emulator")
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
     # `sessions list|reap` repeat these with default=SUPPRESS, so they may come before or after the action.
     parser.add_argument("--state-dir", default=default, help="state directory (env AGENTBAY_MCP_STATE_DIR)")
     parser.add_argument(
-        "--backend", default=default, choices=["local"], help="where sessions live (env AGENTBAY_MCP_BACKEND)"
+        "--backend",
+        default=default,
+        choices=["local", "agentbay"],
+        help="where sessions live (env AGENTBAY_MCP_BACKEND); agentbay reads AGENTBAY_API_KEY, AGENTBAY_REGION_ID, "
+        "AGENTBAY_ENDPOINT and AGENTBAY_TIMEOUT_MS like Alibaba's SDK",
+    )
+    parser.add_argument(
+        "--agentbay-endpoint", default=default, help="AgentBay endpoint, e.g. http://127.0.0.1:9876 (the emulator)"
+    )
+    parser.add_argument(
+        "--agentbay-instance", default=default, help="ownership scope of cloud sessions for orphan reaping"
     )
     parser.add_argument(
         "--log-level",
@@ -92,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     reap = actions.add_parser("reap", help="delete sessions whose server is gone (never a live server's)")
     _add_common(reap, argparse.SUPPRESS)
 
+    _add_tokens(sub)
+    _add_emulator(sub)
+    return parser
+
+
+def _add_tokens(sub: Any) -> None:
     tokens = sub.add_parser("tokens", help="manage the HTTP bearer-token file (stores only hashes)")
     token_actions = tokens.add_subparsers(dest="action", required=True)
     for name, what in (
@@ -105,7 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--principal", required=True, help="user or service name, e.g. alice")
         if name == "add":
             action.add_argument("--scopes", help="comma-separated: all (default), read, <toolset>, <toolset>:read")
-    return parser
+
+
+def _add_emulator(sub: Any) -> None:
+    emulator = sub.add_parser("emulator", help="serve the offline AgentBay API emulator (local sandboxes)")
+    emulator.add_argument("--host", default="127.0.0.1", help="bind address (loopback only)")
+    emulator.add_argument("--port", type=int, default=9876, help="port (default 9876)")
+    emulator.add_argument("--state-dir", help="where its sessions live (default <state dir>/emulator)")
+    emulator.add_argument("--no-link-url", action="store_true", help="offer no LinkUrl: every tool via CallMcpTool")
+    emulator.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap", help="'none' is unsafe")
+    emulator.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO")
 
 
 def _add_http_security(serve: argparse.ArgumentParser) -> None:
@@ -140,6 +167,14 @@ def _add_http_security(serve: argparse.ArgumentParser) -> None:
     group.add_argument("--max-commands-per-principal", type=int, help="concurrent execute_command per principal")
 
 
+def _emulator(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host):
+        print(f"agentbay-mcp emulator: refusing to bind {args.host}: loopback addresses only", file=sys.stderr)
+        return 2
+    state_dir = Path(args.state_dir).expanduser().absolute() if args.state_dir else default_state_dir() / "emulator"
+    return run_emulator(args.host, args.port, state_dir, link_url=not args.no_link_url, isolation=args.isolation)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the flags given; the environment and defaults fill the rest."""
     names = set(Settings.model_fields)
@@ -153,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments or (arguments[0] not in COMMANDS and arguments[0] not in ("-h", "--help", "--version")):
         arguments.insert(0, "serve")
     args = build_parser().parse_args(arguments)
+    if args.command == "emulator":
+        logging.basicConfig(
+            stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return _emulator(args)
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
@@ -164,13 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "doctor":
-        return run_doctor(settings)
     if args.command == "tokens":
         path = args.token_file or settings.token_file
         return run_tokens(args.action, path, getattr(args, "principal", None), getattr(args, "scopes", None))
-    if args.command == "sessions":
-        return list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
+    if args.command in ("doctor", "sessions"):
+        return _local_tool(args, settings)
     try:
         run(settings)
     except KeyboardInterrupt:
@@ -182,6 +220,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agentbay-mcp: {known}", file=sys.stderr)
         return 1
     return 0
+
+
+def _local_tool(args: argparse.Namespace, settings: Settings) -> int:
+    """doctor and sessions list|reap: both inspect this host's state dir, so the local backend only."""
+    if settings.backend != "local":
+        print(
+            f"agentbay-mcp {args.command}: only the local backend is supported so far; for AgentBay, use the "
+            "AgentBay console, or run the server (it reaps its instance's orphans at start-up).",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "doctor":
+        return run_doctor(settings)
+    return list_sessions(settings, as_json=args.json) if args.action == "list" else reap_sessions(settings)
 
 
 def _find_known_error(exc: BaseException) -> AgentBayMCPError | None:

@@ -62,7 +62,7 @@ from agentbay_mcp.backends.local.sandbox import (
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
 from agentbay_mcp.errors import BackendError, BackendUnavailableError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.models import (
-    AppProcess,
+    AppStopped,
     DirectoryCreated,
     DirectoryListing,
     FileEdited,
@@ -330,9 +330,17 @@ class LocalBackend:
         return await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
 
     async def run_process(
-        self, session_id: str, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        wait_ms: int,
+        cap: int,
+        timeout_ms: int | None = None,
     ) -> RunOutcome:
-        """Start a foreground command and wait for it in one round trip."""
+        """Start a foreground command and wait for it in one round trip (the service enforces timeout_ms)."""
         agent = await self._agent(session_id)
         return await processes.run(agent, command, cwd=cwd, env=env, wait_ms=wait_ms, cap=cap)
 
@@ -423,10 +431,6 @@ class LocalBackend:
 
     # ---- desktop: the display lives in the agent, inside the sandbox ------------------------
 
-    async def desktop_env(self, session_id: str) -> dict[str, str]:
-        """DISPLAY and XAUTHORITY for commands that should reach the desktop."""
-        return await desktop.env(await self._agent(session_id))
-
     async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
         """`.desktop` applications visible in the sandbox."""
         return await desktop.installed_apps(await self._agent(session_id), include_system)
@@ -439,9 +443,19 @@ class LocalBackend:
         """A launched application's processes and window."""
         return await desktop.app_status(await self._agent(session_id), launch)
 
-    async def stop_app(self, session_id: str, *, pid: int | None, pname: str | None) -> list[AppProcess]:
-        """Stop process trees in the sandbox."""
-        return await desktop.stop_app(await self._agent(session_id), pid, pname)
+    async def stop_app(
+        self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
+    ) -> AppStopped:
+        """Stop process trees in the sandbox, or run the stop command on the session's display."""
+        agent = await self._agent(session_id)
+        if stop_cmd is None:
+            return AppStopped(stopped=await desktop.stop_app(agent, pid, pname))
+        env = await desktop.env(agent)
+        outcome = await self.run_process(session_id, stop_cmd, cwd=None, env=env, wait_ms=10_000, cap=2000)
+        if outcome.summary is None:  # still running after 10 s: don't leave it behind
+            await self.forget_process(session_id, outcome.info.proc_id)
+            return AppStopped(stopped=[], note="stop_cmd did not finish within 10 s and was killed.")
+        return AppStopped(stopped=[], stop_cmd_exit_code=outcome.info.exit_code)
 
     async def visible_apps(self, session_id: str) -> list[VisibleApp]:
         """Processes with a visible window."""
