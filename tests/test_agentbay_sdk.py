@@ -10,6 +10,7 @@ chunked file transfer and its delete polling.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 import pytest
 
 from tests.agentbay_support import API_KEY
@@ -118,3 +122,61 @@ async def test_the_sdk_sees_a_wrong_key_refused(emulator_port: int) -> None:
     created = await bay.create(CreateSessionParams(image_id="code_latest"))
     assert not created.success
     assert "InvalidApiKey" in created.error_message or "401" in created.error_message
+
+
+async def test_the_official_sdk_drives_the_desktop(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's computer module (apps, windows, input, screenshots) against the emulated desktop."""
+    import httpx
+    from agentbay import CreateSessionParams
+
+    for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
+        monkeypatch.delenv(name)
+    bay = sdk_client(emulator_port)
+    created = await bay.create(CreateSessionParams(image_id="linux_latest"))
+    assert created.success, created.error_message
+    computer = created.session.computer
+
+    started = await computer.start_app("xterm -T sdk")
+    assert started.success, started.error_message
+    assert "xterm" in [p.pname for p in started.data]
+
+    def sdk_window() -> Any:
+        listed = anyio.from_thread.run(computer.list_root_windows)
+        return next((w for w in listed.windows if w.title == "sdk"), None)
+
+    assert await anyio.to_thread.run_sync(lambda: wait_until(lambda: sdk_window() is not None, timeout=10))
+    window = await anyio.to_thread.run_sync(sdk_window)
+    assert window.pname == "xterm"
+    size = await computer.get_screen_size()
+    assert (size.data["width"], size.data["height"]) == (1280, 800)
+    assert (await computer.maximize_window(window.window_id)).success
+
+    def maximized() -> bool:
+        current = sdk_window()
+        return current is not None and (current.width, current.height) == (1280, 800)
+
+    assert await anyio.to_thread.run_sync(lambda: wait_until(maximized, timeout=10))
+    assert (await computer.move_mouse(200, 300)).success
+    position = await computer.get_cursor_position()  # the SDK hands this one over as the JSON text
+    where = position.data if isinstance(position.data, dict) else json.loads(position.data)
+    assert (where["x"], where["y"]) == (200, 300)
+    assert (await computer.input_text("echo sdk-typed > /tmp/sdk.txt\n")).success
+
+    def typed() -> bool:
+        ran = anyio.from_thread.run(created.session.command.execute_command, "cat /tmp/sdk.txt")
+        return bool(ran.stdout == "sdk-typed\n")
+
+    assert await anyio.to_thread.run_sync(lambda: wait_until(typed, timeout=10))
+
+    if created.session.link_url:  # inline screenshot: LinkUrl sessions only
+        shot = await computer.beta_take_screenshot("png")
+        assert (shot.width, shot.height) == (1280, 800)
+        assert shot.data.startswith(b"\x89PNG")
+    else:  # a URL to download
+        shot_url = await computer.screenshot()
+        assert shot_url.success, shot_url.error_message
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(shot_url.data)).content.startswith(b"\x89PNG")
+
+    assert (await computer.stop_app_by_pname("xterm")).success
+    assert (await created.session.delete()).success
