@@ -16,6 +16,7 @@ import random
 import re
 import secrets
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -544,8 +545,11 @@ async def test_memory_hogs_fail_without_hurting_the_session_or_the_host(state_di
         with anyio.fail_after(5):
             assert (await run(client, b, "echo ok"))["stdout"] == "ok\n"
         assert (await run(client, a, "echo ok"))["stdout"] == "ok\n"
+        # The agent survived: it still knows the process started before the hogs (a restarted agent
+        # would not). The kernel may have picked that process itself as an OOM victim (every command
+        # is a candidate, only the agent is spared), so it need not still be running.
         status = await call(client, "wait_process", session_id=a, process_id=background["process_id"], timeout_ms=0)
-        assert status["running"] is True, "the memory hog took the session's agent down"
+        assert status["running"] is True or status["signal"] == signal.SIGKILL, status
 
 
 async def test_filling_ram_backed_tmpfs_does_not_kill_the_session(state_dir: Path) -> None:
