@@ -31,6 +31,12 @@ KEPT_ARGUMENTS = (
     "pattern",
     "window_id",
     "action",
+    # Desktop tools that run shell commands are audited like execute_command.
+    "start_cmd",
+    "stop_cmd",
+    "work_directory",
+    "pid",
+    "pname",
     "app_name",
 )
 #: Arguments whose keys are recorded but never their values.

@@ -101,6 +101,11 @@ class DesktopService:
             if status.window is not None:
                 return AppStarted(proc_id=launch.proc_id, processes=status.processes, window=status.window)
             if launch.proc_id is None:  # no process handle (AgentBay): the window is all we can wait for
+                if not launch.processes:
+                    raise InvalidArgumentError(
+                        f"The application was not found or exited at once: {start_cmd!r} started no process. "
+                        "Check the command with get_installed_apps or execute_command."
+                    )
                 if time.monotonic() >= deadline:
                     break
                 await anyio.sleep(POLL_SECONDS)
@@ -124,6 +129,8 @@ class DesktopService:
             await anyio.sleep(POLL_SECONDS)
         if exited_ok and not status.processes:
             note = "The command exited (code 0) without a window of its own; call list_windows to see if one appeared."
+        elif launch.proc_id is None:
+            note = f"No window appeared within {wait:.1f} s; call list_windows later, or take_screenshot to look."
         else:
             note = (
                 f"No window appeared within {wait:.1f} s; call list_windows later, or read_process_output for errors."
