@@ -243,6 +243,7 @@ class WindowList(_Model):
     focus_mode: bool
     screen_width: int
     screen_height: int
+    truncated: bool = Field(default=False, description="More windows exist: only the newest 200 are listed.")
 
 
 class ActiveWindow(_Model):

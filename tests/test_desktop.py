@@ -99,6 +99,7 @@ async def test_window_lifecycle_with_verified_geometry_and_states(desk: Client) 
     assert minimized["window"]["state"] == "minimized"
     listed = await call(desk, "list_windows", session_id=session_id)
     assert [w["state"] for w in listed["windows"] if w["window_id"] == window_id] == ["minimized"]
+    assert listed["truncated"] is False
 
     restored = await call(desk, "control_window", session_id=session_id, window_id=window_id, action="restore")
     assert restored["verified"] is True

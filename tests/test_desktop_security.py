@@ -546,6 +546,7 @@ async def test_a_thousand_windows_are_listed_fast_and_capped(settings: Settings)
             assert time.monotonic() - began < 2
             # The newest 200 (in the window manager's mapping order).
             assert [w["title"] for w in listed["windows"]] == [f"flood-{i}" for i in range(800, 1000)]
+            assert listed["truncated"] is True
 
 
 # 6. Tampering with the desktop's files ----------------------------------------------------------

@@ -53,6 +53,8 @@ _KEY_NAMES = {
     "delete": "Delete",
 }
 MAX_SCREENSHOT_BYTES = 16 * 1024 * 1024
+#: As on the local backend: the newest windows are listed, and the list says when it was cut.
+MAX_WINDOWS = 200
 Fetch = Callable[[str], Awaitable[bytes]]
 
 
@@ -117,11 +119,11 @@ def _processes(raw: Any) -> list[AppProcess]:
 
 
 async def windows(call: ToolCall) -> list[WindowInfo]:
-    """Top-level windows (list_root_windows)."""
+    """Top-level windows (list_root_windows), all of them."""
     raw = await _json(call, tools.LIST_ROOT_WINDOWS, {"timeout_ms": 3000})
     if not isinstance(raw, list):
         raise BackendError("AgentBay's list_root_windows did not send a list.")
-    return [_window(item) for item in raw[-200:]]
+    return [_window(item) for item in raw]
 
 
 async def active(call: ToolCall) -> WindowInfo | None:
@@ -138,7 +140,8 @@ async def window_list(call: ToolCall, focus_mode: bool) -> WindowList:
     if not isinstance(size, dict):
         raise BackendError("AgentBay's get_screen_size did not send an object.")
     return WindowList(
-        windows=found,
+        windows=found[-MAX_WINDOWS:],
+        truncated=len(found) > MAX_WINDOWS,
         active_window_id=focused.window_id if focused else None,
         focus_mode=focus_mode,
         screen_width=int(size.get("width") or 0),

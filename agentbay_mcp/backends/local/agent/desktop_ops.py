@@ -248,9 +248,11 @@ class Desktop:
     def op_windows(self, request: dict[str, object]) -> dict[str, object]:
         with self.x() as windows:
             # The newest windows matter most; a session that opens thousands gets its last MAX_WINDOWS.
-            found = [self._describe(windows, window_id) for window_id in windows.client_ids()[-MAX_WINDOWS:]]
+            ids = windows.client_ids()
+            found = [self._describe(windows, window_id) for window_id in ids[-MAX_WINDOWS:]]
             return {
                 "windows": [w for w in found if w is not None],
+                "truncated": len(ids) > MAX_WINDOWS,
                 "active_window_id": windows.active_id(),
                 "focus_mode": self.focus_mode,
             }
