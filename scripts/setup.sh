@@ -24,6 +24,7 @@ command -v openbox >/dev/null || need+=(openbox)
 if ((dev)); then
   command -v xdpyinfo >/dev/null || need+=(x11-utils)  # tests check displays with it
   command -v xterm >/dev/null || need+=(xterm)          # the GUI app the desktop tests drive
+  command -v pkill >/dev/null || need+=(procps)         # tests use ps/pkill inside sessions (not in minimal images)
 fi
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
