@@ -119,12 +119,13 @@ class CallGuard:
             seconds = time.perf_counter() - started
             # Unknown tool names come from the client: never let them mint new metric series.
             self.metrics.observe_call(str(name) if known else "unknown", outcome, seconds)
-            self.audit.write(
-                principal=caller.principal if caller else None,
-                conversation=caller.conversation if caller else None,
-                tool=str(name)[:128],
-                session=_session_of(arguments, result),
-                outcome=outcome,
-                duration_ms=round(seconds * 1000, 3),
-                arguments=safe_arguments(arguments),
-            )
+            if self.audit.enabled:  # no record is built when there is no audit log (the default)
+                self.audit.write(
+                    principal=caller.principal if caller else None,
+                    conversation=caller.conversation if caller else None,
+                    tool=str(name)[:128],
+                    session=_session_of(arguments, result),
+                    outcome=outcome,
+                    duration_ms=round(seconds * 1000, 3),
+                    arguments=safe_arguments(arguments),
+                )
