@@ -253,7 +253,15 @@ async def test_desktop_tools_end_to_end_over_mcp(state_dir: Path, link_url: bool
         assert await poll(typed)
         stopped = await call(client, "stop_app", session_id=session_id, pname="xterm")
         assert sorted(p["pname"] for p in stopped["stopped"]) == ["sh", "xterm"]  # xterm and its shell
-        assert (await call(client, "list_windows", session_id=session_id))["windows"] == []
+        # Started while the old window may still close: X can give the new one the old one's id.
+        again = await call(client, "start_app", session_id=session_id, start_cmd="xterm -T again")
+        assert again["window"]["title"] == "again"
+        await call(client, "stop_app", session_id=session_id, pname="xterm")
+
+        async def no_windows() -> bool:
+            return (await call(client, "list_windows", session_id=session_id))["windows"] == []
+
+        assert await poll(no_windows)
         missing = await call_error(client, "control_window", session_id=session_id, window_id=4242, action="close")
         assert "4242" in missing
 

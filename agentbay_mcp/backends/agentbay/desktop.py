@@ -207,9 +207,10 @@ async def launch(call: ToolCall, start_cmd: str, work_directory: str | None) -> 
 
 async def app_status(call: ToolCall, started: AppLaunch) -> AppStatus:
     """The first new window, preferring one owned by a started process."""
-    new = [w for w in await windows(call) if w.window_id not in started.windows_before]
+    found = await windows(call)
     pids = {p.pid for p in started.processes}
-    candidates = [w for w in new if w.pid in pids] or new
+    # Ownership first: X reuses a closed client's window ids, so "not there before" alone can miss it.
+    candidates = [w for w in found if w.pid in pids] or [w for w in found if w.window_id not in started.windows_before]
     return AppStatus(processes=started.processes, window=candidates[0] if candidates else None)
 
 

@@ -34,8 +34,7 @@ async def _call(agent: AgentClient, op: str, **arguments: Any) -> dict[str, Any]
 async def env(agent: AgentClient) -> dict[str, str]:
     """DISPLAY and XAUTHORITY of the session's display (started if needed)."""
     async with translated():
-        await _call(agent, "active")  # any X operation starts the desktop
-        reply = await _call(agent, "status")
+        reply = await _call(agent, "status", start=True)
         found = reply.get("env")
         if not isinstance(found, dict) or set(found) != {"DISPLAY", "XAUTHORITY"}:
             raise ValueError("bad display environment")
@@ -82,9 +81,7 @@ async def visible_apps(agent: AgentClient) -> list[VisibleApp]:
 async def windows(agent: AgentClient) -> WindowList:
     """Top-level windows."""
     async with translated():
-        reply = await _call(agent, "windows")
-        status = await _call(agent, "status")
-        return WindowList.model_validate({**reply, "screen_width": status["width"], "screen_height": status["height"]})
+        return WindowList.model_validate(await _call(agent, "windows"))
 
 
 async def active(agent: AgentClient) -> WindowInfo | None:

@@ -11,7 +11,6 @@ import configparser
 import os
 import re
 import signal
-import time
 
 #: Field codes of the Exec key (desktop entry spec) that stand for files or URLs to open; dropped.
 _FIELD_CODE = re.compile(r"\s*%[fFuUdDnNickvm]")
@@ -136,33 +135,46 @@ def matching(pname: str, table: dict[int, tuple[str, int]]) -> list[int]:
     return sorted(pid for pid, (name, _) in table.items() if name == pname[:15])
 
 
-def stop_trees(roots: list[int], protected: set[int], grace: float = 1.0) -> list[dict[str, object]]:
-    """SIGTERM every process of the given trees, then SIGKILL what is left after `grace` seconds.
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (with the pid, it names one process even across pid reuse)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else None
 
-    Returns the processes that were signalled. Trees are collected first (children of a killed
-    parent are re-parented to pid 1 and would be lost otherwise).
+
+def terminate_trees(
+    roots: list[int], protected: set[int], table: dict[int, tuple[str, int]]
+) -> tuple[list[dict[str, object]], list[tuple[int, int]]]:
+    """SIGTERM every process of the given trees (never `protected` ones).
+
+    Returns the processes signalled and their (pid, start time), for a SIGKILL after a grace period.
+    Trees are collected before anything is signalled: children of a killed parent are re-parented to
+    pid 1 and would be lost otherwise.
     """
-    table = all_processes()
     victims: list[int] = []
     for root in roots:
         for pid in tree(root, table):
             if pid not in protected and pid not in victims:
                 victims.append(pid)
     stopped = [info for info in (process_info(pid) for pid in victims) if info is not None]
+    marked = [(pid, started) for pid in victims if (started := start_time(pid)) is not None]
     for pid in victims:
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not any(_stat(pid) is not None for pid in victims):
-            break
-        time.sleep(0.01)
-    for pid in victims:
-        if _stat(pid) is not None:
+    return stopped, marked
+
+
+def kill_survivors(marked: list[tuple[int, int]]) -> None:
+    """SIGKILL those of `marked` that are still the same, live processes."""
+    for pid, started in marked:
+        if _stat(pid) is not None and start_time(pid) == started:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-    return stopped

@@ -30,6 +30,7 @@ else:
 X_SECONDS = 5.0
 WM_READY_SECONDS = 10.0
 MAX_WINDOWS = 200
+STOP_GRACE_SECONDS = 1.0  # stop_app: SIGTERM, then SIGKILL for what is left after this
 STRIP_BYTES = 256 * 1024
 ACTIONS = ("activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize")
 
@@ -65,12 +66,16 @@ def deadline(seconds: float) -> Iterator[None]:
 class Desktop:
     """One session's desktop, owned by the agent."""
 
-    def __init__(self, config: dict[str, Any], spawn: Callable[[dict[str, object]], dict[str, object]]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        spawn: Callable[[dict[str, object]], dict[str, object]],
+        kill_later: Callable[[list[tuple[int, int]], float], None],
+    ) -> None:
         settings = config.get("desktop") or {}
         self.width = int(settings.get("width", 1280))
         self.height = int(settings.get("height", 800))
         self.home = str(config["home"])
-        self.env = dict(config["env"])
         self.stack = DisplayStack(
             os.path.join(str(config.get("output_dir", "/tmp/.agentbay")), "display"),
             self.width,
@@ -78,10 +83,14 @@ class Desktop:
             str(settings.get("window_manager", "openbox")),
         )
         self.spawn = spawn
+        self.kill_later = kill_later  # the agent's timer: stop_app never sleeps in the event loop
         vendor = str(config.get("vendor_dir") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor"))
         if vendor not in sys.path:
             sys.path.insert(0, vendor)
         self.display: Any = None
+        # python-xlib and the modules using it are imported on first use (vendored onto sys.path above).
+        self.x_windows: Any = importlib.import_module("x_windows")
+        self.x_input: Any = importlib.import_module("x_input")
         self.windows: Any = None
         self.keyboard: Any = None
         self.pointer: Any = None
@@ -128,46 +137,38 @@ class Desktop:
 
     def _connect(self) -> None:
         """Open the X connection and the helpers that use it (the window manager already runs)."""
-        from Xlib import display as xdisplay  # noqa: PLC0415 - vendored: importable only once on sys.path
-
-        # Imported late: python-xlib is only on sys.path (vendored) once a desktop is used.
-        x_input: Any = importlib.import_module("x_input")
-        x_windows: Any = importlib.import_module("x_windows")
         self.stack.restore_cookie_file()  # the session may have changed it; python-xlib reads it
         with deadline(X_SECONDS):
-            self.display = xdisplay.Display(self.stack.display)
-            windows = x_windows.Windows(self.display)
+            self.display = importlib.import_module("Xlib.display").Display(self.stack.display)
+            windows = self.x_windows.Windows(self.display)
             windows.watch_root()
             self.display.sync()
-            self.keyboard = x_input.Keyboard(self.display)
+            self.keyboard = self.x_input.Keyboard(self.display)
         self.windows = windows
-        self.pointer = x_input.Pointer(self.display, self.width, self.height)
+        self.pointer = self.x_input.Pointer(self.display, self.width, self.height)
 
     def _start(self) -> None:
         self._drop_connection()
         self.stack.stop()
         self.focus_lock, self.focus_mode = None, False
-        x_windows: Any = importlib.import_module("x_windows")
         try:
             self.stack.start_xvfb()
             os.environ["XAUTHORITY"] = self.stack.xauthority  # python-xlib reads the cookie from here
             self.stack.start_window_manager()
+            # Poll on the connection _connect then sets up fully (keyboard map, root events).
+            self._connect()
             ready_by = time.monotonic() + WM_READY_SECONDS
             while True:
                 with deadline(X_SECONDS):
-                    if self.display is None:
-                        self.display = importlib.import_module("Xlib.display").Display(self.stack.display)
-                    if x_windows.Windows(self.display).wm_ready():
+                    if self.windows.wm_ready():
                         break
                 if time.monotonic() > ready_by or not self.stack.alive():
                     raise DisplayError("the window manager did not start")
                 time.sleep(0.005)
-            self._drop_connection()
-            self._connect()
         except DisplayError as exc:
             self.stop()
             raise DesktopError("no_desktop", str(exc)) from None
-        except (_DeadlineError, OSError, Exception) as exc:  # python-xlib raises its own, unrelated errors
+        except Exception as exc:  # python-xlib raises its own, unrelated errors (and the deadline's)
             self.stop()
             raise DesktopError("no_desktop", f"the desktop could not start: {exc.__class__.__name__}") from None
 
@@ -188,9 +189,9 @@ class Desktop:
                 yield self.windows
         except (BadWindow, BadDrawable):
             raise DesktopError("window_not_found", "the window went away while it was being used") from None
-        except importlib.import_module("x_windows").WindowError as exc:
+        except self.x_windows.WindowError as exc:
             raise DesktopError("window_not_found", str(exc)) from None
-        except importlib.import_module("x_input").InputError as exc:
+        except self.x_input.InputError as exc:
             raise DesktopError("invalid", str(exc)) from None
         except _DeadlineError:
             self._drop_connection()
@@ -223,12 +224,13 @@ class Desktop:
 
     # ---- operations (one per agent op `desktop_<name>`) ---------------------------------------
 
-    def _describe(self, windows: Any, window_id: int) -> dict[str, object] | None:
+    def _describe(self, windows: Any, window_id: int, children: bool = True) -> dict[str, object] | None:
         """A window's description with its process name, or None if it vanished meanwhile."""
         from Xlib.error import BadDrawable, BadWindow  # noqa: PLC0415 - vendored, see ensure()
 
         try:
-            info: dict[str, object] = windows.describe(self.display.create_resource_object("window", window_id))
+            window = self.display.create_resource_object("window", window_id)
+            info: dict[str, object] = windows.describe(window, children)
         except (BadWindow, BadDrawable):
             return None
         pid = info.get("pid")
@@ -237,6 +239,8 @@ class Desktop:
         return info
 
     def op_status(self, request: dict[str, object]) -> dict[str, object]:
+        if request.get("start"):
+            self.ensure()
         running = self.stack.alive()
         return {
             "running": running,
@@ -255,12 +259,14 @@ class Desktop:
                 "truncated": len(ids) > MAX_WINDOWS,
                 "active_window_id": windows.active_id(),
                 "focus_mode": self.focus_mode,
+                "screen_width": self.width,
+                "screen_height": self.height,
             }
 
     def op_window(self, request: dict[str, object]) -> dict[str, object]:
         with self.x() as windows:
             window = windows.window(int(request["window_id"]))  # type: ignore[call-overload]
-            info = self._describe(windows, int(window.id)) or {}
+            info = self._describe(windows, int(window.id), children=False) or {}  # polled: keep it cheap
             info["size_increments"] = list(windows.size_increments(window))
             info["active"] = windows.active_id() == int(window.id)
             return info
@@ -318,10 +324,7 @@ class Desktop:
             return default if value is None else int(value)  # type: ignore[call-overload]
 
         with self.x():
-            buttons = {"left": 1, "middle": 2, "right": 3}
-            button = buttons.get(str(request.get("button") or "left"))
-            if button is None:
-                raise DesktopError("invalid", "button must be left, middle or right")
+            button = str(request.get("button") or "left")  # names: Pointer checks them
             if action == "click":
                 self.pointer.click(number("x"), number("y"), button, max(1, min(number("count", 1), 3)))
             elif action == "move":
@@ -330,8 +333,6 @@ class Desktop:
                 self.pointer.drag(number("x"), number("y"), number("to_x"), number("to_y"), button)
             elif action == "scroll":
                 direction = str(request.get("direction") or "down")
-                if direction not in ("up", "down", "left", "right"):
-                    raise DesktopError("invalid", "direction must be up, down, left or right")
                 self.pointer.scroll(number("x"), number("y"), direction, max(1, min(number("amount", 1), 100)))
             elif action == "type":
                 self.keyboard.type_text(str(request.get("text") or ""))
@@ -367,13 +368,13 @@ class Desktop:
         pids = desktop_apps.tree(int(request["pid"]))  # type: ignore[call-overload]
         processes = [p for p in (desktop_apps.process_info(pid) for pid in pids) if p is not None]
         before = {int(w) for w in request.get("windows_before") or []}  # type: ignore[attr-defined]
-        window = None
-        with self.x() as windows:
-            new = [w for w in windows.client_ids() if w not in before]
-            described = [d for d in (self._describe(windows, w) for w in new) if d is not None]
-        owned = [d for d in described if d.get("pid") in pids]
-        if owned or described:
-            window = (owned or described)[0]
+        with self.x() as windows:  # polled while start_app waits: describe only the window returned
+            ids = windows.client_ids()
+            # Ownership first: X reuses a closed client's window ids, so "not there before" alone can
+            # miss a new window that got a just-closed window's id.
+            owned = [w for w in ids if windows.pid(self.display.create_resource_object("window", w)) in pids]
+            chosen = (owned or [w for w in ids if w not in before])[:1]
+            window = self._describe(windows, chosen[0]) if chosen else None
         return {"processes": processes, "window": window}
 
     def _protected(self) -> set[int]:
@@ -381,7 +382,8 @@ class Desktop:
 
     def op_stop_app(self, request: dict[str, object]) -> dict[str, object]:
         protected = self._protected()
-        mine = set(desktop_apps.tree(os.getpid())) - protected  # only this session's processes
+        table = desktop_apps.all_processes()
+        mine = set(desktop_apps.tree(os.getpid(), table)) - protected  # only this session's processes
         if request.get("pid") is not None:
             pid = int(request["pid"])  # type: ignore[call-overload]
             if pid in protected:
@@ -391,10 +393,12 @@ class Desktop:
             roots = [pid]
         else:
             pname = str(request.get("pname") or "")
-            roots = [p for p in desktop_apps.matching(pname, desktop_apps.all_processes()) if p in mine]
+            roots = [p for p in desktop_apps.matching(pname, table) if p in mine]
             if not roots:
                 raise DesktopError("invalid", f"no process named {pname!r} in this session")
-        return {"stopped": desktop_apps.stop_trees(roots, protected)}
+        stopped, marked = desktop_apps.terminate_trees(roots, protected, table)
+        self.kill_later(marked, STOP_GRACE_SECONDS)
+        return {"stopped": stopped}
 
     def op_visible_apps(self, request: dict[str, object]) -> dict[str, object]:
         apps: dict[int, dict[str, object]] = {}

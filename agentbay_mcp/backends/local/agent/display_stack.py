@@ -100,7 +100,7 @@ class DisplayStack:
         """Whether Xvfb and the window manager are both still running."""
         return self.display is not None and not (self.pids & self.exited) and len(self.pids) == 2
 
-    def start_xvfb(self) -> str:
+    def start_xvfb(self) -> None:
         """Start Xvfb and wait until it reports its display number."""
         xvfb = shutil.which("Xvfb")
         if xvfb is None:
@@ -144,7 +144,6 @@ class DisplayStack:
             if write_fd >= 0:
                 os.close(write_fd)
         self.display = f":{int(number.strip())}"
-        return self.display
 
     def restore_cookie_file(self) -> None:
         """Put the clients' cookie file back as written at start-up (the session may have changed it)."""

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's dir off sys.path
 if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
-    from agentbay_mcp.backends.local.agent import file_ops
+    from agentbay_mcp.backends.local.agent import desktop_apps, file_ops
     from agentbay_mcp.backends.local.agent.desktop_ops import Desktop, DesktopError
     from agentbay_mcp.backends.local.agent.proc_state import READ_CHUNK, Proc, Stream, _now
 else:
+    import desktop_apps
     import file_ops
     from desktop_ops import Desktop, DesktopError
     from proc_state import READ_CHUNK, Proc, Stream, _now
@@ -74,6 +75,7 @@ class Agent:
         self.desktop: Desktop | None = None  # started by the first desktop operation
         self.x_fd: int | None = None
         self.x_display: object = None
+        self.kills: list[tuple[float, list[tuple[int, int]]]] = []  # (when, [(pid, start time)]): stop_app
         self.sig_r, self.sig_w = socket.socketpair()
         self.sig_r.setblocking(False)
         self.sig_w.setblocking(False)
@@ -171,9 +173,9 @@ class Agent:
             self.reply(request_id, result)
 
     def desktop_op(self, request_id: int, op: str, request: dict[str, object]) -> None:
-        if self.desktop is None:
-            self.desktop = Desktop(self.config, self.op_spawn)
         try:
+            if self.desktop is None:
+                self.desktop = Desktop(self.config, self.op_spawn, self.kill_later)
             self.reply(request_id, self.desktop.handle(op, request))
         except (DesktopError, AgentError) as exc:
             self.fail(request_id, exc.kind, str(exc))
@@ -181,8 +183,11 @@ class Agent:
             self.fail(request_id, "invalid", f"{op}: {exc}")
         except OSError as exc:
             self.fail(request_id, "io_error", f"{op}: {exc.strerror or exc}")
-        # Events python-xlib read while waiting for replies sit in its queue, not on the socket.
-        self.desktop.on_readable()
+        except (Exception, MemoryError) as exc:  # as for file ops: a desktop bug must never end the sandbox
+            self.fail(request_id, "desktop_error", f"{op} failed: {exc.__class__.__name__}")
+        if self.desktop is not None:
+            # Events python-xlib read while waiting for replies sit in its queue, not on the socket.
+            self.desktop.on_readable()
         self.watch_x()
 
     def watch_x(self) -> None:
@@ -480,8 +485,17 @@ class Agent:
             self._signal_group(proc, signal.SIGKILL)
             self._close_streams(proc)
 
+    def kill_later(self, marked: list[tuple[int, int]], seconds: float) -> None:
+        """SIGKILL these processes after `seconds` if they are still the same, live processes."""
+        if marked:
+            self.kills.append((_now() + seconds, marked))
+
     def timers(self) -> None:
         now = _now()
+        due = [marked for when, marked in self.kills if now >= when]
+        self.kills = [entry for entry in self.kills if now < entry[0]]
+        for marked in due:
+            desktop_apps.kill_survivors(marked)
         for proc in self.procs.values():
             if proc.running and proc.kill_at is not None and now >= proc.kill_at:
                 proc.kill_at = None
@@ -511,6 +525,7 @@ class Agent:
     def next_timeout(self) -> float:
         deadlines = [d for d, _, _ in self.parked]
         deadlines += [p.kill_at for p in self.procs.values() if p.kill_at is not None]
+        deadlines += [when for when, _ in self.kills]
         if not deadlines:
             return 1.0
         return max(0.0, min(min(deadlines) - _now(), 1.0))

@@ -140,6 +140,12 @@ class Pointer:
         self.width = width
         self.height = height
 
+    @staticmethod
+    def _button(name: str) -> int:
+        if name not in BUTTONS:
+            raise InputError(f"button must be one of {', '.join(BUTTONS)}")
+        return BUTTONS[name]
+
     def _check(self, x: int, y: int) -> None:
         if not (0 <= x < self.width and 0 <= y < self.height):
             raise InputError(f"({x}, {y}) is off the {self.width}x{self.height} screen.")
@@ -150,16 +156,18 @@ class Pointer:
         xtest.fake_input(self.d, X.MotionNotify, x=x, y=y)
         self.d.sync()
 
-    def click(self, x: int, y: int, button: int, count: int) -> None:
+    def click(self, x: int, y: int, button_name: str, count: int) -> None:
         """Click `count` times at (x, y)."""
+        button = self._button(button_name)
         self.move(x, y)
         for _ in range(count):
             xtest.fake_input(self.d, X.ButtonPress, button)
             xtest.fake_input(self.d, X.ButtonRelease, button)
         self.d.sync()
 
-    def drag(self, x: int, y: int, to_x: int, to_y: int, button: int, steps: int = 10) -> None:
+    def drag(self, x: int, y: int, to_x: int, to_y: int, button_name: str, steps: int = 10) -> None:
         """Press at (x, y), move in steps to (to_x, to_y), release."""
+        button = self._button(button_name)
         self._check(to_x, to_y)
         self.move(x, y)
         xtest.fake_input(self.d, X.ButtonPress, button)
@@ -170,8 +178,10 @@ class Pointer:
 
     def scroll(self, x: int, y: int, direction: str, amount: int) -> None:
         """Scroll `amount` notches at (x, y)."""
-        self.move(x, y)
+        if direction not in SCROLL_BUTTONS:
+            raise InputError(f"direction must be one of {', '.join(SCROLL_BUTTONS)}")
         button = SCROLL_BUTTONS[direction]
+        self.move(x, y)
         for _ in range(amount):
             xtest.fake_input(self.d, X.ButtonPress, button)
             xtest.fake_input(self.d, X.ButtonRelease, button)

@@ -15,6 +15,12 @@ from Xlib.xobject.drawable import Window
 MAX_CHILDREN = 50
 MAX_TITLE = 1024  # characters: a hostile app can set a megabyte-long title
 _STATE_ADD, _STATE_REMOVE = 1, 0
+_STATES = (
+    "_NET_WM_STATE_HIDDEN",
+    "_NET_WM_STATE_MAXIMIZED_VERT",
+    "_NET_WM_STATE_MAXIMIZED_HORZ",
+    "_NET_WM_STATE_FULLSCREEN",
+)
 _ICONIC = 3
 
 
@@ -82,11 +88,7 @@ class Windows:
 
     def states(self, window: Window) -> set[str]:
         """The EWMH state atoms of a window, by name."""
-        names = {
-            self.atom(n): n
-            for n in ("_NET_WM_STATE_HIDDEN", "_NET_WM_STATE_MAXIMIZED_VERT", "_NET_WM_STATE_MAXIMIZED_HORZ")
-        }
-        names[self.atom("_NET_WM_STATE_FULLSCREEN")] = "_NET_WM_STATE_FULLSCREEN"
+        names = {self.atom(n): n for n in _STATES}
         found = {names[a] for a in self._prop(window, "_NET_WM_STATE") or [] if a in names}
         wm_state = self._prop(window, "WM_STATE")
         if wm_state and wm_state[0] == _ICONIC:
