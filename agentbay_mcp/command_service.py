@@ -210,7 +210,8 @@ class CommandService:
             info = await self.backend.wait_process(session_id, info.proc_id, max(1, int(step * 1000)))
             if info.running and progress is not None:
                 await self._report(session_id, info, started, timeout_ms, progress)
-        return info, False
+        # A backend whose command was stopped by a timeout of its own (AgentBay's shell tool) says so.
+        return info, info.killed_by == "timeout"
 
     async def _report(
         self, session_id: str, info: ProcessInfo, started: float, timeout_ms: int, progress: ProgressCallback

@@ -350,3 +350,30 @@ def test_local_only_commands_refuse_the_agentbay_backend(state_dir: Path, comman
     )
     assert done.returncode == 2
     assert b"only the local backend" in done.stderr
+
+
+class CappedShellTransport(httpx2.AsyncBaseTransport):
+    """The emulator behind a 'cloud' that cuts every shell command's timeout to 300 ms (LinkUrl path)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/callTool"):
+            payload = json.loads(await request.aread())
+            if payload.get("tool") == "shell":
+                payload["args"]["timeout_ms"] = min(int(payload["args"].get("timeout_ms") or 300), 300)
+                headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+                request = httpx2.Request(request.method, request.url, headers=headers, json=payload)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_command_the_cloud_stops_early_is_reported_at_once(url: str, state_dir: Path) -> None:
+    settings = agentbay_settings(state_dir, url)
+    async with Client(build_server(settings, http_transport=CappedShellTransport()), mode="legacy") as client:
+        session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+        with anyio.fail_after(10):  # not the 20 s we asked for: the cloud ended it after 300 ms
+            started = anyio.current_time()
+            result = await call(client, "execute_command", session_id=session_id, command="sleep 30", timeout_ms=20000)
+        assert result["timed_out"] is True
+        assert anyio.current_time() - started < 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -305,8 +306,9 @@ class AgentBayBackend:
         raise self._runs.unsupported()
 
     async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
-        """A kept command's state (it is never still running in the cloud)."""
-        return self._runs.get(session_id, proc_id).info
+        """A kept command's state. Nothing runs on in the cloud: a command the shell tool reported as
+        timed out is over, ended by that timeout (waiting would only spin until our own deadline)."""
+        return self._runs.kill(session_id, proc_id, int(signal.SIGKILL), "timeout")
 
     async def read_process_output(
         self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
