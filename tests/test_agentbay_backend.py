@@ -377,3 +377,32 @@ async def test_a_command_the_cloud_stops_early_is_reported_at_once(url: str, sta
             result = await call(client, "execute_command", session_id=session_id, command="sleep 30", timeout_ms=20000)
         assert result["timed_out"] is True
         assert anyio.current_time() - started < 5
+
+
+class NoShellOverLinkTransport(httpx2.AsyncBaseTransport):
+    """The emulator, but sessions list no server for `shell`: LinkUrl for the other tools only."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.params.get("Action") not in ("CreateMcpSession", "GetSession"):
+            return response
+        body = json.loads(await response.aread())
+        data = body.get("Data") or {}
+        if isinstance(data.get("ToolList"), str):
+            data["ToolList"] = json.dumps([t for t in json.loads(data["ToolList"]) if t.get("name") != "shell"])
+        return httpx2.Response(response.status_code, json=body)
+
+
+async def test_a_tool_without_a_link_server_uses_the_size_limited_path(url: str, state_dir: Path) -> None:
+    settings = agentbay_settings(state_dir, url)
+    async with Client(build_server(settings, http_transport=NoShellOverLinkTransport()), mode="legacy") as client:
+        session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+        # 200 KB of output: over CallMcpTool's ~63 KB message limit, so it must come back in pieces.
+        result = await call(
+            client, "execute_command", session_id=session_id, command="head -c 200000 /dev/zero | tr '\\0' a"
+        )
+        assert result["exit_code"] == 0, result
+        assert result["stdout_bytes"] == 200000

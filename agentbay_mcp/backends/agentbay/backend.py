@@ -185,7 +185,7 @@ class AgentBayBackend:
             channel = self._sessions.channels.get(session_id, Channel())
         server = channel.servers.get(tool.name, "")
         try:
-            if channel.link_url and channel.token and server:
+            if channel.direct_for(tool.name):
                 data = await self._client.call_link(
                     channel.link_url,
                     channel.token,
@@ -217,13 +217,13 @@ class AgentBayBackend:
         except (ValueError, TypeError) as exc:
             raise BackendError(f"AgentBay sent a malformed {tool.name} result (not an MCP tool result).") from exc
 
-    def _direct(self, session_id: str) -> bool:
-        """Whether the session's tools are reached over LinkUrl (no message size limit)."""
+    def _direct(self, session_id: str, tool: Tool) -> bool:
+        """Whether `tool` is reached over LinkUrl (no message size limit): the rule _call_tool follows."""
         channel = self._sessions.channels.get(session_id)
-        return channel is not None and channel.direct
+        return channel is not None and channel.direct_for(tool.name)
 
     def _piece(self, session_id: str) -> int:
-        return DIRECT_PIECE_BYTES if self._direct(session_id) else tools.READ_CHUNK_BYTES
+        return DIRECT_PIECE_BYTES if self._direct(session_id, tools.READ_FILE) else tools.READ_CHUNK_BYTES
 
     def _files(self, session_id: str) -> files.ToolCall:
         async def call(tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
@@ -251,7 +251,7 @@ class AgentBayBackend:
         """
         limit = timeout_ms or wait_ms
         proc_id = "cmd-" + secrets.token_hex(6)
-        direct = self._direct(session_id)
+        direct = self._direct(session_id, tools.SHELL)
         out_path, err_path = f"{OUTPUT_DIR}/{proc_id}.out", f"{OUTPUT_DIR}/{proc_id}.err"
         shell_command = command if direct else redirected(command, out_path, err_path)
         args: dict[str, Any] = {"command": shell_command, "timeout_ms": limit}
@@ -369,7 +369,7 @@ class AgentBayBackend:
 
     async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
         """Overwrite or append, in pieces when messages are size-limited."""
-        piece = DIRECT_PIECE_BYTES if self._direct(session_id) else tools.WRITE_CHUNK_BYTES
+        piece = DIRECT_PIECE_BYTES if self._direct(session_id, tools.WRITE_FILE) else tools.WRITE_CHUNK_BYTES
         return await files.write(self._files(session_id), path, data, mode, piece)
 
     async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
@@ -452,7 +452,8 @@ class AgentBayBackend:
         async def fetch(url: str) -> bytes:
             return await self._client.fetch(url, max_bytes=desktop.MAX_SCREENSHOT_BYTES)
 
-        return await desktop.screenshot(self._files(session_id), self._direct(session_id), fetch)
+        direct = self._direct(session_id, tools.SCREENSHOT)
+        return await desktop.screenshot(self._files(session_id), direct, fetch)
 
     async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
         """Mouse and keyboard tools, then get_cursor_position."""

@@ -63,10 +63,10 @@ class Channel:
     token: str = ""
     servers: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def direct(self) -> bool:
-        """Whether tools go over LinkUrl (no message size limit)."""
-        return bool(self.link_url and self.token and self.servers)
+    def direct_for(self, tool: str) -> bool:
+        """Whether `tool` goes over LinkUrl (no message size limit): the session offers LinkUrl and lists
+        the server that has the tool (else it goes through CallMcpTool)."""
+        return bool(self.link_url and self.token and self.servers.get(tool))
 
 
 def channel_of(data: Any) -> Channel:
