@@ -11,17 +11,18 @@ to download. Two things the local backend has no primitive for are kept here: th
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import anyio
 
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.models import WindowInfo
+from agentbay_mcp.models import WindowAction, WindowInfo
 from agentbay_mcp.screenshot_encoding import encode
 
 MAX_CAPTURES = 16
@@ -219,7 +220,8 @@ async def get_cursor_position(backend: LocalBackend, session_id: str, args: dict
 
 async def _encoded(backend: LocalBackend, session_id: str, fmt: str) -> tuple[bytes, int, int]:
     shot = await backend.screenshot(session_id)
-    image = encode(shot, "jpeg" if fmt in ("jpeg", "jpg") else "png", None, budget=64 * 1024 * 1024)
+    kind: Literal["png", "jpeg"] = "jpeg" if fmt in ("jpeg", "jpg") else "png"
+    image = await anyio.to_thread.run_sync(functools.partial(encode, shot, kind, None, budget=64 * 1024 * 1024))
     return image.data, image.width, image.height
 
 
@@ -244,10 +246,7 @@ HANDLERS: dict[str, DesktopHandler] = {
     "stop_app_by_cmd": stop_app_by_cmd,
     "list_root_windows": list_root_windows,
     "get_active_window": get_active_window,
-    **{
-        f"{action}_window": _window_action(action)
-        for action in ("activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize")
-    },
+    **{f"{action}_window": _window_action(action) for action in get_args(WindowAction)},
     "focus_mode": focus_mode,
     "click_mouse": click_mouse,
     "move_mouse": move_mouse,

@@ -206,12 +206,12 @@ HANDLERS: dict[str, ToolHandler] = {
 
 
 async def call_tool(
-    backend: LocalBackend, session_id: str, name: str, args: dict[str, Any], desk: DesktopState | None = None
+    backend: LocalBackend, session_id: str, name: str, args: dict[str, Any], desk: DesktopState
 ) -> dict[str, Any]:
     """Run one in-session tool; failures come back as isError results, as an MCP server's would."""
     try:
         if name in desktop_tools.HANDLERS:
-            return result(await desktop_tools.HANDLERS[name](backend, session_id, args, desk or DesktopState()))
+            return result(await desktop_tools.HANDLERS[name](backend, session_id, args, desk))
         handler = HANDLERS.get(name)
         if handler is None:
             return result(f"Tool {name!r} is not available in this (emulated) session image.", is_error=True)

@@ -12,8 +12,9 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
+from agentbay_mcp.models import WindowAction
 from agentbay_mcp.output_text import complete_utf8_prefix
 
 
@@ -46,8 +47,7 @@ STOP_APP_BY_CMD = Tool("stop_app_by_cmd", "wuying_app", idempotent=False)
 LIST_ROOT_WINDOWS = Tool("list_root_windows", "wuying_ui", idempotent=True)
 GET_ACTIVE_WINDOW = Tool("get_active_window", "wuying_ui", idempotent=True)
 WINDOW_ACTIONS = {
-    action: Tool(f"{action}_window", "wuying_ui", idempotent=action != "close")
-    for action in ("activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize")
+    action: Tool(f"{action}_window", "wuying_ui", idempotent=action != "close") for action in get_args(WindowAction)
 }
 FOCUS_MODE = Tool("focus_mode", "wuying_ui", idempotent=True)
 CLICK_MOUSE = Tool("click_mouse", "wuying_ui", idempotent=False)
@@ -61,45 +61,6 @@ GET_CURSOR_POSITION = Tool("get_cursor_position", "wuying_ui", idempotent=True)
 #: The image comes back inline (LinkUrl sessions) or as a URL to download (others).
 SCREENSHOT = Tool("screenshot", "wuying_capture", idempotent=True)
 SYSTEM_SCREENSHOT = Tool("system_screenshot", "wuying_capture", idempotent=True)
-DESKTOP_TOOLS = (
-    GET_INSTALLED_APPS,
-    START_APP,
-    LIST_VISIBLE_APPS,
-    STOP_APP_BY_PID,
-    STOP_APP_BY_PNAME,
-    STOP_APP_BY_CMD,
-    LIST_ROOT_WINDOWS,
-    GET_ACTIVE_WINDOW,
-    *WINDOW_ACTIONS.values(),
-    FOCUS_MODE,
-    CLICK_MOUSE,
-    MOVE_MOUSE,
-    DRAG_MOUSE,
-    SCROLL,
-    INPUT_TEXT,
-    PRESS_KEYS,
-    GET_SCREEN_SIZE,
-    GET_CURSOR_POSITION,
-    SCREENSHOT,
-    SYSTEM_SCREENSHOT,
-)
-
-TOOLS: dict[str, Tool] = {
-    tool.name: tool
-    for tool in (
-        SHELL,
-        READ_FILE,
-        WRITE_FILE,
-        EDIT_FILE,
-        GET_FILE_INFO,
-        LIST_DIRECTORY,
-        SEARCH_FILES,
-        CREATE_DIRECTORY,
-        MOVE_FILE,
-        *DESKTOP_TOOLS,
-    )
-}
-
 #: Without LinkUrl a message is limited to about 63 KB: read and write in pieces below that. Reads
 #: come back base64 (4/3 larger), so a 45 KiB piece is a 60 KiB message.
 READ_CHUNK_BYTES = 45 * 1024
