@@ -24,6 +24,16 @@ def test_server_session_still_keeps_its_connection_privately() -> None:
     )
 
 
+def test_mcpserver_still_exposes_its_lowlevel_server_for_custom_stdio() -> None:
+    from mcp.server.lowlevel import Server
+
+    server: MCPServer[Any] = MCPServer("probe")
+    lowlevel = server._lowlevel_server
+    assert isinstance(lowlevel, Server), "mcp changed MCPServer: agentbay_mcp/serve.py:serve_stdio must be updated"
+    assert callable(lowlevel.run)
+    assert callable(lowlevel.create_initialization_options)
+
+
 def test_connection_still_has_state_and_exit_stack() -> None:
     connection = Connection.for_loop(outbound=None, session_id="x")  # type: ignore[arg-type]
     assert isinstance(connection.state, dict)
