@@ -1,11 +1,11 @@
 """Start and stop a session's sandbox: bubblewrap around the in-sandbox agent.
 
-    bwrap --unshare-all [--share-net] --unshare-user --uid 1000 --gid 1000 --as-pid-1
-          --die-with-parent --new-session --ro-bind /usr /usr (+ /bin, /lib... as symlinks or binds)
+    bwrap --unshare-all [--share-net] --unshare-user --disable-userns --uid 1000 --gid 1000
+          --as-pid-1 --die-with-parent --new-session --ro-bind /usr /usr (+ /bin, /lib...)
           --ro-bind /etc /etc  (+ a passwd/group naming the sandbox user)
-          --bind-fd HOME /home/user --bind-fd TMP /tmp --proc /proc --dev /dev
-          --ro-bind-fd AGENT /opt/agentbay --chdir /home/user --clearenv --setenv ...
-          --info-fd I --block-fd B   python3 -I -S /opt/agentbay/sandbox_agent.py SOCKET CONFIG
+          --bind HOME /home/user --bind TMP /tmp --proc /proc --dev /dev
+          --ro-bind AGENT /opt/agentbay --chdir /home/user --clearenv --setenv (agent fd, config)
+          --info-fd I --block-fd B --seccomp S   python3 -I -S /opt/agentbay/sandbox_agent.py
 
 - When the server runs as root, bwrap itself runs as an unprivileged uid (nobody): the sandbox user
   then maps to that uid, so no root-owned file is readable inside, not even through the
@@ -14,13 +14,17 @@
 - bwrap reports the sandbox's pid on --info-fd and waits on --block-fd: the server moves that pid
   into the session's cgroups before anything in the sandbox runs, then lets it go.
 - The agent is pid 1 of the sandbox (--as-pid-1): commands cannot kill it, and if it dies the
-  kernel kills everything else in the sandbox.
+  kernel kills everything else in the sandbox. It runs with the commands' uid, so three more layers
+  keep it out of their reach: it makes itself non-dumpable (no ptrace, no /proc/1/mem, fd or environ,
+  no pidfd_getfd), a seccomp filter (seccomp.py) refuses every signal aimed at pid 1, and
+  --disable-userns refuses nested user namespaces (root inside a child namespace).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -36,6 +40,7 @@ from typing import BinaryIO, Literal
 import anyio
 from anyio.abc import TaskGroup, UNIXSocketStream
 
+from agentbay_mcp.backends.local import seccomp
 from agentbay_mcp.backends.local.agent import AGENT_DIR, vendor_path
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import Cgroups
@@ -136,6 +141,18 @@ def drop_privileges_prefix() -> list[str]:
     return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
+@functools.cache
+def supports_disable_userns(bwrap: str) -> bool:
+    """Whether this bwrap has --disable-userns (0.8.0 and later)."""
+    try:
+        shown = subprocess.run(
+            [bwrap, "--help"], capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"--disable-userns" in shown.stdout + shown.stderr
+
+
 def _data_fd(data: bytes) -> int:
     read_end, write_end = os.pipe()
     os.write(write_end, data)  # small (a passwd line): fits in the pipe buffer
@@ -217,13 +234,16 @@ def bwrap_argv(
     python: str,
     python_prefix: Path | None,
     config: str,
+    disable_userns: bool = True,
 ) -> list[str]:
     """The bubblewrap command line (pure: tests read it)."""
     args = [bwrap, "--unshare-all"]
     if network:
         args.append("--share-net")
     args += [
-        "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        # No nested user namespaces: they would give commands root (and mount) inside the sandbox.
+        "--unshare-user", *(["--disable-userns"] if disable_userns else []),
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1",
         *_system_binds(),
         "--perms", "0644", "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
@@ -241,9 +261,14 @@ def bwrap_argv(
         # The sandbox's own root is a RAM tmpfs: read-only, so only home and /tmp take writes.
         "--remount-ro", "/",
         "--chdir", SANDBOX_HOME, "--clearenv",
+        # The agent's fd and config go in its environment, which only it can read (see keeper.py).
+        "--setenv", "AGENTBAY_AGENT_FD", str(fds["socket"]), "--setenv", "AGENTBAY_AGENT_CONFIG", config,
         "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
-        python, "-I", "-S", f"{AGENT_MOUNT}/sandbox_agent.py", str(fds["socket"]), config,
     ]  # fmt: skip
+    if "seccomp" in fds:
+        args += ["--seccomp", str(fds["seccomp"])]
+    args += [python, "-I", "-S", f"{AGENT_MOUNT}/sandbox_agent.py"]
+
     return args
 
 
@@ -311,6 +336,8 @@ async def _spawn_bwrap(
         "passwd": _data_fd(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SANDBOX_HOME}:/bin/sh\n".encode()),
         "group": _data_fd(f"user:x:{SANDBOX_UID}:\n".encode()),
     }
+    if seccomp.supported():
+        fds["seccomp"] = _data_fd(seccomp.program())
     paths = {
         "home": session_dir / "home",
         "tmp": session_dir / "tmp",
@@ -326,6 +353,7 @@ async def _spawn_bwrap(
         python=python,
         python_prefix=prefix,
         config=config,
+        disable_userns=supports_disable_userns(options.bwrap_path),
     )
     if os.geteuid() == 0:
         argv = [*drop_privileges_prefix(), *argv]
@@ -402,14 +430,8 @@ def _spawn_unconfined(
     config["env"]["TMPDIR"] = str(session_dir / "tmp")  # type: ignore[index]
     config["vendor_dir"] = str(vendor_path())  # -I -S: python-xlib is not on the path otherwise
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-I",
-            "-S",
-            str(AGENT_DIR / "sandbox_agent.py"),
-            str(agent_sock.fileno()),
-            json.dumps(config),
-        ],
+        [sys.executable, "-I", "-S", str(AGENT_DIR / "sandbox_agent.py")],
+        env={"AGENTBAY_AGENT_FD": str(agent_sock.fileno()), "AGENTBAY_AGENT_CONFIG": json.dumps(config)},
         cwd=home,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ import configparser
 import os
 import re
 import signal
+import stat
 
 #: Field codes of the Exec key (desktop entry spec) that stand for files or URLs to open; dropped.
 _FIELD_CODE = re.compile(r"\s*%[fFuUdDnNickvm]")
@@ -27,8 +28,13 @@ def _parse_entry(path: str) -> dict[str, str] | None:
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            parser.read_string(handle.read(256 * 1024))
+        # Non-blocking and regular files only: the session owns ~/.local/share/applications and could
+        # plant a FIFO or a device there to wedge the agent.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            parser.read_string(handle.read(256 * 1024).decode("utf-8", "replace"))
     except (OSError, configparser.Error):
         return None
     if not parser.has_section("Desktop Entry"):

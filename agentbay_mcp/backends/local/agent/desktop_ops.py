@@ -51,8 +51,13 @@ class _DeadlineError(Exception):
 def deadline(seconds: float) -> Iterator[None]:
     """Raise _DeadlineError in this (the main) thread if the block runs longer than `seconds`."""
 
+    end = time.monotonic() + seconds
+
     def expire(signum: int, frame: object) -> None:
-        raise _DeadlineError
+        # Only our own timer counts: a SIGALRM the session manages to send early changes nothing.
+        if time.monotonic() >= end:
+            raise _DeadlineError
+        signal.setitimer(signal.ITIMER_REAL, max(end - time.monotonic(), 0.001))
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -71,6 +76,7 @@ class Desktop:
         config: dict[str, Any],
         spawn: Callable[[dict[str, object]], dict[str, object]],
         kill_later: Callable[[list[tuple[int, int]], float], None],
+        keepers: Callable[[], set[int]] = set,
     ) -> None:
         settings = config.get("desktop") or {}
         self.width = int(settings.get("width", 1280))
@@ -84,6 +90,7 @@ class Desktop:
         )
         self.spawn = spawn
         self.kill_later = kill_later  # the agent's timer: stop_app never sleeps in the event loop
+        self.keepers = keepers  # the agent's keeper processes (keeper.py): never stopped by stop_app
         vendor = str(config.get("vendor_dir") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor"))
         if vendor not in sys.path:
             sys.path.insert(0, vendor)
@@ -378,7 +385,7 @@ class Desktop:
         return {"processes": processes, "window": window}
 
     def _protected(self) -> set[int]:
-        return {1, os.getpid()} | self.stack.pids
+        return {1, os.getpid()} | self.stack.pids | self.keepers()
 
     def op_stop_app(self, request: dict[str, object]) -> dict[str, object]:
         protected = self._protected()

@@ -9,8 +9,9 @@ is bounded whatever a command prints.
 from __future__ import annotations
 
 import base64
+import errno
 import os
-import subprocess
+import stat
 import time
 
 READ_CHUNK = 64 * 1024
@@ -70,10 +71,9 @@ class Stream:
 
     def _open_spill(self) -> None:
         try:
-            os.makedirs(os.path.dirname(self.spill_path or "."), mode=0o700, exist_ok=True)
-            self.spill_fd = os.open(self.spill_path or "", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self.spill_fd = open_private_file(self.spill_path or "")
         except OSError as exc:
-            self.spill_error = f"could not keep the full output: {exc.strerror}"
+            self.spill_error = f"could not keep the full output: {exc.strerror or exc}"
             self.spill_path = None
             return
         # ring_start is 0 here: the ring is larger than spill_after plus one read.
@@ -131,19 +131,28 @@ class Stream:
 
 
 class Proc:
-    """A process the agent started (the leader of its own process group)."""
+    """A command the agent started through a keeper (see keeper.py); the command leads its own group."""
 
     def __init__(
         self,
         proc_id: str,
-        popen: subprocess.Popen[bytes],
+        pid: int,
+        keeper_pid: int,
+        status_fd: int,
+        pipes: dict[str, int],
+        stdin_fd: int | None,
         command: str,
         streams: dict[str, Stream],
         foreground: bool,
     ) -> None:
         self.id = proc_id
-        self.popen = popen
-        self.pid = popen.pid
+        self.pid = pid
+        self.keeper_pid = keeper_pid
+        #: The keeper's reports (JSON lines); None once closed.
+        self.status_fd: int | None = status_fd
+        self.status_buffer = b""
+        #: Our read ends of the command's stdout and stderr, until their EOF.
+        self.pipes = dict(pipes)
         self.command = command
         self.streams = streams
         self.foreground = foreground
@@ -153,7 +162,18 @@ class Proc:
         self.signal: int | None = None
         self.kill_at: float | None = None  # SIGKILL deadline after a SIGTERM
         self.killed_by: str = ""
-        self.stdin_fd = popen.stdin.fileno() if popen.stdin else None
+        self.stdin_fd = stdin_fd
+        #: The keeper lives as long as anything of the command's tree does.
+        self.keeper_alive = True
+
+    def exited(self, status: int) -> None:
+        """Record the command's wait status."""
+        self.ended = _now()
+        if os.WIFSIGNALED(status):
+            self.signal = os.WTERMSIG(status)
+            self.exit_code = 128 + self.signal
+        else:
+            self.exit_code = os.WEXITSTATUS(status)
 
     @property
     def running(self) -> bool:
@@ -174,3 +194,39 @@ class Proc:
             "stderr_bytes": self.streams["stderr"].total,
             "stdin_open": self.stdin_fd is not None,
         }
+
+
+def open_private_file(path: str) -> int:
+    """Create `path` afresh for writing, never through a symlink, FIFO or device someone planted.
+
+    The directory is opened without following a symlink; whatever sits at the name is removed and
+    the file created with O_EXCL (which never follows a symlink nor opens a FIFO), so the agent
+    cannot be made to block on a FIFO or to write through a link. Raises OSError.
+    """
+    directory, name = os.path.split(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for _ in range(3):
+            try:
+                fd = os.open(
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=dir_fd,
+                )
+            except FileExistsError:
+                try:
+                    os.unlink(name, dir_fd=dir_fd)
+                except IsADirectoryError:
+                    raise OSError(errno.EEXIST, f"{path} is a directory") from None
+                except FileNotFoundError:
+                    pass
+                continue
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # cannot happen with O_EXCL; be explicit
+                os.close(fd)
+                raise OSError(errno.EINVAL, f"{path} is not a regular file")
+            return fd
+        raise OSError(errno.EEXIST, f"something keeps re-creating {path}")
+    finally:
+        os.close(dir_fd)

@@ -28,18 +28,18 @@ import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's dir off sys.path
 if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
-    from agentbay_mcp.backends.local.agent import desktop_apps, file_ops
+    from agentbay_mcp.backends.local.agent import desktop_apps, file_ops, keeper
     from agentbay_mcp.backends.local.agent.desktop_ops import Desktop, DesktopError
     from agentbay_mcp.backends.local.agent.proc_state import READ_CHUNK, Proc, Stream, _now
 else:
     import desktop_apps
     import file_ops
+    import keeper
     from desktop_ops import Desktop, DesktopError
     from proc_state import READ_CHUNK, Proc, Stream, _now
 
@@ -66,7 +66,8 @@ class Agent:
         self.sel = selectors.DefaultSelector()
         self.inbox = bytearray()
         self.procs: dict[str, Proc] = {}
-        self.by_pid: dict[int, Proc] = {}
+        self.by_keeper: dict[int, Proc] = {}  # keeper pid -> its command, until the keeper is reaped
+        self.adopted: dict[int, Proc] = {}  # command pid -> command, for commands whose keeper was killed
         self.parked: list[tuple[float, int, dict[str, object]]] = []  # (deadline, request id, request)
         self.counter = 0
         # Ids and output files of a restarted sandbox must not collide with its predecessor's.
@@ -175,7 +176,7 @@ class Agent:
     def desktop_op(self, request_id: int, op: str, request: dict[str, object]) -> None:
         try:
             if self.desktop is None:
-                self.desktop = Desktop(self.config, self.op_spawn, self.kill_later)
+                self.desktop = Desktop(self.config, self.op_spawn, self.kill_later, lambda: set(self.by_keeper))
             self.reply(request_id, self.desktop.handle(op, request))
         except (DesktopError, AgentError) as exc:
             self.fail(request_id, exc.kind, str(exc))
@@ -237,36 +238,31 @@ class Agent:
         proc_id = f"p{self.generation}-{self.counter}"
         full_env = dict(self.config["env"])  # type: ignore[call-overload]
         full_env.update({str(k): str(v) for k, v in env.items()})
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC) if request.get("stdin") == "pipe" else (None, None)
+        foreground = bool(request.get("foreground"))
         try:
-            popen = subprocess.Popen(
-                ["/bin/sh", "-c", command],
+            keeper_pid, pid, status_fd, reported = keeper.spawn(
+                command,
                 cwd=cwd,
                 env=full_env,
-                stdin=subprocess.PIPE if request.get("stdin") == "pipe" else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
+                stdin_fd=in_r,
+                stdout_fd=out_w,
+                stderr_fd=err_w,
+                foreground=foreground,
+                cpu_seconds=int(self.config.get("cpu_seconds") or 0),  # type: ignore[call-overload]
             )
-        except FileNotFoundError as exc:
-            raise AgentError("spawn_failed", f"working directory {cwd!r} does not exist") from exc
-        except NotADirectoryError as exc:
-            raise AgentError("spawn_failed", f"working directory {cwd!r} is not a directory") from exc
-        except PermissionError as exc:
-            raise AgentError("spawn_failed", f"working directory {cwd!r} is not accessible") from exc
-        except OSError as exc:
-            raise AgentError("spawn_failed", f"could not start the command: {exc.strerror or exc}") from exc
-        try:  # if the session runs out of memory, the kernel kills commands, never the agent
-            with open(f"/proc/{popen.pid}/oom_score_adj", "w") as handle:
-                handle.write("1000")
-        except OSError:
-            pass
-        cpu = int(self.config.get("cpu_seconds") or 0)  # type: ignore[call-overload]
-        if cpu:
-            try:
-                resource.prlimit(popen.pid, resource.RLIMIT_CPU, (cpu, cpu + 5))
-            except OSError:
-                pass  # it already exited
+        except (keeper.SpawnError, OSError) as exc:
+            for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            if isinstance(exc, keeper.SpawnError):
+                raise AgentError(exc.kind, str(exc)) from None
+            raise AgentError("spawn_failed", f"could not start the command: {exc.strerror or exc}") from None
+        for fd in (out_w, err_w, in_r):
+            if fd is not None:
+                os.close(fd)
         keep = bool(request.get("keep_full_output", True))
         streams = {}
         for name in ("stdout", "stderr"):
@@ -278,16 +274,18 @@ class Agent:
                 spill_after=int(request.get("spill_after", 65536)),  # type: ignore[call-overload]
                 spill_limit=int(self.config.get("output_file_limit", 1 << 30)),  # type: ignore[call-overload]
             )
-        proc = Proc(proc_id, popen, command, streams, foreground=bool(request.get("foreground")))
+        pipes = {"stdout": out_r, "stderr": err_r}
+        proc = Proc(proc_id, pid, keeper_pid, status_fd, pipes, in_w, command, streams, foreground=foreground)
         self.procs[proc_id] = proc
-        self.by_pid[proc.pid] = proc
-        for name, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            assert pipe is not None
-            os.set_blocking(pipe.fileno(), False)
-            self.sel.register(pipe, selectors.EVENT_READ, ("pipe", (proc, name)))
-        if popen.stdin is not None:
-            os.set_blocking(popen.stdin.fileno(), False)
-        self.reap()  # it may already be gone
+        self.by_keeper[keeper_pid] = proc
+        for name, fd in pipes.items():
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, ("pipe", (proc, name)))
+        self.sel.register(status_fd, selectors.EVENT_READ, ("status", proc))
+        if reported:
+            self.on_status(proc, reported)
+        if in_w is not None:
+            os.set_blocking(in_w, False)
         return {"proc_id": proc_id, "pid": proc.pid}
 
     def op_run(self, request: dict[str, object]) -> dict[str, object] | None:
@@ -379,9 +377,9 @@ class Agent:
         return {"written": written, "stdin_open": proc.stdin_fd is not None}
 
     def _close_stdin(self, proc: Proc) -> None:
-        if proc.popen.stdin is not None:
+        if proc.stdin_fd is not None:
             try:
-                proc.popen.stdin.close()
+                os.close(proc.stdin_fd)
             except OSError:
                 pass
         proc.stdin_fd = None
@@ -393,16 +391,18 @@ class Agent:
         reason = str(request.get("reason", "kill"))
         if proc.running:
             proc.killed_by = proc.killed_by or reason
-            self._signal_group(proc, sig)
+        if proc.keeper_alive or proc.pid in self.adopted:  # the command, or the tree it left running
+            self._signal_tree(proc, sig)
             if grace_ms and sig != signal.SIGKILL:
                 proc.kill_at = _now() + grace_ms / 1000
         return proc.info()
 
     def op_forget(self, request: dict[str, object]) -> dict[str, object]:
         proc = self._proc(request)
-        if proc.running:
-            self._signal_group(proc, signal.SIGKILL)
+        if proc.keeper_alive or proc.pid in self.adopted:
+            self._signal_tree(proc, signal.SIGKILL)
         self._close_streams(proc)
+        self._close_status(proc)
         self.procs.pop(proc.id, None)
         return {"forgotten": proc.id}
 
@@ -411,48 +411,63 @@ class Agent:
 
     # ---- processes --------------------------------------------------------------------------
 
-    def _signal_group(self, proc: Proc, sig: int) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            pass
+    def _signal_tree(self, proc: Proc, sig: int) -> None:
+        """Signal everything the command started: its keeper's whole subtree (not the keeper)."""
+        if proc.pid in self.adopted:  # its keeper is gone: the command's own tree is what we know
+            if sig == signal.SIGKILL:
+                keeper.kill_below({proc.pid}, include_roots=True)
+            else:
+                keeper.signal_below(proc.pid, sig, include_root=True)
+            return
+        if sig == signal.SIGKILL:
+            keeper.kill_below({proc.keeper_pid})
+            try:  # a keeper stopped by the session would never report: let it go on
+                os.kill(proc.keeper_pid, signal.SIGCONT)
+            except OSError:
+                pass
+        else:
+            keeper.signal_below(proc.keeper_pid, sig)
 
-    def on_pipe(self, proc: Proc, name: str, pipe: object) -> None:
-        stream = proc.streams[name]
+    def on_pipe(self, proc: Proc, name: str, fd: int) -> None:
+        if proc.pipes.get(name) != fd:  # closed earlier in this round of events
+            return
         try:
-            data = os.read(pipe.fileno(), READ_CHUNK)  # type: ignore[attr-defined]
+            data = os.read(fd, READ_CHUNK)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if data:
-            stream.feed(data)
+            proc.streams[name].feed(data)
             return
-        stream.eof = True
-        self.sel.unregister(pipe)  # type: ignore[arg-type]
-        pipe.close()  # type: ignore[attr-defined]
+        self._close_pipe(proc, name)
+
+    def _close_pipe(self, proc: Proc, name: str) -> None:
+        proc.streams[name].eof = True
+        fd = proc.pipes.pop(name, None)
+        if fd is None:
+            return
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(fd)
+        if not proc.pipes:
+            for stream in proc.streams.values():
+                stream.close_spill()
 
     def drain(self, proc: Proc) -> None:
         """Read what is already in the pipes of a finished process, then close them."""
-        for name, pipe in (("stdout", proc.popen.stdout), ("stderr", proc.popen.stderr)):
-            if pipe is None or proc.streams[name].eof:
-                continue
+        for name, fd in list(proc.pipes.items()):
             for _ in range(4096):
                 try:
-                    data = os.read(pipe.fileno(), READ_CHUNK)
-                except (BlockingIOError, OSError):
+                    data = os.read(fd, READ_CHUNK)
+                except OSError:
                     break
                 if not data:
                     break
                 proc.streams[name].feed(data)
-            proc.streams[name].eof = True
-            try:
-                self.sel.unregister(pipe)
-            except (KeyError, ValueError):
-                pass
-            pipe.close()
+            self._close_pipe(proc, name)
 
     def _close_streams(self, proc: Proc) -> None:
         self.drain(proc)
@@ -460,30 +475,95 @@ class Agent:
         for stream in proc.streams.values():
             stream.close_spill()
 
+    def _close_status(self, proc: Proc) -> None:
+        if proc.status_fd is not None:
+            try:
+                self.sel.unregister(proc.status_fd)
+            except (KeyError, ValueError):
+                pass
+            os.close(proc.status_fd)
+            proc.status_fd = None
+
+    def on_status(self, proc: Proc, data: bytes | None = None) -> None:
+        """Read the keeper's reports (or take `data` already read): the command's exit status."""
+        if proc.status_fd is None:
+            return
+        if data is None:
+            try:
+                data = os.read(proc.status_fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_status(proc)
+                return
+        proc.status_buffer = (proc.status_buffer + data)[-65536:]
+        while b"\n" in proc.status_buffer:
+            line, proc.status_buffer = proc.status_buffer.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and isinstance(message.get("exit"), int) and proc.running:
+                proc.exited(message["exit"])
+                if proc.foreground:  # the keeper killed the rest of the tree: the pipes are at EOF
+                    self._close_streams(proc)
+
     def reap(self) -> None:
-        """Collect every exited child (ours, and orphans that fell to us as pid 1)."""
+        """Collect every exited child: keepers, the desktop's processes, and orphans that fell to us."""
+        sweep = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
-            proc = self.by_pid.pop(pid, None)
+                break
+            adopted = self.adopted.pop(pid, None)
+            if adopted is not None:  # a command whose keeper was killed: we are its parent now
+                self._command_exited(adopted, status)
+                sweep = True  # what it left running fell to us too
+                continue
+            proc = self.by_keeper.pop(pid, None)
             if proc is None:
                 if self.desktop is not None:
                     self.desktop.child_exited(pid)
+                sweep = True
                 continue
-            proc.popen.returncode = 0  # keep Popen from waiting on a pid we already reaped
-            proc.ended = _now()
-            if os.WIFSIGNALED(status):
-                proc.signal = os.WTERMSIG(status)
-                proc.exit_code = 128 + proc.signal
-            else:
-                proc.exit_code = os.WEXITSTATUS(status)
-            # Whatever the leader left running in its group goes with it.
-            self._signal_group(proc, signal.SIGKILL)
+            proc.keeper_alive = False
+            self.on_status(proc)  # its last report may still be in the pipe
+            self._close_status(proc)
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                if proc.foreground or proc.id not in self.procs:
+                    self._close_streams(proc)
+                continue
+            # The session killed the keeper (kill -9 -1 does): its children fell to us. The command
+            # itself carries on as our child; what it had detached can no longer be told apart.
+            sweep = True
+            if proc.running and pid_alive(proc.pid):
+                self.adopted[proc.pid] = proc
+            elif proc.running:
+                proc.killed_by = proc.killed_by or "lost"
+                proc.exited(signal.SIGKILL)
+                self._close_streams(proc)
+        if sweep:
+            self.sweep_orphans()
+
+    def _command_exited(self, proc: Proc, status: int) -> None:
+        if proc.running:
+            proc.exited(status)
+        if proc.foreground or proc.id not in self.procs:
             self._close_streams(proc)
+
+    def sweep_orphans(self) -> None:
+        """Kill every child of ours that is not a keeper, an adopted command or the desktop's."""
+        known = set(self.by_keeper) | set(self.adopted)
+        if self.desktop is not None:
+            known |= self.desktop.stack.pids
+        strays = set(keeper.children_of_self()) - known
+        if strays:
+            keeper.kill_below(strays, include_roots=True)
 
     def kill_later(self, marked: list[tuple[int, int]], seconds: float) -> None:
         """SIGKILL these processes after `seconds` if they are still the same, live processes."""
@@ -497,9 +577,9 @@ class Agent:
         for marked in due:
             desktop_apps.kill_survivors(marked)
         for proc in self.procs.values():
-            if proc.running and proc.kill_at is not None and now >= proc.kill_at:
+            if (proc.keeper_alive or proc.pid in self.adopted) and proc.kill_at is not None and now >= proc.kill_at:
                 proc.kill_at = None
-                self._signal_group(proc, signal.SIGKILL)
+                self._signal_tree(proc, signal.SIGKILL)
 
     def check_parked(self) -> None:
         still: list[tuple[float, int, dict[str, object]]] = []
@@ -534,38 +614,59 @@ class Agent:
         self.send({"id": 0, "ok": True, "result": {"ready": True, "pid": os.getpid()}})
         while self.running:
             for key, _ in self.sel.select(self.next_timeout()):
-                kind, data = key.data
-                if kind == "control":
-                    self.on_control()
-                elif kind == "signal":
-                    try:
-                        while self.sig_r.recv(512):
-                            pass
-                    except BlockingIOError:
-                        pass
-                elif kind == "pipe":
-                    proc, name = data
-                    self.on_pipe(proc, name, key.fileobj)
-                elif kind == "x" and self.desktop is not None:
-                    self.desktop.on_readable()
-                    self.watch_x()
+                try:
+                    self.on_event(key)
+                except (Exception, MemoryError):  # noqa: S112 - pid 1: one bad event must never end the sandbox
+                    continue
             self.reap()
             self.timers()
             if self.parked:
                 self.check_parked()
         self.shutdown()
 
+    def on_event(self, key: selectors.SelectorKey) -> None:
+        """One ready file of this round. Handlers check that it is still theirs: an earlier event of
+        the same round may have closed it (a command's end closes its pipes)."""
+        kind, data = key.data
+        if kind == "control":
+            self.on_control()
+        elif kind == "signal":
+            try:
+                while self.sig_r.recv(512):
+                    pass
+            except BlockingIOError:
+                pass
+        elif kind == "pipe":
+            proc, name = data
+            self.on_pipe(proc, name, key.fd)
+        elif kind == "status":
+            if data.status_fd == key.fd:
+                self.on_status(data)
+        elif kind == "x" and self.desktop is not None:
+            self.desktop.on_readable()
+            self.watch_x()
+
     def shutdown(self) -> None:
         if self.desktop is not None:
             self.desktop.stop()
         for proc in self.procs.values():
-            if proc.running:
-                self._signal_group(proc, signal.SIGKILL)
+            if proc.keeper_alive:
+                self._signal_tree(proc, signal.SIGKILL)
         if os.getpid() == 1:  # only inside a sandbox: there this reaches everything else in it
             try:
                 os.kill(-1, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 :][:1] != b"Z"
 
 
 def apply_limits(config: dict[str, object]) -> None:
@@ -588,8 +689,15 @@ def apply_limits(config: dict[str, object]) -> None:
 
 
 def main() -> int:
-    fd = int(sys.argv[1])
-    config = json.loads(sys.argv[2])
+    # Handed over in the environment, not on the command line: /proc/1/cmdline is readable by every
+    # process of the session, /proc/1/environ only by us (we are not dumpable).
+    fd = int(os.environ.pop("AGENTBAY_AGENT_FD"))
+    config = json.loads(os.environ.pop("AGENTBAY_AGENT_CONFIG"))
+    try:
+        keeper.harden()
+    except OSError as exc:
+        sys.stderr.write(f"agent: cannot make itself non-dumpable: {exc}\n")
+        return 1
     global OUTPUT_DIR  # noqa: PLW0603 - set once, before anything runs
     OUTPUT_DIR = str(config.get("output_dir") or OUTPUT_DIR)
     apply_limits(config)

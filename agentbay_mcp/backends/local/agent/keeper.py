@@ -1,0 +1,304 @@
+"""Keepers: one small process per command, so that nothing a command starts outlives it unseen.
+
+Standard library only (see sandbox_agent.py). A command that calls setsid, double-forks or
+daemonizes leaves its process group and, once its parent exits, would be re-parented to the agent
+(pid 1) with nothing saying which command it came from. So the agent never starts a command
+itself: it forks a keeper (a copy of itself that drops everything it holds), which marks itself a
+child subreaper (PR_SET_CHILD_SUBREAPER) and starts the command. Every orphan of the command's
+tree, setsid or not, is re-parented to the keeper, never further up; the keeper's subtree is exactly
+what the command started. When the command exits:
+
+- a foreground command (execute_command): the keeper kills its whole subtree, then reports;
+- a background process (start_process, start_app): the keeper reports and goes on reaping; the
+  tree lives until kill_process kills it (the agent signals the keeper's subtree) or the session
+  ends.
+
+The keeper tells the agent the command's pid and, later, its wait status, as JSON lines on a pipe.
+If something kills a keeper, its orphans fall to the agent, which kills every child it does not
+know (see Agent.sweep_orphans): nothing escapes by killing its keeper.
+
+The agent is made non-dumpable at start-up (harden()): then no process of the session may trace
+it, read its memory, open its /proc fds or environment, or copy its fds with pidfd_getfd, even with
+the same uid. Keepers inherit that (they are forks); commands do not (exec resets it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+
+_PR_SET_NAME = 15
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+#: How long a spawn waits for its keeper to report the command's pid.
+SPAWN_TIMEOUT_SECONDS = 10.0
+_KILL_ROUNDS = 200
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def harden() -> None:
+    """Make this process non-dumpable: out of reach of ptrace, /proc/<pid>/{mem,fd,environ}, pidfd_getfd."""
+    _prctl(_PR_SET_DUMPABLE, 0)
+    # Objects that exist now are never collected: keepers (forks) then do not copy every page the
+    # collector would touch.
+    gc.freeze()
+
+
+def _parent_map() -> dict[int, int]:
+    """pid -> parent pid of every live (not zombie) process in the sandbox."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if len(fields) >= 2 and fields[0] != b"Z":
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def children_of_self() -> list[int]:
+    """This process's direct children (cheap: one read, CONFIG_PROC_CHILDREN)."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return [p for p, parent in _parent_map().items() if parent == pid]
+
+
+def descendants(roots: set[int], parents: dict[int, int] | None = None) -> list[int]:
+    """Every live descendant of `roots` (not the roots), parents first."""
+    parents = _parent_map() if parents is None else parents
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found: list[int] = []
+    todo = sorted(roots)
+    while todo:
+        for child in sorted(children.get(todo.pop(0), [])):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def signal_below(root: int, sig: int, include_root: bool = False) -> int:
+    """Send `sig` to every descendant of `root` (and `root`); returns how many were signalled."""
+    victims = descendants({root}) + ([root] if include_root else [])
+    for pid in victims:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    return len(victims)
+
+
+def kill_below(roots: set[int], include_roots: bool = False, reap: bool = False) -> None:
+    """SIGKILL every descendant of `roots` (and the roots), until none is left.
+
+    Processes that fork between a scan and the kill leave orphans that land on a subreaper in the
+    set (a keeper, or the agent), so the next round finds them; the session's process limit bounds
+    the rounds a fork loop can force.
+    """
+    for _ in range(_KILL_ROUNDS):
+        victims = descendants(roots)
+        if include_roots:
+            victims += [pid for pid in roots if os.path.exists(f"/proc/{pid}")]
+            include_roots = False  # once: afterwards their orphans are what is left
+        if not victims:
+            return
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if reap:
+            _reap_nohang()
+        time.sleep(0.001)
+
+
+def _reap_nohang() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class SpawnError(Exception):
+    """The keeper could not start the command; `kind` and the message say why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def spawn(
+    command: str,
+    *,
+    cwd: str,
+    env: dict[str, str],
+    stdin_fd: int | None,
+    stdout_fd: int,
+    stderr_fd: int,
+    foreground: bool,
+    cpu_seconds: int,
+) -> tuple[int, int, int, bytes]:
+    """Fork a keeper that runs `sh -c command`; returns (keeper pid, command pid, status fd, and
+    what the keeper already reported after the pid: a quick command's exit may come with it).
+
+    The caller keeps its ends of the command's pipes and closes the child ends after this returns.
+    """
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    keep = {status_w, stdout_fd, stderr_fd} | ({stdin_fd} if stdin_fd is not None else set())
+    keeper_pid = os.fork()
+    if keeper_pid == 0:  # the keeper: never returns
+        code = 1
+        try:
+            code = _keeper(command, cwd, env, stdin_fd, stdout_fd, stderr_fd, foreground, cpu_seconds, status_w, keep)
+        finally:
+            os._exit(code)
+    os.close(status_w)
+    try:
+        first, rest = _read_line(status_r, SPAWN_TIMEOUT_SECONDS)
+    except BaseException:
+        os.close(status_r)
+        raise
+    pid = first.get("pid")
+    if isinstance(pid, int):
+        os.set_blocking(status_r, False)
+        return keeper_pid, pid, status_r, rest
+    os.close(status_r)
+    error = first.get("error")
+    if isinstance(error, list) and len(error) == 2:
+        raise SpawnError(str(error[0]), str(error[1]))
+    raise SpawnError("spawn_failed", "the command could not be started")
+
+
+def _read_line(fd: int, timeout: float) -> tuple[dict[str, object], bytes]:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise SpawnError("spawn_failed", "the command's keeper did not start in time")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise SpawnError("spawn_failed", "the command's keeper exited before starting it")
+        data += chunk
+    line, rest = data.split(b"\n", 1)
+    message = json.loads(line)
+    return (message if isinstance(message, dict) else {}), rest
+
+
+def _send(fd: int, message: dict[str, object]) -> None:
+    data = json.dumps(message).encode() + b"\n"  # small: one atomic pipe write
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+
+
+def _keeper(
+    command: str,
+    cwd: str,
+    env: dict[str, str],
+    stdin_fd: int | None,
+    stdout_fd: int,
+    stderr_fd: int,
+    foreground: bool,
+    cpu_seconds: int,
+    status_w: int,
+    keep: set[int],
+) -> int:
+    gc.disable()
+    signal.set_wakeup_fd(-1)
+    # Everything the agent holds (its control socket, X connection, other commands' pipes) goes.
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.setsid()
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        _prctl(_PR_SET_NAME, b"agentbay-keeper")
+    except OSError:
+        pass
+    try:
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
+            stdout=stdout_fd,
+            stderr=stderr_fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except FileNotFoundError:
+        _send(status_w, {"error": ["spawn_failed", f"working directory {cwd!r} does not exist"]})
+        return 1
+    except NotADirectoryError:
+        _send(status_w, {"error": ["spawn_failed", f"working directory {cwd!r} is not a directory"]})
+        return 1
+    except PermissionError:
+        _send(status_w, {"error": ["spawn_failed", f"working directory {cwd!r} is not accessible"]})
+        return 1
+    except OSError as exc:
+        _send(status_w, {"error": ["spawn_failed", f"could not start the command: {exc.strerror or exc}"]})
+        return 1
+    for fd in keep - {status_w}:
+        os.close(fd)  # the command has them; holding them would keep its output open forever
+    try:  # if the session runs out of memory, the kernel kills commands, never the agent
+        with open(f"/proc/{popen.pid}/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+    if cpu_seconds:
+        try:
+            import resource  # noqa: PLC0415 - only keepers need it
+
+            resource.prlimit(popen.pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        except OSError:
+            pass  # it already exited
+    _send(status_w, {"pid": popen.pid})
+    popen.returncode = 0  # we reap it ourselves below; keep Popen from waiting on it
+    status = None
+    while status is None:
+        try:
+            pid, raw = os.waitpid(-1, 0)
+        except ChildProcessError:  # cannot happen while the command lives; be safe
+            break
+        if pid == popen.pid:
+            status = raw
+    if foreground:  # whatever it left running, in its group or not, goes with it
+        kill_below({os.getpid()}, reap=True)
+    _send(status_w, {"exit": status if status is not None else 137 << 8})
+    while True:  # background: reap the tree until it is gone
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
