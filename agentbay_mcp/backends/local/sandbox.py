@@ -143,14 +143,25 @@ def drop_privileges_prefix() -> list[str]:
 
 @functools.cache
 def supports_disable_userns(bwrap: str) -> bool:
-    """Whether this bwrap has --disable-userns (0.8.0 and later)."""
+    """Whether this bwrap has --disable-userns (0.8.0 and later). Blocks: call it off the event loop."""
     try:
-        shown = subprocess.run(
-            [bwrap, "--help"], capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL
+        probe = subprocess.Popen(
+            [bwrap, "--help"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # whatever it starts goes with it on a timeout
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
         return False
-    return b"--disable-userns" in shown.stdout + shown.stderr
+    try:
+        shown, _ = probe.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(probe.pid, signal.SIGKILL)
+        probe.communicate()
+        return False
+    return b"--disable-userns" in shown
 
 
 def _data_fd(data: bytes) -> int:
@@ -353,7 +364,7 @@ async def _spawn_bwrap(
         python=python,
         python_prefix=prefix,
         config=config,
-        disable_userns=supports_disable_userns(options.bwrap_path),
+        disable_userns=await anyio.to_thread.run_sync(supports_disable_userns, options.bwrap_path),
     )
     if os.geteuid() == 0:
         argv = [*drop_privileges_prefix(), *argv]

@@ -31,7 +31,6 @@ import json
 import os
 import select
 import signal
-import subprocess
 import time
 
 _PR_SET_NAME = 15
@@ -165,9 +164,10 @@ def spawn(
     cpu_seconds: int,
 ) -> tuple[int, int, int, bytes]:
     """Fork a keeper that runs `sh -c command`; returns (keeper pid, command pid, status fd, and
-    what the keeper already reported after the pid: a quick command's exit may come with it).
+    what the keeper already reported: a quick command's exit may come with its start).
 
     The caller keeps its ends of the command's pipes and closes the child ends after this returns.
+    Raises SpawnError if the command could not be started (bad cwd, ...).
     """
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     keep = {status_w, stdout_fd, stderr_fd} | ({stdin_fd} if stdin_fd is not None else set())
@@ -180,35 +180,46 @@ def spawn(
             os._exit(code)
     os.close(status_w)
     try:
-        first, rest = _read_line(status_r, SPAWN_TIMEOUT_SECONDS)
+        messages, rest = _read_start(status_r, SPAWN_TIMEOUT_SECONDS)
     except BaseException:
         os.close(status_r)
+        # E.g. the keeper was stopped before it reported: take it and whatever it started down (the
+        # agent reaps the keeper; nothing may stay behind unattributed).
+        kill_below({keeper_pid}, include_roots=True)
         raise
-    pid = first.get("pid")
-    if isinstance(pid, int):
+    pid = messages[0].get("pid") if messages else None
+    error = next((m["error"] for m in messages if "error" in m), None)
+    if isinstance(pid, int) and error is None:
+        # Started, or the keeper was killed once the command could run (the agent adopts it then).
         os.set_blocking(status_r, False)
         return keeper_pid, pid, status_r, rest
     os.close(status_r)
-    error = first.get("error")
+    kill_below({keeper_pid}, include_roots=True)
     if isinstance(error, list) and len(error) == 2:
         raise SpawnError(str(error[0]), str(error[1]))
-    raise SpawnError("spawn_failed", "the command could not be started")
+    raise SpawnError("spawn_failed", "the command could not be started (its keeper died first)")
 
 
-def _read_line(fd: int, timeout: float) -> tuple[dict[str, object], bytes]:
+def _read_start(fd: int, timeout: float) -> tuple[list[dict[str, object]], bytes]:
+    """Read the keeper's reports up to {"started"} or {"error"} (or its end); returns them and the rest."""
     data = b""
+    messages: list[dict[str, object]] = []
     deadline = time.monotonic() + timeout
-    while b"\n" not in data:
+    while True:
+        while b"\n" in data:
+            line, data = data.split(b"\n", 1)
+            message = json.loads(line)
+            if isinstance(message, dict):
+                messages.append(message)
+                if "started" in message or "error" in message:
+                    return messages, data
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise SpawnError("spawn_failed", "the command's keeper did not start in time")
+            raise SpawnError("spawn_failed", "the command's keeper did not start it in time")
         chunk = os.read(fd, 4096)
         if not chunk:
-            raise SpawnError("spawn_failed", "the command's keeper exited before starting it")
+            return messages, data
         data += chunk
-    line, rest = data.split(b"\n", 1)
-    message = json.loads(line)
-    return (message if isinstance(message, dict) else {}), rest
 
 
 def _send(fd: int, message: dict[str, object]) -> None:
@@ -217,6 +228,53 @@ def _send(fd: int, message: dict[str, object]) -> None:
         os.write(fd, data)
     except OSError:
         pass
+
+
+def _exec_command(
+    command: str, cwd: str, env: dict[str, str], fds: tuple[int, int, int], go_r: int, err_w: int, cpu_seconds: int
+) -> None:
+    """The command's side of the fork: wait until the keeper has reported our pid, then exec."""
+    try:
+        os.setsid()
+        os.read(go_r, 1)  # nothing of the command runs before the agent knows its pid
+        try:
+            os.chdir(cwd)
+        except FileNotFoundError:
+            raise _StartError(f"working directory {cwd!r} does not exist") from None
+        except NotADirectoryError:
+            raise _StartError(f"working directory {cwd!r} is not a directory") from None
+        except PermissionError:
+            raise _StartError(f"working directory {cwd!r} is not accessible") from None
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)  # dup2 clears close-on-exec on the copy
+        os.closerange(3, err_w)
+        os.closerange(err_w + 1, 1 << 16)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; commands must not
+            signal.signal(sig, signal.SIG_DFL)
+        try:  # if the session runs out of memory, the kernel kills commands, never the agent
+            with open("/proc/self/oom_score_adj", "w") as handle:
+                handle.write("1000")
+        except OSError:
+            pass
+        if cpu_seconds:
+            import resource  # noqa: PLC0415 - only commands need it
+
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        os.execve("/bin/sh", ["/bin/sh", "-c", command], env)  # noqa: S606 - the shell is the point
+    except _StartError as exc:
+        message = str(exc)
+    except OSError as exc:
+        message = f"could not start the command: {exc.strerror or exc}"
+    except BaseException as exc:  # a forked child must never return into the agent's code
+        message = f"could not start the command: {exc.__class__.__name__}"
+    try:
+        os.write(err_w, message.encode()[:4000])
+    finally:
+        os._exit(127)
+
+
+class _StartError(Exception):
+    pass
 
 
 def _keeper(
@@ -247,52 +305,40 @@ def _keeper(
         _prctl(_PR_SET_NAME, b"agentbay-keeper")
     except OSError:
         pass
-    try:
-        popen = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
-            stdout=stdout_fd,
-            stderr=stderr_fd,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except FileNotFoundError:
-        _send(status_w, {"error": ["spawn_failed", f"working directory {cwd!r} does not exist"]})
-        return 1
-    except NotADirectoryError:
-        _send(status_w, {"error": ["spawn_failed", f"working directory {cwd!r} is not a directory"]})
-        return 1
-    except PermissionError:
-        _send(status_w, {"error": ["spawn_failed", f"working directory {cwd!r} is not accessible"]})
-        return 1
-    except OSError as exc:
-        _send(status_w, {"error": ["spawn_failed", f"could not start the command: {exc.strerror or exc}"]})
-        return 1
-    for fd in keep - {status_w}:
-        os.close(fd)  # the command has them; holding them would keep its output open forever
-    try:  # if the session runs out of memory, the kernel kills commands, never the agent
-        with open(f"/proc/{popen.pid}/oom_score_adj", "w") as handle:
-            handle.write("1000")
-    except OSError:
-        pass
-    if cpu_seconds:
+    if stdin_fd is None:
+        stdin_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        _exec_command(command, cwd, env, (stdin_fd, stdout_fd, stderr_fd), go_r, err_w, cpu_seconds)
+    _send(status_w, {"pid": child})  # before the command can run (it waits for go): it cannot stop us first
+    for fd in (go_r, err_w, stdin_fd, stdout_fd, stderr_fd):
+        os.close(fd)  # the command has them; holding its pipes would keep its output open forever
+    os.write(go_w, b"g")
+    os.close(go_w)
+    failure = b""
+    while True:  # EOF once exec succeeded (close-on-exec), else the reason
         try:
-            import resource  # noqa: PLC0415 - only keepers need it
-
-            resource.prlimit(popen.pid, resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-        except OSError:
-            pass  # it already exited
-    _send(status_w, {"pid": popen.pid})
-    popen.returncode = 0  # we reap it ourselves below; keep Popen from waiting on it
+            chunk = os.read(err_r, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        failure += chunk
+    os.close(err_r)
+    if failure:
+        os.waitpid(child, 0)
+        _send(status_w, {"error": ["spawn_failed", failure.decode("utf-8", "replace")]})
+        return 1
+    _send(status_w, {"started": True})
     status = None
     while status is None:
         try:
             pid, raw = os.waitpid(-1, 0)
         except ChildProcessError:  # cannot happen while the command lives; be safe
             break
-        if pid == popen.pid:
+        if pid == child:
             status = raw
     if foreground:  # whatever it left running, in its group or not, goes with it
         kill_below({os.getpid()}, reap=True)
