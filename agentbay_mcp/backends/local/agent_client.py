@@ -142,6 +142,8 @@ class AgentClient:
         self._dead_reason: str | None = None
         self._served = anyio.Event()
         self.ready = anyio.Event()
+        #: The largest reply frame seen per operation (bench/bench_hostile_frames.py prints them).
+        self.largest_replies: dict[str, int] = {}
 
     @property
     def alive(self) -> bool:
@@ -295,6 +297,7 @@ class AgentClient:
         if problem is not None:
             self._die(f"it sent an invalid reply to {op} ({problem})", violation=True)
             return False
+        self.largest_replies[op] = max(length, self.largest_replies.get(op, 0))
         if pending is not None:  # replies to calls that timed out or were cancelled are dropped
             pending.reply = reply
             pending.done.set()

@@ -406,7 +406,7 @@ def _spawn_unconfined(
             sys.executable,
             "-I",
             "-S",
-            str(AGENT_DIR / "sandbox_agent.py"),
+            str((options.agent_dir or AGENT_DIR) / "sandbox_agent.py"),  # tests inject a hostile agent here
             str(agent_sock.fileno()),
             json.dumps(config),
         ],
