@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from agentbay_mcp.backends.local import LocalBackend, desktop, files, processes
-from agentbay_mcp.backends.local.agent_client import capped
+from agentbay_mcp.backends.local.agent_client import capped, nesting_ok
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from tests.test_hostile_frames import flooded_latency, hostile_server, p
 
@@ -81,7 +82,18 @@ async def reply_sizes(root: Path) -> None:
         group.cancel_scope.cancel()
 
 
+def nesting_check_time() -> None:
+    """The bracket check on the worst frame it may see: a screenshot-sized frame of bracket groups."""
+    hostile = (b"[" * 31 + b"]" * 31 + b"{[") * 85_000  # 5.4 MB
+    started = time.perf_counter()
+    nesting_ok(hostile)
+    print(
+        f"nesting check of a {len(hostile) / 1e6:.1f} MB hostile frame: {(time.perf_counter() - started) * 1000:.0f} ms"
+    )
+
+
 async def main(rounds: int) -> None:
+    nesting_check_time()
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         await reply_sizes(Path(tmp))
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:

@@ -150,6 +150,6 @@ async def test_a_flood_of_huge_frames_does_not_slow_other_conversations(state_di
         f"{statistics.median(loud) * 1000:.1f} ms p99 {loud_p99 * 1000:.1f} ms; {frames} flood rounds"
     )
     assert frames >= 10, summary
-    # Within 2x, or 50 ms, on a shared 2-core machine: every flood round also restarts a sandbox (a
-    # process start competing for the same cores). Unfixed, a parse of each frame took 1-2.5 s.
-    assert loud_p99 <= max(2 * quiet_p99, quiet_p99 + 0.050), summary
+    # Within 2x plus 100 ms on a shared, loaded 2-core machine: every flood round also restarts a
+    # sandbox (a process start competing for the same cores). Unfixed, parsing the frames took 1-2.5 s.
+    assert loud_p99 <= 2 * quiet_p99 + 0.100, summary
