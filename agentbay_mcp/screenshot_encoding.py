@@ -1,4 +1,9 @@
-"""Screenshots to PNG or JPEG under a byte budget (Pillow), scaled down only as far as needed."""
+"""Screenshots to PNG or JPEG under a byte budget (Pillow), scaled down only as far as needed.
+
+A screenshot comes from a sandbox or a cloud session, so nothing is decoded past what its own
+dimensions allow: raw pixels must match them exactly, and an encoded image is checked against them
+(and against MAX_PIXELS) from its header, before a single pixel is inflated.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,13 @@ from typing import Literal
 from PIL import Image
 
 from agentbay_mcp.backends.base import Screenshot
+from agentbay_mcp.errors import BackendError
 
 MAX_IMAGE_BYTES = 1_000_000
 _JPEG_QUALITIES = (85, 70, 55)
 _SHRINK = 0.75
+#: The largest screen decoded: 8K UHD (the local backend's own screens are at most 3840x2160).
+MAX_PIXELS = 7680 * 4320
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,23 @@ class EncodedImage:
 
 
 def _decode(shot: Screenshot) -> Image.Image:
+    if shot.width * shot.height > MAX_PIXELS:
+        raise BackendError(f"The screenshot is {shot.width}x{shot.height}, larger than any screen served; retry.")
     if shot.format == "bgrx":
+        if len(shot.data) != shot.width * shot.height * 4:
+            raise BackendError("The screenshot's pixels do not match its size; retry take_screenshot.")
         return Image.frombuffer("RGB", (shot.width, shot.height), shot.data, "raw", "BGRX", 0, 1)
-    with Image.open(io.BytesIO(shot.data)) as image:
-        return image.convert("RGB")
+    try:
+        with Image.open(io.BytesIO(shot.data), formats=[shot.format.upper()]) as image:
+            # The header alone, before any pixel is inflated: a small file may claim a huge image.
+            if image.size != (shot.width, shot.height):
+                raise BackendError(
+                    f"The screenshot claims {shot.width}x{shot.height} but its image is "
+                    f"{image.size[0]}x{image.size[1]}; retry take_screenshot."
+                )
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise BackendError(f"The screenshot is not a readable {shot.format} image; retry take_screenshot.") from exc
 
 
 def _encode(image: Image.Image, fmt: Literal["png", "jpeg"], quality: int) -> bytes:

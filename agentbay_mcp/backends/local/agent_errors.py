@@ -1,17 +1,20 @@
 """Agent errors -> the project's exception tree: the local backend's one translation point.
 
-Every call into a session's agent (processes.py, files.py) runs inside `translated()`. Replies that
-do not validate are reported as such: the agent lives in the sandbox and is not trusted.
+Every call into a session's agent (processes.py, files.py, desktop.py) runs inside `translated()`.
+A reply that does not have the shape its operation promises is a protocol violation: the agent lives
+in the sandbox and is not trusted, so the sandbox is stopped (restarted on the next call) and the
+caller gets one clear error naming the operation, never an AttributeError or KeyError.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from agentbay_mcp.backends.local.agent_client import AgentCallError
+from agentbay_mcp.backends.local.agent_client import AgentCallError, AgentClient
 from agentbay_mcp.errors import (
     BackendError,
     DesktopUnavailableError,
@@ -41,9 +44,45 @@ FILE_ADVICE = {
 INVALID_KINDS = frozenset({"bad_request", "spawn_failed", "invalid", "no_unique_match"})
 
 
+T = TypeVar("T")
+
+
+class ReplyShapeError(ValueError):
+    """A reply from the agent lacks a field, or has one of the wrong type; the message says which."""
+
+
+def field(reply: Mapping[str, Any], name: str, kind: type[T]) -> T:
+    """`reply[name]` if it is a `kind` (bool is not an int here), else ReplyShapeError."""
+    value = reply.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ReplyShapeError(f"{name!r} is not {kind.__name__}")
+    return value
+
+
+def records(reply: Mapping[str, Any], name: str, limit: int) -> list[dict[str, Any]]:
+    """`reply[name]` as a list of at most `limit` objects, else ReplyShapeError."""
+    found = field(reply, name, list)
+    if len(found) > limit:
+        raise ReplyShapeError(f"{name!r} has {len(found)} entries, more than the {limit} asked for")
+    if not all(isinstance(item, dict) for item in found):
+        raise ReplyShapeError(f"{name!r} holds something that is not an object")
+    return found
+
+
+def _shape_detail(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "reply"
+        return f"{where}: {first['msg']}"[:200]
+    if isinstance(exc, ReplyShapeError):
+        return str(exc)[:200]
+    return exc.__class__.__name__  # never echo what the sandbox sent into a model's context
+
+
 @asynccontextmanager
-async def translated(proc_id: str | None = None) -> AsyncIterator[None]:
-    """Map agent errors; with `proc_id`, an unknown id is ProcessNotFoundError."""
+async def translated(agent: AgentClient, op: str, proc_id: str | None = None) -> AsyncIterator[None]:
+    """Map agent errors; with `proc_id`, an unknown id is ProcessNotFoundError. A reply of the wrong
+    shape stops the session's sandbox (`op` names the call in the error)."""
     try:
         yield
     except AgentCallError as exc:
@@ -60,5 +99,7 @@ async def translated(proc_id: str | None = None) -> AsyncIterator[None]:
         if exc.kind in FILE_ADVICE:
             raise FileOperationError(exc.kind, f"{exc} {FILE_ADVICE[exc.kind]}".strip()) from exc
         raise BackendError(f"the session sandbox reported: {exc}") from exc
-    except (ValidationError, ValueError, TypeError) as exc:
-        raise BackendError("the session sandbox sent a reply that does not validate") from exc
+    except (ValidationError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        # Explicit checks come first in each operation; this also catches what they missed (e.g. a
+        # timestamp out of range), so a lying sandbox never surfaces as a bare traceback.
+        raise agent.violation(op, f"wrong shape: {_shape_detail(exc)}") from None

@@ -485,7 +485,8 @@ class LocalBackend:
 
     async def screenshot(self, session_id: str) -> Screenshot:
         """Raw screen pixels."""
-        return await desktop.screenshot(await self._agent(session_id))
+        screen = (self._options.desktop.width, self._options.desktop.height)
+        return await desktop.screenshot(await self._agent(session_id), screen)
 
     async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
         """Mouse or keyboard input."""

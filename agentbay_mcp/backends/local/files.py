@@ -1,18 +1,26 @@
 """File primitives of the local backend: calls into the session's agent, replies validated.
 
 The host never resolves a session path: the agent does, inside the sandbox. Agent error kinds are
-translated here, once, into errors that name the path and say what to do.
+translated here, once, into errors that name the path and say what to do. Each call names the most
+its reply may take (from the server's caps: bytes per read, entries per listing) and every reply's
+shape is checked before use.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from datetime import UTC, datetime
 from typing import Any
 
 from agentbay_mcp.backends.base import FileChunk
-from agentbay_mcp.backends.local.agent_client import AgentClient
-from agentbay_mcp.backends.local.agent_errors import translated
+from agentbay_mcp.backends.local.agent_client import (
+    ESCAPED_PER_BYTE,
+    MAX_REPLY_BYTES,
+    AgentClient,
+    base64_bytes,
+)
+from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
 from agentbay_mcp.models import (
     DirectoryCreated,
     DirectoryListing,
@@ -24,13 +32,31 @@ from agentbay_mcp.models import (
 )
 
 _CALL_SECONDS = 30.0
+#: A path as the agent returns it: at most 4096 bytes, escaped.
+PATH_BYTES = ESCAPED_PER_BYTE * 4096 + 16
+#: One directory entry: its name (255 bytes), a symlink target (a path), mode and times.
+ENTRY_BYTES = ESCAPED_PER_BYTE * 255 + PATH_BYTES + 512
+#: A file the agent edits is at most 16 MiB; its diff can hold it twice, escaped. The ceiling
+#: (MAX_REPLY_BYTES) applies first: a diff larger than that ends the call with a clear error.
+EDIT_BUDGET = MAX_REPLY_BYTES
+
+
+def _b64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise ReplyShapeError(f"{name!r} is not base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ReplyShapeError(f"{name!r} is not base64") from None
 
 
 def _timestamp(value: Any) -> Any:
     return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else value
 
 
-def _info(raw: dict[str, Any], path: str) -> FileInfo:
+def _info(raw: Any, path: str) -> FileInfo:
+    if not isinstance(raw, dict):
+        raise ReplyShapeError("file information is not an object")
     return FileInfo.model_validate(
         {
             **raw,
@@ -53,7 +79,7 @@ async def read(
     max_bytes: int,
 ) -> FileChunk:
     """Bytes of a file."""
-    async with translated():
+    async with translated(agent, "file_read"):
         reply = await agent.call(
             "file_read",
             path=path,
@@ -63,18 +89,19 @@ async def read(
             line_count=line_count,
             max_bytes=max_bytes,
             timeout=_CALL_SECONDS,
+            reply_budget=base64_bytes(max_bytes) + 4096,
         )
-        reply["data"] = base64.b64decode(reply.get("data", ""))
-        reply["head"] = base64.b64decode(reply.get("head", ""))
+        reply["data"] = _b64(reply.get("data"), "data")
+        reply["head"] = _b64(reply.get("head"), "head")
         chunk = FileChunk.model_validate(reply)
         if len(chunk.data) > max_bytes:
-            raise ValueError("more bytes than asked for")
+            raise ReplyShapeError("more bytes than asked for")
         return chunk
 
 
 async def write(agent: AgentClient, path: str, data: bytes, mode: str) -> FileWritten:
     """Write a file."""
-    async with translated():
+    async with translated(agent, "file_write"):
         reply = await agent.call(
             "file_write", path=path, data=base64.b64encode(data).decode(), mode=mode, timeout=_CALL_SECONDS
         )
@@ -83,23 +110,31 @@ async def write(agent: AgentClient, path: str, data: bytes, mode: str) -> FileWr
 
 async def edit(agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
     """Edit a file."""
-    async with translated():
-        reply = await agent.call("file_edit", path=path, edits=edits, dry_run=dry_run, timeout=_CALL_SECONDS)
+    async with translated(agent, "file_edit"):
+        reply = await agent.call(
+            "file_edit", path=path, edits=edits, dry_run=dry_run, timeout=_CALL_SECONDS, reply_budget=EDIT_BUDGET
+        )
         return FileEdited.model_validate(reply)
 
 
 async def info(agent: AgentClient, path: str) -> FileInfo:
     """Metadata of a path."""
-    async with translated():
+    async with translated(agent, "file_info"):
         return _info(await agent.call("file_info", path=path), path)
 
 
 async def listing(agent: AgentClient, path: str, max_entries: int) -> DirectoryListing:
     """A directory's entries."""
-    async with translated():
-        reply = await agent.call("file_list", path=path, max_entries=max_entries, timeout=_CALL_SECONDS)
+    async with translated(agent, "file_list"):
+        reply = await agent.call(
+            "file_list",
+            path=path,
+            max_entries=max_entries,
+            timeout=_CALL_SECONDS,
+            reply_budget=max_entries * ENTRY_BYTES + PATH_BYTES + 1024,
+        )
         entries = [
-            _info(e, f"{path.rstrip('/')}/{e.get('name')}") for e in list(reply.get("entries", []))[:max_entries]
+            _info(e, f"{path.rstrip('/')}/{field(e, 'name', str)}") for e in records(reply, "entries", max_entries)
         ]
         return DirectoryListing.model_validate({**reply, "path": path, "entries": entries})
 
@@ -108,7 +143,7 @@ async def search(
     agent: AgentClient, path: str, pattern: str, exclude_patterns: list[str], max_results: int
 ) -> SearchResult:
     """Glob search."""
-    async with translated():
+    async with translated(agent, "file_search"):
         reply = await agent.call(
             "file_search",
             path=path,
@@ -116,20 +151,23 @@ async def search(
             exclude_patterns=exclude_patterns,
             max_results=max_results,
             timeout=_CALL_SECONDS,
+            reply_budget=(max_results + 1) * PATH_BYTES + 1024,
         )
-        matches = [str(m) for m in list(reply.get("matches", []))[:max_results]]
+        matches = field(reply, "matches", list)
+        if len(matches) > max_results or not all(isinstance(m, str) for m in matches):
+            raise ReplyShapeError("'matches' is not a list of at most max_results paths")
         return SearchResult.model_validate({**reply, "path": path, "pattern": pattern, "matches": matches})
 
 
 async def mkdir(agent: AgentClient, path: str) -> DirectoryCreated:
     """mkdir -p."""
-    async with translated():
+    async with translated(agent, "file_mkdir"):
         return DirectoryCreated.model_validate(await agent.call("file_mkdir", path=path))
 
 
 async def move(agent: AgentClient, source: str, destination: str) -> FileMoved:
     """Rename without replacing."""
-    async with translated():
+    async with translated(agent, "file_move"):
         return FileMoved.model_validate(
             await agent.call("file_move", source=source, destination=destination, timeout=_CALL_SECONDS)
         )

@@ -1,27 +1,66 @@
 """Process primitives of the local backend: calls into a session's agent, replies validated.
 
 Everything here goes through the agent inside the sandbox; the host never runs session commands.
-Agent errors are translated to the project's exception tree in this one place.
+Agent errors are translated to the project's exception tree in this one place. Each call names the
+most its reply may take (its budget, from the caps the server asked for) and checks the reply's
+shape before using it: the agent is not trusted.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 from agentbay_mcp.backends.base import OutputSummary, ProcessInfo, ProcessOutput, RunOutcome
-from agentbay_mcp.backends.local.agent_client import AgentClient
-from agentbay_mcp.backends.local.agent_errors import translated
-from agentbay_mcp.errors import BackendError
+from agentbay_mcp.backends.local.agent_client import (
+    ESCAPED_PER_BYTE,
+    ESCAPED_PER_CHAR,
+    AgentClient,
+    base64_bytes,
+)
+from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
 
 #: Slack added to the agent's own wait so the host's timeout never fires first.
 CALL_SLACK_SECONDS = 10.0
 #: Bytes of recent output the agent keeps per stream of a process.
 RING_BYTES = 1024 * 1024
+#: Background processes a session may have (the agent refuses more).
+MAX_BACKGROUND = 32
+#: One process's info as JSON: its command (ProcessInfo caps it at 1,000,000 characters; start_app
+#: commands have no tighter limit) escaped, plus the numbers.
+PROCESS_INFO_BYTES = ESCAPED_PER_CHAR * 1_000_000 + 4096
+#: One stream summary's text besides its data: a spill path (4096 bytes) and a note (2000 characters).
+SUMMARY_TEXT_BYTES = ESCAPED_PER_BYTE * 4096 + ESCAPED_PER_CHAR * 2000 + 1024
+#: Lines of output `tail` returns come from the last 4 KiB of each stream.
+TAIL_BYTES = 2 * ESCAPED_PER_CHAR * 4096 + 1024
 
 
-def _b64(value: Any) -> bytes:
-    return base64.b64decode(value) if isinstance(value, str) else b""
+def summary_budget(cap: int) -> int:
+    """A process's info and both streams' summaries within `cap` (head and tail together are at most `cap`)."""
+    return PROCESS_INFO_BYTES + 2 * (base64_bytes(cap) + SUMMARY_TEXT_BYTES)
+
+
+def _b64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise ReplyShapeError(f"{name} is not base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ReplyShapeError(f"{name} is not base64") from None
+
+
+def _decode_summaries(streams: Any) -> None:
+    """Base64 head and tail of each stream decoded in place (None: the process still runs)."""
+    if streams is None:
+        return
+    if not isinstance(streams, dict):
+        raise ReplyShapeError("'streams' is not an object")
+    for name, stream in streams.items():
+        if not isinstance(stream, dict):
+            raise ReplyShapeError(f"stream {str(name)[:20]!r} is not an object")
+        stream["head"] = _b64(stream.get("head"), "head")
+        stream["tail"] = _b64(stream.get("tail"), "tail")
 
 
 async def start(
@@ -35,7 +74,7 @@ async def start(
     cap: int,
 ) -> ProcessInfo:
     """Spawn `sh -c command`; returns its first state."""
-    async with translated():
+    async with translated(agent, "spawn"):
         reply = await agent.call(
             "spawn",
             command=command,
@@ -47,23 +86,17 @@ async def start(
             spill_after=cap,
             ring_bytes=max(RING_BYTES, cap * 2),
         )
-        info = await agent.call("wait", proc_id=str(reply.get("proc_id")))
+        proc_id = field(reply, "proc_id", str)
+    async with translated(agent, "wait"):
+        info = await agent.call("wait", proc_id=proc_id, reply_budget=PROCESS_INFO_BYTES)
         return ProcessInfo.model_validate(info)
-
-
-def _decode_summaries(streams: Any) -> None:
-    if isinstance(streams, dict):
-        for stream in streams.values():
-            if isinstance(stream, dict):
-                stream["head"] = _b64(stream.get("head"))
-                stream["tail"] = _b64(stream.get("tail"))
 
 
 async def run(
     agent: AgentClient, command: str, *, cwd: str | None, env: dict[str, str], wait_ms: int, cap: int
 ) -> RunOutcome:
     """Spawn a foreground command and wait for it, in one round trip."""
-    async with translated():
+    async with translated(agent, "run"):
         reply = await agent.call(
             "run",
             command=command,
@@ -77,6 +110,7 @@ async def run(
             cap=cap,
             wait_ms=wait_ms,
             timeout=wait_ms / 1000 + CALL_SLACK_SECONDS,
+            reply_budget=summary_budget(cap),
         )
         _decode_summaries(reply.get("summary"))
         return RunOutcome.model_validate(reply)
@@ -84,8 +118,14 @@ async def run(
 
 async def wait(agent: AgentClient, proc_id: str, wait_ms: int) -> ProcessInfo:
     """State after waiting up to `wait_ms` for the exit."""
-    async with translated(proc_id):
-        reply = await agent.call("wait", proc_id=proc_id, wait_ms=wait_ms, timeout=wait_ms / 1000 + CALL_SLACK_SECONDS)
+    async with translated(agent, "wait", proc_id):
+        reply = await agent.call(
+            "wait",
+            proc_id=proc_id,
+            wait_ms=wait_ms,
+            timeout=wait_ms / 1000 + CALL_SLACK_SECONDS,
+            reply_budget=PROCESS_INFO_BYTES,
+        )
         return ProcessInfo.model_validate(reply)
 
 
@@ -93,7 +133,7 @@ async def read(
     agent: AgentClient, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
 ) -> ProcessOutput:
     """New output since `cursors`."""
-    async with translated(proc_id):
+    async with translated(agent, "read", proc_id):
         reply = await agent.call(
             "read",
             proc_id=proc_id,
@@ -101,59 +141,63 @@ async def read(
             wait_ms=wait_ms,
             max_bytes=max_bytes,
             timeout=wait_ms / 1000 + CALL_SLACK_SECONDS,
+            reply_budget=PROCESS_INFO_BYTES + 2 * (base64_bytes(max_bytes) + 1024),
         )
-        streams = reply.get("streams")
-        if isinstance(streams, dict):
-            for chunk in streams.values():
-                if isinstance(chunk, dict):
-                    chunk["data"] = _b64(chunk.get("data"))
+        streams = field(reply, "streams", dict)
+        for name, chunk in streams.items():
+            if not isinstance(chunk, dict):
+                raise ReplyShapeError(f"stream {str(name)[:20]!r} is not an object")
+            chunk["data"] = _b64(chunk.get("data"), "data")
+            if len(chunk["data"]) > max_bytes:
+                raise ReplyShapeError("more output than asked for")
         return ProcessOutput.model_validate(reply)
 
 
 async def summary(agent: AgentClient, proc_id: str, cap: int) -> OutputSummary:
     """Both streams within `cap`."""
-    async with translated(proc_id):
-        reply = await agent.call("summary", proc_id=proc_id, cap=cap)
-        _decode_summaries(reply.get("streams"))
+    async with translated(agent, "summary", proc_id):
+        reply = await agent.call("summary", proc_id=proc_id, cap=cap, reply_budget=summary_budget(cap))
+        _decode_summaries(field(reply, "streams", dict))
         return OutputSummary.model_validate(reply)
 
 
 async def tail(agent: AgentClient, proc_id: str, lines: int) -> dict[str, list[str]]:
     """Last lines of each stream."""
-    async with translated(proc_id):
-        reply = await agent.call("tail", proc_id=proc_id, lines=lines)
-        found = reply.get("lines")
-        if not isinstance(found, dict):
-            raise BackendError("the session sandbox sent a malformed tail")
-        return {str(k): [str(line)[:500] for line in v][:lines] for k, v in found.items() if isinstance(v, list)}
+    async with translated(agent, "tail", proc_id):
+        reply = await agent.call("tail", proc_id=proc_id, lines=lines, reply_budget=PROCESS_INFO_BYTES + TAIL_BYTES)
+        found = field(reply, "lines", dict)
+        if not all(isinstance(v, list) and all(isinstance(line, str) for line in v) for v in found.values()):
+            raise ReplyShapeError("'lines' is not lists of text per stream")
+        return {str(k)[:20]: [line[:500] for line in v][-lines:] for k, v in found.items()}
 
 
 async def write(agent: AgentClient, proc_id: str, data: bytes, eof: bool) -> int:
     """Write to stdin."""
-    async with translated(proc_id):
+    async with translated(agent, "write", proc_id):
         reply = await agent.call("write", proc_id=proc_id, data=base64.b64encode(data).decode(), eof=eof)
-        written = reply.get("written")
-        return written if isinstance(written, int) else 0
+        written = field(reply, "written", int)
+        if not 0 <= written <= len(data):
+            raise ReplyShapeError("'written' is not within what was sent")
+        return written
 
 
 async def kill(agent: AgentClient, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
     """Signal the process group."""
-    async with translated(proc_id):
-        reply = await agent.call("kill", proc_id=proc_id, signal=signal, grace_ms=grace_ms, reason=reason)
+    async with translated(agent, "kill", proc_id):
+        reply = await agent.call(
+            "kill", proc_id=proc_id, signal=signal, grace_ms=grace_ms, reason=reason, reply_budget=PROCESS_INFO_BYTES
+        )
         return ProcessInfo.model_validate(reply)
 
 
 async def forget(agent: AgentClient, proc_id: str) -> None:
     """Kill if needed and drop buffers."""
-    async with translated(proc_id):
+    async with translated(agent, "forget", proc_id):
         await agent.call("forget", proc_id=proc_id)
 
 
 async def list_all(agent: AgentClient) -> list[ProcessInfo]:
     """Background processes."""
-    async with translated():
-        reply = await agent.call("list")
-        procs = reply.get("procs")
-        if not isinstance(procs, list):
-            raise BackendError("the session sandbox sent a malformed process list")
-        return [ProcessInfo.model_validate(p) for p in procs[:1000]]
+    async with translated(agent, "list"):
+        reply = await agent.call("list", reply_budget=MAX_BACKGROUND * PROCESS_INFO_BYTES + 4096)
+        return [ProcessInfo.model_validate(p) for p in records(reply, "procs", MAX_BACKGROUND)]

@@ -441,7 +441,8 @@ def _spawn_unconfined(
     config["env"]["TMPDIR"] = str(session_dir / "tmp")  # type: ignore[index]
     config["vendor_dir"] = str(vendor_path())  # -I -S: python-xlib is not on the path otherwise
     process = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(AGENT_DIR / "sandbox_agent.py")],
+        # Tests inject a hostile agent through agent_dir.
+        [sys.executable, "-I", "-S", str((options.agent_dir or AGENT_DIR) / "sandbox_agent.py")],
         env={"AGENTBAY_AGENT_FD": str(agent_sock.fileno()), "AGENTBAY_AGENT_CONFIG": json.dumps(config)},
         cwd=home,
         stdin=subprocess.DEVNULL,
