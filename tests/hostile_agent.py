@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import struct
-import sys
 import zlib
 
 HEADER = struct.Struct(">I")
