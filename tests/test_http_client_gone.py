@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
@@ -180,3 +181,54 @@ async def test_a_client_that_never_held_a_stream_is_not_judged_gone(server: Http
         await anyio.sleep(GRACE + 1.5)
         assert (await raw.call_tool("get_session", session_id=session_id))["status"] == "RUNNING"
         assert session_dirs(state_dir) == [session_id]
+
+
+# 4. With authentication: the replayed cancel and DELETE carry the client's own identity ----------
+
+
+async def test_with_authentication_a_gone_client_is_still_cancelled_and_released(state_dir: Path) -> None:
+    """The SDK refuses a request for an MCP session from anyone but its creator (404): the
+    cancellation and the DELETE must act as that same principal, or they would do nothing."""
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.test_http_auth import start_team
+
+    team = start_team(state_dir, "--http-disconnect-grace", str(GRACE))
+    marker = f"m{secrets.token_hex(4)}"
+    seen: list[str] = []
+
+    async def remember(response: httpx2.Response) -> None:
+        if "mcp-session-id" in response.headers and not seen:
+            seen.append(response.headers["mcp-session-id"])
+
+    try:
+        hooks = {"response": [remember]}
+        async with httpx2.AsyncClient(headers=team.headers("alice"), timeout=30, event_hooks=hooks) as http:
+            transport = streamable_http_client(team.server.url, http_client=http, terminate_on_close=False)
+            async with Client(transport, mode="legacy", cache=None) as client:
+                session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": 77,
+                    "method": "tools/call",
+                    "params": {
+                        "name": "execute_command",
+                        "arguments": {"session_id": session_id, "command": sleeper(marker)},
+                    },
+                }
+                headers = {
+                    "Accept": "application/json, text/event-stream",
+                    "Content-Type": "application/json",
+                    "Mcp-Session-Id": seen[0],
+                    "mcp-protocol-version": LEGACY_VERSION,
+                }
+                async with http.stream("POST", team.server.url, content=json.dumps(body), headers=headers) as response:
+                    assert response.status_code == 200
+                    assert await eventually(lambda: running(marker), timeout=15), "the long command never started"
+                assert await eventually(lambda: stopped(marker), timeout=1.5), "the abandoned command is still running"
+                assert session_dirs(state_dir) == [session_id]
+        # The client left without DELETE (its GET stream closed): released after the grace.
+        assert await eventually(lambda: gone(state_dir, session_id), timeout=GRACE + MARGIN), session_dirs(state_dir)
+    finally:
+        team.server.stop()
