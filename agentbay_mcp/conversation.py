@@ -3,8 +3,11 @@
 | era / transport                  | conversation                         | ends                      |
 |----------------------------------|--------------------------------------|---------------------------|
 | 2025-11-25 handshake, stdio      | the connection (= server process)    | stdin EOF, SIGTERM/SIGINT |
-| 2025-11-25 handshake, HTTP       | the MCP session (Mcp-Session-Id)     | DELETE, idle timeout      |
+| 2025-11-25 handshake, HTTP       | the MCP session (Mcp-Session-Id)     | DELETE, client gone (*),  |
+|                                  |                                      | idle timeout              |
 | 2026-07-28 sessionless, any      | the principal (or anonymous)         | idle lease, shutdown      |
+
+(*) client_presence.py: a client that held a stream and has had nothing open for the grace.
 
 A handshake-era connection is one `mcp.server.connection.Connection` for its whole life, so the
 conversation id is kept in `Connection.state` and its release is pushed on `Connection.exit_stack`,

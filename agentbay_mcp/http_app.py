@@ -2,7 +2,8 @@
 
 Authentication, `/.well-known/oauth-protected-resource`, the Host/Origin checks and the request
 body limit (413) are the SDK's own; this module only configures them and adds the two
-operational endpoints and a response-status counter.
+operational endpoints, a response-status counter and the watcher that ends what a vanished
+client left behind (client_presence.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbay_mcp.auth.config import MCP_PATH, build_auth, transport_security
+from agentbay_mcp.client_presence import ClientPresence
 from agentbay_mcp.metrics import CONTENT_TYPE, Metrics
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
@@ -73,4 +75,9 @@ def http_app(settings: Settings) -> ASGIApp:
         host=settings.host,
         transport_security=transport_security(settings),
     )
-    return CountResponses(app, metrics)
+    # Outside the SDK's auth middleware, which sets `scope["user"]` in place before the MCP endpoint
+    # runs: the presence watcher reuses it for the cancellations and DELETEs it replays.
+    watched = ClientPresence(
+        app, server.session_manager, path=MCP_PATH, grace_seconds=settings.http_disconnect_grace_seconds
+    )
+    return CountResponses(watched, metrics)

@@ -17,13 +17,16 @@ a prompt body (`{}` in JSON, shell) never needs escaping.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -90,11 +93,15 @@ def _renderer(prompt_file: PromptFile) -> Callable[..., Awaitable[str]]:
     return render
 
 
-def register(mcp: MCPServer[Any], directory: Path | None = None) -> list[str]:
-    """Add every `*.md` prompt in `directory` to `mcp`; returns their names."""
+def load(directory: Path | None = None) -> list[PromptFile]:
+    """Every `*.md` prompt in `directory` (default: the shipped prompts), by file name."""
+    return [parse_prompt_file(path) for path in sorted((directory or prompts_dir()).glob("*.md"))]
+
+
+def register(mcp: MCPServer[Any], prompt_files: Sequence[PromptFile] | None = None) -> list[str]:
+    """Add the prompts (default: the shipped ones) to `mcp`; returns their names."""
     names: list[str] = []
-    for path in sorted((directory or prompts_dir()).glob("*.md")):
-        prompt_file = parse_prompt_file(path)
+    for prompt_file in load() if prompt_files is None else prompt_files:
         mcp.add_prompt(
             Prompt(
                 name=prompt_file.name,
@@ -106,3 +113,42 @@ def register(mcp: MCPServer[Any], directory: Path | None = None) -> list[str]:
         )
         names.append(prompt_file.name)
     return names
+
+
+class PromptCheck:
+    """SDK middleware answering a `prompts/get` the server cannot serve with -32602 (invalid params).
+
+    The SDK reports an unknown prompt or a missing required argument as a bare ValueError: error
+    code 0 in the 2025-11-25 era, -32603 (internal error) in 2026-07-28, and a logged traceback,
+    although the mistake is the client's. Checking the request first gives both eras the right code
+    and a sentence saying what to do.
+    """
+
+    def __init__(self, prompt_files: Sequence[PromptFile]) -> None:
+        self._prompts = {prompt_file.name: prompt_file for prompt_file in prompt_files}
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Check a prompts/get; pass everything else (and a valid prompts/get) straight through."""
+        if ctx.method == "prompts/get":
+            self._check(ctx.params or {})
+        return await call_next(ctx)
+
+    def _check(self, params: Mapping[str, Any]) -> None:
+        name = params.get("name")
+        prompt_file = self._prompts.get(name) if isinstance(name, str) else None
+        if prompt_file is None:
+            shown = repr(name[:128]) if isinstance(name, str) else "(none given)"
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"Unknown prompt {shown}. Available prompts: {', '.join(sorted(self._prompts)) or 'none'} "
+                "(prompts/list describes them and their arguments).",
+            )
+        arguments = params.get("arguments")
+        given = arguments if isinstance(arguments, dict) else {}
+        missing = [a.name for a in prompt_file.arguments if a.required and a.name not in given]
+        if missing:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"Prompt {prompt_file.name!r} needs the argument(s) {', '.join(missing)}: "
+                "call prompts/get again with them.",
+            )

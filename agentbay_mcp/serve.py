@@ -17,7 +17,7 @@ from agentbay_mcp.auth.config import check_http_safety
 from agentbay_mcp.http_app import http_app
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.stdin_reader import StdinLines, StdoutWriter
+from agentbay_mcp.stdin_reader import AnswerUnreadable, StdinLines, StdoutWriter
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +43,17 @@ async def serve_stdio(settings: Settings) -> None:
                     return
 
         tg.start_soon(stop_on_signal)
+        options = lowlevel.create_initialization_options()
         if StdinLines.supported(0) and StdinLines.supported(1):
             with StdinLines(0) as lines, StdoutWriter() as writer:
                 # Duck-typed: the SDK only iterates stdin and calls write/flush on stdout.
                 stdin = cast("anyio.AsyncFile[str]", lines)
                 stdout = cast("anyio.AsyncFile[str]", writer)
                 async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
-                    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+                    await lowlevel.run(AnswerUnreadable(read_stream, write_stream), write_stream, options)
         else:  # stdin redirected from a regular file: reads never block, the SDK's reader is fine
-            await server.run_stdio_async()
+            async with stdio_server() as (read_stream, write_stream):
+                await lowlevel.run(AnswerUnreadable(read_stream, write_stream), write_stream, options)
         tg.cancel_scope.cancel()
 
 

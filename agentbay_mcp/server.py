@@ -124,6 +124,7 @@ def build_server(
     audit = AuditLog(settings.audit_log)
     metrics = metrics or Metrics()
     exposed = {name: TOOLSETS[name] for name in settings.toolsets}
+    prompt_files = prompts.load()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -147,10 +148,10 @@ def build_server(
         log_level=settings.log_level,
         auth=auth.settings if auth else None,
         token_verifier=auth.verifier if auth else None,
-        middleware=[CallGuard(audit, metrics)],
+        middleware=[CallGuard(audit, metrics), prompts.PromptCheck(prompt_files)],
     )
     for name, register in exposed.items():
         mcp.add_toolset(name, register)
     resources.register(mcp)
-    prompts.register(mcp)
+    prompts.register(mcp, prompt_files)
     return mcp

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         description="An HTTP MCP session (Mcp-Session-Id) with no request for this long is closed, "
         "releasing its sandboxes.",
     )
+    http_disconnect_grace_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=24 * 3600,
+        description="An HTTP MCP session whose client has gone away (it held a stream, and now has none "
+        "open and sends no request) is closed after this long, releasing its sandboxes.",
+    )
     max_sessions_per_conversation: int = Field(
         default=50, ge=1, le=10_000, description="Live sessions one conversation may hold at once."
     )

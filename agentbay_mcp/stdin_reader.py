@@ -3,16 +3,26 @@
 The SDK's stdio transport reads stdin in a worker thread, and a thread blocked in `read()` cannot be
 cancelled: a client that sends SIGTERM while keeping stdin open would wait for ever. Reading a
 non-blocking pipe with `anyio.wait_readable` keeps every wait cancellable.
+
+The SDK's transport also drops a line it cannot read without a word (it hands the serving loop an
+exception, which is only logged at debug level); `AnswerUnreadable` answers it as JSON-RPC says.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import stat
 from types import TracebackType
+from typing import Any, Protocol, Self
 
 import anyio
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+from pydantic import ValidationError
+
+logger = logging.getLogger(__name__)
 
 #: A single JSON-RPC line larger than this is refused (a client bug, or an attempt to exhaust memory).
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -125,3 +135,81 @@ class StdoutWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _Receiving(Protocol):
+    async def receive(self) -> SessionMessage | Exception: ...
+    async def aclose(self) -> None: ...
+
+
+class _Sending(Protocol):
+    async def send(self, item: SessionMessage, /) -> None: ...
+
+
+def unreadable_answer(error: Exception) -> JSONRPCError:
+    """The JSON-RPC error for a stdin line the SDK could not read (its id is unknown, so null).
+
+    The line itself is never echoed: it may be huge, or carry a secret.
+    """
+    problems = error.errors(include_input=False) if isinstance(error, ValidationError) else []
+    if any(problem["type"] == "json_invalid" for problem in problems):
+        data = ErrorData(
+            code=PARSE_ERROR,
+            message="Parse error: a line on stdin was not valid JSON. Send each JSON-RPC message as "
+            "one line of UTF-8 JSON (no newline inside it).",
+        )
+    else:
+        data = ErrorData(
+            code=INVALID_REQUEST,
+            message="Invalid Request: a line on stdin was JSON but not a JSON-RPC 2.0 request, "
+            'notification or response (it needs jsonrpc "2.0" and a method or an id).',
+        )
+    return JSONRPCError(jsonrpc="2.0", id=None, error=data)
+
+
+class AnswerUnreadable:
+    """The SDK's stdio read stream, minus the lines it could not read: those are answered on `write`.
+
+    Only the failure path does any work, so a message is still parsed once. The answer goes
+    through the SDK's own write stream, in order with every other message.
+    """
+
+    def __init__(self, read: _Receiving, write: _Sending) -> None:
+        self._read = read
+        self._write = write
+
+    @property
+    def last_context(self) -> Any:
+        """The sender's context of the last message (the SDK reads it to keep contextvars flowing)."""
+        return getattr(self._read, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        while True:
+            item = await self._read.receive()
+            if not isinstance(item, Exception):
+                return item
+            answer = unreadable_answer(item)
+            kinds = sorted({p["type"] for p in item.errors()}) if isinstance(item, ValidationError) else []
+            logger.debug("stdin: answered %d to a line that is not a JSON-RPC message (%s)", answer.error.code, kinds)
+            await self._write.send(SessionMessage(answer))
+
+    async def aclose(self) -> None:
+        await self._read.aclose()
+
+    def __aiter__(self) -> AnswerUnreadable:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        await self.aclose()
+        return None

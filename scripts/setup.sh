@@ -41,4 +41,16 @@ fi
 extra=""
 ((dev)) && extra="[dev]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
+if ((dev)); then
+  # The TypeScript MCP SDK client some tests drive (tests/js). npm ci only when the lock changed.
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    lock_sum=$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)
+    if [[ "$(cat tests/js/node_modules/.lock-sha256 2>/dev/null || true)" != "$lock_sum" ]]; then
+      (cd tests/js && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+      echo "$lock_sum" >tests/js/node_modules/.lock-sha256
+    fi
+  else
+    echo "setup: node/npm not found: the TypeScript client tests will be skipped" >&2
+  fi
+fi
 echo "setup: done (.venv/bin/agentbay-mcp)" >&2

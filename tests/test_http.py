@@ -209,8 +209,9 @@ async def test_delete_releases_only_that_clients_sessions(http_server: HttpServe
 async def test_disconnect_without_delete_keeps_sessions_until_explicit_delete(
     http_server: HttpServer, state_dir: Path
 ) -> None:
-    """Closing the connections is not the end of a handshake-era conversation: only DELETE (or the
-    idle timeout) is. This is the counter-check showing the release above comes from the DELETE."""
+    """Closing the connections does not end a handshake-era conversation at once: DELETE does, or the
+    disconnect grace (60 s by default; test_http_client_gone.py), or the idle timeout. This is the
+    counter-check showing the release above comes from the DELETE."""
     seen_ids: list[str] = []
 
     async def remember_session_id(response: httpx2.Response) -> None:

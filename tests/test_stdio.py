@@ -367,7 +367,7 @@ def test_logs_go_to_stderr_and_stdout_carries_only_json_rpc(state_dir: Path) -> 
         session_id = server.call_tool("create_session", labels={"k": "v"})["session_id"]
         assert "not found" in server.call_tool_error("get_session", session_id="session-" + "0" * 24)
         assert server.call_tool_result("no_such_tool")["isError"] is True
-        server.send_raw(b"this is not json\n")  # the server logs it; nothing may reach stdout
+        server.send_raw(b"this is not json\n")  # answered with -32700 (id null) and logged
         tools = server.request("tools/list")
         assert "create_session" in {tool["name"] for tool in tools["result"]["tools"]}
         server.call_tool("delete_session", session_id=session_id)
@@ -388,6 +388,7 @@ def test_logs_go_to_stderr_and_stdout_carries_only_json_rpc(state_dir: Path) -> 
         ids.append(message.get("id"))
     # One response per request, in order (a parse error answered with id null would be fine too).
     assert [i for i in ids if i is not None] == [1, 2, 3, 4, 5, 6, 7]
+    assert ids.count(None) == 1  # the -32700 answering the line that was not JSON
     # The logs did happen, on stderr: the service's own records and DEBUG records.
     assert "agentbay_mcp.service: conversation ended: releasing 1 session(s)" in stderr
     assert " DEBUG " in stderr

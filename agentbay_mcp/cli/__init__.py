@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP MCP session idle timeout, s",
     )
     serve.add_argument(
+        "--http-disconnect-grace",
+        type=float,
+        dest="http_disconnect_grace_seconds",
+        help="close an HTTP MCP session this many seconds after its client went away, s (default 60)",
+    )
+    serve.add_argument(
         "--max-sessions",
         type=int,
         dest="max_sessions_per_conversation",
