@@ -73,9 +73,8 @@ def _in_filesystem(path: str) -> str:
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             fields = line.split()
             fs_root, mount_point = _unescape(fields[3]), _unescape(fields[4])
-            if _under(path, mount_point) or mount_point == "/":
-                if len(mount_point) >= len(best[0]):
-                    best = (mount_point, fs_root)
+            if (_under(path, mount_point) or mount_point == "/") and len(mount_point) >= len(best[0]):
+                best = (mount_point, fs_root)
     mount_point, fs_root = best
     rest = path[len(mount_point) :] if mount_point != "/" else path
     return (fs_root.rstrip("/") + "/" + rest.lstrip("/")).rstrip("/") or "/"
@@ -95,10 +94,10 @@ def _sandbox_processes(root: str) -> list[tuple[int, str]]:
             name = (base / "comm").read_text().strip()
         except OSError:
             continue  # gone, or a kernel thread
-        if root in cmdline or any(_under(_unescape(line.split()[3]), in_fs) for line in mountinfo.splitlines()):
-            # Our own mount namespace lists the state dir's mounts too: only count foreign namespaces.
-            if root in cmdline or _foreign_mount_ns(base):
-                found.append((int(entry), name))
+        # Our own mount namespace lists the state dir's mounts too (a test's bind mount): only foreign ones count.
+        bound = any(_under(_unescape(line.split()[3]), in_fs) for line in mountinfo.splitlines())
+        if root in cmdline or (bound and _foreign_mount_ns(base)):
+            found.append((int(entry), name))
     return found
 
 

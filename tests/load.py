@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import subprocess
 import threading
 import time
@@ -53,7 +52,8 @@ class PipelinedStdio:
         self._send_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "load", "version": "0"}})
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "load", "version": "0"}}
+        self.request("initialize", hello)
         self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     @property
@@ -124,10 +124,8 @@ class PipelinedStdio:
         desktop = image_id == "linux_latest"
         self.tools_pipelined([c for sid in ids for c in load_calls(sid, desktop)], window=4 if desktop else 8)
         for session_id in ids:
-            self.send_request(
-                "tools/call",
-                {"name": "execute_command", "arguments": {"session_id": session_id, "command": IN_FLIGHT, "timeout_ms": 600000}},
-            )
+            arguments = {"session_id": session_id, "command": IN_FLIGHT, "timeout_ms": 600000}
+            self.send_request("tools/call", {"name": "execute_command", "arguments": arguments})
         return ids
 
     def wait_exit(self, timeout: float) -> int | None:
