@@ -155,10 +155,11 @@ class PipelinedStdio:
 
 
 @contextlib.asynccontextmanager
-async def loaded_http_client(server: HttpServer, count: int, image_id: str) -> AsyncIterator[list[str]]:
-    """A handshake-era HTTP client holding `count` loaded sessions, each with a command in flight.
-
-    The in-flight calls are abandoned when the block ends (the server is expected to be gone)."""
+async def loaded_http_client(
+    server: HttpServer, count: int, image_id: str, *, in_flight: bool = True
+) -> AsyncIterator[list[str]]:
+    """A handshake-era HTTP client holding `count` loaded sessions, each with a command in flight
+    (unless `in_flight` is false). The calls in flight are abandoned when the block ends."""
     async with Client(server.url, mode="legacy") as client, anyio.create_task_group() as tg:
         limiter = anyio.CapacityLimiter(4 if image_id == "linux_latest" else 8)
 
@@ -182,15 +183,16 @@ async def loaded_http_client(server: HttpServer, count: int, image_id: str) -> A
                 for name, arguments in load_calls(session_id, image_id == "linux_latest"):
                     loading.start_soon(lambda n=name, a=arguments: tool(n, **a))
 
-        async def in_flight(session_id: str) -> None:
+        async def command(session_id: str) -> None:
             with contextlib.suppress(Exception):
                 await client.call_tool(
                     "execute_command", {"session_id": session_id, "command": IN_FLIGHT, "timeout_ms": 600000}
                 )
 
-        for session_id in ids:
-            tg.start_soon(in_flight, session_id)
-        await anyio.sleep(0.5)  # let the commands reach their sandboxes
+        if in_flight:
+            for session_id in ids:
+                tg.start_soon(command, session_id)
+            await anyio.sleep(0.5)  # let the commands reach their sandboxes
         try:
             yield ids
         finally:

@@ -159,11 +159,7 @@ class LocalBackend:
     async def start(self, task_group: TaskGroup) -> list[str]:
         """Claim this server's lock and reap what dead servers left behind."""
         self._task_group = task_group
-        if self._use_cgroups and self._options.isolation == "bwrap" and self._options.bwrap_path:
-            found = await anyio.to_thread.run_sync(Cgroups.detect)
-            if found is not None:
-                scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
-                self._cgroups = found.scoped(scope)
+        await self._detect_cgroups()
         try:
             self._state.ensure()
             if os.geteuid() == 0 and self._options.isolation == "bwrap":
@@ -180,6 +176,18 @@ class LocalBackend:
                 "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
             ) from exc
         return await self.reap_orphans()
+
+    async def _detect_cgroups(self) -> None:
+        if (
+            self._cgroups is None
+            and self._use_cgroups
+            and self._options.isolation == "bwrap"
+            and self._options.bwrap_path
+        ):
+            found = await anyio.to_thread.run_sync(Cgroups.detect)
+            if found is not None:
+                scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
+                self._cgroups = found.scoped(scope)
 
     async def close(self) -> None:
         """Stop any sandbox still running and give up the server lock."""
@@ -262,7 +270,15 @@ class LocalBackend:
             await self._stop_sandbox(session_id)
             if self._cgroups is not None:  # also after a launch that failed half-way
                 await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
-            await anyio.to_thread.run_sync(discard, self._state, self._state.session_dir(session_id), session_id)
+            try:
+                await anyio.to_thread.run_sync(discard, self._state, self._state.session_dir(session_id), session_id)
+            except OSError as exc:
+                # The sandbox is stopped; the files stay, and so does the session (the caller may retry).
+                raise BackendError(
+                    f"Could not delete session {session_id}: its directory under {self._state.sessions} "
+                    f"cannot be removed ({exc.strerror or exc}). Its sandbox is stopped and the session is "
+                    "kept: retry delete_session once the state dir is writable again."
+                ) from exc
 
     # Sandboxes ------------------------------------------------------------------------------
 
@@ -492,7 +508,10 @@ class LocalBackend:
         return await desktop.input_action(await self._agent(session_id), action)
 
     async def reap_orphans(self) -> list[str]:
-        """Delete sessions (and staging/trash litter) whose server is no longer alive."""
+        """Delete sessions (and staging/trash litter) whose server is no longer alive, with their cgroups.
+
+        Works on a backend that was never started too (`agentbay-mcp sessions reap`)."""
+        await self._detect_cgroups()
         return await anyio.to_thread.run_sync(self._reap_orphans_sync)
 
     async def list_all(self) -> list[SessionRecord]:
@@ -542,6 +561,8 @@ class LocalBackend:
             try:
                 if self._reap_entry(name, is_alive):
                     reaped.append(name)
+            except OSError as exc:  # e.g. a read-only or full state dir: say so in one line
+                logger.warning("could not reap %s (%s); leaving it for the next reap", name, exc.strerror or exc)
             except Exception:  # one bad entry must never stop a server from starting
                 logger.exception("could not reap %s; leaving it for the next start-up", name)
         if self._cgroups is not None:
