@@ -17,7 +17,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SandboxBackend, SessionRecord
-from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, QuotaExceededError, SessionNotFoundError
+from agentbay_mcp.errors import (
+    AgentBayMCPError,
+    InvalidArgumentError,
+    QuotaExceededError,
+    SandboxLostError,
+    SessionNotFoundError,
+)
 from agentbay_mcp.labels import matches, validate_labels
 from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.paging import PageTokens
@@ -266,6 +272,10 @@ class SessionService:
         try:
             async with self._forgotten_if_gone(session_id):
                 yield entry.record
+        except SandboxLostError:
+            # Reported to the caller now, and the sandbox is running again: get_session stops saying so.
+            entry.record = entry.record.model_copy(update={"status": "RUNNING", "notice": None})
+            raise
         finally:
             entry.active_calls -= 1
             self.registry.touch(entry)
@@ -304,6 +314,7 @@ class SessionService:
             network=record.network,
             created_at=record.created_at,
             idle_expires_at=expires.replace(microsecond=0),
+            notice=record.notice,
         )
 
     async def _delete_many(self, session_ids: list[str]) -> set[str]:

@@ -8,6 +8,7 @@ dirs, sandboxed processes (X servers included), cgroups, mounts and loop devices
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -219,3 +220,42 @@ async def test_http_delete_and_lease_with_100_busy_sessions_release_everything(s
     finally:
         assert server.stop() == 0, server.log.read_text()
     assert "Traceback" not in server.log.read_text()
+
+
+# A sandbox that died ------------------------------------------------------------------------
+
+
+def test_a_dead_sandbox_says_so_until_the_next_call_reports_what_was_lost(state_dir: Path) -> None:
+    with RawStdioServer(state_dir) as server:
+        server.initialize()
+        session_id = server.call_tool("create_session", image_id="code_latest")["session_id"]
+        kept = server.call_tool("start_process", session_id=session_id, command="sleep 600")["process_id"]
+        done = server.call_tool("start_process", session_id=session_id, command="true")["process_id"]
+        server.call_tool("wait_process", session_id=session_id, process_id=done, timeout_ms=10000)
+        server.call_tool("write_file", session_id=session_id, path="notes.txt", content="kept")
+        assert server.call_tool("get_session", session_id=session_id)["status"] == "RUNNING"
+
+        record = json.loads((state_dir / "sessions" / session_id / "sandbox.json").read_text())
+        os.kill(record["child_pid"], signal.SIGKILL)  # the sandbox's pid 1: everything in it dies
+
+        def says_died() -> bool:
+            return server.call_tool("get_session", session_id=session_id)["status"] == "SANDBOX_DIED"
+
+        assert wait_until(says_died, timeout=10)
+        info = server.call_tool("get_session", session_id=session_id)  # shown until the next call
+        assert info["status"] == "SANDBOX_DIED"
+        assert f"{kept} (sleep 600)" in info["notice"], info
+        assert done not in info["notice"], "a process that had exited was not lost"
+
+        error = server.call_tool_error("list_processes", session_id=session_id)
+        assert "died" in error, error
+        assert f"its 1 background process(es) were lost: {kept} (sleep 600)" in error, error
+        assert "retry" in error, error
+
+        after = server.call_tool("get_session", session_id=session_id)
+        assert (after["status"], after.get("notice")) == ("RUNNING", None)
+        assert server.call_tool("list_processes", session_id=session_id)["processes"] == []
+        assert server.call_tool("read_file", session_id=session_id, path="notes.txt")["content"] == "kept"
+        server.close_stdin()
+        assert server.wait_exit(timeout=10) == 0, server.stderr_text
+    assert_nothing_left(state_dir)
