@@ -22,7 +22,8 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     ├── UnsafeConfigurationError    the operator asked for something unsafe (e.g. HTTP beyond loopback)
     │   └── AuthConfigurationError  the token file or JWKS file is unusable (unreadable, plain-text tokens)
     └── BackendError                a backend primitive failed unexpectedly
-        └── CloudAPIError           the AgentBay API answered with an error (code and request id kept)
+        ├── CloudAPIError           the AgentBay API answered with an error (code and request id kept)
+        └── SandboxLostError        the session's sandbox died since the last call; says what was lost
 """
 
 from __future__ import annotations
@@ -131,3 +132,11 @@ class CloudAPIError(BackendError):
         self.code = code
         self.request_id = request_id
         self.status = status
+
+
+class SandboxLostError(BackendError):
+    """The session's sandbox died since the last call (its processes with it) and was restarted.
+
+    Raised once, by the first call after the death, so the loss is never silent; the call itself
+    did not run and can be retried.
+    """

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentbay_mcp.auth.config import MCP_PATH, build_auth, transport_security
 from agentbay_mcp.client_presence import ClientPresence
 from agentbay_mcp.metrics import CONTENT_TYPE, Metrics
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server import Running, build_server
 from agentbay_mcp.settings import Settings
 
 
@@ -41,11 +41,12 @@ class CountResponses:
         await self.app(scope, receive, counting_send)
 
 
-def http_app(settings: Settings) -> ASGIApp:
-    """The whole HTTP application for `settings` (raises AuthConfigurationError on a broken token/JWKS file)."""
+def http_app(settings: Settings, running: Running | None = None) -> ASGIApp:
+    """The whole HTTP application for `settings` (raises AuthConfigurationError on a broken token/JWKS file);
+    `running` is told the live service (for the stop signal)."""
     auth = build_auth(settings)
     metrics = Metrics()
-    server = build_server(settings, auth=auth, metrics=metrics)
+    server = build_server(settings, auth=auth, metrics=metrics, running=running)
 
     async def healthz(_: Request) -> Response:
         # Public on purpose (load balancers probe it) and so it says nothing but that the server is up.

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SessionStatus = Literal["RUNNING", "DELETING", "DELETED"]
+#: SANDBOX_DIED: the sandbox died (processes lost, files kept); the next call says what was lost and restarts it.
+SessionStatus = Literal["RUNNING", "SANDBOX_DIED", "DELETING", "DELETED"]
 
 
 class _Model(BaseModel):
@@ -25,6 +26,9 @@ class SessionInfo(_Model):
     created_at: datetime
     idle_expires_at: datetime = Field(
         description="When the session is deleted if no tool touches it before then; any call renews it."
+    )
+    notice: str | None = Field(
+        default=None, description="What happened to the session that you should know (e.g. its sandbox died)."
     )
 
 

@@ -27,6 +27,7 @@ class Entry:
     last_used: float
     last_keep_alive: float
     active_calls: int = 0  # a session busy with a long command never expires mid-command
+    deleting: bool = False  # a delete is under way: no new use; kept (and retryable) if it fails
 
 
 @dataclass
@@ -135,6 +136,13 @@ class Registry:
             raise SessionNotFoundError(session_id)
         return entry
 
+    def entry(self, session_id: str) -> Entry:
+        """The entry of a registered session, whoever owns it (for the service's own bookkeeping)."""
+        entry = self._entries.get(session_id)
+        if entry is None:
+            raise SessionNotFoundError(session_id)
+        return entry
+
     def touch(self, entry: Entry) -> None:
         """Renew the session's idle lease."""
         entry.last_used = self._clock()
@@ -166,7 +174,11 @@ class Registry:
     def expired(self, lease_seconds: float) -> list[str]:
         """Ids of sessions unused for longer than the lease."""
         deadline = self._clock() - lease_seconds
-        return [sid for sid, entry in self._entries.items() if entry.last_used < deadline and entry.active_calls == 0]
+        return [
+            sid
+            for sid, entry in self._entries.items()
+            if entry.last_used < deadline and entry.active_calls == 0 and not entry.deleting
+        ]
 
     def session_ids(self) -> list[str]:
         """Every registered session id."""

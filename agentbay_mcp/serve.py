@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import cast
@@ -15,7 +16,7 @@ from mcp.server.stdio import stdio_server
 
 from agentbay_mcp.auth.config import check_http_safety
 from agentbay_mcp.http_app import http_app
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server import Running, build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.stdin_reader import AnswerUnreadable, StdinLines, StdoutWriter
 
@@ -31,7 +32,8 @@ async def serve_stdio(settings: Settings) -> None:
     MCP clients close stdin and send SIGTERM about two seconds later; either ends the conversation.
     The server's lifespan then deletes every session (bounded well inside those two seconds).
     """
-    server = build_server(settings)
+    running = Running()
+    server = build_server(settings, running=running)
     lowlevel = server._lowlevel_server
     async with anyio.create_task_group() as tg:
 
@@ -39,6 +41,7 @@ async def serve_stdio(settings: Settings) -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     logger.info("received %s: releasing sessions and exiting", signal.Signals(signum).name)
+                    await running.release()  # first, while calls in flight can still be answered
                     tg.cancel_scope.cancel()
                     return
 
@@ -62,7 +65,20 @@ class _HttpServer(uvicorn.Server):
 
     uvicorn re-delivers SIGTERM to itself once it has shut down, so the process dies of the signal
     (status 143) even though every session was released. SIGTERM is this server's normal stop: exit 0.
+
+    Shutdown releases the sessions before uvicorn closes connections: otherwise it first waits
+    out its graceful timeout for the calls in flight, and the release starts too late for clients
+    that SIGKILL 2 s after SIGTERM.
     """
+
+    def __init__(self, config: uvicorn.Config, running: Running) -> None:
+        super().__init__(config)
+        self.running = running
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logger.info("stopping: releasing sessions, then closing connections")
+        await self.running.release()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -81,7 +97,8 @@ async def serve_http(settings: Settings) -> None:
     """Serve streamable HTTP until SIGTERM/SIGINT; shutdown releases every session."""
     for warning in check_http_safety(settings):
         logger.warning("%s", warning)  # every start, so nobody forgets it is on
-    app = http_app(settings)
+    running = Running()
+    app = http_app(settings, running)
     logger.info(
         "serving MCP at http://%s:%d/mcp (authentication: %s)",
         settings.host,
@@ -96,7 +113,7 @@ async def serve_http(settings: Settings) -> None:
         timeout_graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
     )
-    server = _HttpServer(config)
+    server = _HttpServer(config, running)
     await server.serve()
 
 

@@ -34,6 +34,25 @@ logger = logging.getLogger(__name__)
 
 BackendFactory = Callable[[Settings], SandboxBackend]
 
+
+class Running:
+    """The service of the lifespan now running, for the transports' stop-signal handling.
+
+    A stop signal must release the sessions *first*, while the transport is still up: calls in
+    flight then end at once (their sandboxes are gone) and their answers go out, so closing the
+    transport afterwards waits for nothing. The lifespan's own release at exit finds nothing left.
+    """
+
+    def __init__(self) -> None:
+        self.service: SessionService | None = None
+
+    async def release(self) -> None:
+        """Release every session of every conversation now (bounded; no-op outside a lifespan)."""
+        if self.service is not None:
+            with anyio.CancelScope(shield=True):
+                await self.service.release_all()
+
+
 INSTRUCTIONS = """\
 agentbay-mcp gives you disposable sandbox sessions. Call create_session first and pass its
 session_id to the other tools. Sessions belong to this conversation only and are deleted when it
@@ -115,12 +134,13 @@ def build_server(
     auth: HttpAuth | None = None,
     metrics: Metrics | None = None,
     http_transport: httpx2.AsyncBaseTransport | None = None,
+    running: Running | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
     own backend and service, built by `backend_factory` (tests inject theirs here), and one
     `httpx2.AsyncClient` that the default backend factory hands to the agentbay backend (tests
     inject its transport with `http_transport`). With `auth` (HTTP only) every request needs a
-    bearer token; `metrics` collects what /metrics serves."""
+    bearer token; `metrics` collects what /metrics serves; `running` is told the live service."""
     audit = AuditLog(settings.audit_log)
     metrics = metrics or Metrics()
     exposed = {name: TOOLSETS[name] for name in settings.toolsets}
@@ -135,7 +155,13 @@ def build_server(
             metrics.count_sessions_with(service.live_sessions)
             try:
                 async with _serving(settings, service, mcp.tool_kinds) as state:
-                    yield state
+                    if running is not None:
+                        running.service = service
+                    try:
+                        yield state
+                    finally:
+                        if running is not None:
+                            running.service = None
             finally:
                 audit.close()
 

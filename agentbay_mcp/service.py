@@ -17,7 +17,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.base import SandboxBackend, SessionRecord
-from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, QuotaExceededError, SessionNotFoundError
+from agentbay_mcp.errors import (
+    AgentBayMCPError,
+    InvalidArgumentError,
+    QuotaExceededError,
+    SandboxLostError,
+    SessionNotFoundError,
+)
 from agentbay_mcp.labels import matches, validate_labels
 from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.paging import PageTokens
@@ -86,12 +92,19 @@ class SessionService:
     async def expire_idle(self) -> list[str]:
         """Delete every session idle for longer than the lease; returns their ids."""
         expired = self.registry.expired(self.lease_seconds)
-        for session_id in expired:
-            self.registry.remove(session_id)
-        if expired:
-            logger.info("idle lease ran out for %d session(s); deleting them", len(expired))
-            await self._delete_many(expired)
-        return expired
+        if not expired:
+            return []
+        logger.info("idle lease ran out for %d session(s); deleting them", len(expired))
+        entries = [self.registry.entry(session_id) for session_id in expired]
+        for entry in entries:
+            entry.deleting = True
+        failed = await self._delete_many(expired)
+        for entry in entries:
+            entry.deleting = False
+            if entry.record.session_id not in failed:
+                self.registry.remove(entry.record.session_id)
+        # A failed one stays registered (and expired): the next round retries it.
+        return [session_id for session_id in expired if session_id not in failed]
 
     async def release_conversation(self, conversation: str) -> list[str]:
         """The conversation ended: delete everything it owned. Safe to call twice."""
@@ -187,11 +200,19 @@ class SessionService:
         return self._info(entry)
 
     async def delete_session(self, conversation: str, session_id: str) -> DeletedSession:
-        """Delete one of the conversation's sessions."""
-        self.registry.lookup(conversation, session_id)
+        """Delete one of the conversation's sessions. If the backend fails, the session stays known (and
+        can be deleted again); the error says why."""
+        entry = self.registry.lookup(conversation, session_id)
+        entry.deleting = True
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.backend.delete_session(session_id)
+        except SessionNotFoundError:
+            self.registry.remove(session_id)  # the backend had already lost it (a cloud release)
+            raise
+        finally:
+            entry.deleting = False
         self.registry.remove(session_id)
-        with anyio.CancelScope(shield=True):
-            await self.backend.delete_session(session_id)
         return DeletedSession(session_id=session_id)
 
     async def list_sessions(
@@ -251,6 +272,10 @@ class SessionService:
         try:
             async with self._forgotten_if_gone(session_id):
                 yield entry.record
+        except SandboxLostError:
+            # Reported to the caller now, and the sandbox is running again: get_session stops saying so.
+            entry.record = entry.record.model_copy(update={"status": "RUNNING", "notice": None})
+            raise
         finally:
             entry.active_calls -= 1
             self.registry.touch(entry)
@@ -269,6 +294,8 @@ class SessionService:
     async def _use(self, conversation: str, session_id: str) -> Entry:
         """Look the session up for `conversation`, renew its lease and tell the backend."""
         entry = self.registry.lookup(conversation, session_id)
+        if entry.deleting:
+            raise SessionNotFoundError(session_id)  # being deleted: as good as gone for new work
         self.registry.touch(entry)
         if entry.last_used - entry.last_keep_alive >= KEEP_ALIVE_INTERVAL_SECONDS:
             entry.last_keep_alive = entry.last_used
@@ -287,18 +314,27 @@ class SessionService:
             network=record.network,
             created_at=record.created_at,
             idle_expires_at=expires.replace(microsecond=0),
+            notice=record.notice,
         )
 
-    async def _delete_many(self, session_ids: list[str]) -> None:
+    async def _delete_many(self, session_ids: list[str]) -> set[str]:
+        """Delete the sessions concurrently; returns the ids that could not be deleted."""
+        failed: set[str] = set()
+
         async def delete(session_id: str) -> None:
             try:
                 await self.backend.delete_session(session_id)
+            except SessionNotFoundError:
+                pass
             except AgentBayMCPError as exc:
                 # Keep going: one stuck session must not keep the others alive. Start-up reaps leftovers.
+                failed.add(session_id)
                 logger.warning("could not delete session %s: %s", session_id, exc)
             except Exception:
+                failed.add(session_id)
                 logger.exception("unexpected failure deleting session %s", session_id)
 
         async with anyio.create_task_group() as tg:
             for session_id in session_ids:
                 tg.start_soon(delete, session_id)
+        return failed

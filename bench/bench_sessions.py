@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/bench_sessions.py [--rounds N]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import statistics
@@ -19,7 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' load and leak helpers
+import anyio
 from stdio_client import RawStdioServer
+
+from tests.conftest import HttpServer
+from tests.leaks import find_leaks
+from tests.load import PipelinedStdio, loaded_http_client
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -73,13 +80,55 @@ def bench_release(state_dir: Path, count: int, how: str) -> tuple[float, float]:
     return exited, exited
 
 
+def bench_loaded_sigterm_stdio(state_dir: Path, count: int, image_id: str) -> str:
+    """SIGTERM a stdio server whose conversation holds `count` loaded sessions; time to exit, and leaks."""
+    with PipelinedStdio(state_dir, "--max-sessions", str(count)) as server:
+        server.load(count, image_id)
+        time.sleep(0.5)  # the in-flight commands reach their sandboxes
+        started = time.perf_counter()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.wait_exit(timeout=30)
+        exited = (time.perf_counter() - started) * 1000
+    return f"exit {code} after {exited:.0f} ms; left: {find_leaks(state_dir).summary()}"
+
+
+def bench_loaded_sigterm_http(state_dir: Path, count: int, image_id: str) -> str:
+    """The same over streamable HTTP (one handshake-era client holding every session)."""
+    server = HttpServer(state_dir, "--max-sessions", str(count))
+    timing: dict[str, float] = {}
+
+    async def drive() -> None:
+        with contextlib.suppress(Exception):
+            async with loaded_http_client(server, count, image_id):
+                started = time.perf_counter()
+                server.process.send_signal(signal.SIGTERM)
+                await anyio.to_thread.run_sync(server.process.wait, 30)
+                timing["exited"] = (time.perf_counter() - started) * 1000
+
+    try:
+        anyio.run(drive)
+    finally:
+        code = server.stop()
+    return f"exit {code} after {timing.get('exited', -1):.0f} ms; left: {find_leaks(state_dir).summary()}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--loaded-only", action="store_true", help="only the SIGTERM-under-load numbers")
+    parser.add_argument("--sessions", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         root.chmod(0o711)  # root's sandboxes run as nobody, which must reach the state dirs
+        print(f"SIGTERM with {args.sessions} sessions, each with a background process and a command in flight:")
+        for image_id in ("code_latest", "linux_latest"):
+            extra = " and a desktop with an xterm" if image_id == "linux_latest" else ""
+            for transport, bench in (("stdio", bench_loaded_sigterm_stdio), ("http", bench_loaded_sigterm_http)):
+                outcome = bench(root / f"loaded-{transport}-{image_id}", args.sessions, image_id)
+                print(f"  {transport:5} {image_id}{extra}: {outcome}")
+        if args.loaded_only:
+            return
         mcp = bench_round_trip(root / "rt", args.rounds)
         floor = bench_floor(root / "floor", args.rounds)
         print(f"create_session + delete_session through stdio MCP ({args.rounds} rounds):")

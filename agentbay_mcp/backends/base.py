@@ -47,6 +47,7 @@ class SessionRecord(BaseModel):
     created_at: datetime
     status: SessionStatus = "RUNNING"
     network: bool = Field(default=False, description="Whether commands in the session may use the network.")
+    notice: str | None = Field(default=None, description="Something the owner must be told (a sandbox that died).")
 
 
 class ProcessInfo(BaseModel):

@@ -323,6 +323,10 @@ class AgentClient:
         for pending in self._pending.values():
             pending.done.set()
 
+    def closing(self) -> None:
+        """The server is about to take the sandbox down: from now on its exit is expected (and not logged)."""
+        self._die("closed by the server")
+
     async def aclose(self) -> None:
         """Shut down our side: the agent sees EOF and takes the whole sandbox down with it.
 

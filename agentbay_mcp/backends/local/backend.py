@@ -60,7 +60,13 @@ from agentbay_mcp.backends.local.sandbox import (
     launch,
 )
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
-from agentbay_mcp.errors import BackendError, BackendUnavailableError, SessionNotFoundError, UnknownImageError
+from agentbay_mcp.errors import (
+    BackendError,
+    BackendUnavailableError,
+    SandboxLostError,
+    SessionNotFoundError,
+    UnknownImageError,
+)
 from agentbay_mcp.models import (
     AppStopped,
     DirectoryCreated,
@@ -125,6 +131,10 @@ class LocalBackend:
         self._cgroups: Cgroups | None = None
         self._sandboxes: dict[str, Sandbox] = {}
         self._sandbox_locks: dict[str, anyio.Lock] = {}
+        # Background processes believed running, per session: what to report if the sandbox dies.
+        self._background: dict[str, dict[str, str]] = {}
+        # Sessions whose sandbox died and whose owner has not been told yet: the report.
+        self._lost: dict[str, str] = {}
         self._task_group: TaskGroup | None = None
 
     @property
@@ -159,11 +169,7 @@ class LocalBackend:
     async def start(self, task_group: TaskGroup) -> list[str]:
         """Claim this server's lock and reap what dead servers left behind."""
         self._task_group = task_group
-        if self._use_cgroups and self._options.isolation == "bwrap" and self._options.bwrap_path:
-            found = await anyio.to_thread.run_sync(Cgroups.detect)
-            if found is not None:
-                scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
-                self._cgroups = found.scoped(scope)
+        await self._detect_cgroups()
         try:
             self._state.ensure()
             if os.geteuid() == 0 and self._options.isolation == "bwrap":
@@ -180,6 +186,18 @@ class LocalBackend:
                 "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
             ) from exc
         return await self.reap_orphans()
+
+    async def _detect_cgroups(self) -> None:
+        if (
+            self._cgroups is None
+            and self._use_cgroups
+            and self._options.isolation == "bwrap"
+            and self._options.bwrap_path
+        ):
+            found = await anyio.to_thread.run_sync(Cgroups.detect)
+            if found is not None:
+                scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
+                self._cgroups = found.scoped(scope)
 
     async def close(self) -> None:
         """Stop any sandbox still running and give up the server lock."""
@@ -234,8 +252,26 @@ class LocalBackend:
         return record
 
     async def get_session(self, session_id: str) -> SessionRecord:
-        """Read the session's record."""
-        return self._read(session_id)
+        """Read the session's record; a sandbox that died says so (without restarting it)."""
+        record = self._read(session_id)
+        sandbox = self._sandboxes.get(session_id)
+        if session_id in self._lost or (sandbox is not None and not sandbox.agent.alive):
+            notice = self._lost.get(session_id) or self._loss_report(session_id)
+            return record.model_copy(update={"status": "SANDBOX_DIED", "notice": notice})
+        return record
+
+    def _loss_report(self, session_id: str) -> str:
+        """What died with the session's sandbox, for a model reading it cold."""
+        lost = self._background.get(session_id, {})
+        shown = "; ".join(f"{proc_id} ({command[:80]})" for proc_id, command in sorted(lost.items())[:10])
+        if len(lost) > 10:
+            shown += f"; and {len(lost) - 10} more"
+        what = f"its {len(lost)} background process(es) were lost: {shown}" if lost else "no background process"
+        return (
+            f"The sandbox of session {session_id} died (its agent was killed or crashed), and with it everything "
+            f"running in it: {what}. Files in /home/user and /tmp are kept. The sandbox has been restarted "
+            "empty: retry your call, and start again any process or application you still need."
+        )
 
     async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:
         """Rewrite the record with the new label map."""
@@ -260,9 +296,19 @@ class LocalBackend:
             return
         with anyio.CancelScope(shield=True):
             await self._stop_sandbox(session_id)
+            self._background.pop(session_id, None)
+            self._lost.pop(session_id, None)
             if self._cgroups is not None:  # also after a launch that failed half-way
                 await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
-            await anyio.to_thread.run_sync(discard, self._state, self._state.session_dir(session_id), session_id)
+            try:
+                await anyio.to_thread.run_sync(discard, self._state, self._state.session_dir(session_id), session_id)
+            except OSError as exc:
+                # The sandbox is stopped; the files stay, and so does the session (the caller may retry).
+                raise BackendError(
+                    f"Could not delete session {session_id}: its directory under {self._state.sessions} "
+                    f"cannot be removed ({exc.strerror or exc}). Its sandbox is stopped and the session is "
+                    "kept: retry delete_session once the state dir is writable again."
+                ) from exc
 
     # Sandboxes ------------------------------------------------------------------------------
 
@@ -308,8 +354,13 @@ class LocalBackend:
             if sandbox is None or not sandbox.agent.alive:
                 if sandbox is not None:
                     logger.info("session %s: sandbox died; restarting it", session_id)
+                    self._lost.setdefault(session_id, self._loss_report(session_id))
+                    self._background.pop(session_id, None)
                     await self._stop_sandbox(session_id)
                 sandbox = await self._start_sandbox(record)
+            report = self._lost.pop(session_id, None)
+        if report is not None:  # told once, by this call, which did not run: the model retries it
+            raise SandboxLostError(report)
         return sandbox.agent
 
     # Processes ------------------------------------------------------------------------------
@@ -327,7 +378,10 @@ class LocalBackend:
     ) -> ProcessInfo:
         """Start `sh -c command` in the sandbox."""
         agent = await self._agent(session_id)
-        return await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
+        info = await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
+        if not foreground:
+            self._background.setdefault(session_id, {})[info.proc_id] = command
+        return info
 
     async def run_process(
         self,
@@ -346,7 +400,12 @@ class LocalBackend:
 
     async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
         """Wait up to `wait_ms` for the exit."""
-        return await processes.wait(await self._agent(session_id), proc_id, wait_ms)
+        return self._noted(session_id, await processes.wait(await self._agent(session_id), proc_id, wait_ms))
+
+    def _noted(self, session_id: str, info: ProcessInfo) -> ProcessInfo:
+        if not info.running:  # exited: nothing to lose if the sandbox dies later
+            self._background.get(session_id, {}).pop(info.proc_id, None)
+        return info
 
     async def read_process_output(
         self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
@@ -368,17 +427,22 @@ class LocalBackend:
 
     async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
         """Signal the process group."""
-        return await processes.kill(await self._agent(session_id), proc_id, signal, grace_ms, reason)
+        info = await processes.kill(await self._agent(session_id), proc_id, signal, grace_ms, reason)
+        return self._noted(session_id, info)
 
     async def forget_process(self, session_id: str, proc_id: str) -> None:
         """Drop a process (killing it if needed)."""
+        self._background.get(session_id, {}).pop(proc_id, None)
         sandbox = self._sandboxes.get(session_id)
         if sandbox is not None and sandbox.agent.alive:
             await processes.forget(sandbox.agent, proc_id)
 
     async def list_processes(self, session_id: str) -> list[ProcessInfo]:
         """Background processes."""
-        return await processes.list_all(await self._agent(session_id))
+        found = await processes.list_all(await self._agent(session_id))
+        # The agent's list is the truth: what has exited (or was forgotten) would not be lost with it.
+        self._background[session_id] = {p.proc_id: p.command for p in found if p.running}
+        return found
 
     # Files: resolved by the agent inside the sandbox --------------------------------------
 
@@ -493,7 +557,10 @@ class LocalBackend:
         return await desktop.input_action(await self._agent(session_id), action)
 
     async def reap_orphans(self) -> list[str]:
-        """Delete sessions (and staging/trash litter) whose server is no longer alive."""
+        """Delete sessions (and staging/trash litter) whose server is no longer alive, with their cgroups.
+
+        Works on a backend that was never started too (`agentbay-mcp sessions reap`)."""
+        await self._detect_cgroups()
         return await anyio.to_thread.run_sync(self._reap_orphans_sync)
 
     async def list_all(self) -> list[SessionRecord]:
@@ -543,6 +610,8 @@ class LocalBackend:
             try:
                 if self._reap_entry(name, is_alive):
                     reaped.append(name)
+            except OSError as exc:  # e.g. a read-only or full state dir: say so in one line
+                logger.warning("could not reap %s (%s); leaving it for the next reap", name, exc.strerror or exc)
             except Exception:  # one bad entry must never stop a server from starting
                 logger.exception("could not reap %s; leaving it for the next start-up", name)
         if self._cgroups is not None:

@@ -182,15 +182,35 @@ class Sandbox:
     cgroups: Cgroups | None
 
     async def stop(self) -> None:
-        """Close the agent (it takes the sandbox down), then make sure nothing is left."""
+        """Kill the sandbox's pid 1 (the kernel takes everything in it down), close the agent, make
+        sure nothing is left. Not graceful on purpose: a stopped sandbox is being discarded, and asking
+        100 agents to exit waits for each to be scheduled on a busy host (shutdown is on a 2 s clock)."""
         with anyio.CancelScope(shield=True):
+            self.agent.closing()  # what follows is our doing, not a sandbox that died
+            if self.child_pid != self.process.pid:  # a bwrap sandbox; an unconfined agent must clean up itself
+                kill_leftover_sandbox_pid(self.child_pid)
             await self.agent.aclose()
             with anyio.move_on_after(STOP_TIMEOUT_SECONDS):
-                while self.process.poll() is None:  # noqa: ASYNC110 - a Popen has no awaitable exit
-                    await anyio.sleep(0.005)
-            await anyio.to_thread.run_sync(_kill_sandbox, self.process, self.child_pid)
+                await _exited(self.process)
+            if self.process.poll() is None:
+                await anyio.to_thread.run_sync(_kill_sandbox, self.process, self.child_pid)
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove, self.session_id)
+
+
+async def _exited(process: subprocess.Popen[bytes]) -> None:
+    """Wait for `process` to exit without polling (a pidfd turns readable when it does)."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:  # already reaped, or a kernel without pidfds
+        while process.poll() is None:  # noqa: ASYNC110 - the fallback has nothing to await
+            await anyio.sleep(0.005)
+        return
+    try:
+        while process.poll() is None:
+            await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 def _kill_sandbox(process: subprocess.Popen[bytes], child_pid: int) -> None:

@@ -62,16 +62,21 @@ class ServerLock:
         """Unpublish and unlock (idempotent)."""
         if self._fd is None:
             return
-        self.path.unlink(missing_ok=True)
-        os.close(self._fd)
-        self._fd = None
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only state dir: the unlocked file is litter the next reaper removes
+        finally:
+            os.close(self._fd)
+            self._fd = None
 
 
 def server_alive(servers_dir: Path, server_id: str) -> bool:
     """True while the server `server_id` holds its lock; cleans up the lock file of a dead one."""
     path = servers_dir / f"{server_id}.lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        # Read-only is enough for flock, and works on a read-only state dir (operators look at those too).
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -81,8 +86,9 @@ def server_alive(servers_dir: Path, server_id: str) -> bool:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return True
             raise
-        # We got the lock, so its owner is dead: the file is litter now.
-        path.unlink(missing_ok=True)
+        # We got the lock, so its owner is dead: the file is litter now (kept if the dir is read-only).
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         return False
     finally:
         os.close(fd)
