@@ -53,10 +53,12 @@ async def serve_stdio(settings: Settings) -> None:
                 stdin = cast("anyio.AsyncFile[str]", lines)
                 stdout = cast("anyio.AsyncFile[str]", writer)
                 async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
-                    await lowlevel.run(AnswerUnreadable(read_stream, write_stream), write_stream, options)
+                    reading = AnswerUnreadable(read_stream, write_stream, on_end=running.release)
+                    await lowlevel.run(reading, write_stream, options)
         else:  # stdin redirected from a regular file: reads never block, the SDK's reader is fine
             async with stdio_server() as (read_stream, write_stream):
-                await lowlevel.run(AnswerUnreadable(read_stream, write_stream), write_stream, options)
+                reading = AnswerUnreadable(read_stream, write_stream, on_end=running.release)
+                await lowlevel.run(reading, write_stream, options)
         tg.cancel_scope.cancel()
 
 

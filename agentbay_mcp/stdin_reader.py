@@ -14,6 +14,7 @@ import logging
 import os
 import selectors
 import stat
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -174,9 +175,13 @@ class AnswerUnreadable:
     through the SDK's own write stream, in order with every other message.
     """
 
-    def __init__(self, read: _Receiving, write: _Sending) -> None:
+    def __init__(self, read: _Receiving, write: _Sending, on_end: Callable[[], Awaitable[None]] | None = None) -> None:
         self._read = read
         self._write = write
+        # Stdin's end is the conversation's end: release its sessions while the transport is still
+        # up, so calls in flight end at once (their sandboxes are gone) instead of being cancelled
+        # one by one as the SDK tears down (3 s for 100 busy sessions, past the clients' 2 s).
+        self._on_end = on_end
 
     @property
     def last_context(self) -> Any:
@@ -185,7 +190,13 @@ class AnswerUnreadable:
 
     async def receive(self) -> SessionMessage | Exception:
         while True:
-            item = await self._read.receive()
+            try:
+                item = await self._read.receive()
+            except anyio.EndOfStream:
+                if self._on_end is not None:
+                    on_end, self._on_end = self._on_end, None
+                    await on_end()
+                raise
             if not isinstance(item, Exception):
                 return item
             answer = unreadable_answer(item)

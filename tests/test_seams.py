@@ -437,7 +437,11 @@ async def test_a_sandbox_killed_from_outside_comes_back_with_a_desktop(state_dir
         os.kill(record["child_pid"], 9)  # the agent, the sandbox's pid 1
         assert wait_until(lambda: processes_in(namespace) == [], timeout=5)
         with anyio.fail_after(20):
-            # The next calls restart the sandbox, and the desktop with it; files survived.
+            # The next call restarts the sandbox and says what was lost (the desktop), once; then the
+            # desktop comes back with the next desktop call, and files survived.
+            lost = await call_error(client, "list_windows", session_id=session_id)
+            assert "died" in lost
+            assert "desktop" in lost
             assert (await call(client, "list_windows", session_id=session_id))["windows"] == []
             await xterm(client, session_id, "second-life")
             assert (await call(client, "read_file", session_id=session_id, path="keep.txt"))["content"] == "kept"

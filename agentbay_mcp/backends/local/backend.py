@@ -135,6 +135,8 @@ class LocalBackend:
         self._background: dict[str, dict[str, str]] = {}
         # Sessions whose sandbox died and whose owner has not been told yet: the report.
         self._lost: dict[str, str] = {}
+        #: Sessions whose sandbox has had its desktop started (a restart loses its windows and apps).
+        self._desktop_used: set[str] = set()
         self._task_group: TaskGroup | None = None
 
     @property
@@ -267,6 +269,8 @@ class LocalBackend:
         if len(lost) > 10:
             shown += f"; and {len(lost) - 10} more"
         what = f"its {len(lost)} background process(es) were lost: {shown}" if lost else "no background process"
+        if session_id in self._desktop_used:
+            what += "; its desktop, with every window and application on it"
         return (
             f"The sandbox of session {session_id} died (its agent was killed or crashed), and with it everything "
             f"running in it: {what}. Files in /home/user and /tmp are kept. The sandbox has been restarted "
@@ -298,6 +302,7 @@ class LocalBackend:
             await self._stop_sandbox(session_id)
             self._background.pop(session_id, None)
             self._lost.pop(session_id, None)
+            self._desktop_used.discard(session_id)
             if self._cgroups is not None:  # also after a launch that failed half-way
                 await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
             try:
@@ -354,8 +359,11 @@ class LocalBackend:
             if sandbox is None or not sandbox.agent.alive:
                 if sandbox is not None:
                     logger.info("session %s: sandbox died; restarting it", session_id)
-                    self._lost.setdefault(session_id, self._loss_report(session_id))
+                    if self._background.get(session_id) or session_id in self._desktop_used:
+                        self._lost.setdefault(session_id, self._loss_report(session_id))
+                    # else nothing but files, which are kept: the restart can be transparent
                     self._background.pop(session_id, None)
+                    self._desktop_used.discard(session_id)
                     await self._stop_sandbox(session_id)
                 sandbox = await self._start_sandbox(record)
             report = self._lost.pop(session_id, None)
@@ -497,15 +505,15 @@ class LocalBackend:
 
     async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
         """`.desktop` applications visible in the sandbox."""
-        return await desktop.installed_apps(await self._agent(session_id), include_system)
+        return await desktop.installed_apps(await self._desktop_agent(session_id), include_system)
 
     async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
         """Start an application on the session's display."""
-        return await desktop.launch(await self._agent(session_id), start_cmd, work_directory)
+        return await desktop.launch(await self._desktop_agent(session_id), start_cmd, work_directory)
 
     async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
         """A launched application's processes and window."""
-        return await desktop.app_status(await self._agent(session_id), launch)
+        return await desktop.app_status(await self._desktop_agent(session_id), launch)
 
     async def stop_app(
         self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
@@ -523,38 +531,44 @@ class LocalBackend:
 
     async def visible_apps(self, session_id: str) -> list[VisibleApp]:
         """Processes with a visible window."""
-        return await desktop.visible_apps(await self._agent(session_id))
+        return await desktop.visible_apps(await self._desktop_agent(session_id))
 
     async def list_windows(self, session_id: str) -> WindowList:
         """Top-level windows."""
-        return await desktop.windows(await self._agent(session_id))
+        return await desktop.windows(await self._desktop_agent(session_id))
 
     async def active_window(self, session_id: str) -> WindowInfo | None:
         """The active window."""
-        return await desktop.active(await self._agent(session_id))
+        return await desktop.active(await self._desktop_agent(session_id))
 
     async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
         """One window."""
-        return await desktop.detail(await self._agent(session_id), window_id)
+        return await desktop.detail(await self._desktop_agent(session_id), window_id)
 
     async def window_action(
         self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
     ) -> None:
         """A window-manager request."""
-        await desktop.action(await self._agent(session_id), window_id, action, width, height)
+        await desktop.action(await self._desktop_agent(session_id), window_id, action, width, height)
 
     async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
         """Focus mode on or off."""
-        return await desktop.focus_mode(await self._agent(session_id), on)
+        return await desktop.focus_mode(await self._desktop_agent(session_id), on)
 
     async def screenshot(self, session_id: str) -> Screenshot:
         """Raw screen pixels."""
         screen = (self._options.desktop.width, self._options.desktop.height)
-        return await desktop.screenshot(await self._agent(session_id), screen)
+        return await desktop.screenshot(await self._desktop_agent(session_id), screen)
 
     async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
         """Mouse or keyboard input."""
-        return await desktop.input_action(await self._agent(session_id), action)
+        return await desktop.input_action(await self._desktop_agent(session_id), action)
+
+    async def _desktop_agent(self, session_id: str) -> AgentClient:
+        """The agent, for a desktop call: a later sandbox death then reports the desktop as lost."""
+        agent = await self._agent(session_id)
+        self._desktop_used.add(session_id)
+        return agent
 
     async def reap_orphans(self) -> list[str]:
         """Delete sessions (and staging/trash litter) whose server is no longer alive, with their cgroups.
