@@ -72,18 +72,22 @@ async def read(
         return chunk
 
 
-async def write(agent: AgentClient, path: str, data: bytes, mode: str) -> FileWritten:
-    """Write a file."""
-    async with translated():
+async def write(
+    agent: AgentClient, path: str, data: bytes, mode: str, *, disk_quota_mb: int | None = None
+) -> FileWritten:
+    """Write a file; a full disk is reported with the session's quota when it has one."""
+    async with translated(disk_quota_mb=disk_quota_mb):
         reply = await agent.call(
             "file_write", path=path, data=base64.b64encode(data).decode(), mode=mode, timeout=_CALL_SECONDS
         )
         return FileWritten.model_validate(reply)
 
 
-async def edit(agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
-    """Edit a file."""
-    async with translated():
+async def edit(
+    agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool, *, disk_quota_mb: int | None = None
+) -> FileEdited:
+    """Edit a file; a full disk is reported with the session's quota when it has one."""
+    async with translated(disk_quota_mb=disk_quota_mb):
         reply = await agent.call("file_edit", path=path, edits=edits, dry_run=dry_run, timeout=_CALL_SECONDS)
         return FileEdited.model_validate(reply)
 
