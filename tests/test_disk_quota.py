@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.agent_client import SandboxDiedError
 from agentbay_mcp.backends.local.disk_quota import IMAGE_NAME, DiskQuota, unavailable_reason
-from agentbay_mcp.backends.local.layout import StateDir, new_session_id
+from agentbay_mcp.backends.local.layout import StateDir, new_session_id, remove_tree
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.backends.local.server_lock import new_server_id
 from agentbay_mcp.cli import build_parser, settings_from_args
@@ -171,6 +173,28 @@ async def test_files_survive_a_sandbox_restart_on_the_quota_disk(state_dir: Path
     await backend.delete_session(session_id)
     await backend.close()
     assert await nothing_mounted(state_dir)
+
+
+def test_images_are_sparse_and_need_no_lazy_inode_init(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    quota = DiskQuota.prepare(state_dir, 4096 * MB)
+    # Every group's inode table is zeroed in the template, so the kernel's lazy-init thread never
+    # writes gigabytes of zeros into each session's image after its mount.
+    groups = subprocess.run(
+        ["dumpe2fs", str(quota.template)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    assert groups.count("ITABLE_ZEROED") == len(re.findall(r"^Group \d+:", groups, re.MULTILINE)) > 0
+    session = state_dir / "s"
+    session.mkdir()
+    quota.provision(session, 65534)
+    try:
+        assert os.stat(session / IMAGE_NAME).st_size == 4096 * MB
+        assert os.stat(session / IMAGE_NAME).st_blocks * 512 < 8 * MB, "the copy must stay sparse"
+        assert (session / "home").resolve() == (session / "disk" / "home").resolve()
+        assert (session / "home").stat().st_uid == 65534
+    finally:
+        remove_tree(session)
+    assert mounts_under(state_dir) == []
 
 
 # Every ending detaches the loop device ----------------------------------------------------------
