@@ -16,13 +16,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from anyio.abc import TaskGroup
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from pydantic import ValidationError
 
 from agentbay_mcp.backends.local import LocalBackend
@@ -72,6 +73,17 @@ def loop_devices_of(state_dir: Path) -> list[str]:
 async def nothing_mounted(state_dir: Path) -> bool:
     """No mount and no loop device left for the state dir (a dying sandbox lets go within moments)."""
     return await eventually(lambda: not mounts_under(state_dir) and not loop_devices_of(state_dir), timeout=15)
+
+
+def owned_by_nobody(state_dir: Path) -> Path:
+    """Make the state dir nobody's; returns where that server's stderr goes."""
+    state_dir.mkdir(parents=True)
+    os.chown(state_dir, 65534, 65534)
+    return state_dir.parent / "nobody-server.log"
+
+
+def read_text(path: Path) -> str:
+    return path.read_text()
 
 
 def quota_settings(state_dir: Path, **extra: Any) -> Settings:
@@ -278,6 +290,27 @@ async def test_no_quota_without_bubblewrap_isolation_says_so_once(
     assert (state_dir / "sessions" / record.session_id / "home").is_dir()
     await backend.delete_session(record.session_id)
     await backend.close()
+
+
+async def test_a_server_that_is_not_root_runs_sessions_without_a_quota_and_says_so(state_dir: Path) -> None:
+    """A real server as `nobody` (bwrap uses an unprivileged user namespace): sessions work, without a quota."""
+    log = owned_by_nobody(state_dir)
+    server = (
+        f"exec setpriv --reuid=65534 --regid=65534 --clear-groups -- {sys.executable} -m agentbay_mcp "
+        f"--disk-limit-mb {QUOTA_MB} 2>>{log}"
+    )
+    env = {"AGENTBAY_MCP_STATE_DIR": str(state_dir), "HOME": str(state_dir), "PATH": os.environ["PATH"]}
+    with anyio.fail_after(CALL_TIMEOUT):
+        async with Client(StdioServerParameters(command="sh", args=["-c", server], env=env)) as client:
+            session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+            df = await run(client, session_id, "df -Pk /home/user | tail -n 1")
+            assert int(df["stdout"].split()[1]) > 2 * QUOTA_MB * 1024, "without root there is no quota file system"
+            assert mounts_under(state_dir) == []
+    text = read_text(log)
+    warnings = [line for line in text.splitlines() if "disk quota" in line]
+    assert len(warnings) == 1, text
+    assert "NOT enforced: the server is not root" in warnings[0]
+    assert "fix: run the server as root" in warnings[0]
 
 
 async def test_zero_turns_the_quota_off_silently(
