@@ -78,6 +78,7 @@ def sandbox_options(settings: Settings) -> SandboxOptions:
         open_files=settings.open_files_limit,
         cpu_seconds=settings.cpu_limit_seconds,
         file_size_bytes=settings.file_size_limit_mb * mib,
+        disk_bytes=settings.disk_limit_mb * mib,
     )
     screen = DesktopOptions(
         width=settings.screen_width, height=settings.screen_height, window_manager=settings.window_manager

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     cpu_limit_seconds: int = Field(default=3600, ge=1, description="CPU seconds per process.")
     open_files_limit: int = Field(default=1024, ge=32, description="Open files per process.")
     file_size_limit_mb: int = Field(default=2048, ge=1, description="Largest file a session may write.")
+    disk_limit_mb: int = Field(
+        default=4096,
+        ge=0,
+        description="Disk space per session: home, /tmp and command output together (its own file system; "
+        "needs root and loop devices). 0 turns it off.",
+    )
     screen_width: int = Field(default=1280, ge=320, le=3840, description="Width of a desktop session's screen.")
     screen_height: int = Field(default=800, ge=200, le=2160, description="Height of a desktop session's screen.")
     window_manager: str = Field(
@@ -204,6 +210,13 @@ class Settings(BaseSettings):
             # Without session tools nothing else can be reached: every other tool takes a session id.
             raise ValueError("the 'sessions' toolset is required: every other tool needs a session")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("disk_limit_mb")
+    @classmethod
+    def _disk_limit_fits_ext4(cls, value: int) -> int:
+        if 0 < value < 16:
+            raise ValueError("must be 0 (no quota) or at least 16 MB (the file system needs some for itself)")
+        return value
 
     @field_validator("state_dir")
     @classmethod

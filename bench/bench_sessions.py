@@ -1,7 +1,8 @@
 """Session lifecycle benchmark (numbers printed, not asserted).
 
-- create_session + delete_session round trip through a real stdio server: median and p99, beside
-  the same directory work done by plain Python in this process (the floor), ratio printed.
+- create_session + delete_session round trip through a real stdio server: median and p99, with the
+  default per-session disk quota (a loop-mounted image; as root) and without one (--disk-limit-mb 0),
+  beside the same directory work done by plain Python in this process (the floor).
 - Time to release 100 sessions when the client closes stdin, and the SIGTERM equivalent.
 
 Run: .venv/bin/python bench/bench_sessions.py [--rounds N]
@@ -34,20 +35,24 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def bench_round_trip(state_dir: Path, rounds: int) -> list[float]:
-    server = RawStdioServer(state_dir)
+def bench_round_trips(state_dir: Path, rounds: int) -> tuple[list[float], list[float]]:
+    """Rounds alternating between a server with the default disk quota and one without (same noise)."""
+    servers = [RawStdioServer(state_dir / "quota"), RawStdioServer(state_dir / "none", "--disk-limit-mb", "0")]
     try:
-        for _ in range(20):  # warm up imports and caches
-            server.tool("delete_session", session_id=server.tool("create_session")["session_id"])
-        samples = []
+        samples: tuple[list[float], list[float]] = ([], [])
+        for server in servers:
+            for _ in range(20):  # warm up imports and caches
+                server.tool("delete_session", session_id=server.tool("create_session")["session_id"])
         for _ in range(rounds):
-            started = time.perf_counter()
-            session_id = server.tool("create_session", labels={"bench": "1"})["session_id"]
-            server.tool("delete_session", session_id=session_id)
-            samples.append((time.perf_counter() - started) * 1000)
+            for server, found in zip(servers, samples, strict=True):
+                started = time.perf_counter()
+                session_id = server.tool("create_session", labels={"bench": "1"})["session_id"]
+                server.tool("delete_session", session_id=session_id)
+                found.append((time.perf_counter() - started) * 1000)
         return samples
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def bench_floor(root: Path, rounds: int) -> list[float]:
@@ -129,10 +134,14 @@ def main() -> None:
                 print(f"  {transport:5} {image_id}{extra}: {outcome}")
         if args.loaded_only:
             return
-        mcp = bench_round_trip(root / "rt", args.rounds)
+        mcp, no_quota = bench_round_trips(root / "rt", args.rounds)
         floor = bench_floor(root / "floor", args.rounds)
         print(f"create_session + delete_session through stdio MCP ({args.rounds} rounds):")
-        print(f"  median {statistics.median(mcp):.2f} ms   p99 {percentile(mcp, 99):.2f} ms")
+        print(f"  median {statistics.median(mcp):.2f} ms   p99 {percentile(mcp, 99):.2f} ms   (default disk quota)")
+        print(
+            f"  median {statistics.median(no_quota):.2f} ms   p99 {percentile(no_quota, 99):.2f} ms"
+            "   (--disk-limit-mb 0: no quota file system)"
+        )
         print("  (each session starts and stops a bubblewrap sandbox with its agent: see bench_commands.py)")
         print(f"  the directory work alone in plain Python: median {statistics.median(floor):.3f} ms")
         for how in ("eof", "sigterm"):

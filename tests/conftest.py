@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
+from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
 
@@ -42,13 +43,16 @@ async def task_group() -> AsyncIterator[TaskGroup]:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
+def state_dir(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() == 0:
         # Root's sandboxes run as nobody, which must traverse to the state dir; pytest makes 0700 dirs.
         for parent in [tmp_path, *tmp_path.parents]:
             if parent.stat().st_mode & 0o001 == 0:
                 parent.chmod(parent.stat().st_mode | 0o011)
-    return tmp_path / "state"
+    yield tmp_path / "state"
+    # Sessions a test leaves behind (e.g. of a SIGKILLed server nobody reaped) keep their disk quota
+    # mounted: detach it, or loop devices pile up on the host across runs.
+    unmount_under(tmp_path)
 
 
 @pytest.fixture

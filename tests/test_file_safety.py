@@ -225,6 +225,10 @@ class HostWatch:
     """Before/after picture of everything the sessions must not touch on the host."""
 
     def __init__(self, root: Path, canaries: Canaries, allowed: tuple[Path, ...], token: str) -> None:
+        # With a disk quota, home and tmp are symlinks into the session's own file system (disk/,
+        # mounted from disk.img, whose bytes change with every write inside).
+        quota = [p for p in allowed if p.is_symlink()]
+        allowed = (*allowed, *(p.resolve() for p in quota), *(p.parent / "disk.img" for p in quota))
         self.root, self.canaries, self.allowed, self.token = root, canaries, allowed, token
         self.before = tree_snapshot(root, allowed)
         self.host_files = {p: digest(p) for p in HOST_FILES}

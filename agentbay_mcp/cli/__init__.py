@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cpu-limit-seconds", type=int, dest="cpu_limit_seconds", help="CPU seconds per process")
     serve.add_argument("--open-files-limit", type=int, dest="open_files_limit", help="open files per process")
     serve.add_argument("--file-size-limit-mb", type=int, dest="file_size_limit_mb", help="largest file written")
+    serve.add_argument(
+        "--disk-limit-mb", type=int, dest="disk_limit_mb", help="disk per session: home, /tmp, output (0: none)"
+    )
     serve.add_argument("--screen-width", type=int, dest="screen_width", help="desktop screen width (default 1280)")
     serve.add_argument("--screen-height", type=int, dest="screen_height", help="desktop screen height (default 800)")
     serve.add_argument("--window-manager", dest="window_manager", help="EWMH window manager (default openbox)")
@@ -100,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")
     _add_common(doctor)
     doctor.add_argument("--isolation", choices=["bwrap", "none"], help="check with this isolation")
+    doctor.add_argument("--disk-limit-mb", type=int, dest="disk_limit_mb", help="check with this disk quota")
 
     sessions = sub.add_parser("sessions", help="operator view of the sessions in a state dir")
     _add_common(sessions)

@@ -21,6 +21,7 @@ import anyio
 from mcp import Client
 
 from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.backends.local.disk_quota import DiskQuota, unavailable_reason
 from agentbay_mcp.backends.local.sandbox import find_bwrap
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
@@ -90,6 +91,29 @@ def check_cgroups() -> Check:
             "run as root, or delegate the pids and memory controllers to this user (systemd Delegate=yes)",
         )
     return Check("cgroups (per-session limits)", "OK", found.describe())
+
+
+def check_disk_quota(settings: Settings) -> Check:
+    """The per-session disk quota: a real image made and mounted in the state dir, as the server does."""
+    name = "disk quota (per session)"
+    not_enforced = "not enforced: a session can fill this host's disk"
+    if settings.disk_limit_mb == 0:
+        return Check(name, "WARN", f"off (--disk-limit-mb 0): {not_enforced}", "set --disk-limit-mb, e.g. 4096")
+    if settings.isolation == "none":
+        return Check(name, "WARN", f"{not_enforced} (--isolation none)", "use --isolation bwrap")
+    problem = unavailable_reason()
+    if problem is not None:
+        return Check(name, "WARN", f"{problem[0]}: {not_enforced}", problem[1])
+    try:
+        quota = DiskQuota.prepare(settings.state_dir, settings.disk_limit_mb * 1024 * 1024)
+    except OSError as exc:
+        return Check(
+            name,
+            "WARN",
+            f"{exc.strerror or exc}: {not_enforced}",
+            "check that loop devices work here ('losetup -f'), or set --disk-limit-mb 0 to accept it",
+        )
+    return Check(name, "OK", f"{quota.size_mb} MB for home, /tmp and command output (ext4 on a loop device)")
 
 
 def check_program(name: str, program: str, purpose: str, package: str) -> Check:
@@ -198,21 +222,24 @@ def run_doctor(settings: Settings) -> int:
         print(text, flush=True)
 
     say(f"agentbay-mcp doctor (backend {settings.backend}, state dir {settings.state_dir})")
+    state = check_state_dir(settings.state_dir)
     checks = [
         Check("python", "OK", sys.version.split()[0]),
         check_bwrap(settings),
         check_isolation(settings),
         check_cgroups(),
+        # It makes and mounts a real image in the state dir, so only once that is known to work.
+        *([check_disk_quota(settings)] if state.status == "OK" else []),
         check_program("Xvfb (virtual display)", "Xvfb", "desktop tools", "xvfb"),
         check_program("window manager", "openbox", "window control", "openbox"),
-        check_state_dir(settings.state_dir),
+        state,
     ]
     for check in checks:
         say(f"[{check.status:4}] {check.name}: {check.detail}")
         if check.fix:
             say(f"       fix: {check.fix}")
     conversation_ok = False
-    if checks[-1].status == "OK":  # the state dir: without it no session can exist
+    if state.status == "OK":  # without it no session can exist
         say("[....] conversation through MCP (in-process client, local backend):")
         try:
             anyio.run(run_conversation, settings, say)

@@ -40,6 +40,12 @@ FILE_ADVICE = {
     "not_text": "Use execute_command for binary files.",
     "cross_device": "",
 }
+#: `no_space` under home or /tmp of a session with a disk quota: the quota is what is full.
+QUOTA_FULL_ADVICE = (
+    "The session's disk quota of {mb} MB is full: delete files in /home/user or /tmp (find the big ones with "
+    "execute_command 'du -sh /home/user/* /tmp/*') and try again. An overwrite left the old file intact; an "
+    "append may have written part."
+)
 #: Kinds that mean the caller's request was wrong.
 INVALID_KINDS = frozenset({"bad_request", "spawn_failed", "invalid", "no_unique_match"})
 
@@ -80,9 +86,11 @@ def _shape_detail(exc: Exception) -> str:
 
 
 @asynccontextmanager
-async def translated(agent: AgentClient, op: str, proc_id: str | None = None) -> AsyncIterator[None]:
-    """Map agent errors; with `proc_id`, an unknown id is ProcessNotFoundError. A reply of the wrong
-    shape stops the session's sandbox (`op` names the call in the error)."""
+async def translated(
+    agent: AgentClient, op: str, proc_id: str | None = None, *, disk_quota_mb: int | None = None
+) -> AsyncIterator[None]:
+    """Map agent errors; with `proc_id`, an unknown id is ProcessNotFoundError; `disk_quota_mb` names a
+    full quota. A reply of the wrong shape stops the session's sandbox (`op` names the call in the error)."""
     try:
         yield
     except AgentCallError as exc:
@@ -97,7 +105,10 @@ async def translated(agent: AgentClient, op: str, proc_id: str | None = None) ->
         if exc.kind in INVALID_KINDS:
             raise InvalidArgumentError(str(exc)) from exc
         if exc.kind in FILE_ADVICE:
-            raise FileOperationError(exc.kind, f"{exc} {FILE_ADVICE[exc.kind]}".strip()) from exc
+            advice = FILE_ADVICE[exc.kind]
+            if exc.kind == "no_space" and disk_quota_mb:
+                advice = QUOTA_FULL_ADVICE.format(mb=disk_quota_mb)
+            raise FileOperationError(exc.kind, f"{exc} {advice}".strip()) from exc
         raise BackendError(f"the session sandbox reported: {exc}") from exc
     except (ValidationError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
         # Explicit checks come first in each operation; this also catches what they missed (e.g. a

@@ -39,6 +39,7 @@ from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
+from agentbay_mcp.backends.local.disk_quota import DiskQuota, DiskQuotaError, on_quota_disk, unmount_under
 from agentbay_mcp.backends.local.layout import (
     STAGING_PREFIX,
     TRASH_PREFIX,
@@ -129,6 +130,7 @@ class LocalBackend:
         self._options = options
         self._use_cgroups = use_cgroups
         self._cgroups: Cgroups | None = None
+        self._disk: DiskQuota | None = None
         self._sandboxes: dict[str, Sandbox] = {}
         self._sandbox_locks: dict[str, anyio.Lock] = {}
         # Background processes believed running, per session: what to report if the sandbox dies.
@@ -148,6 +150,11 @@ class LocalBackend:
     def cgroups(self) -> Cgroups | None:
         """The cgroups in use, if the host allows them."""
         return self._cgroups
+
+    @property
+    def disk_quota(self) -> DiskQuota | None:
+        """The per-session disk quota in force, if the host allows one (see disk_quota.py)."""
+        return self._disk
 
     @property
     def name(self) -> str:
@@ -187,6 +194,7 @@ class LocalBackend:
                 f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
                 "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
             ) from exc
+        await self._prepare_disk_quota()
         return await self.reap_orphans()
 
     async def _detect_cgroups(self) -> None:
@@ -201,12 +209,42 @@ class LocalBackend:
                 scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
                 self._cgroups = found.scoped(scope)
 
+    async def _prepare_disk_quota(self) -> None:
+        size = self._options.limits.disk_bytes
+        if size <= 0:
+            return
+        if self._options.isolation != "bwrap" or not self._options.bwrap_path:
+            logger.warning(
+                "the per-session disk quota (%d MB) is not enforced without bubblewrap isolation: "
+                "sessions can fill this host's disk",
+                size // 2**20,
+            )
+            return
+        try:
+            self._disk = await anyio.to_thread.run_sync(DiskQuota.prepare, self._state.root, size)
+        except OSError as exc:
+            logger.warning(
+                "the per-session disk quota (%d MB) is NOT enforced: %s. Sessions can fill this host's disk; "
+                "'agentbay-mcp doctor' checks this.",
+                size // 2**20,
+                exc.strerror or exc,
+            )
+
     async def close(self) -> None:
         """Stop any sandbox still running and give up the server lock."""
         with anyio.CancelScope(shield=True):
             for session_id in list(self._sandboxes):
                 await self._stop_sandbox(session_id)
+            if self._disk is not None:
+                await anyio.to_thread.run_sync(self._unmount_own_disks)
         self._lock.release()
+
+    def _unmount_own_disks(self) -> None:
+        """Detach the disks of sessions still here (a release that ran out of time); start-up reaps them."""
+        for session_id in self._session_ids():
+            with contextlib.suppress(SessionNotFoundError):
+                if self._read(session_id).server_id == self._server_id:
+                    unmount_under(self._state.session_dir(session_id))
 
     async def create_session(
         self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
@@ -228,18 +266,16 @@ class LocalBackend:
         )
         staging = self._state.staging_dir(self._server_id, session_id)
         try:
-            staging.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700)
-            # Private to the sandbox user: on a root server the session dirs are reachable (o+x) by
-            # every local user, and their paths are visible in bwrap's command line.
-            (staging / "home").mkdir(mode=0o700)
-            (staging / "tmp").mkdir(mode=0o700)
-            if os.geteuid() == 0 and self._options.isolation == "bwrap":
-                for name in ("home", "tmp"):
-                    os.chown(staging / name, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-            write_record(staging / "meta.json", record)
-            staging.rename(self._state.session_dir(session_id))
+            # In a thread: with a disk quota this mounts a file system (a few ms of kernel work).
+            await anyio.to_thread.run_sync(self._assemble, staging, record)
+        except DiskQuotaError as exc:
+            await anyio.to_thread.run_sync(remove_tree, staging)
+            raise BackendUnavailableError(
+                f"Could not give the session its disk quota: {exc.strerror or exc}. Try again; if it keeps "
+                "failing, run 'agentbay-mcp doctor', or set --disk-limit-mb 0 to run sessions without one."
+            ) from exc
         except OSError as exc:
-            remove_tree(staging)
+            await anyio.to_thread.run_sync(remove_tree, staging)
             raise BackendUnavailableError(
                 f"Could not create the session's directory under {self._state.sessions} "
                 f"({exc.strerror or exc}). Check the state dir is writable and the disk is not full."
@@ -252,6 +288,22 @@ class LocalBackend:
                     await self.delete_session(session_id)
                 raise
         return record
+
+    def _assemble(self, staging: Path, record: SessionRecord) -> None:
+        """Build the session in staging, then publish it with one rename (a mount inside moves along)."""
+        staging.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700)
+        # Private to the sandbox user: on a root server the session dirs are reachable (o+x) by
+        # every local user, and their paths are visible in bwrap's command line.
+        if self._disk is not None:
+            self._disk.provision(staging, UNPRIVILEGED_UID)
+        else:
+            (staging / "home").mkdir(mode=0o700)
+            (staging / "tmp").mkdir(mode=0o700)
+            if os.geteuid() == 0 and self._options.isolation == "bwrap":
+                for name in ("home", "tmp"):
+                    os.chown(staging / name, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        write_record(staging / "meta.json", record)
+        staging.rename(self._state.session_dir(record.session_id))
 
     async def get_session(self, session_id: str) -> SessionRecord:
         """Read the session's record; a sandbox that died says so (without restarting it)."""
@@ -473,11 +525,17 @@ class LocalBackend:
 
     async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
         """Overwrite atomically or append."""
-        return await files.write(await self._agent(session_id), path, data, mode)
+        agent = await self._agent(session_id)
+        return await files.write(agent, path, data, mode, disk_quota_mb=self._quota_mb_for(path))
 
     async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
         """Exact-once replacements."""
-        return await files.edit(await self._agent(session_id), path, edits, dry_run)
+        agent = await self._agent(session_id)
+        return await files.edit(agent, path, edits, dry_run, disk_quota_mb=self._quota_mb_for(path))
+
+    def _quota_mb_for(self, path: str) -> int | None:
+        """The quota to name when a write to `path` finds no space (not for /dev/shm, a tmpfs of its own)."""
+        return self._disk.size_mb if self._disk is not None and on_quota_disk(path) else None
 
     async def file_info(self, session_id: str, path: str) -> FileInfo:
         """Metadata of a path."""

@@ -99,18 +99,22 @@ async def read(
         return chunk
 
 
-async def write(agent: AgentClient, path: str, data: bytes, mode: str) -> FileWritten:
-    """Write a file."""
-    async with translated(agent, "file_write"):
+async def write(
+    agent: AgentClient, path: str, data: bytes, mode: str, *, disk_quota_mb: int | None = None
+) -> FileWritten:
+    """Write a file; a full disk is reported with the session's quota when it has one."""
+    async with translated(agent, "file_write", disk_quota_mb=disk_quota_mb):
         reply = await agent.call(
             "file_write", path=path, data=base64.b64encode(data).decode(), mode=mode, timeout=_CALL_SECONDS
         )
         return FileWritten.model_validate(reply)
 
 
-async def edit(agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
-    """Edit a file."""
-    async with translated(agent, "file_edit"):
+async def edit(
+    agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool, *, disk_quota_mb: int | None = None
+) -> FileEdited:
+    """Edit a file; a full disk is reported with the session's quota when it has one."""
+    async with translated(agent, "file_edit", disk_quota_mb=disk_quota_mb):
         reply = await agent.call(
             "file_edit", path=path, edits=edits, dry_run=dry_run, timeout=_CALL_SECONDS, reply_budget=EDIT_BUDGET
         )

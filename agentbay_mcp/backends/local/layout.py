@@ -5,10 +5,14 @@
       sessions/<session_id>/meta.json           the session record; its mtime is the last use
       sessions/<session_id>/home/               /home/user inside the sandbox (read-write)
       sessions/<session_id>/tmp/                /tmp inside the sandbox
+        (with a disk quota, home and tmp are symlinks into disk/, the session's own file system
+        mounted from disk.img: see disk_quota.py)
+      disk-templates/                           the empty file systems session images are copied from
       sessions/.staging-<server_id>-<id>/       a session being created (renamed into place when whole)
       sessions/.trash-<id>-<random>/            a session being deleted (renamed out first, then removed)
 
-Creation and deletion are a single `rename` each, so nobody ever sees half a session.
+Creation and deletion are a single `rename` each, so nobody ever sees half a session. A mount
+inside moves with its directory; `remove_tree` unmounts before it removes anything.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 from pathlib import Path
 
 from agentbay_mcp.backends.base import SessionRecord
+from agentbay_mcp.backends.local.disk_quota import unmount_under
 
 SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
 STAGING_PREFIX = ".staging-"
@@ -93,24 +98,34 @@ def _make_writable_and_retry(func: object, path: str, _exc: object) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a directory tree that may contain read-only parts; missing is fine.
+    """Remove a directory tree that may contain read-only parts and mounts; missing is fine.
 
+    Mounts inside (a session's disk) are unmounted first, so nothing is removed file by file from
+    a session's file system and nothing ever crosses into a mount. If one cannot be unmounted, only
+    `rm --one-file-system` runs, which leaves it (and the directories above it) in place.
     A session can build a tree thousands of levels deep, on which shutil.rmtree (recursive in
     Python 3.11) raises RecursionError: then `rm -rf` (iterative, GNU fts) finishes the job.
     """
     if not path.exists() and not path.is_symlink():
         return
+    if not path.is_symlink() and unmount_under(path):
+        _rm_one_file_system(path)
+        return
     with contextlib.suppress(RecursionError):
         _rmtree(path)
     if path.exists() or path.is_symlink():
-        subprocess.run(
-            ["rm", "-rf", "--one-file-system", "--", str(path)],
-            check=False,
-            timeout=600,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        _rm_one_file_system(path)
+
+
+def _rm_one_file_system(path: Path) -> None:
+    subprocess.run(
+        ["rm", "-rf", "--one-file-system", "--", str(path)],
+        check=False,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _rmtree(path: Path) -> None:

@@ -76,6 +76,8 @@ class SessionLimits:
     cpu_seconds: int = 3600
     file_size_bytes: int = 2 * 1024**3
     output_file_bytes: int = 1024**3
+    #: Home, /tmp and output spill files together (a loop-mounted file system; 0: none). See disk_quota.py.
+    disk_bytes: int = 4 * 1024**3
 
 
 @dataclass(frozen=True)
