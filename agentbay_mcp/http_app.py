@@ -8,6 +8,9 @@ client left behind (client_presence.py).
 
 from __future__ import annotations
 
+import logging
+
+import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -18,6 +21,64 @@ from agentbay_mcp.client_presence import ClientPresence
 from agentbay_mcp.metrics import CONTENT_TYPE, Metrics
 from agentbay_mcp.server import Running, build_server
 from agentbay_mcp.settings import Settings
+
+
+class _RacedTerminationFilter(logging.Filter):
+    """The SDK logs a traceback for a POST whose session was terminated while it was being handled
+    (a client's DELETE, or a gone client's, racing its own last calls): one line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _RACED):
+            record.exc_info = None
+            record.msg, record.args = (
+                "a request raced the termination of its MCP session (it was answered with an error)",
+                (),
+            )
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_RACED = (anyio.ClosedResourceError, anyio.BrokenResourceError)
+logger = logging.getLogger(__name__)
+logging.getLogger("mcp.server.streamable_http").addFilter(_RacedTerminationFilter())
+
+
+class AnswerRacedTermination:
+    """A request that reaches the SDK as its session is being terminated (a DELETE, or a gone client's,
+    racing the client's own last calls) finds the session's streams closed, and the SDK lets that
+    escape: as a 500 with a traceback before its answer, or, after a 202 already went out, as an
+    error no one can be told of. The first is a request for a terminated session and gets that
+    answer, 404; the second is logged in one line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; answer 404 if it raced its session's end."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = completed = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started, completed
+            started = started or message["type"] == "http.response.start"
+            completed = completed or (message["type"] == "http.response.body" and not message.get("more_body"))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except _RACED:
+            if started:
+                return  # an answer is out (the SDK's error middleware sends a 500 before re-raising)
+            body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except Exception as exc:
+            if not completed:
+                raise
+            logger.info("a request failed after its response was sent: %s: %s", exc.__class__.__name__, exc)
 
 
 class CountResponses:
@@ -81,4 +142,4 @@ def http_app(settings: Settings, running: Running | None = None) -> ASGIApp:
     watched = ClientPresence(
         app, server.session_manager, path=MCP_PATH, grace_seconds=settings.http_disconnect_grace_seconds
     )
-    return CountResponses(watched, metrics)
+    return CountResponses(AnswerRacedTermination(watched), metrics)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import HttpServer, stdio_params
 
@@ -160,7 +162,16 @@ async def loaded_http_client(
 ) -> AsyncIterator[list[str]]:
     """A handshake-era HTTP client holding `count` loaded sessions, each with a command in flight
     (unless `in_flight` is false). The calls in flight are abandoned when the block ends."""
-    async with Client(server.url, mode="legacy") as client, anyio.create_task_group() as tg:
+    # One connection per call in flight (100 commands, the loading calls, the GET stream, the final
+    # DELETE): httpx's default pool of 100 would make the DELETE wait behind the abandoned commands.
+    http = httpx2.AsyncClient(
+        timeout=httpx2.Timeout(30, read=300), limits=httpx2.Limits(max_connections=None, max_keepalive_connections=20)
+    )
+    async with (
+        http,
+        Client(streamable_http_client(server.url, http_client=http), mode="legacy") as client,
+        anyio.create_task_group() as tg,
+    ):
         limiter = anyio.CapacityLimiter(4 if image_id == "linux_latest" else 8)
 
         async def tool(name: str, **arguments: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.backend import RESTARTS_AFTER_VIOLATION
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.server import build_server
 from agentbay_mcp.settings import Settings
@@ -96,6 +97,29 @@ async def test_a_hostile_agent_ends_only_its_own_session_and_that_one_recovers(s
         message = await call_error(victim, "take_screenshot", session_id=attacked)
         assert "desktop_screenshot" in message, message
         assert await run(other, bystander, "still here") == "still here"
+
+
+async def test_a_session_that_keeps_breaking_the_protocol_is_not_restarted_for_every_call(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    # Each restart is a process launch on the cores every conversation shares: a taken-over session
+    # gets at most RESTARTS_AFTER_VIOLATION of them a minute, then its calls fail at once.
+    async with hostile_server(state_dir, tmp_path) as url, conversation(url) as victim, conversation(url) as other:
+        attacked = (await call(victim, "create_session"))["session_id"]
+        bystander = (await call(other, "create_session"))["session_id"]
+        messages = []
+        for _ in range(RESTARTS_AFTER_VIOLATION + 3):
+            with anyio.fail_after(20):
+                messages.append(await call_error(victim, "execute_command", session_id=attacked, command="flood"))
+        restarted = [m for m in messages if "restarted on the next call" in m]
+        refused = [m for m in messages if "can be restarted in" in m]
+        assert len(restarted) == RESTARTS_AFTER_VIOLATION + 1, messages  # the first sandbox, then 8 restarts
+        assert len(refused) == 2, messages
+        started = time.perf_counter()
+        refusal = await call_error(victim, "execute_command", session_id=attacked, command="ping")
+        assert "can be restarted in" in refusal
+        assert time.perf_counter() - started < 1.0, "a refused restart must fail at once"
+        assert await run(other, bystander, "unaffected") == "unaffected"
 
 
 def p(samples: list[float], q: float) -> float:

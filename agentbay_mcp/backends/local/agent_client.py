@@ -141,6 +141,8 @@ class AgentClient:
         self._send_lock = anyio.Lock()
         self._dead_reason: str | None = None
         self._served = anyio.Event()
+        #: Whether it was stopped for breaking the protocol (the backend slows down its restarts).
+        self.violated = False
         self.ready = anyio.Event()
         #: The largest reply frame seen per operation (bench/bench_hostile_frames.py prints them).
         self.largest_replies: dict[str, int] = {}
@@ -305,6 +307,7 @@ class AgentClient:
 
     def _die(self, reason: str, *, violation: bool = False) -> None:
         if self._dead_reason is None:
+            self.violated = violation
             if violation:
                 self._dead_reason = (
                     f"The session's sandbox broke the protocol: {reason}; it was stopped and is restarted on "

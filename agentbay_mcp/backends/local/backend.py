@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,10 @@ from agentbay_mcp.models import (
 
 logger = logging.getLogger(__name__)
 
+#: Sandbox restarts a session may cause per minute by breaking the protocol (see _check_restart_backoff).
+RESTARTS_AFTER_VIOLATION = 8
+VIOLATION_WINDOW_SECONDS = 60.0
+
 IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(
         image_id="linux_latest",
@@ -139,6 +144,8 @@ class LocalBackend:
         self._lost: dict[str, str] = {}
         #: Sessions whose sandbox has had its desktop started (a restart loses its windows and apps).
         self._desktop_used: set[str] = set()
+        #: session -> when its sandbox was stopped for breaking the protocol, in the last minute
+        self._violations: dict[str, list[float]] = {}
         self._task_group: TaskGroup | None = None
 
     @property
@@ -355,6 +362,7 @@ class LocalBackend:
             self._background.pop(session_id, None)
             self._lost.pop(session_id, None)
             self._desktop_used.discard(session_id)
+            self._violations.pop(session_id, None)
             if self._cgroups is not None:  # also after a launch that failed half-way
                 await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
             try:
@@ -409,6 +417,7 @@ class LocalBackend:
         async with lock:
             sandbox = self._sandboxes.get(session_id)
             if sandbox is None or not sandbox.agent.alive:
+                self._check_restart_backoff(session_id, sandbox)
                 if sandbox is not None:
                     logger.info("session %s: sandbox died; restarting it", session_id)
                     if self._background.get(session_id) or session_id in self._desktop_used:
@@ -621,6 +630,28 @@ class LocalBackend:
     async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
         """Mouse or keyboard input."""
         return await desktop.input_action(await self._desktop_agent(session_id), action)
+
+    def _check_restart_backoff(self, session_id: str, dead: Sandbox | None) -> None:
+        """Limit the restarts of a sandbox that keeps breaking the protocol.
+
+        A session whose agent was taken over could otherwise make the server start a sandbox for every
+        call, and each start costs a process launch on this host's cores, shared by every conversation.
+        At most RESTARTS_AFTER_VIOLATION per minute: past that, calls fail at once until the oldest of
+        them is a minute old.
+        """
+        now = time.monotonic()
+        recent = [t for t in self._violations.get(session_id, []) if now - t < VIOLATION_WINDOW_SECONDS]
+        if dead is not None and dead.agent.violated and not dead.violation_counted:
+            dead.violation_counted = True
+            recent.append(now)
+        self._violations[session_id] = recent
+        if len(recent) > RESTARTS_AFTER_VIOLATION:
+            wait = recent[-RESTARTS_AFTER_VIOLATION - 1] + VIOLATION_WINDOW_SECONDS - now
+            raise BackendError(
+                f"The session's sandbox broke the protocol {len(recent)} times in the last minute (something in "
+                f"the session is tampering with its agent); it can be restarted in {wait:.0f} s. Delete the "
+                "session and create a new one, or retry later."
+            )
 
     async def _desktop_agent(self, session_id: str) -> AgentClient:
         """The agent, for a desktop call: a later sandbox death then reports the desktop as lost."""

@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -182,6 +183,9 @@ class Sandbox:
     process: subprocess.Popen[bytes]
     child_pid: int
     cgroups: Cgroups | None
+    started_at: float = field(default_factory=time.monotonic)
+    #: Whether the backend already counted its protocol violation (restart backoff).
+    violation_counted: bool = False
 
     async def stop(self) -> None:
         """Kill the sandbox's pid 1 (the kernel takes everything in it down), close the agent, make
