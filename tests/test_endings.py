@@ -313,6 +313,7 @@ async def test_http_client_gone_with_100_busy_desktop_sessions_releases_everythi
     log = server.log.read_text()
     assert released, f"left after the ending: {leaked}"
     assert code == 0, log
+    assert f"client gone (nothing open for {GRACE:g} s)" in log, log  # the grace ended it, not a DELETE
     assert f"conversation ended: releasing {MANY} session(s)" in log, log
     assert "Traceback" not in log, log
     print(f"HTTP client gone (grace {GRACE} s) with {MANY} busy desktop sessions: released {took:.2f} s after")
