@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
@@ -158,18 +159,30 @@ class PipelinedStdio:
 
 @contextlib.asynccontextmanager
 async def loaded_http_client(
-    server: HttpServer, count: int, image_id: str, *, in_flight: bool = True
+    server: HttpServer | str,
+    count: int,
+    image_id: str,
+    *,
+    in_flight: bool = True,
+    mode: Literal["legacy", "auto"] = "legacy",
+    hold_from_create: bool = False,
 ) -> AsyncIterator[list[str]]:
-    """A handshake-era HTTP client holding `count` loaded sessions, each with a command in flight
-    (unless `in_flight` is false). The calls in flight are abandoned when the block ends."""
-    # One connection per call in flight (100 commands, the loading calls, the GET stream, the final
-    # DELETE): httpx's default pool of 100 would make the DELETE wait behind the abandoned commands.
-    http = httpx2.AsyncClient(
-        timeout=httpx2.Timeout(30, read=300), limits=httpx2.Limits(max_connections=None, max_keepalive_connections=20)
-    )
+    """An HTTP client holding `count` loaded sessions, each with a command in flight (unless
+    `in_flight` is false). The calls in flight are abandoned when the block ends.
+
+    `mode="legacy"` is a handshake-era client (leaving the block sends DELETE); `"auto"` speaks the
+    sessionless era. With `hold_from_create` each session's command starts as soon as the session
+    exists, so no session is ever idle while the others load (a short idle lease cannot race the load).
+    """
+    url = server if isinstance(server, str) else server.url
+    # Every call in flight holds a connection of its own: room for all of them, the load window and the
+    # GET stream (httpx's default pool of 100 would make the last calls wait, or time out). Timeouts are
+    # the SDK's own defaults (create_mcp_http_client).
+    limits = httpx2.Limits(max_connections=count + 16)
+    timeout = httpx2.Timeout(30.0, read=300.0)
     async with (
-        http,
-        Client(streamable_http_client(server.url, http_client=http), mode="legacy") as client,
+        httpx2.AsyncClient(limits=limits, timeout=timeout) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
         anyio.create_task_group() as tg,
     ):
         limiter = anyio.CapacityLimiter(4 if image_id == "linux_latest" else 8)
@@ -183,8 +196,17 @@ async def loaded_http_client(
 
         ids: list[str] = []
 
+        async def command(session_id: str) -> None:
+            with contextlib.suppress(Exception):
+                await client.call_tool(
+                    "execute_command", {"session_id": session_id, "command": IN_FLIGHT, "timeout_ms": 600000}
+                )
+
         async def create() -> None:
-            ids.append((await tool("create_session", image_id=image_id))["session_id"])
+            session_id = (await tool("create_session", image_id=image_id))["session_id"]
+            ids.append(session_id)
+            if in_flight and hold_from_create:
+                tg.start_soon(command, session_id)
 
         async with anyio.create_task_group() as creating:
             for _ in range(count):
@@ -194,13 +216,7 @@ async def loaded_http_client(
                 for name, arguments in load_calls(session_id, image_id == "linux_latest"):
                     loading.start_soon(lambda n=name, a=arguments: tool(n, **a))
 
-        async def command(session_id: str) -> None:
-            with contextlib.suppress(Exception):
-                await client.call_tool(
-                    "execute_command", {"session_id": session_id, "command": IN_FLIGHT, "timeout_ms": 600000}
-                )
-
-        if in_flight:
+        if in_flight and not hold_from_create:
             for session_id in ids:
                 tg.start_soon(command, session_id)
             await anyio.sleep(0.5)  # let the commands reach their sandboxes
@@ -208,3 +224,16 @@ async def loaded_http_client(
             yield ids
         finally:
             tg.cancel_scope.cancel()
+
+
+async def _hold(url: str, count: int, image_id: str) -> None:
+    async with loaded_http_client(url, count, image_id) as ids:
+        print(json.dumps({"session_ids": ids}), flush=True)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":
+    # A client that can vanish (tests/test_endings.py SIGKILLs it, so it never sends DELETE):
+    # `python -m tests.load URL COUNT IMAGE` loads the sessions, prints their ids as one JSON line
+    # and holds them, calls in flight and GET stream open, until killed.
+    anyio.run(_hold, sys.argv[1], int(sys.argv[2]), sys.argv[3])

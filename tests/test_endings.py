@@ -13,12 +13,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from tests.conftest import HttpServer, session_dirs, wait_until
 from tests.leaks import find_leaks
@@ -30,6 +32,9 @@ from tests.test_stdio import RawStdioServer
 #: measures it on a quiet host); under xdist two 100-desktop loads share 2 cores, so tests hold 2 s.
 RELEASE_BUDGET_SECONDS = 2.0
 MANY = 100
+#: The 100-session tests run one at a time on one xdist worker (scripts/test.sh: --dist loadgroup):
+#: two of them at once on 2 cores measure each other, not the server's budgets.
+HUNDRED = pytest.mark.xdist_group("hundred_sessions")
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
 
@@ -121,6 +126,7 @@ def test_server_started_on_a_read_only_state_dir_says_so_without_a_traceback(sta
 
 
 @pytest.mark.slow
+@HUNDRED
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("cleanup", ["restart", "reap"])
 def test_sigkill_leftovers_are_removed_by_restart_and_by_reap_alike(state_dir: Path, cleanup: str) -> None:
@@ -150,6 +156,7 @@ def test_sigkill_leftovers_are_removed_by_restart_and_by_reap_alike(state_dir: P
 
 
 @pytest.mark.slow
+@HUNDRED
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("ending", ["stdin EOF", "SIGTERM", "SIGINT"])
 def test_stdio_ending_with_100_busy_desktop_sessions_releases_everything_in_budget(
@@ -178,6 +185,7 @@ def test_stdio_ending_with_100_busy_desktop_sessions_releases_everything_in_budg
 
 
 @pytest.mark.slow
+@HUNDRED
 @pytest.mark.timeout(300)
 @pytest.mark.anyio
 async def test_http_sigterm_with_100_busy_desktop_sessions_releases_everything_in_budget(state_dir: Path) -> None:
@@ -203,6 +211,7 @@ async def test_http_sigterm_with_100_busy_desktop_sessions_releases_everything_i
 
 
 @pytest.mark.slow
+@HUNDRED
 @pytest.mark.timeout(300)
 @pytest.mark.anyio
 async def test_http_delete_with_100_busy_sessions_releases_everything(state_dir: Path) -> None:
@@ -218,6 +227,107 @@ async def test_http_delete_with_100_busy_sessions_releases_everything(state_dir:
         assert server.stop() == 0, server.log.read_text()
     log = server.log.read_text()
     assert "Traceback" not in log, log[log.index("Traceback") - 300 :][:3000]
+
+
+# The endings that wait: the idle lease, and an HTTP client gone without DELETE ------------------
+
+#: A short idle lease; the server checks leases every quarter of it (SessionService.run_lease_expiry).
+LEASE = 4.0
+LEASE_CHECK = LEASE / 4
+#: The disconnect grace for a client that vanished (--http-disconnect-grace).
+GRACE = 2.0
+#: What releasing 100 busy desktops may take after the lease or the grace ran out: about 1 s on a
+#: quiet host, more when another 100-session test shares the 2 cores under xdist.
+RELEASE_MARGIN = 10.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+def released_within(state_dir: Path, timeout: float) -> bool:
+    return wait_until(lambda: find_leaks(state_dir).total == 0, timeout)
+
+
+@pytest.mark.slow
+@HUNDRED
+@pytest.mark.timeout(300)
+@pytest.mark.anyio
+async def test_idle_lease_with_100_busy_desktop_sessions_releases_everything_after_the_last_call(
+    state_dir: Path,
+) -> None:
+    """The sessionless era's only ending. The lease never expires a session with a call in flight,
+    so each session's command starts the moment the session exists: however long the 100 desktops
+    take to load, none of them is ever idle, and the lease runs from when those calls end."""
+    server = HttpServer(state_dir, "--max-sessions", str(MANY), "--idle-lease", str(LEASE))
+    try:
+        async with loaded_http_client(server, MANY, "linux_latest", mode="auto", hold_from_create=True) as ids:
+            # Well past a lease since the last load call: the commands in flight hold everything.
+            await anyio.sleep(LEASE + 2 * LEASE_CHECK)
+            held = await anyio.to_thread.run_sync(find_leaks, state_dir)
+            assert len(held.session_dirs) == len(held.x_servers) == len(ids) == MANY, held.summary()
+            last_call = time.monotonic()
+        # Leaving the block closed the commands' streams: the server cancels them, and their end is
+        # each session's last use.
+        left = time.monotonic() - last_call
+        released = await anyio.to_thread.run_sync(released_within, state_dir, LEASE + LEASE_CHECK + RELEASE_MARGIN)
+        took = time.monotonic() - last_call
+        leaked = "" if released else find_leaks(state_dir).summary()  # before the server's shutdown releases it
+    finally:
+        code = server.stop()
+    log = server.log.read_text()
+    assert released, f"left after the ending: {leaked}"
+    assert code == 0, log
+    assert "idle lease ran out for" in log, log
+    assert "Traceback" not in log, log
+    print(f"idle lease {LEASE} s, {MANY} busy desktops: client left in {left:.2f} s, released {took:.2f} s after")
+    assert took >= LEASE, f"released {took:.2f} s after the last call, before the lease ran out"
+
+
+@pytest.mark.slow
+@HUNDRED
+@pytest.mark.timeout(300)
+@pytest.mark.anyio
+async def test_http_client_gone_with_100_busy_desktop_sessions_releases_everything_after_the_grace(
+    state_dir: Path,
+) -> None:
+    """A handshake-era client (the Python SDK in a subprocess, holding its GET stream) SIGKILLed with
+    100 loaded sessions: no DELETE ever comes, the kernel just closes its connections. The calls in
+    flight are cancelled, and after the grace the MCP session ends as by DELETE."""
+    server = HttpServer(state_dir, "--max-sessions", str(MANY), "--http-disconnect-grace", str(GRACE))
+    client_log = state_dir.parent / "vanishing-client.stderr"
+    try:
+        with client_log.open("wb") as stderr:
+            client = await anyio.open_process(
+                [sys.executable, "-m", "tests.load", server.url, str(MANY), "linux_latest"], stderr=stderr, cwd=REPO
+            )
+        try:
+            assert client.stdout is not None
+            try:
+                with anyio.fail_after(240):
+                    line = await BufferedByteReceiveStream(client.stdout).receive_until(b"\n", 1 << 20)
+            except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError):
+                pytest.fail(f"the client did not load its sessions:\n{client_log.read_text()[-3000:]}")
+            ids = json.loads(line)["session_ids"]
+            loaded = await anyio.to_thread.run_sync(find_leaks, state_dir)
+            assert len(loaded.session_dirs) == len(loaded.x_servers) == len(ids) == MANY, loaded.summary()
+            killed_at = time.monotonic()
+            client.kill()
+        finally:
+            if client.returncode is None:
+                client.kill()
+            with anyio.fail_after(10):
+                await client.wait()
+        released = await anyio.to_thread.run_sync(released_within, state_dir, GRACE + RELEASE_MARGIN)
+        took = time.monotonic() - killed_at
+        leaked = "" if released else find_leaks(state_dir).summary()  # before the server's shutdown releases it
+    finally:
+        code = server.stop()
+    log = server.log.read_text()
+    assert released, f"left after the ending: {leaked}"
+    assert code == 0, log
+    assert f"client gone (nothing open for {GRACE:g} s)" in log, log  # the grace ended it, not a DELETE
+    assert f"conversation ended: releasing {MANY} session(s)" in log, log
+    assert "Traceback" not in log, log
+    print(f"HTTP client gone (grace {GRACE} s) with {MANY} busy desktop sessions: released {took:.2f} s after")
+    assert took >= GRACE, f"released {took:.2f} s after the client went, before the grace ran out"
 
 
 # A sandbox that died ------------------------------------------------------------------------
