@@ -24,7 +24,12 @@ from agentbay_mcp.server import build_server, default_backend
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, unwrapped
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.xdist_group("hundred_sessions")]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+    pytest.mark.xdist_group("hundred_sessions"),  # heavy: one at a time on one worker (scripts/test.sh)
+]
 
 #: Seconds of load per test (the issue's bar is 20; AGENTBAY_MCP_TEST_STORM_SECONDS shortens it locally).
 STORM_SECONDS = float(os.environ.get("AGENTBAY_MCP_TEST_STORM_SECONDS", "20"))
