@@ -5,7 +5,10 @@ kernel's permission check for signals (same uid) lets a command signal it. The k
 signals to a pid namespace's init that init has no handler for (SIGKILL and SIGSTOP included), but
 the agent handles a few (SIGCHLD, SIGTERM, the desktop's SIGALRM deadline). This filter makes every
 way of naming pid 1 as a signal target fail with EPERM: kill, tkill, tgkill, rt_sigqueueinfo,
-rt_tgsigqueueinfo, and pidfd_open (a pidfd is also what pidfd_getfd and pidfd_send_signal need).
+rt_tgsigqueueinfo, and pidfd_open (a pidfd is also what pidfd_getfd needs). pidfd_send_signal is
+refused outright: it also takes a /proc/<pid> directory fd, which a filter cannot tell from any
+other fd (a flood of SIGALRM through it once stalled desktop calls). Programs that probe it (Go's
+runtime) fall back to kill.
 Tracing, /proc/1/mem and /proc/1/fd are closed by the agent itself (it is not dumpable); nested user
 namespaces by bwrap's --disable-userns.
 
@@ -31,6 +34,8 @@ _RET_ERRNO = 0x00050000
 _OFFSET_NR = 0
 _OFFSET_ARCH = 4
 _OFFSET_ARG0_LOW = 16  # args[0] is a u64; every supported architecture is little-endian
+#: pidfd_send_signal has this number on every supported architecture (the unified table).
+_PIDFD_SEND_SIGNAL = 424
 _X32_SYSCALL_BIT = 0x40000000
 
 #: pid 1 as the first argument of these is refused (names of the syscalls, for the docs and tests).
@@ -74,6 +79,7 @@ def program(machine: str | None = None) -> bytes:
         code.append((_LD_W_ABS, None, None, _OFFSET_NR))
         if arch.refuse_x32:
             code.append((_JGE_K, "enosys", None, _X32_SYSCALL_BIT))
+        code.append((_JEQ_K, "eperm", None, _PIDFD_SEND_SIGNAL))
         for number in arch.numbers:
             code.append((_JEQ_K, "check_pid", None, number))
         code.append((_RET_K, None, None, _RET_ALLOW))
