@@ -506,8 +506,9 @@ async def test_fork_bomb_is_contained(state_dir: Path) -> None:
         assert bomb["timed_out"] is True or bomb["exit_code"] != 0, bomb
         assert answered_in[0] < 5
         assert 0 < peak <= limit, f"session had {peak} processes with process_limit={limit}"
-        # What the bomb left is gone: only the agent remains in the session, which works again.
-        assert await eventually(lambda: pids() <= 1, timeout=5), f"{pids()} processes left after the bomb"
+        # What the bomb left is gone: only the agent (and the keeper it keeps ready for the next
+        # command) remain in the session, which works again.
+        assert await eventually(lambda: pids() <= 2, timeout=5), f"{pids()} processes left after the bomb"
         assert (await run(client, a, "echo recovered"))["stdout"] == "recovered\n"
 
         await call(client, "delete_session", session_id=a)

@@ -68,6 +68,7 @@ class Agent:
         self.procs: dict[str, Proc] = {}
         self.by_keeper: dict[int, Proc] = {}  # keeper pid -> its command, until the keeper is reaped
         self.adopted: dict[int, Proc] = {}  # command pid -> command, for commands whose keeper was killed
+        self.spare: keeper.Spare | None = None  # the next command's keeper, forked while idle
         self.parked: list[tuple[float, int, dict[str, object]]] = []  # (deadline, request id, request)
         self.counter = 0
         # Ids and output files of a restarted sandbox must not collide with its predecessor's.
@@ -176,7 +177,7 @@ class Agent:
     def desktop_op(self, request_id: int, op: str, request: dict[str, object]) -> None:
         try:
             if self.desktop is None:
-                self.desktop = Desktop(self.config, self.op_spawn, self.kill_later, lambda: set(self.by_keeper))
+                self.desktop = Desktop(self.config, self.op_spawn, self.kill_later, self.keeper_pids)
             self.reply(request_id, self.desktop.handle(op, request))
         except (DesktopError, AgentError) as exc:
             self.fail(request_id, exc.kind, str(exc))
@@ -252,6 +253,7 @@ class Agent:
                 stderr_fd=err_w,
                 foreground=foreground,
                 cpu_seconds=int(self.config.get("cpu_seconds") or 0),  # type: ignore[call-overload]
+                spare=self.take_spare(),
             )
         except (keeper.SpawnError, OSError) as exc:
             for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
@@ -526,6 +528,10 @@ class Agent:
                 sweep = True  # what it left running fell to us too
                 continue
             proc = self.by_keeper.pop(pid, None)
+            if proc is None and self.spare is not None and pid == self.spare.pid:
+                self.spare.close()  # something killed it: the next command forks one itself
+                self.spare = None
+                continue
             if proc is None:
                 if self.desktop is not None:
                     self.desktop.child_exited(pid)
@@ -556,9 +562,24 @@ class Agent:
         if proc.foreground or proc.id not in self.procs:
             self._close_streams(proc)
 
+    def keeper_pids(self) -> set[int]:
+        return set(self.by_keeper) | ({self.spare.pid} if self.spare is not None else set())
+
+    def take_spare(self) -> keeper.Spare | None:
+        spare, self.spare = self.spare, None
+        return spare
+
+    def ensure_spare(self) -> None:
+        """Fork the next command's keeper now, while nothing waits on us."""
+        if self.spare is None and self.running:
+            try:
+                self.spare = keeper.Spare()
+            except OSError:  # the process limit: commands then fork their keeper themselves
+                self.spare = None
+
     def sweep_orphans(self) -> None:
         """Kill every child of ours that is not a keeper, an adopted command or the desktop's."""
-        known = set(self.by_keeper) | set(self.adopted)
+        known = set(self.by_keeper) | set(self.adopted) | ({self.spare.pid} if self.spare is not None else set())
         if self.desktop is not None:
             known |= self.desktop.stack.pids
         strays = set(keeper.children_of_self()) - known
@@ -622,6 +643,7 @@ class Agent:
             self.timers()
             if self.parked:
                 self.check_parked()
+            self.ensure_spare()
         self.shutdown()
 
     def on_event(self, key: selectors.SelectorKey) -> None:
