@@ -84,9 +84,10 @@ async def run(client: Client, session_id: str, command: str) -> str:
 
 async def test_a_hostile_agent_ends_only_its_own_session_and_that_one_recovers(state_dir: Path, tmp_path: Path) -> None:
     async with hostile_server(state_dir, tmp_path) as url, conversation(url) as victim, conversation(url) as other:
-        attacked = (await call(victim, "create_session", image_id="linux_latest"))["session_id"]
         bystander = (await call(other, "create_session"))["session_id"]
         for attack in ATTACKS:
+            # A session of its own per attack: one session gets only a few restarts a minute.
+            attacked = (await call(victim, "create_session", image_id="linux_latest"))["session_id"]
             with anyio.fail_after(20):
                 message = await call_error(victim, "execute_command", session_id=attacked, command=attack)
             assert "broke the protocol" in message, message

@@ -90,7 +90,7 @@ from agentbay_mcp.models import (
 logger = logging.getLogger(__name__)
 
 #: Sandbox restarts a session may cause per minute by breaking the protocol (see _check_restart_backoff).
-RESTARTS_AFTER_VIOLATION = 8
+RESTARTS_AFTER_VIOLATION = 3
 VIOLATION_WINDOW_SECONDS = 60.0
 
 IMAGES: tuple[ImageInfo, ...] = (
