@@ -93,7 +93,14 @@ async def test_unknown_windows_and_stopping_apps(backend: SandboxBackend) -> Non
 
     assert await until(stopped_once_exec_done)
     assert [(p.pid, p.pname) for p in stopped] == [(launch.pid, "sleep")]
-    with pytest.raises(InvalidArgumentError):  # it is gone
-        await backend.stop_app(session_id, pid=None, pname="sleep", stop_cmd=None)
+
+    async def gone() -> bool:  # SIGTERM was sent; the process ends a moment later (SIGKILL after 1 s)
+        try:
+            await backend.stop_app(session_id, pid=None, pname="sleep", stop_cmd=None)
+        except InvalidArgumentError:
+            return True
+        return False
+
+    assert await until(gone)
     apps = await backend.installed_apps(session_id, include_system=True)
     assert all(app.start_cmd for app in apps)
