@@ -22,7 +22,7 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
 from agentbay_mcp.backends.local.disk_quota import unmount_under
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 
 #: The two protocol eras every in-memory tool test runs in.

@@ -23,11 +23,11 @@ from PIL import Image
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient
 from agentbay_mcp.backends.agentbay.sessions import LABEL_INSTANCE, LABEL_SERVER
 from agentbay_mcp.backends.local.server_lock import new_server_id
-from agentbay_mcp.command_service import CommandService
 from agentbay_mcp.errors import AuthenticationError, SessionNotFoundError
-from agentbay_mcp.registry import Registry
-from agentbay_mcp.server import build_server
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.server.wiring import build_server
+from agentbay_mcp.services.commands.service import CommandService
+from agentbay_mcp.services.sessions.registry import Registry
+from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
 from tests.agentbay_support import (
     API_KEY,

@@ -14,12 +14,12 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from agentbay_mcp.audit import safe_arguments
 from agentbay_mcp.auth.config import build_auth, check_http_safety, transport_security
 from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer, allows, parse_scopes
 from agentbay_mcp.auth.token_file import TokenFileVerifier, add_token, hash_token, read_entries, remove_tokens
 from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError, UnsafeConfigurationError
-from agentbay_mcp.server import build_server
+from agentbay_mcp.observability.audit import safe_arguments
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools.common import CREATES, READ_ONLY
 from tests.conftest import ERAS, call

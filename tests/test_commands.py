@@ -18,7 +18,7 @@ from mcp import Client
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.agent_client import SandboxDiedError
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, call_error, eventually, stdio_params
 

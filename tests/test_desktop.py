@@ -18,7 +18,7 @@ from mcp import Client
 from mcp_types import ImageContent
 from PIL import Image
 
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, call_error, structured, wait_until
 

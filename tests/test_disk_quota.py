@@ -34,7 +34,7 @@ from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.backends.local.server_lock import new_server_id
 from agentbay_mcp.cli import build_parser, settings_from_args
 from agentbay_mcp.cli.doctor import check_disk_quota
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, call_error, eventually, session_dirs, stdio_params
 from tests.test_reaping import sessions_cli

@@ -31,7 +31,7 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, ImageContent
 
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import PeakRss, call, call_error, error_text, stdio_params, unwrapped
 

@@ -23,7 +23,7 @@ from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.backend import RESTARTS_AFTER_VIOLATION
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, call_error, free_port
 

@@ -20,7 +20,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from agentbay_mcp.server import build_server, default_backend
+from agentbay_mcp.server.wiring import build_server, default_backend
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, unwrapped
 

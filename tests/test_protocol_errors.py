@@ -19,8 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
-from agentbay_mcp import prompts
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server, prompts
 from agentbay_mcp.settings import Settings
 from tests.conftest import ERAS, server_env
 

@@ -8,7 +8,7 @@ import os
 from PIL import Image
 
 from agentbay_mcp.backends.base import Screenshot
-from agentbay_mcp.screenshot_encoding import MAX_IMAGE_BYTES, encode
+from agentbay_mcp.services.desktop.screenshot_encoding import MAX_IMAGE_BYTES, encode
 
 
 def noise(width: int, height: int) -> Screenshot:

@@ -11,7 +11,7 @@ from mcp.server.connection import Connection
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.session import ServerSession
 
-from agentbay_mcp.conversation import connection_of
+from agentbay_mcp.server.conversation import connection_of
 from tests.conftest import ERAS
 
 pytestmark = pytest.mark.anyio

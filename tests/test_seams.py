@@ -21,7 +21,7 @@ from mcp_types import CallToolResult, ImageContent
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.agentbay_support import API_KEY, emulator
 from tests.conftest import (

@@ -12,9 +12,9 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNotFoundError
-from agentbay_mcp.paging import PageTokens
-from agentbay_mcp.registry import Registry
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.services.sessions.paging import PageTokens
+from agentbay_mcp.services.sessions.registry import Registry
+from agentbay_mcp.services.sessions.service import SessionService
 from tests.conftest import session_dirs
 
 pytestmark = pytest.mark.anyio

@@ -390,7 +390,7 @@ def test_logs_go_to_stderr_and_stdout_carries_only_json_rpc(state_dir: Path) -> 
     assert [i for i in ids if i is not None] == [1, 2, 3, 4, 5, 6, 7]
     assert ids.count(None) == 1  # the -32700 answering the line that was not JSON
     # The logs did happen, on stderr: the service's own records and DEBUG records.
-    assert "agentbay_mcp.service: " in stderr
+    assert "agentbay_mcp.services.sessions.service: " in stderr
     assert "releasing 1 session(s)" in stderr
     assert " DEBUG " in stderr
     assert "json_invalid" in stderr or "Invalid JSON" in stderr

@@ -13,25 +13,27 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbay_mcp.models import (
+from agentbay_mcp.services.desktop.models import (
     AppProcess,
     AppStopped,
+    FocusMode,
+    InputResult,
+    InstalledApp,
+    VisibleApp,
+    WindowAction,
+    WindowInfo,
+    WindowList,
+)
+from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
     FileEdited,
     FileInfo,
     FileMoved,
     FileWritten,
-    FocusMode,
-    InputResult,
-    InstalledApp,
     SearchResult,
-    SessionStatus,
-    VisibleApp,
-    WindowAction,
-    WindowInfo,
-    WindowList,
 )
+from agentbay_mcp.services.sessions.models import SessionStatus
 
 
 class SessionRecord(BaseModel):

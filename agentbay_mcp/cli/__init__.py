@@ -18,8 +18,8 @@ from agentbay_mcp.cli.sessions import list_sessions, reap_sessions
 from agentbay_mcp.cli.tokens import run_tokens
 from agentbay_mcp.emulator import run_emulator
 from agentbay_mcp.errors import AgentBayMCPError
-from agentbay_mcp.serve import run
 from agentbay_mcp.settings import KNOWN_TOOLSETS, Settings, default_state_dir
+from agentbay_mcp.transport.serve import run
 
 COMMANDS = ("serve", "doctor", "sessions", "tokens", "emulator")
 

@@ -23,7 +23,7 @@ from mcp import Client
 from agentbay_mcp.backends.local.cgroups import Cgroups
 from agentbay_mcp.backends.local.disk_quota import DiskQuota, unavailable_reason
 from agentbay_mcp.backends.local.sandbox import find_bwrap
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 
 Status = Literal["OK", "WARN", "FAIL"]

@@ -22,8 +22,8 @@ from typing import Any, Literal, get_args
 import anyio
 
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.models import WindowAction, WindowInfo
-from agentbay_mcp.screenshot_encoding import encode
+from agentbay_mcp.services.desktop.models import WindowAction, WindowInfo
+from agentbay_mcp.services.desktop.screenshot_encoding import encode
 
 MAX_CAPTURES = 16
 START_SETTLE_SECONDS = 2.0

@@ -20,7 +20,7 @@ from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.emulator import desktop_tools
 from agentbay_mcp.emulator.desktop_tools import DesktopState, DesktopToolError
 from agentbay_mcp.errors import AgentBayMCPError, WindowNotFoundError
-from agentbay_mcp.output_text import capped_text
+from agentbay_mcp.services.commands.output_text import capped_text
 
 #: The shell tool returns at most this much of each stream (the rest is cut in the middle, marked).
 SHELL_OUTPUT_CAP = 1024 * 1024

@@ -8,8 +8,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from agentbay_mcp.command_service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
-from agentbay_mcp.models import CommandResult, InputWritten, ProcessList, ProcessOutputChunk, ProcessStatus
+from agentbay_mcp.services.commands.models import (
+    CommandResult,
+    InputWritten,
+    ProcessList,
+    ProcessOutputChunk,
+    ProcessStatus,
+)
+from agentbay_mcp.services.commands.service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
 from agentbay_mcp.tools.common import CREATES, READ_ONLY, tool_call
 
 SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]

@@ -12,12 +12,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
 from agentbay_mcp.auth.scopes import ToolKind
-from agentbay_mcp.command_service import CommandService
-from agentbay_mcp.conversation import resolve_caller
-from agentbay_mcp.desktop_service import DesktopService
 from agentbay_mcp.errors import AgentBayMCPError
-from agentbay_mcp.file_service import FileService
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.server.conversation import resolve_caller
+from agentbay_mcp.services.commands.service import CommandService
+from agentbay_mcp.services.desktop.service import DesktopService
+from agentbay_mcp.services.files.service import FileService
+from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
 
 

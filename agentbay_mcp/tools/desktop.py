@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from agentbay_mcp.models import (
+from agentbay_mcp.services.desktop.models import (
     ActiveWindow,
     AppStarted,
     AppStopped,

@@ -9,8 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from agentbay_mcp.file_service import ImageRead
-from agentbay_mcp.models import (
+from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
     FileContent,
@@ -20,6 +19,7 @@ from agentbay_mcp.models import (
     FileWritten,
     SearchResult,
 )
+from agentbay_mcp.services.files.service import ImageRead
 from agentbay_mcp.tools.common import READ_ONLY, tool_call
 
 SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
+from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.tools.common import CREATES, DESTROYS, READ_ONLY, REPLACES, tool_call
 
 SessionId = Annotated[str, Field(description="The session_id returned by create_session or list_sessions.")]

@@ -9,7 +9,7 @@ import pytest
 
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.errors import InvalidArgumentError, WindowNotFoundError
-from agentbay_mcp.models import AppProcess
+from agentbay_mcp.services.desktop.models import AppProcess
 from tests.contract.test_backend_contract import backend  # noqa: F401 - the parametrized fixture
 
 pytestmark = pytest.mark.anyio

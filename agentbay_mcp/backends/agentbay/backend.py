@@ -42,22 +42,24 @@ from agentbay_mcp.errors import (
     BackendUnavailableError,
     CloudAPIError,
 )
-from agentbay_mcp.models import (
+from agentbay_mcp.services.desktop.models import (
     AppStopped,
+    FocusMode,
+    InputResult,
+    InstalledApp,
+    VisibleApp,
+    WindowAction,
+    WindowInfo,
+    WindowList,
+)
+from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
     FileEdited,
     FileInfo,
     FileMoved,
     FileWritten,
-    FocusMode,
-    InputResult,
-    InstalledApp,
     SearchResult,
-    VisibleApp,
-    WindowAction,
-    WindowInfo,
-    WindowList,
 )
 
 logger = logging.getLogger(__name__)

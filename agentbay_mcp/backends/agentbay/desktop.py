@@ -21,7 +21,7 @@ from agentbay_mcp.backends.agentbay.files import ToolCall
 from agentbay_mcp.backends.agentbay.tools import Tool
 from agentbay_mcp.backends.base import AppLaunch, AppStatus, Screenshot, WindowDetail
 from agentbay_mcp.errors import BackendError, InvalidArgumentError, WindowNotFoundError
-from agentbay_mcp.models import (
+from agentbay_mcp.services.desktop.models import (
     AppProcess,
     AppStopped,
     ChildWindow,

@@ -17,7 +17,7 @@ from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.tools import Tool
 from agentbay_mcp.backends.base import FileChunk, StreamSummary
 from agentbay_mcp.errors import BackendError, FileOperationError
-from agentbay_mcp.models import (
+from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
     FileEdited,

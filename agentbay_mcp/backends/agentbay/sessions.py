@@ -29,8 +29,8 @@ from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local.server_lock import server_alive
 from agentbay_mcp.errors import AgentBayMCPError, BackendError, CloudAPIError, SessionNotFoundError
-from agentbay_mcp.labels import RESERVED_PREFIX
-from agentbay_mcp.models import SessionStatus
+from agentbay_mcp.services.sessions.labels import RESERVED_PREFIX
+from agentbay_mcp.services.sessions.models import SessionStatus
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from agentbay_mcp.backends.local.agent_client import (
     base64_bytes,
 )
 from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
-from agentbay_mcp.models import (
+from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
     FileEdited,

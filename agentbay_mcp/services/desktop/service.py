@@ -16,8 +16,7 @@ import anyio
 
 from agentbay_mcp.backends.base import AppLaunch, SessionRecord, WindowDetail
 from agentbay_mcp.errors import DesktopUnavailableError, InvalidArgumentError, WindowNotFoundError
-from agentbay_mcp.file_service import session_path
-from agentbay_mcp.models import (
+from agentbay_mcp.services.desktop.models import (
     ActiveWindow,
     AppStarted,
     AppStopped,
@@ -31,8 +30,9 @@ from agentbay_mcp.models import (
     WindowControlResult,
     WindowList,
 )
-from agentbay_mcp.screenshot_encoding import EncodedImage, encode
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.services.desktop.screenshot_encoding import EncodedImage, encode
+from agentbay_mcp.services.files.service import session_path
+from agentbay_mcp.services.sessions.service import SessionService
 
 VERIFY_SECONDS = 3.0
 POLL_SECONDS = 0.02

@@ -48,8 +48,8 @@ class PromptFile:
 
 def prompts_dir() -> Path:
     """The prompts shipped with the package (wheel) or, in a checkout, the repo's `prompts/`."""
-    packaged = Path(__file__).parent / "_prompts"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "prompts"
+    packaged = Path(__file__).parents[1] / "_prompts"
+    return packaged if packaged.is_dir() else Path(__file__).parents[2] / "prompts"
 
 
 def parse_prompt_file(path: Path) -> PromptFile:

@@ -15,10 +15,10 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 
 from agentbay_mcp.auth.config import check_http_safety
-from agentbay_mcp.http_app import http_app
-from agentbay_mcp.server import Running, build_server
+from agentbay_mcp.server.wiring import Running, build_server
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.stdin_reader import AnswerUnreadable, StdinLines, StdoutWriter
+from agentbay_mcp.transport.http_app import http_app
+from agentbay_mcp.transport.stdin_reader import AnswerUnreadable, StdinLines, StdoutWriter
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbay_mcp.auth.config import MCP_PATH, build_auth, transport_security
-from agentbay_mcp.client_presence import ClientPresence
-from agentbay_mcp.metrics import CONTENT_TYPE, Metrics
-from agentbay_mcp.server import Running, build_server
+from agentbay_mcp.observability.metrics import CONTENT_TYPE, Metrics
+from agentbay_mcp.server.wiring import Running, build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.transport.client_presence import ClientPresence
 
 
 class _RacedTerminationFilter(logging.Filter):

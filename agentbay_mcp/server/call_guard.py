@@ -15,12 +15,12 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolResult, TextContent
 
-from agentbay_mcp import resources
-from agentbay_mcp.audit import AuditLog, safe_arguments
 from agentbay_mcp.auth.scopes import UNCLASSIFIED, ToolKind, allows, needed_for
-from agentbay_mcp.conversation import Caller, resolve_caller
 from agentbay_mcp.errors import AccessDeniedError
-from agentbay_mcp.metrics import Metrics
+from agentbay_mcp.observability.audit import AuditLog, safe_arguments
+from agentbay_mcp.observability.metrics import Metrics
+from agentbay_mcp.server import resources
+from agentbay_mcp.server.conversation import Caller, resolve_caller
 from agentbay_mcp.tools.common import AppState
 
 logger = logging.getLogger(__name__)

@@ -11,21 +11,22 @@ import anyio
 import httpx2
 from mcp.server.mcpserver import MCPServer
 
-from agentbay_mcp import __version__, prompts, resources
-from agentbay_mcp.audit import AuditLog
+from agentbay_mcp import __version__
 from agentbay_mcp.auth.config import HttpAuth
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.backends import agentbay
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
-from agentbay_mcp.call_guard import CallGuard
-from agentbay_mcp.command_service import CommandService
-from agentbay_mcp.desktop_service import DesktopService
-from agentbay_mcp.file_service import FileService
-from agentbay_mcp.metrics import Metrics
-from agentbay_mcp.registry import Registry
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.observability.audit import AuditLog
+from agentbay_mcp.observability.metrics import Metrics
+from agentbay_mcp.server import prompts, resources
+from agentbay_mcp.server.call_guard import CallGuard
+from agentbay_mcp.services.commands.service import CommandService
+from agentbay_mcp.services.desktop.service import DesktopService
+from agentbay_mcp.services.files.service import FileService
+from agentbay_mcp.services.sessions.registry import Registry
+from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools import commands, desktop, files, sessions
 from agentbay_mcp.tools.common import AppState

@@ -17,9 +17,21 @@ import anyio
 
 from agentbay_mcp.backends.base import ProcessInfo, StreamSummary
 from agentbay_mcp.errors import InvalidArgumentError
-from agentbay_mcp.models import CommandResult, InputWritten, ProcessList, ProcessOutputChunk, ProcessStatus
-from agentbay_mcp.output_text import capped_text, complete_utf8_prefix, decode, format_cursor, parse_cursor
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.services.commands.models import (
+    CommandResult,
+    InputWritten,
+    ProcessList,
+    ProcessOutputChunk,
+    ProcessStatus,
+)
+from agentbay_mcp.services.commands.output_text import (
+    capped_text,
+    complete_utf8_prefix,
+    decode,
+    format_cursor,
+    parse_cursor,
+)
+from agentbay_mcp.services.sessions.service import SessionService
 
 #: progress(elapsed_seconds, total_seconds, message)
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]

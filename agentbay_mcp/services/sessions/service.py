@@ -24,10 +24,10 @@ from agentbay_mcp.errors import (
     SandboxLostError,
     SessionNotFoundError,
 )
-from agentbay_mcp.labels import matches, validate_labels
-from agentbay_mcp.models import DeletedSession, SessionInfo, SessionLabels, SessionList
-from agentbay_mcp.paging import PageTokens
-from agentbay_mcp.registry import ANONYMOUS, Entry, Registry
+from agentbay_mcp.services.sessions.labels import matches, validate_labels
+from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
+from agentbay_mcp.services.sessions.paging import PageTokens
+from agentbay_mcp.services.sessions.registry import ANONYMOUS, Entry, Registry
 
 logger = logging.getLogger(__name__)
 

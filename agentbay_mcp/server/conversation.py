@@ -27,9 +27,9 @@ from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from agentbay_mcp.registry import ANONYMOUS
+from agentbay_mcp.services.sessions.registry import ANONYMOUS
 
-_STATE_KEY = "agentbay_mcp.conversation"
+_STATE_KEY = "agentbay_mcp.server.conversation"
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import Resource
 
-from agentbay_mcp.conversation import Caller
 from agentbay_mcp.errors import AgentBayMCPError
-from agentbay_mcp.models import SessionInfo
+from agentbay_mcp.server.conversation import Caller
+from agentbay_mcp.services.sessions.models import SessionInfo
 from agentbay_mcp.tools.common import AppState
 
 SESSIONS_URI = "agentbay://sessions"

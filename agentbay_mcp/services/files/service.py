@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from agentbay_mcp.backends.base import FileChunk
 from agentbay_mcp.errors import InvalidArgumentError
-from agentbay_mcp.models import (
+from agentbay_mcp.services.commands.output_text import complete_utf8_prefix
+from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
     FileContent,
@@ -26,8 +27,7 @@ from agentbay_mcp.models import (
     FileWritten,
     SearchResult,
 )
-from agentbay_mcp.output_text import complete_utf8_prefix
-from agentbay_mcp.service import SessionService
+from agentbay_mcp.services.sessions.service import SessionService
 
 SESSION_HOME = "/home/user"
 MAX_PATH_CHARS = 4096

@@ -1,0 +1,1 @@
+"""Desktop: windows, applications, input and screenshots."""

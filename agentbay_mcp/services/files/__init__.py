@@ -1,0 +1,1 @@
+"""Files: the file tools' rules."""

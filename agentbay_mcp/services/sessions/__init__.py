@@ -1,0 +1,1 @@
+"""Sessions: the service, the per-conversation registry, paging and labels."""

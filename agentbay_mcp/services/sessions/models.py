@@ -1,0 +1,56 @@
+"""The sessions tools' output models (what the model reads, as structured content)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from agentbay_mcp.services.model_base import OutputModel
+
+#: SANDBOX_DIED: the sandbox died (processes lost, files kept); the next call says what was lost and restarts it.
+SessionStatus = Literal["RUNNING", "SANDBOX_DIED", "DELETING", "DELETED"]
+
+
+class SessionInfo(OutputModel):
+    """A session as a conversation sees it."""
+
+    session_id: str = Field(description="Pass this to every other tool.")
+    image_id: str = Field(description="The image the session was created from, e.g. linux_latest.")
+    status: SessionStatus
+    labels: dict[str, str] = Field(description="The session's labels (the whole map).")
+    network: bool = Field(default=False, description="Whether commands in the session can reach the network.")
+    created_at: datetime
+    idle_expires_at: datetime = Field(
+        description="When the session is deleted if no tool touches it before then; any call renews it."
+    )
+    notice: str | None = Field(
+        default=None, description="What happened to the session that you should know (e.g. its sandbox died)."
+    )
+
+
+class SessionList(OutputModel):
+    """One page of a conversation's sessions."""
+
+    sessions: list[SessionInfo]
+    total_count: int = Field(description="How many of your sessions match the filter, across all pages.")
+    max_results: int
+    next_token: str | None = Field(
+        description="Pass to list_sessions to get the next page; null when this is the last page."
+    )
+
+
+class SessionLabels(OutputModel):
+    """The label map of one session."""
+
+    session_id: str
+    labels: dict[str, str]
+
+
+class DeletedSession(OutputModel):
+    """The outcome of delete_session."""
+
+    session_id: str
+    status: SessionStatus = "DELETED"
+    message: str = "Session deleted; its sandbox, files and processes are gone."

@@ -1,0 +1,1 @@
+"""Transports: stdio (one conversation per process) and streamable HTTP for teams."""
