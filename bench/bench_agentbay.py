@@ -26,8 +26,8 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient
-from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.emulator import EmulatorServer
 from bench.bench_sessions import percentile
 
@@ -38,7 +38,9 @@ Operation = Callable[[SandboxBackend, str], Awaitable[object]]
 
 
 async def _command(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.run_process(session_id, "true", cwd=None, env={}, wait_ms=10000, cap=65536, timeout_ms=10000)
+    return await backend.processes.run_process(
+        session_id, "true", cwd=None, env={}, wait_ms=10000, cap=65536, timeout_ms=10000
+    )
 
 
 async def _get(backend: SandboxBackend, session_id: str) -> object:
@@ -46,23 +48,23 @@ async def _get(backend: SandboxBackend, session_id: str) -> object:
 
 
 async def _write(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.write_file(session_id, "/tmp/bench.txt", KIB, "overwrite")
+    return await backend.files.write_file(session_id, "/tmp/bench.txt", KIB, "overwrite")
 
 
 async def _read(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.read_file(
+    return await backend.files.read_file(
         session_id, "/tmp/bench.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=65536
     )
 
 
 async def _read_200k(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.read_file(
+    return await backend.files.read_file(
         session_id, "/tmp/big.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=1 << 20
     )
 
 
 async def _info(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.file_info(session_id, "/tmp/bench.txt")
+    return await backend.files.file_info(session_id, "/tmp/bench.txt")
 
 
 async def _create_delete(backend: SandboxBackend, session_id: str) -> object:
@@ -112,7 +114,7 @@ async def main(rounds: int, root: Path) -> None:
         for name, backend in backends.items():
             await backend.start(tg)
             sessions[name] = (await backend.create_session(image_id="code_latest", labels={}, owner="b")).session_id
-            await backend.write_file(sessions[name], "/tmp/big.txt", KIB * 200, "overwrite")
+            await backend.files.write_file(sessions[name], "/tmp/big.txt", KIB * 200, "overwrite")
             await _write(backend, sessions[name])
         for round_number in range(rounds + 2):  # two warm-up rounds
             for op_name, operation in OPERATIONS.items():

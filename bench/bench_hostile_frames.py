@@ -42,21 +42,21 @@ async def reply_sizes(root: Path) -> None:
         await backend.start(group)
         record = await backend.create_session(image_id="linux_latest", labels={}, owner="bench")
         sid = record.session_id
-        await backend.run_process(
+        await backend.processes.run_process(
             sid, "head -c 5000000 /dev/urandom | base64 -w0; head -c 5000000 /dev/urandom >&2",
             cwd=None, env={}, wait_ms=30_000, cap=CAP,
         )  # fmt: skip
-        await backend.run_process(
+        await backend.processes.run_process(
             sid, "head -c 262144 /dev/urandom > r.bin; mkdir d; cd d; for i in $(seq 1000); do "
             "touch $(printf 'n%0250d' $i); done", cwd=None, env={}, wait_ms=60_000, cap=CAP,
         )  # fmt: skip
-        await backend.read_file(
+        await backend.files.read_file(
             sid, "r.bin", offset=0, length=None, start_line=None, line_count=None, max_bytes=256 * 1024
         )
-        await backend.list_directory(sid, "d", 1000)
+        await backend.files.list_directory(sid, "d", 1000)
         shot_ok = True
         try:
-            await backend.screenshot(sid)
+            await backend.desktop.screenshot(sid)
         except Exception as exc:
             shot_ok = False
             print(f"(no screenshot: {exc})")

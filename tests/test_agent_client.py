@@ -17,7 +17,6 @@ import psutil
 import pytest
 from anyio.abc import TaskGroup, UNIXSocketStream
 
-from agentbay_mcp.backends.base import AppLaunch
 from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent_client import (
     SMALL_REPLY_BYTES,
@@ -27,6 +26,7 @@ from agentbay_mcp.backends.local.agent_client import (
     nesting_ok,
 )
 from agentbay_mcp.backends.local.agent_errors import translated
+from agentbay_mcp.backends.records_desktop import AppLaunch
 from agentbay_mcp.errors import BackendError, ProcessNotFoundError
 from tests.conftest import PeakRss
 

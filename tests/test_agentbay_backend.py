@@ -78,7 +78,7 @@ async def test_a_wrong_key_fails_every_call(
     for attempt in (
         bad.get_session(record.session_id),
         bad.create_session(image_id="code_latest", labels={}, owner="c"),
-        bad.file_info(record.session_id, "/tmp"),
+        bad.files.file_info(record.session_id, "/tmp"),
     ):
         with pytest.raises(AuthenticationError, match="AGENTBAY_API_KEY"):
             await attempt
@@ -93,7 +93,7 @@ async def test_a_session_released_behind_our_back_is_forgotten_and_the_model_tol
     backend = agentbay_backend(http, url, state_dir / "client")
     service = SessionService(backend, Registry(), lease_seconds=600, max_sessions_per_conversation=5)
     await service.start(task_group)
-    commands = CommandService(service)
+    commands = CommandService(service, backend.processes, backend.process_handles, backend.capabilities)
     info = await service.create_session("conv", "code_latest", {"a": "1"})
     assert (await commands.execute_command("conv", info.session_id, "echo hi")).stdout == "hi\n"
     await raw_call(url, "DeleteSessionAsync", SessionId=info.session_id)  # the cloud's idle release

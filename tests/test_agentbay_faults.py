@@ -43,7 +43,7 @@ async def rig(request: pytest.FixtureRequest, state_dir: Path, task_group: TaskG
         backend = agentbay_backend(http, url, state_dir / "client")
         await backend.start(task_group)
         record = await backend.create_session(image_id="code_latest", labels={"k": "v"}, owner="c")
-        await backend.write_file(record.session_id, "/tmp/f.txt", b"hello", "overwrite")
+        await backend.files.write_file(record.session_id, "/tmp/f.txt", b"hello", "overwrite")
         yield Rig(url, faults, backend, record.session_id)
         faults.plan.clear()
         for session in await backend.list_all():
@@ -77,7 +77,7 @@ async def _delete(rig: Rig) -> object:
 
 
 async def _read_tool(rig: Rig) -> object:
-    info = await rig.backend.file_info(rig.session_id, "/tmp/f.txt")
+    info = await rig.backend.files.file_info(rig.session_id, "/tmp/f.txt")
     assert info.size == 5
     return info
 
@@ -160,11 +160,11 @@ async def test_a_command_is_never_run_twice(rig: Rig, fault: str) -> None:
     before = rig.faults.seen[action]
     rig.faults.fail(action, fault)
     with pytest.raises(BackendError):
-        await rig.backend.run_process(
+        await rig.backend.processes.run_process(
             rig.session_id, "echo x >> /tmp/count", cwd=None, env={}, wait_ms=10000, cap=1024, timeout_ms=10000
         )
     assert rig.faults.seen[action] - before == 1
-    outcome = await rig.backend.run_process(
+    outcome = await rig.backend.processes.run_process(
         rig.session_id, "cat /tmp/count 2>/dev/null | wc -l", cwd=None, env={}, wait_ms=10000, cap=1024
     )
     assert outcome.summary is not None
@@ -182,19 +182,19 @@ async def test_a_commands_http_timeout_outlasts_its_own_timeout(rig: Rig) -> Non
     action = _tool_action(rig)
     for timeout_ms in (1000, 45_000, 600_000):
         sent = len(rig.faults.read_timeouts[action])
-        await rig.backend.run_process(
+        await rig.backend.processes.run_process(
             rig.session_id, "true", cwd=None, env={}, wait_ms=timeout_ms, cap=1024, timeout_ms=timeout_ms
         )
         shell_call = rig.faults.read_timeouts[action][sent]  # the first request is the shell tool's
         assert shell_call > timeout_ms / 1000
-    await rig.backend.file_info(rig.session_id, "/tmp/f.txt")
+    await rig.backend.files.file_info(rig.session_id, "/tmp/f.txt")
     assert rig.faults.read_timeouts[action][-1] == 20.0  # other calls: the configured AGENTBAY_TIMEOUT_MS
 
 
 async def test_a_small_command_costs_one_request_on_either_path(rig: Rig) -> None:
     action = _tool_action(rig)
     before = sum(rig.faults.seen.values())
-    outcome = await rig.backend.run_process(
+    outcome = await rig.backend.processes.run_process(
         rig.session_id, "printf 'out\\377'; echo err >&2; exit 2", cwd=None, env={}, wait_ms=10000, cap=1024
     )
     assert sum(rig.faults.seen.values()) - before == 1
@@ -217,11 +217,11 @@ async def test_screenshot_downloads_are_retried_then_fail_clearly(state_dir: Pat
         await backend.start(task_group)
         session_id = (await backend.create_session(image_id="linux_latest", labels={}, owner="c")).session_id
         faults.fail("", "500", times=2)  # the download (a GET: no Action) fails twice, then works
-        shot = await backend.screenshot(session_id)
+        shot = await backend.desktop.screenshot(session_id)
         assert (shot.format, shot.width, shot.height) == ("png", 1280, 800)
         assert shot.data.startswith(b"\x89PNG")
         faults.fail("", "500", times=4)
         with pytest.raises(CloudAPIError, match=r"screenshot download failed \(HTTP 500\)"):
-            await backend.screenshot(session_id)
+            await backend.desktop.screenshot(session_id)
         await backend.delete_session(session_id)
         await backend.close()

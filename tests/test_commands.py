@@ -258,15 +258,17 @@ async def test_a_killed_sandbox_is_restarted_with_its_files(state_dir: Path, tas
     backend = LocalBackend(state_dir)
     await backend.start(task_group)
     record = await backend.create_session(image_id="code_latest", labels={}, owner="c")
-    outcome = await backend.run_process(record.session_id, "echo kept > f", cwd=None, env={}, wait_ms=5000, cap=65536)
+    outcome = await backend.processes.run_process(
+        record.session_id, "echo kept > f", cwd=None, env={}, wait_ms=5000, cap=65536
+    )
     assert outcome.info.exit_code == 0
     sandbox_pid = backend._sandboxes[record.session_id].child_pid
     os.kill(sandbox_pid, signal.SIGKILL)
     # A call racing the death may fail with "the sandbox is gone ... retry"; the next one restarts it.
     with contextlib.suppress(SandboxDiedError):
         await anyio.sleep(0.2)
-        await backend.run_process(record.session_id, "true", cwd=None, env={}, wait_ms=5000, cap=65536)
-    outcome = await backend.run_process(record.session_id, "cat f", cwd=None, env={}, wait_ms=5000, cap=65536)
+        await backend.processes.run_process(record.session_id, "true", cwd=None, env={}, wait_ms=5000, cap=65536)
+    outcome = await backend.processes.run_process(record.session_id, "cat f", cwd=None, env={}, wait_ms=5000, cap=65536)
     assert outcome.summary is not None
     assert outcome.summary["stdout"].head == b"kept\n"
     await backend.delete_session(record.session_id)

@@ -167,7 +167,9 @@ async def test_files_survive_a_sandbox_restart_on_the_quota_disk(state_dir: Path
 
     async def sh(command: str) -> bytes:
         with anyio.fail_after(CALL_TIMEOUT):
-            outcome = await backend.run_process(session_id, command, cwd=None, env={}, wait_ms=20_000, cap=65536)
+            outcome = await backend.processes.run_process(
+                session_id, command, cwd=None, env={}, wait_ms=20_000, cap=65536
+            )
         assert outcome.summary is not None
         return outcome.summary["stdout"].head
 

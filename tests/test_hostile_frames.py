@@ -19,10 +19,10 @@ from anyio.abc import TaskGroup
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.backend import RESTARTS_AFTER_VIOLATION
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
+from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, call_error, free_port

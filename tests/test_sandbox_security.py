@@ -30,10 +30,10 @@ import psutil
 import pytest
 from mcp import Client
 
-from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.cgroups import GROUP, ROOT
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
+from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.server.wiring import BackendFactory, build_server, default_backend, sandbox_options
 from agentbay_mcp.settings import Settings
 from tests.conftest import HttpServer, call, call_error, eventually, session_dirs, stdio_params, unwrapped

@@ -7,7 +7,7 @@ import os
 
 from PIL import Image
 
-from agentbay_mcp.backends.base import Screenshot
+from agentbay_mcp.backends.records_desktop import Screenshot
 from agentbay_mcp.services.desktop.screenshot_encoding import MAX_IMAGE_BYTES, encode
 
 

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.records import SessionRecord
 from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNotFoundError
 from agentbay_mcp.services.sessions.paging import PageTokens
 from agentbay_mcp.services.sessions.registry import Registry

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 import anyio
 
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.services.desktop.models import WindowAction, WindowInfo
+from agentbay_mcp.backends.records_desktop import WindowAction, WindowInfo
 from agentbay_mcp.services.desktop.screenshot_encoding import encode
 
 MAX_CAPTURES = 16
@@ -88,7 +88,7 @@ def _window(window: WindowInfo) -> dict[str, Any]:
 
 
 async def get_installed_apps(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
-    apps = await backend.installed_apps(session_id, include_system=not args.get("ignore_system_app", True))
+    apps = await backend.desktop.installed_apps(session_id, include_system=not args.get("ignore_system_app", True))
     return json.dumps(
         [
             {"name": a.name, "start_cmd": a.start_cmd, "stop_cmd": a.stop_cmd, "work_directory": a.work_directory}
@@ -102,25 +102,25 @@ async def start_app(backend: LocalBackend, session_id: str, args: dict[str, Any]
     if not isinstance(command, str) or not command.strip():
         raise DesktopToolError("argument 'start_cmd' must be a non-empty string")
     workdir = args.get("work_directory") if isinstance(args.get("work_directory"), str) else None
-    launch = await backend.launch_app(session_id, command, workdir or None)
+    launch = await backend.desktop.launch_app(session_id, command, workdir or None)
     # Like the cloud's tool, answer with the application's processes, not just the shell starting it:
     # give the shell a moment to start (or become) the program.
-    status = await backend.app_status(session_id, launch)
+    status = await backend.desktop.app_status(session_id, launch)
     with anyio.move_on_after(START_SETTLE_SECONDS):
         while status.processes and all(p.pname in SHELLS for p in status.processes):
             await anyio.sleep(0.02)
-            status = await backend.app_status(session_id, launch)
+            status = await backend.desktop.app_status(session_id, launch)
     return json.dumps([p.model_dump() for p in status.processes])
 
 
 async def list_visible_apps(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
     return json.dumps(
-        [{"pname": a.pname, "pid": a.pid, "cmdline": a.cmdline} for a in await backend.visible_apps(session_id)]
+        [{"pname": a.pname, "pid": a.pid, "cmdline": a.cmdline} for a in await backend.desktop.visible_apps(session_id)]
     )
 
 
 async def _stop(backend: LocalBackend, session_id: str, **selector: Any) -> str:
-    stopped = await backend.stop_app(session_id, **{"pid": None, "pname": None, "stop_cmd": None, **selector})
+    stopped = await backend.desktop.stop_app(session_id, **{"pid": None, "pname": None, "stop_cmd": None, **selector})
     if stopped.stop_cmd_exit_code not in (None, 0):
         raise DesktopToolError(f"the stop command exited with code {stopped.stop_cmd_exit_code}")
     return json.dumps([p.model_dump() for p in stopped.stopped])
@@ -139,30 +139,30 @@ async def stop_app_by_cmd(backend: LocalBackend, session_id: str, args: dict[str
 
 
 async def list_root_windows(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
-    return json.dumps([_window(w) for w in (await backend.list_windows(session_id)).windows])
+    return json.dumps([_window(w) for w in (await backend.desktop.list_windows(session_id)).windows])
 
 
 async def get_active_window(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
-    window = await backend.active_window(session_id)
+    window = await backend.desktop.active_window(session_id)
     return json.dumps(_window(window)) if window else ""
 
 
 def _window_action(action: str) -> DesktopHandler:
     async def handler(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
         size = (_int(args, "width"), _int(args, "height")) if action == "resize" else (None, None)
-        await backend.window_action(session_id, _int(args, "window_id"), action, *size)  # type: ignore[arg-type]
+        await backend.desktop.window_action(session_id, _int(args, "window_id"), action, *size)  # type: ignore[arg-type]
         return "true"
 
     return handler
 
 
 async def focus_mode(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
-    await backend.set_focus_mode(session_id, bool(args.get("on")))
+    await backend.desktop.set_focus_mode(session_id, bool(args.get("on")))
     return "true"
 
 
 async def _input(backend: LocalBackend, session_id: str, request: dict[str, Any], desk: DesktopState) -> str:
-    done = await backend.input_action(session_id, request)
+    done = await backend.desktop.input_action(session_id, request)
     desk.pointers[session_id] = (done.pointer_x, done.pointer_y)
     return "true"
 
@@ -206,20 +206,20 @@ async def press_keys(backend: LocalBackend, session_id: str, args: dict[str, Any
 
 
 async def get_screen_size(backend: LocalBackend, session_id: str, args: dict[str, Any], _: DesktopState) -> str:
-    listed = await backend.list_windows(session_id)
+    listed = await backend.desktop.list_windows(session_id)
     return json.dumps({"width": listed.screen_width, "height": listed.screen_height, "dpiScalingFactor": 1.0})
 
 
 async def get_cursor_position(backend: LocalBackend, session_id: str, args: dict[str, Any], desk: DesktopState) -> str:
     if session_id not in desk.pointers:
-        listed = await backend.list_windows(session_id)
+        listed = await backend.desktop.list_windows(session_id)
         desk.pointers[session_id] = (listed.screen_width // 2, listed.screen_height // 2)  # where Xvfb starts it
     x, y = desk.pointers[session_id]
     return json.dumps({"x": x, "y": y})
 
 
 async def _encoded(backend: LocalBackend, session_id: str, fmt: str) -> tuple[bytes, int, int]:
-    shot = await backend.screenshot(session_id)
+    shot = await backend.desktop.screenshot(session_id)
     kind: Literal["png", "jpeg"] = "jpeg" if fmt in ("jpeg", "jpg") else "png"
     image = await anyio.to_thread.run_sync(functools.partial(encode, shot, kind, None, budget=64 * 1024 * 1024))
     return image.data, image.width, image.height

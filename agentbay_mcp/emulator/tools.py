@@ -85,7 +85,7 @@ async def shell(backend: LocalBackend, session_id: str, args: dict[str, Any]) ->
     envs = args.get("envs") or {}
     if not isinstance(envs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items()):
         raise ToolFailedError("argument 'envs' must map strings to strings")
-    outcome = await backend.run_process(
+    outcome = await backend.processes.run_process(
         session_id, command, cwd=cwd, env=envs, wait_ms=timeout_ms, cap=SHELL_OUTPUT_CAP
     )
     timed_out = outcome.summary is None
@@ -93,10 +93,10 @@ async def shell(backend: LocalBackend, session_id: str, args: dict[str, Any]) ->
     if streams is None:
         proc_id = outcome.info.proc_id
         with anyio.CancelScope(shield=True):
-            await backend.kill_process(session_id, proc_id, signal.SIGKILL, 0, "timeout")
-            await backend.wait_process(session_id, proc_id, 3000)
-            summary = await backend.process_output_summary(session_id, proc_id, SHELL_OUTPUT_CAP)
-            await backend.forget_process(session_id, proc_id)
+            await backend.processes.kill_process(session_id, proc_id, signal.SIGKILL, 0, "timeout")
+            await backend.processes.wait_process(session_id, proc_id, 3000)
+            summary = await backend.processes.process_output_summary(session_id, proc_id, SHELL_OUTPUT_CAP)
+            await backend.processes.forget_process(session_id, proc_id)
         info, streams = summary.info, summary.streams
     stdout = capped_text("stdout", streams["stdout"])[0]
     stderr = capped_text("stderr", streams["stderr"])[0]
@@ -113,7 +113,7 @@ async def read_file(backend: LocalBackend, session_id: str, args: dict[str, Any]
     """Bytes from offset (length 0 or absent: to the end); base64 with format=binary, else text."""
     path = _str(args, "path")
     offset, length = _int(args, "offset", 0), _int(args, "length", 0)
-    chunk = await backend.read_file(
+    chunk = await backend.files.read_file(
         session_id,
         path,
         offset=offset,
@@ -132,7 +132,7 @@ async def write_file(backend: LocalBackend, session_id: str, args: dict[str, Any
     path, mode = _str(args, "path"), _str(args, "mode", "overwrite")
     if mode not in ("overwrite", "append"):
         raise ToolFailedError("mode must be 'overwrite' or 'append'")
-    await backend.write_file(session_id, path, _str(args, "content").encode(), mode)
+    await backend.files.write_file(session_id, path, _str(args, "content").encode(), mode)
     return f"Successfully wrote to {path}"
 
 
@@ -142,13 +142,13 @@ async def edit_file(backend: LocalBackend, session_id: str, args: dict[str, Any]
     if not isinstance(edits, list) or not all(isinstance(e, dict) for e in edits):
         raise ToolFailedError("edits must be a list of {oldText, newText}")
     pairs = [{"old_text": str(e.get("oldText", "")), "new_text": str(e.get("newText", ""))} for e in edits]
-    edited = await backend.edit_file(session_id, _str(args, "path"), pairs, bool(args.get("dryRun", False)))
+    edited = await backend.files.edit_file(session_id, _str(args, "path"), pairs, bool(args.get("dryRun", False)))
     return f"```diff\n{edited.diff}\n```"
 
 
 async def get_file_info(backend: LocalBackend, session_id: str, args: dict[str, Any]) -> str:
     """`key: value` lines."""
-    info = await backend.file_info(session_id, _str(args, "path"))
+    info = await backend.files.file_info(session_id, _str(args, "path"))
     lines = {
         "name": info.name,
         "size": str(info.size),
@@ -167,28 +167,28 @@ async def get_file_info(backend: LocalBackend, session_id: str, args: dict[str, 
 
 async def list_directory(backend: LocalBackend, session_id: str, args: dict[str, Any]) -> str:
     """`[DIR] name` / `[FILE] name` lines."""
-    listing = await backend.list_directory(session_id, _str(args, "path"), 100_000)
+    listing = await backend.files.list_directory(session_id, _str(args, "path"), 100_000)
     return "\n".join(f"[{'DIR' if e.type == 'directory' else 'FILE'}] {e.name}" for e in listing.entries)
 
 
 async def search_files(backend: LocalBackend, session_id: str, args: dict[str, Any]) -> str:
     """Matching paths, one a line, or 'No matches found'."""
     excludes = [p.strip() for p in str(args.get("excludePatterns") or "").split(",") if p.strip()]
-    found = await backend.search_files(session_id, _str(args, "path"), _str(args, "pattern"), excludes, 10_000)
+    found = await backend.files.search_files(session_id, _str(args, "path"), _str(args, "pattern"), excludes, 10_000)
     return "\n".join(found.matches) if found.matches else "No matches found"
 
 
 async def create_directory(backend: LocalBackend, session_id: str, args: dict[str, Any]) -> str:
     """mkdir -p."""
     path = _str(args, "path")
-    await backend.create_directory(session_id, path)
+    await backend.files.create_directory(session_id, path)
     return f"Successfully created directory {path}"
 
 
 async def move_file(backend: LocalBackend, session_id: str, args: dict[str, Any]) -> str:
     """Rename without replacing."""
     source, destination = _str(args, "source"), _str(args, "destination")
-    await backend.move_file(session_id, source, destination)
+    await backend.files.move_file(session_id, source, destination)
     return f"Successfully moved {source} to {destination}"
 
 

@@ -15,9 +15,9 @@ from agentbay_mcp import __version__
 from agentbay_mcp.auth.config import HttpAuth
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.backends import agentbay
-from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
+from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.observability.audit import AuditLog
 from agentbay_mcp.observability.metrics import Metrics
 from agentbay_mcp.server import prompts, resources
@@ -110,7 +110,9 @@ def build_service(settings: Settings, backend: SandboxBackend) -> SessionService
 
 
 @asynccontextmanager
-async def _serving(settings: Settings, service: SessionService, tool_kinds: Any) -> AsyncIterator[AppState]:
+async def _serving(
+    settings: Settings, backend: SandboxBackend, service: SessionService, tool_kinds: Any
+) -> AsyncIterator[AppState]:
     """Run the service (start-up reaping, lease expiry) for the server's life; release all at the end."""
     async with anyio.create_task_group() as tg:
         await service.start(tg)
@@ -118,9 +120,21 @@ async def _serving(settings: Settings, service: SessionService, tool_kinds: Any)
         try:
             yield AppState(
                 service=service,
-                commands=CommandService(service, output_cap_bytes=settings.output_cap_bytes),
-                files=FileService(service, read_cap_bytes=settings.read_cap_bytes),
-                desktop=DesktopService(service, app_wait_ms=settings.app_wait_ms),
+                commands=CommandService(
+                    service,
+                    backend.processes,
+                    backend.process_handles,
+                    backend.capabilities,
+                    output_cap_bytes=settings.output_cap_bytes,
+                ),
+                files=FileService(service, backend.files, read_cap_bytes=settings.read_cap_bytes),
+                desktop=DesktopService(
+                    service,
+                    backend.desktop,
+                    backend.processes,
+                    backend.capabilities,
+                    app_wait_ms=settings.app_wait_ms,
+                ),
                 settings=settings,
                 tool_kinds=tool_kinds,
             )
@@ -156,7 +170,7 @@ def build_server(
             audit.open()
             metrics.count_sessions_with(service.live_sessions)
             try:
-                async with _serving(settings, service, mcp.tool_kinds) as state:
+                async with _serving(settings, backend, service, mcp.tool_kinds) as state:
                     if running is not None:
                         running.service = service
                     try:

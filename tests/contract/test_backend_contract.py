@@ -17,8 +17,8 @@ import httpx2
 import pytest
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
 from tests.agentbay_support import agentbay_backend, emulator
 
@@ -141,7 +141,7 @@ async def test_keep_alive_on_a_live_session(backend: SandboxBackend) -> None:
 
 async def test_run_process_returns_streams_and_exit_code(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    outcome = await backend.run_process(
+    outcome = await backend.processes.run_process(
         session_id, "echo out; echo err >&2; exit 3", cwd=None, env={}, wait_ms=20000, cap=65536, timeout_ms=20000
     )
     assert outcome.summary is not None
@@ -153,7 +153,7 @@ async def test_run_process_returns_streams_and_exit_code(backend: SandboxBackend
 
 async def test_run_process_honours_cwd_and_env(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    outcome = await backend.run_process(
+    outcome = await backend.processes.run_process(
         session_id, 'pwd; echo "$GREETING"', cwd="/tmp", env={"GREETING": "hi there"}, wait_ms=20000, cap=65536
     )
     assert outcome.summary is not None
@@ -163,23 +163,23 @@ async def test_run_process_honours_cwd_and_env(backend: SandboxBackend) -> None:
 
 async def test_a_command_past_its_timeout_is_reported_running_then_killed(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    outcome = await backend.run_process(
+    outcome = await backend.processes.run_process(
         session_id, "echo started; sleep 30", cwd=None, env={}, wait_ms=500, cap=65536, timeout_ms=500
     )
     assert outcome.summary is None
     assert outcome.info.running
     proc_id = outcome.info.proc_id
-    await backend.kill_process(session_id, proc_id, signal.SIGTERM, 200, "timeout")
-    info = await backend.wait_process(session_id, proc_id, 5000)
+    await backend.processes.kill_process(session_id, proc_id, signal.SIGTERM, 200, "timeout")
+    info = await backend.processes.wait_process(session_id, proc_id, 5000)
     assert not info.running
-    summary = await backend.process_output_summary(session_id, proc_id, 65536)
+    summary = await backend.processes.process_output_summary(session_id, proc_id, 65536)
     assert summary.streams["stdout"].head.startswith(b"started")
-    await backend.forget_process(session_id, proc_id)
+    await backend.processes.forget_process(session_id, proc_id)
 
 
 async def test_large_output_is_capped_head_and_tail(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    outcome = await backend.run_process(
+    outcome = await backend.processes.run_process(
         session_id, "seq 1 100000", cwd=None, env={}, wait_ms=20000, cap=4096, timeout_ms=20000
     )
     assert outcome.summary is not None
@@ -198,10 +198,10 @@ async def test_write_then_read_round_trips_large_text(backend: SandboxBackend) -
     # Multi-byte characters across ~300 KB: pieces on a size-limited channel must not split one.
     text = "".join(f"line {n}: h\u00e9llo w\u00f6rld \u4f60\u597d \U0001f600\n" for n in range(8000))
     data = text.encode()
-    written = await backend.write_file(session_id, "/home/user/big.txt", data, "overwrite")
+    written = await backend.files.write_file(session_id, "/home/user/big.txt", data, "overwrite")
     assert written.bytes_written == len(data)
     assert written.size == len(data)
-    chunk = await backend.read_file(
+    chunk = await backend.files.read_file(
         session_id, "/home/user/big.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=1 << 20
     )
     assert chunk.data == data
@@ -212,15 +212,15 @@ async def test_write_then_read_round_trips_large_text(backend: SandboxBackend) -
 
 async def test_append_and_ranged_reads(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    await backend.write_file(session_id, "/tmp/a.txt", b"one\ntwo\n", "overwrite")
-    await backend.write_file(session_id, "/tmp/a.txt", b"three\nfour\n", "append")
-    chunk = await backend.read_file(
+    await backend.files.write_file(session_id, "/tmp/a.txt", b"one\ntwo\n", "overwrite")
+    await backend.files.write_file(session_id, "/tmp/a.txt", b"three\nfour\n", "append")
+    chunk = await backend.files.read_file(
         session_id, "/tmp/a.txt", offset=4, length=9, start_line=None, line_count=None, max_bytes=1 << 20
     )
     assert chunk.data == b"two\nthree"
     assert (chunk.offset, chunk.next_offset, chunk.size) == (4, 13, 19)
     assert chunk.head == b"one\ntwo\nthree\nfo"
-    lines = await backend.read_file(
+    lines = await backend.files.read_file(
         session_id, "/tmp/a.txt", offset=0, length=None, start_line=2, line_count=2, max_bytes=1 << 20
     )
     assert lines.data == b"two\nthree\n"
@@ -229,32 +229,32 @@ async def test_append_and_ranged_reads(backend: SandboxBackend) -> None:
 
 async def test_file_info_listing_and_search(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    made = await backend.create_directory(session_id, "/home/user/proj/src")
+    made = await backend.files.create_directory(session_id, "/home/user/proj/src")
     assert made.created
-    assert not (await backend.create_directory(session_id, "/home/user/proj/src")).created
-    await backend.write_file(session_id, "/home/user/proj/src/main.py", b"print(1)\n", "overwrite")
-    await backend.write_file(session_id, "/home/user/proj/notes.md", b"# notes\n", "overwrite")
-    info = await backend.file_info(session_id, "/home/user/proj/src/main.py")
+    assert not (await backend.files.create_directory(session_id, "/home/user/proj/src")).created
+    await backend.files.write_file(session_id, "/home/user/proj/src/main.py", b"print(1)\n", "overwrite")
+    await backend.files.write_file(session_id, "/home/user/proj/notes.md", b"# notes\n", "overwrite")
+    info = await backend.files.file_info(session_id, "/home/user/proj/src/main.py")
     assert (info.type, info.size, info.name) == ("file", 9, "main.py")
     assert info.permissions.startswith("-rw")
-    assert (await backend.file_info(session_id, "/home/user/proj")).type == "directory"
-    listing = await backend.list_directory(session_id, "/home/user/proj", 100)
+    assert (await backend.files.file_info(session_id, "/home/user/proj")).type == "directory"
+    listing = await backend.files.list_directory(session_id, "/home/user/proj", 100)
     assert {(e.name, e.type) for e in listing.entries} == {("src", "directory"), ("notes.md", "file")}
-    found = await backend.search_files(session_id, "/home/user/proj", "*.py", [], 100)
+    found = await backend.files.search_files(session_id, "/home/user/proj", "*.py", [], 100)
     assert [m.rsplit("/", 1)[-1] for m in found.matches] == ["main.py"]
-    none = await backend.search_files(session_id, "/home/user/proj", "*.rs", [], 100)
+    none = await backend.files.search_files(session_id, "/home/user/proj", "*.rs", [], 100)
     assert none.matches == []
 
 
 async def test_edit_and_move(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
-    await backend.write_file(session_id, "/tmp/c.txt", b"alpha\nbeta\n", "overwrite")
-    dry = await backend.edit_file(session_id, "/tmp/c.txt", [{"old_text": "beta", "new_text": "gamma"}], True)
+    await backend.files.write_file(session_id, "/tmp/c.txt", b"alpha\nbeta\n", "overwrite")
+    dry = await backend.files.edit_file(session_id, "/tmp/c.txt", [{"old_text": "beta", "new_text": "gamma"}], True)
     assert not dry.applied
     assert "+gamma" in dry.diff
-    await backend.edit_file(session_id, "/tmp/c.txt", [{"old_text": "beta", "new_text": "gamma"}], False)
-    await backend.move_file(session_id, "/tmp/c.txt", "/tmp/d.txt")
-    chunk = await backend.read_file(
+    await backend.files.edit_file(session_id, "/tmp/c.txt", [{"old_text": "beta", "new_text": "gamma"}], False)
+    await backend.files.move_file(session_id, "/tmp/c.txt", "/tmp/d.txt")
+    chunk = await backend.files.read_file(
         session_id, "/tmp/d.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=4096
     )
     assert chunk.data == b"alpha\ngamma\n"
@@ -263,20 +263,20 @@ async def test_edit_and_move(backend: SandboxBackend) -> None:
 async def test_file_errors_are_file_operation_errors(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     with pytest.raises(FileOperationError) as missing:
-        await backend.read_file(
+        await backend.files.read_file(
             session_id, "/tmp/missing.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=4096
         )
     assert missing.value.kind == "not_found"
-    await backend.write_file(session_id, "/tmp/e.txt", b"x", "overwrite")
-    await backend.write_file(session_id, "/tmp/f.txt", b"y", "overwrite")
+    await backend.files.write_file(session_id, "/tmp/e.txt", b"x", "overwrite")
+    await backend.files.write_file(session_id, "/tmp/f.txt", b"y", "overwrite")
     with pytest.raises(FileOperationError):
-        await backend.move_file(session_id, "/tmp/e.txt", "/tmp/f.txt")
+        await backend.files.move_file(session_id, "/tmp/e.txt", "/tmp/f.txt")
 
 
 async def test_tools_on_a_deleted_session_are_not_found(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     await backend.delete_session(session_id)
     with pytest.raises(SessionNotFoundError):
-        await backend.run_process(session_id, "true", cwd=None, env={}, wait_ms=5000, cap=1024)
+        await backend.processes.run_process(session_id, "true", cwd=None, env={}, wait_ms=5000, cap=1024)
     with pytest.raises(SessionNotFoundError):
-        await backend.file_info(session_id, "/tmp")
+        await backend.files.file_info(session_id, "/tmp")

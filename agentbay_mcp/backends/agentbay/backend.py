@@ -9,57 +9,30 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.agentbay import desktop, files, tools
+from agentbay_mcp.backends.agentbay import desktop, tools
+from agentbay_mcp.backends.agentbay.capabilities import (
+    DIRECT_PIECE_BYTES,
+    AgentBayDesktop,
+    AgentBayFiles,
+    AgentBayProcesses,
+    Route,
+)
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
-from agentbay_mcp.backends.agentbay.commands import OUTPUT_DIR, Runs, kept, parse_report, redirected, summarize
+from agentbay_mcp.backends.agentbay.commands import BACKGROUND_UNSUPPORTED
+from agentbay_mcp.backends.agentbay.files import ToolCall
 from agentbay_mcp.backends.agentbay.sessions import Channel, CloudSessions, default_instance
 from agentbay_mcp.backends.agentbay.tools import Tool
-from agentbay_mcp.backends.base import (
-    AppLaunch,
-    AppStatus,
-    FileChunk,
-    ImageInfo,
-    OutputSummary,
-    ProcessInfo,
-    ProcessOutput,
-    RunOutcome,
-    Screenshot,
-    SessionRecord,
-    StreamSummary,
-    WindowDetail,
-)
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
 from agentbay_mcp.errors import (
     BackendError,
     BackendUnavailableError,
     CloudAPIError,
-)
-from agentbay_mcp.services.desktop.models import (
-    AppStopped,
-    FocusMode,
-    InputResult,
-    InstalledApp,
-    VisibleApp,
-    WindowAction,
-    WindowInfo,
-    WindowList,
-)
-from agentbay_mcp.services.files.models import (
-    DirectoryCreated,
-    DirectoryListing,
-    FileEdited,
-    FileInfo,
-    FileMoved,
-    FileWritten,
-    SearchResult,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,10 +44,13 @@ IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(image_id="windows_latest", description="Windows cloud desktop.", desktop=True),
     ImageInfo(image_id="mobile_latest", description="Android cloud phone.", desktop=False),
 )
-#: Seconds the shell tool's HTTP call may outlast the command's own timeout_ms.
-SHELL_MARGIN_SECONDS = 30.0
-#: Over LinkUrl there is no message limit; pieces this big only bound one request's memory.
-DIRECT_PIECE_BYTES = 8 * 1024 * 1024
+CAPABILITIES = Capabilities(
+    process_handles=False,
+    window_states=False,
+    sandbox_side_timeouts=True,
+    desktop=True,
+    unsupported={"process_handles": BACKGROUND_UNSUPPORTED},
+)
 
 
 class AgentBayBackend:
@@ -105,8 +81,37 @@ class AgentBayBackend:
             delete_wait_seconds=delete_wait_seconds,
             page_size=page_size,
         )
-        self._runs = Runs()
-        self._focus_mode: dict[str, bool] = {}
+        route = Route(
+            call_tool=self._call_tool, direct=self._direct, piece=self._piece, tool_call=self._files, known=self._known
+        )
+        self._processes = AgentBayProcesses(route)
+        self._files_capability = AgentBayFiles(route)
+        self._desktop = AgentBayDesktop(route, self._fetch_screenshot)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """No process handles, no window states; the shell tool stops a command at its timeout itself."""
+        return CAPABILITIES
+
+    @property
+    def processes(self) -> AgentBayProcesses:
+        """Commands through the shell tool."""
+        return self._processes
+
+    @property
+    def process_handles(self) -> None:
+        """None: the cloud shell tool has no process handles."""
+        return None
+
+    @property
+    def files(self) -> AgentBayFiles:
+        """Files through the in-session file tools."""
+        return self._files_capability
+
+    @property
+    def desktop(self) -> AgentBayDesktop:
+        """The desktop through the in-session UI tools."""
+        return self._desktop
 
     @property
     def name(self) -> str:
@@ -163,8 +168,8 @@ class AgentBayBackend:
 
     async def delete_session(self, session_id: str) -> None:
         """DeleteSessionAsync, then poll until it is gone (bounded). Idempotent."""
-        self._runs.drop_session(session_id)
-        self._focus_mode.pop(session_id, None)
+        self._processes.drop_session(session_id)
+        self._desktop.drop_session(session_id)
         await self._sessions.delete(session_id)
 
     async def reap_orphans(self) -> list[str]:
@@ -227,236 +232,16 @@ class AgentBayBackend:
     def _piece(self, session_id: str) -> int:
         return DIRECT_PIECE_BYTES if self._direct(session_id, tools.READ_FILE) else tools.READ_CHUNK_BYTES
 
-    def _files(self, session_id: str) -> files.ToolCall:
+    def _files(self, session_id: str) -> ToolCall:
         async def call(tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
             return await self._call_tool(session_id, tool, args)
 
         return call
 
-    # Processes ------------------------------------------------------------------------------
-
-    async def run_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        wait_ms: int,
-        cap: int,
-        timeout_ms: int | None = None,
-    ) -> RunOutcome:
-        """One shell tool call, its HTTP read timeout always longer than the command's timeout_ms.
-
-        On a size-limited channel (no LinkUrl) the command's streams go to files in the session and
-        come back in pieces, head and tail within `cap`; the complete output stays readable there.
-        """
-        limit = timeout_ms or wait_ms
-        proc_id = "cmd-" + secrets.token_hex(6)
-        direct = self._direct(session_id, tools.SHELL)
-        out_path, err_path = f"{OUTPUT_DIR}/{proc_id}.out", f"{OUTPUT_DIR}/{proc_id}.err"
-        shell_command = command if direct else redirected(command, out_path, err_path)
-        args: dict[str, Any] = {"command": shell_command, "timeout_ms": limit}
-        if cwd:
-            args["cwd"] = cwd
-        if env:
-            args["envs"] = env
-        started = time.monotonic()
-        text, is_error = await self._call_tool(session_id, tools.SHELL, args, limit / 1000 + SHELL_MARGIN_SECONDS)
-        result = tools.parse_shell(text, is_error)
-        if direct:
-            streams = {
-                "stdout": summarize(result.stdout.encode(), cap),
-                "stderr": summarize(result.stderr.encode(), cap),
-            }
-        else:
-            streams = await self._saved_streams(session_id, result, out_path, err_path, cap)
-        elapsed = int((time.monotonic() - started) * 1000)
-        finished = self._runs.record(session_id, proc_id, command, result, streams, elapsed)
-        if finished.info.running:  # stopped at its timeout: the command service kills and collects it
-            return RunOutcome(info=finished.info)
-        return RunOutcome(info=finished.info, summary=streams)
-
-    async def _saved_streams(
-        self, session_id: str, result: tools.ShellResult, out_path: str, err_path: str, cap: int
-    ) -> dict[str, StreamSummary]:
-        """The streams a redirected command left in the session: inline in its report, else read back."""
-        report = None if result.timed_out else parse_report(result.stdout)
-        if report is not None and report.stdout is not None and report.stderr is not None:
-            return {"stdout": kept(report.stdout, cap, out_path), "stderr": kept(report.stderr, cap, err_path)}
-        call, piece = self._files(session_id), self._piece(session_id)
-        streams = {
-            "stdout": await files.saved_stream(call, out_path, cap, piece, report.stdout_size if report else None),
-            "stderr": await files.saved_stream(call, err_path, cap, piece, report.stderr_size if report else None),
-        }
-        if report is None and streams["stderr"].total == 0 and result.stderr and not result.timed_out:
-            streams["stderr"] = summarize(result.stderr.encode(), cap)  # the wrapper itself failed
-        return streams
-
-    async def start_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        stdin: bool,
-        foreground: bool,
-        cap: int,
-    ) -> ProcessInfo:
-        """Not supported: the cloud shell tool has no process handles."""
-        raise self._runs.unsupported()
-
-    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
-        """A kept command's state. Nothing runs on in the cloud: a command the shell tool reported as
-        timed out is over, ended by that timeout (waiting would only spin until our own deadline)."""
-        return self._runs.kill(session_id, proc_id, int(signal.SIGKILL), "timeout")
-
-    async def read_process_output(
-        self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
-    ) -> ProcessOutput:
-        """Output of a kept command."""
-        return self._runs.output(session_id, proc_id, cursors, max_bytes)
-
-    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
-        """Both streams of a kept command."""
-        return self._runs.summary(session_id, proc_id, cap)
-
-    async def process_tail(self, session_id: str, proc_id: str, lines: int) -> dict[str, list[str]]:
-        """Last lines of a kept command."""
-        return self._runs.tail(session_id, proc_id, lines)
-
-    async def write_process_input(self, session_id: str, proc_id: str, data: bytes, eof: bool) -> int:
-        """Not supported: no process handles."""
-        raise self._runs.unsupported()
-
-    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
-        """The shell tool already stopped it at its timeout; record the kill."""
-        return self._runs.kill(session_id, proc_id, signal, reason)
-
-    async def forget_process(self, session_id: str, proc_id: str) -> None:
-        """Drop a kept command."""
-        self._runs.forget(session_id, proc_id)
-
-    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
-        """Always empty: there are no background processes on this backend."""
+    async def _known(self, session_id: str) -> None:
+        """SessionNotFoundError unless the session is known (a GetSession call if it was not seen yet)."""
         if session_id not in self._sessions.channels:
-            await self.get_session(session_id)  # an unknown session is still SessionNotFoundError
-        return []
+            await self.get_session(session_id)
 
-    # Files ----------------------------------------------------------------------------------
-
-    async def read_file(
-        self,
-        session_id: str,
-        path: str,
-        *,
-        offset: int,
-        length: int | None,
-        start_line: int | None,
-        line_count: int | None,
-        max_bytes: int,
-    ) -> FileChunk:
-        """A byte range (read in pieces) or lines."""
-        return await files.read(
-            self._files(session_id),
-            path,
-            offset=offset,
-            length=length,
-            start_line=start_line,
-            line_count=line_count,
-            max_bytes=max_bytes,
-            piece=self._piece(session_id),
-        )
-
-    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
-        """Overwrite or append, in pieces when messages are size-limited."""
-        piece = DIRECT_PIECE_BYTES if self._direct(session_id, tools.WRITE_FILE) else tools.WRITE_CHUNK_BYTES
-        return await files.write(self._files(session_id), path, data, mode, piece)
-
-    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
-        """Exact replacements."""
-        return await files.edit(self._files(session_id), path, edits, dry_run)
-
-    async def file_info(self, session_id: str, path: str) -> FileInfo:
-        """Metadata of a path."""
-        return await files.info(self._files(session_id), path)
-
-    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
-        """Names and types."""
-        return await files.listing(self._files(session_id), path, max_entries)
-
-    async def search_files(
-        self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
-    ) -> SearchResult:
-        """Glob search."""
-        return await files.search(self._files(session_id), path, pattern, exclude_patterns, max_results)
-
-    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
-        """mkdir -p."""
-        return await files.mkdir(self._files(session_id), path)
-
-    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
-        """Rename or move."""
-        return await files.move(self._files(session_id), source, destination)
-
-    # Desktop --------------------------------------------------------------------------------
-
-    async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
-        """get_installed_apps."""
-        return await desktop.installed_apps(self._files(session_id), include_system)
-
-    async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
-        """start_app (no process handle: AgentBay reports the started processes only)."""
-        return await desktop.launch(self._files(session_id), start_cmd, work_directory)
-
-    async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
-        """The launched app's first new window."""
-        return await desktop.app_status(self._files(session_id), launch)
-
-    async def stop_app(
-        self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
-    ) -> AppStopped:
-        """stop_app_by_pid / _by_pname / _by_cmd."""
-        return await desktop.stop_app(self._files(session_id), pid, pname, stop_cmd)
-
-    async def visible_apps(self, session_id: str) -> list[VisibleApp]:
-        """list_visible_apps."""
-        return await desktop.visible_apps(self._files(session_id))
-
-    async def list_windows(self, session_id: str) -> WindowList:
-        """list_root_windows, get_active_window, get_screen_size."""
-        return await desktop.window_list(self._files(session_id), self._focus_mode.get(session_id, False))
-
-    async def active_window(self, session_id: str) -> WindowInfo | None:
-        """get_active_window."""
-        return await desktop.active(self._files(session_id))
-
-    async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
-        """One window from list_root_windows."""
-        return await desktop.detail(self._files(session_id), window_id)
-
-    async def window_action(
-        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
-    ) -> None:
-        """activate_window, maximize_window, ..., resize_window."""
-        await desktop.action(self._files(session_id), window_id, action, width, height)
-
-    async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
-        """focus_mode."""
-        mode = await desktop.focus_mode(self._files(session_id), on)
-        self._focus_mode[session_id] = on
-        return mode
-
-    async def screenshot(self, session_id: str) -> Screenshot:
-        """screenshot (inline, LinkUrl sessions) or system_screenshot (a URL, downloaded)."""
-
-        async def fetch(url: str) -> bytes:
-            return await self._client.fetch(url, max_bytes=desktop.MAX_SCREENSHOT_BYTES)
-
-        direct = self._direct(session_id, tools.SCREENSHOT)
-        return await desktop.screenshot(self._files(session_id), direct, fetch)
-
-    async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
-        """Mouse and keyboard tools, then get_cursor_position."""
-        return await desktop.input_action(self._files(session_id), action)
+    async def _fetch_screenshot(self, url: str) -> bytes:
+        return await self._client.fetch(url, max_bytes=desktop.MAX_SCREENSHOT_BYTES)

@@ -15,8 +15,8 @@ import signal
 from dataclasses import dataclass, field
 
 from agentbay_mcp.backends.agentbay.tools import ShellResult
-from agentbay_mcp.backends.base import OutputSummary, ProcessInfo, ProcessOutput, StreamChunk, StreamSummary
-from agentbay_mcp.errors import NotSupportedError, ProcessNotFoundError
+from agentbay_mcp.backends.records import OutputSummary, ProcessInfo, ProcessOutput, StreamChunk, StreamSummary
+from agentbay_mcp.errors import ProcessNotFoundError
 
 #: Where commands on a size-limited channel leave their complete output (read_file reads it).
 OUTPUT_DIR = "/tmp/.agentbay-mcp"  # noqa: S108 (inside the session, never on this host)
@@ -187,7 +187,3 @@ class Runs:
     def drop_session(self, session_id: str) -> None:
         """Forget everything of a deleted session."""
         self.by_session.pop(session_id, None)
-
-    def unsupported(self) -> NotSupportedError:
-        """The error for background-process operations."""
-        return NotSupportedError(BACKGROUND_UNSUPPORTED)

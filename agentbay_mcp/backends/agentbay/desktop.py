@@ -19,19 +19,22 @@ from PIL import Image, UnidentifiedImageError
 from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.files import ToolCall
 from agentbay_mcp.backends.agentbay.tools import Tool
-from agentbay_mcp.backends.base import AppLaunch, AppStatus, Screenshot, WindowDetail
-from agentbay_mcp.errors import BackendError, InvalidArgumentError, WindowNotFoundError
-from agentbay_mcp.services.desktop.models import (
+from agentbay_mcp.backends.records_desktop import (
+    AppLaunch,
     AppProcess,
+    AppStatus,
     AppStopped,
     ChildWindow,
     FocusMode,
     InputResult,
     InstalledApp,
+    Screenshot,
     VisibleApp,
+    WindowDetail,
     WindowInfo,
     WindowList,
 )
+from agentbay_mcp.errors import BackendError, InvalidArgumentError, WindowNotFoundError
 
 #: Our key names -> the names AgentBay's press_keys uses (its SDK's examples: "Ctrl", "Enter").
 _KEY_NAMES = {

@@ -15,17 +15,18 @@ from typing import Any
 
 from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.tools import Tool
-from agentbay_mcp.backends.base import FileChunk, StreamSummary
-from agentbay_mcp.errors import BackendError, FileOperationError
-from agentbay_mcp.services.files.models import (
+from agentbay_mcp.backends.records import (
     DirectoryCreated,
     DirectoryListing,
+    FileChunk,
     FileEdited,
     FileInfo,
     FileMoved,
     FileWritten,
     SearchResult,
+    StreamSummary,
 )
+from agentbay_mcp.errors import BackendError, FileOperationError
 
 #: call(tool, args) -> (text, is_error): one in-session tool call on the session at hand.
 ToolCall = Callable[[Tool, dict[str, Any]], Awaitable[tuple[str, bool]]]

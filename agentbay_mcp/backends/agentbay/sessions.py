@@ -26,11 +26,10 @@ import anyio
 
 from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
-from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local.server_lock import server_alive
+from agentbay_mcp.backends.records import SessionRecord, SessionStatus
 from agentbay_mcp.errors import AgentBayMCPError, BackendError, CloudAPIError, SessionNotFoundError
 from agentbay_mcp.services.sessions.labels import RESERVED_PREFIX
-from agentbay_mcp.services.sessions.models import SessionStatus
 
 logger = logging.getLogger(__name__)
 

@@ -18,27 +18,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.base import (
-    AppLaunch,
-    AppStatus,
-    FileChunk,
-    ImageInfo,
-    OutputSummary,
-    ProcessInfo,
-    ProcessOutput,
-    RunOutcome,
-    Screenshot,
-    SessionRecord,
-    WindowDetail,
-)
-from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
 from agentbay_mcp.backends.local.disk_quota import DiskQuota, DiskQuotaError, on_quota_disk, unmount_under
 from agentbay_mcp.backends.local.layout import (
@@ -62,6 +48,7 @@ from agentbay_mcp.backends.local.sandbox import (
     launch,
 )
 from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
+from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
 from agentbay_mcp.errors import (
     BackendError,
     BackendUnavailableError,
@@ -69,31 +56,14 @@ from agentbay_mcp.errors import (
     SessionNotFoundError,
     UnknownImageError,
 )
-from agentbay_mcp.services.desktop.models import (
-    AppStopped,
-    FocusMode,
-    InputResult,
-    InstalledApp,
-    VisibleApp,
-    WindowAction,
-    WindowInfo,
-    WindowList,
-)
-from agentbay_mcp.services.files.models import (
-    DirectoryCreated,
-    DirectoryListing,
-    FileEdited,
-    FileInfo,
-    FileMoved,
-    FileWritten,
-    SearchResult,
-)
 
 logger = logging.getLogger(__name__)
 
 #: Sandbox restarts a session may cause per minute by breaking the protocol (see _check_restart_backoff).
 RESTARTS_AFTER_VIOLATION = 3
 VIOLATION_WINDOW_SECONDS = 60.0
+
+CAPABILITIES = Capabilities(process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True)
 
 IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(
@@ -149,6 +119,10 @@ class LocalBackend:
         #: session -> when its sandbox was stopped for breaking the protocol, in the last minute
         self._violations: dict[str, list[float]] = {}
         self._task_group: TaskGroup | None = None
+        self._processes = LocalProcesses(self._agent, self._live_agent, self._background)
+        self._files = LocalFiles(self._agent, self._quota_mb_for)
+        screen = (options.desktop.width, options.desktop.height)
+        self._desktop = LocalDesktop(self._desktop_agent, self._agent, self._processes, screen)
 
     @property
     def sandbox_options(self) -> SandboxOptions:
@@ -164,6 +138,31 @@ class LocalBackend:
     def disk_quota(self) -> DiskQuota | None:
         """The per-session disk quota in force, if the host allows one (see disk_quota.py)."""
         return self._disk
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything: process handles, window states, a desktop; timeouts are the command service's."""
+        return CAPABILITIES
+
+    @property
+    def processes(self) -> LocalProcesses:
+        """Commands, run by the session's agent."""
+        return self._processes
+
+    @property
+    def process_handles(self) -> LocalProcesses:
+        """Background processes: the same object as `processes`."""
+        return self._processes
+
+    @property
+    def files(self) -> LocalFiles:
+        """Files, resolved inside the sandbox."""
+        return self._files
+
+    @property
+    def desktop(self) -> LocalDesktop:
+        """The desktop, started in the sandbox on first use."""
+        return self._desktop
 
     @property
     def name(self) -> str:
@@ -434,205 +433,6 @@ class LocalBackend:
             raise SandboxLostError(report)
         return sandbox.agent
 
-    # Processes ------------------------------------------------------------------------------
-
-    async def start_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        stdin: bool,
-        foreground: bool,
-        cap: int,
-    ) -> ProcessInfo:
-        """Start `sh -c command` in the sandbox."""
-        agent = await self._agent(session_id)
-        info = await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
-        if not foreground:
-            self._background.setdefault(session_id, {})[info.proc_id] = command
-        return info
-
-    async def run_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        wait_ms: int,
-        cap: int,
-        timeout_ms: int | None = None,
-    ) -> RunOutcome:
-        """Start a foreground command and wait for it in one round trip (the service enforces timeout_ms)."""
-        agent = await self._agent(session_id)
-        return await processes.run(agent, command, cwd=cwd, env=env, wait_ms=wait_ms, cap=cap)
-
-    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
-        """Wait up to `wait_ms` for the exit."""
-        return self._noted(session_id, await processes.wait(await self._agent(session_id), proc_id, wait_ms))
-
-    def _noted(self, session_id: str, info: ProcessInfo) -> ProcessInfo:
-        if not info.running:  # exited: nothing to lose if the sandbox dies later
-            self._background.get(session_id, {}).pop(info.proc_id, None)
-        return info
-
-    async def read_process_output(
-        self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
-    ) -> ProcessOutput:
-        """Output since the cursors."""
-        return await processes.read(await self._agent(session_id), proc_id, cursors, wait_ms, max_bytes)
-
-    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
-        """Both streams within the cap."""
-        return await processes.summary(await self._agent(session_id), proc_id, cap)
-
-    async def process_tail(self, session_id: str, proc_id: str, lines: int) -> dict[str, list[str]]:
-        """Last lines of each stream."""
-        return await processes.tail(await self._agent(session_id), proc_id, lines)
-
-    async def write_process_input(self, session_id: str, proc_id: str, data: bytes, eof: bool) -> int:
-        """Write to stdin."""
-        return await processes.write(await self._agent(session_id), proc_id, data, eof)
-
-    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
-        """Signal the process group."""
-        info = await processes.kill(await self._agent(session_id), proc_id, signal, grace_ms, reason)
-        return self._noted(session_id, info)
-
-    async def forget_process(self, session_id: str, proc_id: str) -> None:
-        """Drop a process (killing it if needed)."""
-        self._background.get(session_id, {}).pop(proc_id, None)
-        sandbox = self._sandboxes.get(session_id)
-        if sandbox is not None and sandbox.agent.alive:
-            await processes.forget(sandbox.agent, proc_id)
-
-    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
-        """Background processes."""
-        found = await processes.list_all(await self._agent(session_id))
-        # The agent's list is the truth: what has exited (or was forgotten) would not be lost with it.
-        self._background[session_id] = {p.proc_id: p.command for p in found if p.running}
-        return found
-
-    # Files: resolved by the agent inside the sandbox --------------------------------------
-
-    async def read_file(
-        self,
-        session_id: str,
-        path: str,
-        *,
-        offset: int,
-        length: int | None,
-        start_line: int | None,
-        line_count: int | None,
-        max_bytes: int,
-    ) -> FileChunk:
-        """A byte range or lines of a file."""
-        agent = await self._agent(session_id)
-        return await files.read(
-            agent, path, offset=offset, length=length, start_line=start_line, line_count=line_count, max_bytes=max_bytes
-        )
-
-    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
-        """Overwrite atomically or append."""
-        agent = await self._agent(session_id)
-        return await files.write(agent, path, data, mode, disk_quota_mb=self._quota_mb_for(path))
-
-    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
-        """Exact-once replacements."""
-        agent = await self._agent(session_id)
-        return await files.edit(agent, path, edits, dry_run, disk_quota_mb=self._quota_mb_for(path))
-
-    def _quota_mb_for(self, path: str) -> int | None:
-        """The quota to name when a write to `path` finds no space (not for /dev/shm, a tmpfs of its own)."""
-        return self._disk.size_mb if self._disk is not None and on_quota_disk(path) else None
-
-    async def file_info(self, session_id: str, path: str) -> FileInfo:
-        """Metadata of a path."""
-        return await files.info(await self._agent(session_id), path)
-
-    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
-        """Entries of a directory."""
-        return await files.listing(await self._agent(session_id), path, max_entries)
-
-    async def search_files(
-        self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
-    ) -> SearchResult:
-        """Glob search."""
-        return await files.search(await self._agent(session_id), path, pattern, exclude_patterns, max_results)
-
-    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
-        """mkdir -p."""
-        return await files.mkdir(await self._agent(session_id), path)
-
-    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
-        """Rename without replacing."""
-        return await files.move(await self._agent(session_id), source, destination)
-
-    # ---- desktop: the display lives in the agent, inside the sandbox ------------------------
-
-    async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
-        """`.desktop` applications visible in the sandbox."""
-        return await desktop.installed_apps(await self._desktop_agent(session_id), include_system)
-
-    async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
-        """Start an application on the session's display."""
-        return await desktop.launch(await self._desktop_agent(session_id), start_cmd, work_directory)
-
-    async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
-        """A launched application's processes and window."""
-        return await desktop.app_status(await self._desktop_agent(session_id), launch)
-
-    async def stop_app(
-        self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
-    ) -> AppStopped:
-        """Stop process trees in the sandbox, or run the stop command on the session's display."""
-        agent = await self._agent(session_id)
-        if stop_cmd is None:
-            return AppStopped(stopped=await desktop.stop_app(agent, pid, pname))
-        env = await desktop.env(agent)
-        outcome = await self.run_process(session_id, stop_cmd, cwd=None, env=env, wait_ms=10_000, cap=2000)
-        if outcome.summary is None:  # still running after 10 s: don't leave it behind
-            await self.forget_process(session_id, outcome.info.proc_id)
-            return AppStopped(stopped=[], note="stop_cmd did not finish within 10 s and was killed.")
-        return AppStopped(stopped=[], stop_cmd_exit_code=outcome.info.exit_code)
-
-    async def visible_apps(self, session_id: str) -> list[VisibleApp]:
-        """Processes with a visible window."""
-        return await desktop.visible_apps(await self._desktop_agent(session_id))
-
-    async def list_windows(self, session_id: str) -> WindowList:
-        """Top-level windows."""
-        return await desktop.windows(await self._desktop_agent(session_id))
-
-    async def active_window(self, session_id: str) -> WindowInfo | None:
-        """The active window."""
-        return await desktop.active(await self._desktop_agent(session_id))
-
-    async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
-        """One window."""
-        return await desktop.detail(await self._desktop_agent(session_id), window_id)
-
-    async def window_action(
-        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
-    ) -> None:
-        """A window-manager request."""
-        await desktop.action(await self._desktop_agent(session_id), window_id, action, width, height)
-
-    async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
-        """Focus mode on or off."""
-        return await desktop.focus_mode(await self._desktop_agent(session_id), on)
-
-    async def screenshot(self, session_id: str) -> Screenshot:
-        """Raw screen pixels."""
-        screen = (self._options.desktop.width, self._options.desktop.height)
-        return await desktop.screenshot(await self._desktop_agent(session_id), screen)
-
-    async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
-        """Mouse or keyboard input."""
-        return await desktop.input_action(await self._desktop_agent(session_id), action)
-
     def _check_restart_backoff(self, session_id: str, dead: Sandbox | None) -> None:
         """Limit the restarts of a sandbox that keeps breaking the protocol.
 
@@ -654,6 +454,15 @@ class LocalBackend:
                 f"the session is tampering with its agent); it can be restarted in {wait:.0f} s. Delete the "
                 "session and create a new one, or retry later."
             )
+
+    def _live_agent(self, session_id: str) -> AgentClient | None:
+        """The session's agent if its sandbox runs (never starts one)."""
+        sandbox = self._sandboxes.get(session_id)
+        return sandbox.agent if sandbox is not None and sandbox.agent.alive else None
+
+    def _quota_mb_for(self, path: str) -> int | None:
+        """The quota to name when a write to `path` finds no space (not for /dev/shm, a tmpfs of its own)."""
+        return self._disk.size_mb if self._disk is not None and on_quota_disk(path) else None
 
     async def _desktop_agent(self, session_id: str) -> AgentClient:
         """The agent, for a desktop call: a later sandbox death then reports the desktop as lost."""

@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 
-from agentbay_mcp.backends.base import AppLaunch, AppStatus, Screenshot, WindowDetail
 from agentbay_mcp.backends.local.agent_client import (
     ESCAPED_PER_BYTE,
     ESCAPED_PER_CHAR,
@@ -24,12 +23,16 @@ from agentbay_mcp.backends.local.agent_client import (
     base64_bytes,
 )
 from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
-from agentbay_mcp.services.desktop.models import (
+from agentbay_mcp.backends.records_desktop import (
+    AppLaunch,
     AppProcess,
+    AppStatus,
     FocusMode,
     InputResult,
     InstalledApp,
+    Screenshot,
     VisibleApp,
+    WindowDetail,
     WindowInfo,
     WindowList,
 )

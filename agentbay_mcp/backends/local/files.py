@@ -13,7 +13,6 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from agentbay_mcp.backends.base import FileChunk
 from agentbay_mcp.backends.local.agent_client import (
     ESCAPED_PER_BYTE,
     MAX_REPLY_BYTES,
@@ -21,9 +20,10 @@ from agentbay_mcp.backends.local.agent_client import (
     base64_bytes,
 )
 from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
-from agentbay_mcp.services.files.models import (
+from agentbay_mcp.backends.records import (
     DirectoryCreated,
     DirectoryListing,
+    FileChunk,
     FileEdited,
     FileInfo,
     FileMoved,

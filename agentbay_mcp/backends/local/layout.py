@@ -27,8 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentbay_mcp.backends.base import SessionRecord
 from agentbay_mcp.backends.local.disk_quota import unmount_under
+from agentbay_mcp.backends.records import SessionRecord
 
 SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
 STAGING_PREFIX = ".staging-"

@@ -12,7 +12,6 @@ import base64
 import binascii
 from typing import Any
 
-from agentbay_mcp.backends.base import OutputSummary, ProcessInfo, ProcessOutput, RunOutcome
 from agentbay_mcp.backends.local.agent_client import (
     ESCAPED_PER_BYTE,
     ESCAPED_PER_CHAR,
@@ -20,6 +19,7 @@ from agentbay_mcp.backends.local.agent_client import (
     base64_bytes,
 )
 from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
+from agentbay_mcp.backends.records import OutputSummary, ProcessInfo, ProcessOutput, RunOutcome
 
 #: Slack added to the agent's own wait so the host's timeout never fires first.
 CALL_SLACK_SECONDS = 10.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from agentbay_mcp.backends.base import StreamSummary
+from agentbay_mcp.backends.records import StreamSummary
 from agentbay_mcp.errors import InvalidArgumentError
 
 _CURSOR = re.compile(r"^(\d{1,15}):(\d{1,15})$")

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
-from agentbay_mcp.backends.base import ProcessInfo, StreamSummary
-from agentbay_mcp.errors import InvalidArgumentError
+from agentbay_mcp.backends.protocols import Processes, ProcessHandles
+from agentbay_mcp.backends.records import Capabilities, ProcessInfo, StreamSummary
+from agentbay_mcp.errors import InvalidArgumentError, NotSupportedError
 from agentbay_mcp.services.commands.models import (
     CommandResult,
     InputWritten,
@@ -114,12 +115,18 @@ class CommandService:
     def __init__(
         self,
         sessions: SessionService,
+        processes: Processes,
+        handles: ProcessHandles | None,
+        capabilities: Capabilities,
         *,
         output_cap_bytes: int = 65536,
         progress_interval_seconds: float = 1.0,
     ) -> None:
         self.sessions = sessions
-        self.backend = sessions.backend
+        self.processes = processes
+        #: Background processes; None on a backend without process handles (the tools refuse).
+        self.handles = handles
+        self.capabilities = capabilities
         self.output_cap_bytes = output_cap_bytes
         self.progress_interval_seconds = progress_interval_seconds
 
@@ -141,7 +148,7 @@ class CommandService:
         async with self.sessions.in_use(conversation, session_id), self.sessions.command_slot(conversation):
             started = time.monotonic()
             first_wait = min(timeout_ms, int(self.progress_interval_seconds * 1000)) if progress else timeout_ms
-            outcome = await self.backend.run_process(
+            outcome = await self.processes.run_process(
                 session_id, command, cwd=clean_cwd, env=env, wait_ms=first_wait, cap=cap, timeout_ms=timeout_ms
             )
             timed_out = False
@@ -192,15 +199,15 @@ class CommandService:
             if progress is not None:
                 await self._report(session_id, info, started, timeout_ms, progress)
             info, timed_out = await self._wait(session_id, info, started, timeout_ms, progress)
-            summary = await self.backend.process_output_summary(session_id, info.proc_id, self.output_cap_bytes)
+            summary = await self.processes.process_output_summary(session_id, info.proc_id, self.output_cap_bytes)
         except BaseException:
             # Cancelled by the client, its disconnect, or a failure: nothing may keep running.
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self.backend.kill_process(session_id, info.proc_id, signal.SIGKILL, 0, "cancelled")
+                await self.processes.kill_process(session_id, info.proc_id, signal.SIGKILL, 0, "cancelled")
             raise
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self.backend.forget_process(session_id, info.proc_id)
+                await self.processes.forget_process(session_id, info.proc_id)
         return summary.info, summary.streams, timed_out
 
     async def _wait(
@@ -215,20 +222,26 @@ class CommandService:
         while info.running:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                await self.backend.kill_process(session_id, info.proc_id, signal.SIGTERM, KILL_GRACE_MS, "timeout")
-                info = await self.backend.wait_process(session_id, info.proc_id, KILL_GRACE_MS + AFTER_KILL_WAIT_MS)
+                await self.processes.kill_process(session_id, info.proc_id, signal.SIGTERM, KILL_GRACE_MS, "timeout")
+                info = await self.processes.wait_process(session_id, info.proc_id, KILL_GRACE_MS + AFTER_KILL_WAIT_MS)
                 return info, True
             step = min(remaining, self.progress_interval_seconds) if progress else remaining
-            info = await self.backend.wait_process(session_id, info.proc_id, max(1, int(step * 1000)))
+            info = await self.processes.wait_process(session_id, info.proc_id, max(1, int(step * 1000)))
             if info.running and progress is not None:
                 await self._report(session_id, info, started, timeout_ms, progress)
-        # A backend whose command was stopped by a timeout of its own (AgentBay's shell tool) says so.
-        return info, info.killed_by == "timeout"
+        # A sandbox that stops commands at their timeout itself (AgentBay's shell tool) says which it stopped.
+        return info, self.capabilities.sandbox_side_timeouts and info.killed_by == "timeout"
+
+    def _handles(self) -> ProcessHandles:
+        """The backend's process handles, or the error saying why it has none."""
+        if self.handles is None:
+            raise NotSupportedError(self.capabilities.unsupported.get("process_handles", "Not supported here."))
+        return self.handles
 
     async def _report(
         self, session_id: str, info: ProcessInfo, started: float, timeout_ms: int, progress: ProgressCallback
     ) -> None:
-        lines = await self.backend.process_tail(session_id, info.proc_id, 3)
+        lines = await self.processes.process_tail(session_id, info.proc_id, 3)
         latest = [line.strip() for line in (lines.get("stdout") or []) + (lines.get("stderr") or []) if line.strip()]
         elapsed = time.monotonic() - started
         text = f"running for {elapsed:.1f} s"
@@ -250,7 +263,7 @@ class CommandService:
         command = _check_command(command)
         clean_cwd, env = _check_cwd(cwd), _check_env(envs)
         async with self.sessions.in_use(conversation, session_id):
-            info = await self.backend.start_process(
+            info = await self._handles().start_process(
                 session_id,
                 command,
                 cwd=clean_cwd,
@@ -268,7 +281,7 @@ class CommandService:
         offsets = parse_cursor(cursor)
         wait_ms = _check_ms("wait_ms", wait_ms, 0, MAX_WAIT_MS)
         async with self.sessions.in_use(conversation, session_id):
-            output = await self.backend.read_process_output(
+            output = await self.processes.read_process_output(
                 session_id, process_id, offsets, wait_ms, MAX_BACKGROUND_READ_BYTES
             )
         texts: dict[str, str] = {}
@@ -302,8 +315,8 @@ class CommandService:
         if not isinstance(data, str) or len(data.encode()) > 1024 * 1024:
             raise InvalidArgumentError("data must be a string of at most 1 MiB")
         async with self.sessions.in_use(conversation, session_id):
-            written = await self.backend.write_process_input(session_id, process_id, data.encode(), eof)
-            info = await self.backend.wait_process(session_id, process_id, 0)
+            written = await self._handles().write_process_input(session_id, process_id, data.encode(), eof)
+            info = await self.processes.wait_process(session_id, process_id, 0)
         return InputWritten(process_id=process_id, bytes_written=written, stdin_open=info.stdin_open)
 
     async def wait_process(
@@ -312,7 +325,7 @@ class CommandService:
         """Wait up to `timeout_ms` for the process to exit; returns its status either way."""
         timeout_ms = _check_ms("timeout_ms", timeout_ms, 0, MAX_WAIT_MS)
         async with self.sessions.in_use(conversation, session_id):
-            return status_of(await self.backend.wait_process(session_id, process_id, timeout_ms))
+            return status_of(await self.processes.wait_process(session_id, process_id, timeout_ms))
 
     async def kill_process(
         self, conversation: str, session_id: str, process_id: str, signal_name: str = "TERM"
@@ -322,12 +335,12 @@ class CommandService:
             raise InvalidArgumentError(f"signal must be one of {', '.join(SIGNALS)}")
         grace = KILL_GRACE_MS if signal_name == "TERM" else 0
         async with self.sessions.in_use(conversation, session_id):
-            await self.backend.kill_process(session_id, process_id, SIGNALS[signal_name], grace, "kill_process")
-            info = await self.backend.wait_process(session_id, process_id, grace + 500)
+            await self.processes.kill_process(session_id, process_id, SIGNALS[signal_name], grace, "kill_process")
+            info = await self.processes.wait_process(session_id, process_id, grace + 500)
         return status_of(info)
 
     async def list_processes(self, conversation: str, session_id: str) -> ProcessList:
         """The session's background processes."""
         async with self.sessions.in_use(conversation, session_id):
-            infos = await self.backend.list_processes(session_id)
+            infos = await self.processes.list_processes(session_id)
         return ProcessList(processes=[status_of(i) for i in infos])

@@ -6,50 +6,31 @@ from typing import Literal
 
 from pydantic import Field
 
+from agentbay_mcp.backends import records_desktop
 from agentbay_mcp.services.model_base import OutputModel
 
-#: "unknown" where a backend does not report window states (AgentBay's window listing has none).
-WindowState = Literal["normal", "minimized", "maximized", "fullscreen", "unknown"]
+#: The tools' parameter types: control_window's actions, input_action's kinds.
+WindowAction = records_desktop.WindowAction
+InputKind = records_desktop.InputKind
 
-WindowAction = Literal["activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize"]
 
-
-class ChildWindow(OutputModel):
+class ChildWindow(records_desktop.ChildWindow, OutputModel):
     """A child of a top-level window (position relative to its parent)."""
 
-    window_id: int
-    title: str
-    x: int
-    y: int
-    width: int
-    height: int
 
-
-class WindowInfo(OutputModel):
+class WindowInfo(records_desktop.WindowInfo, OutputModel):
     """A top-level window on a session's desktop; x, y, width, height are its outer (frame) rectangle."""
 
     window_id: int = Field(description="Pass this to control_window.")
-    title: str
-    x: int
-    y: int
-    width: int
-    height: int
     client_width: int = Field(description="Size of the application's area, without decorations.")
-    client_height: int
     pid: int | None = Field(description="Process that owns the window (a pid inside the session).")
-    pname: str | None
-    state: WindowState
     child_windows: list[ChildWindow] = Field(default_factory=list)
 
 
-class WindowList(OutputModel):
+class WindowList(records_desktop.WindowList, OutputModel):
     """The session's top-level windows."""
 
     windows: list[WindowInfo]
-    active_window_id: int | None
-    focus_mode: bool
-    screen_width: int
-    screen_height: int
     truncated: bool = Field(default=False, description="More windows exist: only the newest 200 are listed.")
 
 
@@ -78,23 +59,14 @@ FOCUS_MODE_BEHAVIOUR = (
 )
 
 
-class FocusMode(OutputModel):
+class FocusMode(records_desktop.FocusMode, OutputModel):
     """Whether focus mode is on, and which window holds the focus."""
 
-    on: bool
-    window_id: int | None
     behaviour: str = FOCUS_MODE_BEHAVIOUR
 
 
-class InstalledApp(OutputModel):
+class InstalledApp(records_desktop.InstalledApp, OutputModel):
     """An application from a `.desktop` entry visible in the session."""
-
-    name: str
-    start_cmd: str
-    stop_cmd: str | None
-    work_directory: str | None
-    desktop_file: str
-    system: bool
 
 
 class InstalledApps(OutputModel):
@@ -103,12 +75,8 @@ class InstalledApps(OutputModel):
     apps: list[InstalledApp]
 
 
-class AppProcess(OutputModel):
+class AppProcess(records_desktop.AppProcess, OutputModel):
     """A process of an application."""
-
-    pid: int
-    pname: str
-    cmdline: str
 
 
 class AppStarted(OutputModel):
@@ -123,21 +91,14 @@ class AppStarted(OutputModel):
     note: str = ""
 
 
-class AppStopped(OutputModel):
+class AppStopped(records_desktop.AppStopped, OutputModel):
     """Processes stopped by stop_app."""
 
     stopped: list[AppProcess]
-    stop_cmd_exit_code: int | None = None
-    note: str = ""
 
 
-class VisibleApp(OutputModel):
+class VisibleApp(records_desktop.VisibleApp, OutputModel):
     """A process that owns at least one visible (not minimized) window."""
-
-    pid: int
-    pname: str
-    cmdline: str
-    window_ids: list[int]
 
 
 class VisibleApps(OutputModel):
@@ -146,15 +107,8 @@ class VisibleApps(OutputModel):
     apps: list[VisibleApp]
 
 
-InputKind = Literal["click", "move", "drag", "scroll", "type", "keys"]
-
-
-class InputResult(OutputModel):
+class InputResult(records_desktop.InputResult, OutputModel):
     """Input delivered; where the pointer is now."""
-
-    action: InputKind
-    pointer_x: int
-    pointer_y: int
 
 
 class ScreenshotInfo(OutputModel):

@@ -13,7 +13,7 @@ from typing import Literal
 
 from PIL import Image
 
-from agentbay_mcp.backends.base import Screenshot
+from agentbay_mcp.backends.records_desktop import Screenshot
 from agentbay_mcp.errors import BackendError
 
 MAX_IMAGE_BYTES = 1_000_000

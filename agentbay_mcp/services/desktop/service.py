@@ -14,7 +14,10 @@ from typing import Any, Literal, get_args
 
 import anyio
 
-from agentbay_mcp.backends.base import AppLaunch, SessionRecord, WindowDetail
+from agentbay_mcp.backends import records_desktop
+from agentbay_mcp.backends.protocols import Desktop, Processes
+from agentbay_mcp.backends.records import Capabilities
+from agentbay_mcp.backends.records_desktop import AppLaunch, WindowDetail
 from agentbay_mcp.errors import DesktopUnavailableError, InvalidArgumentError, WindowNotFoundError
 from agentbay_mcp.services.desktop.models import (
     ActiveWindow,
@@ -32,6 +35,7 @@ from agentbay_mcp.services.desktop.models import (
 )
 from agentbay_mcp.services.desktop.screenshot_encoding import EncodedImage, encode
 from agentbay_mcp.services.files.service import session_path
+from agentbay_mcp.services.model_base import from_records
 from agentbay_mcp.services.sessions.service import SessionService
 
 VERIFY_SECONDS = 3.0
@@ -53,15 +57,31 @@ def _tail(data: bytes, limit: int = 500) -> str:
 class DesktopService:
     """Apps, windows, focus, screenshots and input of desktop sessions."""
 
-    def __init__(self, sessions: SessionService, *, app_wait_ms: int = 5_000) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        desktop: Desktop | None,
+        processes: Processes,
+        capabilities: Capabilities,
+        *,
+        app_wait_ms: int = 5_000,
+    ) -> None:
         self.sessions = sessions
-        self.backend = sessions.backend
+        #: None on a backend without a desktop (every tool refuses).
+        self.desktop = desktop
+        #: For an app's process, where the backend has process handles.
+        self.processes = processes
+        self.capabilities = capabilities
         self.app_wait_ms = app_wait_ms
 
     @asynccontextmanager
-    async def _desktop(self, conversation: str, session_id: str) -> AsyncIterator[SessionRecord]:
+    async def _desktop(self, conversation: str, session_id: str) -> AsyncIterator[Desktop]:
         async with self.sessions.in_use(conversation, session_id) as record:
-            images = {image.image_id: image for image in self.backend.images()}
+            if self.desktop is None:
+                raise DesktopUnavailableError(
+                    self.capabilities.unsupported.get("desktop", "This backend has no desktop: shell and files only.")
+                )
+            images = {image.image_id: image for image in self.sessions.backend.images()}
             image = images.get(record.image_id)
             if image is not None and not image.desktop:
                 with_desktop = [i.image_id for i in images.values() if i.desktop]
@@ -70,14 +90,14 @@ class DesktopService:
                     f"only). For apps, windows and screenshots create a session with image_id "
                     f"{with_desktop[0] if with_desktop else 'linux_latest'!r}."
                 )
-            yield record
+            yield self.desktop
 
     # ---- apps --------------------------------------------------------------------------------
 
     async def get_installed_apps(self, conversation: str, session_id: str, include_system: bool) -> InstalledApps:
         """Applications from the session's `.desktop` entries."""
-        async with self._desktop(conversation, session_id):
-            return InstalledApps(apps=await self.backend.installed_apps(session_id, include_system))
+        async with self._desktop(conversation, session_id) as desktop:
+            return from_records(InstalledApps, {"apps": await desktop.installed_apps(session_id, include_system)})
 
     async def start_app(
         self, conversation: str, session_id: str, start_cmd: str, work_directory: str | None, wait_ms: int | None
@@ -89,18 +109,23 @@ class DesktopService:
         wait = self.app_wait_ms if wait_ms is None else wait_ms
         if not 0 <= wait <= MAX_APP_WAIT_MS:
             raise InvalidArgumentError(f"wait_ms must be between 0 and {MAX_APP_WAIT_MS}")
-        async with self._desktop(conversation, session_id):
-            launch = await self.backend.launch_app(session_id, start_cmd, cwd)
-            return await self._await_window(session_id, start_cmd, launch, wait / 1000)
+        async with self._desktop(conversation, session_id) as desktop:
+            launch = await desktop.launch_app(session_id, start_cmd, cwd)
+            return await self._await_window(desktop, session_id, start_cmd, launch, wait / 1000)
 
-    async def _await_window(self, session_id: str, start_cmd: str, launch: AppLaunch, wait: float) -> AppStarted:
+    async def _await_window(
+        self, desktop: Desktop, session_id: str, start_cmd: str, launch: AppLaunch, wait: float
+    ) -> AppStarted:
+        # Without process handles (AgentBay) the window is all there is to wait for.
+        proc_id = launch.proc_id if self.capabilities.process_handles else None
         deadline = time.monotonic() + wait
         exited_ok = False
         while True:
-            status = await self.backend.app_status(session_id, launch)
+            status = await desktop.app_status(session_id, launch)
             if status.window is not None:
-                return AppStarted(proc_id=launch.proc_id, processes=status.processes, window=status.window)
-            if launch.proc_id is None:  # no process handle (AgentBay): the window is all we can wait for
+                started = {"proc_id": proc_id, "processes": status.processes, "window": status.window}
+                return from_records(AppStarted, started)
+            if proc_id is None:
                 if not launch.processes:
                     raise InvalidArgumentError(
                         f"The application was not found or exited at once: {start_cmd!r} started no process. "
@@ -110,9 +135,9 @@ class DesktopService:
                     break
                 await anyio.sleep(POLL_SECONDS)
                 continue
-            info = await self.backend.wait_process(session_id, launch.proc_id, 0)
+            info = await self.processes.wait_process(session_id, proc_id, 0)
             if not info.running and info.exit_code != 0 and not status.processes:
-                summary = await self.backend.process_output_summary(session_id, launch.proc_id, 2000)
+                summary = await self.processes.process_output_summary(session_id, proc_id, 2000)
                 stderr = _tail(summary.streams["stderr"].tail or summary.streams["stderr"].head)
                 what = (
                     "was not found"
@@ -129,13 +154,14 @@ class DesktopService:
             await anyio.sleep(POLL_SECONDS)
         if exited_ok and not status.processes:
             note = "The command exited (code 0) without a window of its own; call list_windows to see if one appeared."
-        elif launch.proc_id is None:
+        elif proc_id is None:
             note = f"No window appeared within {wait:.1f} s; call list_windows later, or take_screenshot to look."
         else:
             note = (
                 f"No window appeared within {wait:.1f} s; call list_windows later, or read_process_output for errors."
             )
-        return AppStarted(proc_id=launch.proc_id, processes=status.processes, window=None, note=note)
+        started = {"proc_id": proc_id, "processes": status.processes, "window": None, "note": note}
+        return from_records(AppStarted, started)
 
     async def stop_app(
         self, conversation: str, session_id: str, pid: int | None, pname: str | None, stop_cmd: str | None
@@ -150,25 +176,26 @@ class DesktopService:
             raise InvalidArgumentError("pname must be a process name such as 'xterm'")
         if stop_cmd is not None and (not stop_cmd.strip() or "\0" in stop_cmd):
             raise InvalidArgumentError("stop_cmd must be a non-empty command")
-        async with self._desktop(conversation, session_id):
-            return await self.backend.stop_app(session_id, pid=pid, pname=pname, stop_cmd=stop_cmd)
+        async with self._desktop(conversation, session_id) as desktop:
+            stopped = await desktop.stop_app(session_id, pid=pid, pname=pname, stop_cmd=stop_cmd)
+        return from_records(AppStopped, stopped)
 
     async def list_visible_apps(self, conversation: str, session_id: str) -> VisibleApps:
         """Processes that own a visible window."""
-        async with self._desktop(conversation, session_id):
-            return VisibleApps(apps=await self.backend.visible_apps(session_id))
+        async with self._desktop(conversation, session_id) as desktop:
+            return from_records(VisibleApps, {"apps": await desktop.visible_apps(session_id)})
 
     # ---- windows -----------------------------------------------------------------------------
 
     async def list_windows(self, conversation: str, session_id: str) -> WindowList:
         """Top-level windows."""
-        async with self._desktop(conversation, session_id):
-            return await self.backend.list_windows(session_id)
+        async with self._desktop(conversation, session_id) as desktop:
+            return from_records(WindowList, await desktop.list_windows(session_id))
 
     async def get_active_window(self, conversation: str, session_id: str) -> ActiveWindow:
         """The focused window."""
-        async with self._desktop(conversation, session_id):
-            return ActiveWindow(window=await self.backend.active_window(session_id))
+        async with self._desktop(conversation, session_id) as desktop:
+            return from_records(ActiveWindow, {"window": await desktop.active_window(session_id)})
 
     async def control_window(
         self,
@@ -186,24 +213,24 @@ class DesktopService:
             width is None or height is None or not (1 <= width <= MAX_SIZE and 1 <= height <= MAX_SIZE)
         ):
             raise InvalidArgumentError(f"resize needs width and height between 1 and {MAX_SIZE} pixels")
-        async with self._desktop(conversation, session_id):
-            await self.backend.window_detail(session_id, window_id)  # WindowNotFoundError before acting
-            await self.backend.window_action(session_id, window_id, action, width, height)
+        async with self._desktop(conversation, session_id) as desktop:
+            await desktop.window_detail(session_id, window_id)  # WindowNotFoundError before acting
+            await desktop.window_action(session_id, window_id, action, width, height)
             deadline = time.monotonic() + VERIFY_SECONDS
             previous = None
             while True:
                 try:
-                    detail = await self.backend.window_detail(session_id, window_id)
+                    detail = await desktop.window_detail(session_id, window_id)
                 except WindowNotFoundError:
                     if action == "close":
                         return WindowControlResult(
                             window_id=window_id, action=action, verified=True, closed=True, window=None
                         )
                     raise
-                if detail.window.state == "unknown" and action in _EXPECTED_STATE:
-                    return WindowControlResult(
-                        window_id=window_id,
-                        action=action,
+                if not self.capabilities.window_states and action in _EXPECTED_STATE:
+                    return self._control_result(
+                        window_id,
+                        action,
                         verified=False,
                         window=detail.window,
                         note="This backend does not report window states: take_screenshot to check the result.",
@@ -211,7 +238,7 @@ class DesktopService:
                 # The window manager updates state and geometry separately: done once the state is right
                 # and the window held still for one poll.
                 if self._took_effect(detail, action, width, height) and detail.window == previous:
-                    return WindowControlResult(window_id=window_id, action=action, verified=True, window=detail.window)
+                    return self._control_result(window_id, action, verified=True, window=detail.window)
                 previous = detail.window
                 if time.monotonic() >= deadline:
                     break
@@ -219,10 +246,16 @@ class DesktopService:
         note = f"The window did not reach the requested result within {VERIFY_SECONDS:.0f} s; it is shown as it is now."
         if action == "close":
             note = "The window is still open: the application may be asking for confirmation (take_screenshot to see)."
-        return WindowControlResult(window_id=window_id, action=action, verified=False, window=detail.window, note=note)
+        return self._control_result(window_id, action, verified=False, window=detail.window, note=note)
 
     @staticmethod
-    def _took_effect(detail: WindowDetail, action: str, width: int | None, height: int | None) -> bool:
+    def _control_result(
+        window_id: int, action: WindowAction, *, verified: bool, window: records_desktop.WindowInfo, note: str = ""
+    ) -> WindowControlResult:
+        result = {"window_id": window_id, "action": action, "verified": verified, "window": window, "note": note}
+        return from_records(WindowControlResult, result)
+
+    def _took_effect(self, detail: WindowDetail, action: str, width: int | None, height: int | None) -> bool:
         window = detail.window
         if action == "activate":
             return detail.active and window.state != "minimized"
@@ -230,7 +263,7 @@ class DesktopService:
             assert width is not None
             assert height is not None
             step_w, step_h = detail.size_increments
-            if window.state == "unknown":  # such backends report no size steps either: allow a large cell
+            if not self.capabilities.window_states:  # such backends report no size steps either: a large cell
                 step_w, step_h = max(step_w, UNKNOWN_SIZE_STEP), max(step_h, UNKNOWN_SIZE_STEP)
             # Applications with size steps (a terminal's character cell) get the nearest size they allow.
             return abs(window.width - width) < max(step_w, 2) and abs(window.height - height) < max(step_h, 2)
@@ -240,8 +273,8 @@ class DesktopService:
 
     async def set_focus_mode(self, conversation: str, session_id: str, on: bool) -> FocusMode:
         """Turn focus mode on or off."""
-        async with self._desktop(conversation, session_id):
-            return await self.backend.set_focus_mode(session_id, bool(on))
+        async with self._desktop(conversation, session_id) as desktop:
+            return from_records(FocusMode, await desktop.set_focus_mode(session_id, bool(on)))
 
     # ---- screen and input --------------------------------------------------------------------
 
@@ -253,8 +286,8 @@ class DesktopService:
             raise InvalidArgumentError("format must be 'png' or 'jpeg'")
         if max_width is not None and not 16 <= max_width <= MAX_SIZE:
             raise InvalidArgumentError(f"max_width must be between 16 and {MAX_SIZE}")
-        async with self._desktop(conversation, session_id):
-            shot = await self.backend.screenshot(session_id)
+        async with self._desktop(conversation, session_id) as desktop:
+            shot = await desktop.screenshot(session_id)
         image = await anyio.to_thread.run_sync(encode, shot, fmt, max_width)
         info = ScreenshotInfo(
             format=image.format,
@@ -270,8 +303,8 @@ class DesktopService:
     async def input_action(self, conversation: str, session_id: str, action: InputKind, **fields: Any) -> InputResult:
         """Mouse or keyboard input, validated per action."""
         request = self._input_request(action, fields)
-        async with self._desktop(conversation, session_id):
-            return await self.backend.input_action(session_id, request)
+        async with self._desktop(conversation, session_id) as desktop:
+            return from_records(InputResult, await desktop.input_action(session_id, request))
 
     @staticmethod
     def _input_request(action: str, fields: dict[str, Any]) -> dict[str, Any]:

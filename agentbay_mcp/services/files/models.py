@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from agentbay_mcp.backends import records
 from agentbay_mcp.services.model_base import OutputModel
 
 
@@ -29,70 +30,43 @@ class FileContent(OutputModel):
     message: str
 
 
-class FileWritten(OutputModel):
+class FileWritten(records.FileWritten, OutputModel):
     """The outcome of write_file."""
 
-    path: str
-    bytes_written: int
-    size: int
 
-
-class FileEdited(OutputModel):
+class FileEdited(records.FileEdited, OutputModel):
     """The outcome of edit_file."""
 
-    path: str
     applied: bool = Field(description="False for a dry run: nothing was written.")
-    edits: int
     diff: str = Field(description="Unified diff of the change.")
 
 
-class FileInfo(OutputModel):
+class FileInfo(records.FileInfo, OutputModel):
     """Metadata of one path."""
 
-    path: str
-    name: str
-    type: Literal["file", "directory", "symlink", "other"]
-    size: int
     permissions: str = Field(description="ls-style, e.g. -rw-r--r--")
-    mode: str
-    modified: datetime
     changed: datetime = Field(description="Last metadata change (Linux keeps no creation time here).")
-    accessed: datetime
     target: str | None = Field(default=None, description="Where a symlink points.")
 
 
-class DirectoryListing(OutputModel):
+class DirectoryListing(records.DirectoryListing, OutputModel):
     """Entries of a directory."""
 
-    path: str
     entries: list[FileInfo]
-    total: int
-    truncated: bool
-    message: str = ""
 
 
-class SearchResult(OutputModel):
+class SearchResult(records.SearchResult, OutputModel):
     """Paths matching a glob."""
 
-    path: str
-    pattern: str
-    matches: list[str]
-    truncated: bool
-    message: str = ""
 
-
-class DirectoryCreated(OutputModel):
+class DirectoryCreated(records.DirectoryCreated, OutputModel):
     """The outcome of create_directory."""
 
-    path: str
     created: bool = Field(description="False if it already existed.")
 
 
-class FileMoved(OutputModel):
+class FileMoved(records.FileMoved, OutputModel):
     """The outcome of move_file."""
-
-    source: str
-    destination: str
 
 
 # ---- desktop ------------------------------------------------------------------------------------

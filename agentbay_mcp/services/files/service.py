@@ -14,7 +14,8 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentbay_mcp.backends.base import FileChunk
+from agentbay_mcp.backends.protocols import Files
+from agentbay_mcp.backends.records import FileChunk
 from agentbay_mcp.errors import InvalidArgumentError
 from agentbay_mcp.services.commands.output_text import complete_utf8_prefix
 from agentbay_mcp.services.files.models import (
@@ -27,6 +28,7 @@ from agentbay_mcp.services.files.models import (
     FileWritten,
     SearchResult,
 )
+from agentbay_mcp.services.model_base import from_records
 from agentbay_mcp.services.sessions.service import SessionService
 
 SESSION_HOME = "/home/user"
@@ -77,9 +79,9 @@ class ImageRead:
 class FileService:
     """Files in sessions."""
 
-    def __init__(self, sessions: SessionService, *, read_cap_bytes: int = 256 * 1024) -> None:
+    def __init__(self, sessions: SessionService, files: Files, *, read_cap_bytes: int = 256 * 1024) -> None:
         self.sessions = sessions
-        self.backend = sessions.backend
+        self.files = files
         self.read_cap_bytes = read_cap_bytes
 
     async def read_file(
@@ -103,7 +105,7 @@ class FileService:
         if line_count is not None and (not isinstance(line_count, int) or line_count < 1):
             raise InvalidArgumentError("line_count must be at least 1")
         async with self.sessions.in_use(conversation, session_id):
-            chunk = await self.backend.read_file(
+            chunk = await self.files.read_file(
                 session_id,
                 path,
                 offset=offset,
@@ -115,7 +117,7 @@ class FileService:
             image = image_type(chunk.head) if offset == 0 and start_line is None else None
             if image is not None and chunk.size <= MAX_IMAGE_BYTES:
                 if chunk.size > len(chunk.data):
-                    chunk = await self.backend.read_file(
+                    chunk = await self.files.read_file(
                         session_id, path, offset=0, length=None, start_line=None, line_count=None, max_bytes=chunk.size
                     )
                 content = FileContent(
@@ -201,7 +203,7 @@ class FileService:
                 "for the rest)"
             )
         async with self.sessions.in_use(conversation, session_id):
-            return await self.backend.write_file(session_id, path, data, mode)
+            return from_records(FileWritten, await self.files.write_file(session_id, path, data, mode))
 
     async def edit_file(
         self, conversation: str, session_id: str, path: str, edits: Sequence[dict[str, str]], dry_run: bool = False
@@ -217,13 +219,15 @@ class FileService:
                 raise InvalidArgumentError(f"edit {number} needs a non-empty old_text and a new_text string")
             clean.append({"old_text": old, "new_text": new})
         async with self.sessions.in_use(conversation, session_id):
-            return await self.backend.edit_file(session_id, path, clean, dry_run)
+            return from_records(FileEdited, await self.files.edit_file(session_id, path, clean, dry_run))
 
     async def list_directory(self, conversation: str, session_id: str, path: str = SESSION_HOME) -> DirectoryListing:
         """Names, types and sizes, capped."""
         path = session_path(path)
         async with self.sessions.in_use(conversation, session_id):
-            listing = await self.backend.list_directory(session_id, path, MAX_LIST_ENTRIES)
+            listing = from_records(
+                DirectoryListing, await self.files.list_directory(session_id, path, MAX_LIST_ENTRIES)
+            )
         if listing.truncated:
             shown = len(listing.entries)
             listing = listing.model_copy(
@@ -238,7 +242,7 @@ class FileService:
         """Type, size, permissions, times."""
         path = session_path(path)
         async with self.sessions.in_use(conversation, session_id):
-            return await self.backend.file_info(session_id, path)
+            return from_records(FileInfo, await self.files.file_info(session_id, path))
 
     async def search_files(
         self,
@@ -254,7 +258,8 @@ class FileService:
             raise InvalidArgumentError("pattern must be a glob such as '*.py' or 'src/**/*.ts'")
         excludes = [str(p) for p in (exclude_patterns or [])][:100]
         async with self.sessions.in_use(conversation, session_id):
-            result = await self.backend.search_files(session_id, path, pattern, excludes, MAX_SEARCH_RESULTS)
+            found = await self.files.search_files(session_id, path, pattern, excludes, MAX_SEARCH_RESULTS)
+        result = from_records(SearchResult, found)
         if result.truncated:
             result = result.model_copy(
                 update={"message": "Stopped early (result or time limit): narrow the pattern or the path."}
@@ -265,10 +270,10 @@ class FileService:
         """mkdir -p."""
         path = session_path(path)
         async with self.sessions.in_use(conversation, session_id):
-            return await self.backend.create_directory(session_id, path)
+            return from_records(DirectoryCreated, await self.files.create_directory(session_id, path))
 
     async def move_file(self, conversation: str, session_id: str, source: str, destination: str) -> FileMoved:
         """Rename or move; never replaces an existing destination."""
         source, destination = session_path(source, "source"), session_path(destination, "destination")
         async with self.sessions.in_use(conversation, session_id):
-            return await self.backend.move_file(session_id, source, destination)
+            return from_records(FileMoved, await self.files.move_file(session_id, source, destination))

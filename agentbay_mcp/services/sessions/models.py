@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field
 
+from agentbay_mcp.backends.records import SessionStatus
 from agentbay_mcp.services.model_base import OutputModel
-
-#: SANDBOX_DIED: the sandbox died (processes lost, files kept); the next call says what was lost and restarts it.
-SessionStatus = Literal["RUNNING", "SANDBOX_DIED", "DELETING", "DELETED"]
 
 
 class SessionInfo(OutputModel):

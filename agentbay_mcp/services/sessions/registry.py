@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agentbay_mcp.backends.base import SessionRecord
+from agentbay_mcp.backends.records import SessionRecord
 from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNotFoundError
 
 ANONYMOUS = "anonymous"

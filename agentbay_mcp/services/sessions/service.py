@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 import anyio
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.base import SandboxBackend, SessionRecord
+from agentbay_mcp.backends.protocols import Sessions
+from agentbay_mcp.backends.records import SessionRecord
 from agentbay_mcp.errors import (
     AgentBayMCPError,
     InvalidArgumentError,
@@ -48,7 +49,7 @@ class SessionService:
 
     def __init__(
         self,
-        backend: SandboxBackend,
+        backend: Sessions,
         registry: Registry,
         *,
         lease_seconds: float,

@@ -1,175 +1,59 @@
-"""The `SandboxBackend` contract every backend implements, and the record it deals in.
+"""The capability protocols every backend implements: sessions, processes, files, desktop.
 
-Backends do primitives only: create, look up, relabel and delete sessions, and reap what dead
-servers left behind. Ownership, leases, quotas, paging and truncation belong to the service layer.
-Every backend runs the shared contract suite in `tests/contract/`.
+Each method signature is written once, here. A backend is a `SandboxBackend`: the session
+lifecycle itself, plus its capability objects (`processes`, `files`, `desktop`, and
+`process_handles` where it has them), and the `Capabilities` it declares. Services depend on the
+capabilities they use (FileService takes a `Files`), never on a whole backend. Backends do
+primitives only; ownership, leases, quotas, paging and truncation belong to the services.
+Implementations raise only `agentbay_mcp.errors` exceptions. Every backend runs the shared
+contract suite in `tests/contract/`, which skips what a backend declares absent.
+
+The network and contexts capabilities add their protocol here (a section each, after Desktop), a
+property on `SandboxBackend` and a flag on `Capabilities`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict, Field
 
-from agentbay_mcp.services.desktop.models import (
-    AppProcess,
-    AppStopped,
-    FocusMode,
-    InputResult,
-    InstalledApp,
-    VisibleApp,
-    WindowAction,
-    WindowInfo,
-    WindowList,
-)
-from agentbay_mcp.services.files.models import (
+from agentbay_mcp.backends.records import (
+    Capabilities,
     DirectoryCreated,
     DirectoryListing,
+    FileChunk,
     FileEdited,
     FileInfo,
     FileMoved,
     FileWritten,
+    ImageInfo,
+    OutputSummary,
+    ProcessInfo,
+    ProcessOutput,
+    RunOutcome,
     SearchResult,
+    SessionRecord,
 )
-from agentbay_mcp.services.sessions.models import SessionStatus
-
-
-class SessionRecord(BaseModel):
-    """What a backend knows about one session."""
-
-    model_config = ConfigDict(frozen=True)
-
-    session_id: str
-    image_id: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    owner: str = Field(description="The conversation that created the session.")
-    server_id: str = Field(description="The server instance that created the session (for reaping).")
-    created_at: datetime
-    status: SessionStatus = "RUNNING"
-    network: bool = Field(default=False, description="Whether commands in the session may use the network.")
-    notice: str | None = Field(default=None, description="Something the owner must be told (a sandbox that died).")
-
-
-class ProcessInfo(BaseModel):
-    """A process started in a session (validated: it comes from inside the sandbox)."""
-
-    proc_id: str = Field(max_length=32)
-    pid: int
-    command: str = Field(max_length=1_000_000)
-    running: bool
-    exit_code: int | None
-    signal: int | None
-    killed_by: str = Field(default="", max_length=40)
-    elapsed_ms: int = Field(ge=0)
-    stdout_bytes: int = Field(ge=0)
-    stderr_bytes: int = Field(ge=0)
-    stdin_open: bool
-
-
-class StreamChunk(BaseModel):
-    """Output of one stream from an absolute byte offset."""
-
-    data: bytes
-    start: int = Field(ge=0)
-    next_cursor: int = Field(ge=0)
-    dropped: int = Field(ge=0, description="Bytes before `start` that were asked for but no longer kept.")
-    total: int = Field(ge=0)
-
-
-class ProcessOutput(BaseModel):
-    """New output of a process since the caller's cursors."""
-
-    info: ProcessInfo
-    streams: dict[str, StreamChunk]
-
-
-class StreamSummary(BaseModel):
-    """A stream's output within a cap: all of it, or its head and tail."""
-
-    head: bytes
-    tail: bytes
-    total: int = Field(ge=0)
-    full_path: str | None = Field(default=None, max_length=4096)
-    full_bytes: int = Field(ge=0)
-    full_complete: bool
-    note: str = Field(default="", max_length=2000)
-
-
-class OutputSummary(BaseModel):
-    """A finished command: its status and both streams within the cap."""
-
-    info: ProcessInfo
-    streams: dict[str, StreamSummary]
-
-
-class RunOutcome(BaseModel):
-    """A foreground command after its first wait: still running, or finished with its output."""
-
-    info: ProcessInfo
-    summary: dict[str, StreamSummary] | None = None
-
-
-class FileChunk(BaseModel):
-    """Bytes read from a file (validated: they come from inside the sandbox)."""
-
-    data: bytes
-    offset: int = Field(ge=0)
-    size: int = Field(ge=0)
-    next_offset: int = Field(ge=0)
-    head: bytes = Field(max_length=16, description="The file's first bytes, for recognising images.")
-    start_line: int | None = None
-    lines: int | None = None
-    next_line: int | None = None
-
-
-class ImageInfo(BaseModel):
-    """An image a backend can start sessions from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    image_id: str
-    description: str
-    desktop: bool
-
-
-class Screenshot(BaseModel):
-    """A screen grab: raw pixels (`bgrx`, 4 bytes a pixel) or an encoded image."""
-
-    data: bytes
-    format: Literal["bgrx", "png", "jpeg"]
-    width: int = Field(gt=0, le=8192)
-    height: int = Field(gt=0, le=8192)
-
-
-class WindowDetail(BaseModel):
-    """A window plus what checking an action on it needs."""
-
-    window: WindowInfo
-    active: bool
-    size_increments: tuple[int, int] = (1, 1)
-
-
-class AppLaunch(BaseModel):
-    """An application just started: its process, and the windows that existed before it."""
-
-    proc_id: str | None = Field(description="Its process handle, where the backend has them (local: yes).")
-    pid: int
-    windows_before: list[int]
-    processes: list[AppProcess] = Field(default_factory=list, description="Processes the start reported.")
-
-
-class AppStatus(BaseModel):
-    """An application's live process tree, and the first new window it owns (if any yet)."""
-
-    processes: list[AppProcess]
-    window: WindowInfo | None
+from agentbay_mcp.backends.records_desktop import (
+    AppLaunch,
+    AppStatus,
+    AppStopped,
+    FocusMode,
+    InputResult,
+    InstalledApp,
+    Screenshot,
+    VisibleApp,
+    WindowAction,
+    WindowDetail,
+    WindowInfo,
+    WindowList,
+)
 
 
 @runtime_checkable
-class SandboxBackend(Protocol):
-    """Primitives a backend offers. Implementations raise only `agentbay_mcp.errors` exceptions."""
+class Sessions(Protocol):
+    """The session lifecycle: images, create, look up, relabel, delete, and reap what dead servers left."""
 
     @property
     def name(self) -> str:
@@ -227,21 +111,14 @@ class SandboxBackend(Protocol):
         """Every session this backend can see, from any server (for operators, not for tools)."""
         ...
 
-    # Processes (commands toolset). `proc_id`s are scoped to their session.
 
-    async def start_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        stdin: bool,
-        foreground: bool,
-        cap: int,
-    ) -> ProcessInfo:
-        """Start `sh -c command` in the session's sandbox, in its own process group."""
-        ...
+@runtime_checkable
+class Processes(Protocol):
+    """Commands in a session (commands toolset). `proc_id`s are scoped to their session.
+
+    Every backend runs commands; a backend without process handles (Capabilities.process_handles
+    False) keeps a command it stopped at its own timeout for the command service to collect.
+    """
 
     async def run_process(
         self,
@@ -279,10 +156,6 @@ class SandboxBackend(Protocol):
         """The last `lines` lines of each stream (for progress messages)."""
         ...
 
-    async def write_process_input(self, session_id: str, proc_id: str, data: bytes, eof: bool) -> int:
-        """Write to the process's stdin (closing it after if `eof`); returns bytes written."""
-        ...
-
     async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
         """Signal the process group; with `grace_ms`, SIGKILL follows if it is still running then."""
         ...
@@ -295,7 +168,33 @@ class SandboxBackend(Protocol):
         """Background processes of the session."""
         ...
 
-    # Files (files toolset). Paths are absolute paths as the session sees them.
+
+@runtime_checkable
+class ProcessHandles(Protocol):
+    """Background processes the caller holds a handle to (Capabilities.process_handles)."""
+
+    async def start_process(
+        self,
+        session_id: str,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        stdin: bool,
+        foreground: bool,
+        cap: int,
+    ) -> ProcessInfo:
+        """Start `sh -c command` in the session's sandbox, in its own process group."""
+        ...
+
+    async def write_process_input(self, session_id: str, proc_id: str, data: bytes, eof: bool) -> int:
+        """Write to the process's stdin (closing it after if `eof`); returns bytes written."""
+        ...
+
+
+@runtime_checkable
+class Files(Protocol):
+    """Files (files toolset). Paths are absolute paths as the session sees them."""
 
     async def read_file(
         self,
@@ -341,7 +240,10 @@ class SandboxBackend(Protocol):
         """Rename; fails if the destination exists."""
         ...
 
-    # ---- desktop (images with `desktop`; the display starts on the first call) -----------------
+
+@runtime_checkable
+class Desktop(Protocol):
+    """The desktop (images with `desktop`; the display starts on the first call)."""
 
     async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
         """Applications from the session's `.desktop` entries."""
@@ -394,4 +296,34 @@ class SandboxBackend(Protocol):
 
     async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
         """Deliver mouse or keyboard input (validated by the service)."""
+        ...
+
+
+@runtime_checkable
+class SandboxBackend(Sessions, Protocol):
+    """A whole backend: the session lifecycle, its capability objects, and what it declares it can do."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (constant for its life)."""
+        ...
+
+    @property
+    def processes(self) -> Processes:
+        """Commands."""
+        ...
+
+    @property
+    def process_handles(self) -> ProcessHandles | None:
+        """Background processes with handles; None where `capabilities.process_handles` is False."""
+        ...
+
+    @property
+    def files(self) -> Files:
+        """Files."""
+        ...
+
+    @property
+    def desktop(self) -> Desktop | None:
+        """The desktop; None where `capabilities.desktop` is False."""
         ...
