@@ -11,10 +11,21 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records import SessionRecord
-from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNotFoundError
+from agentbay_mcp.errors import (
+    AccessDeniedError,
+    DesktopUnavailableError,
+    FileOperationError,
+    NotSupportedError,
+    QuotaExceededError,
+    SessionNotFoundError,
+)
+from agentbay_mcp.services.commands.service import CommandService
+from agentbay_mcp.services.desktop.service import DesktopService
+from agentbay_mcp.services.files.service import FileService, ImageRead
 from agentbay_mcp.services.sessions.paging import PageTokens
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
+from agentbay_mcp.testing.memory_backend import MemoryBackend
 from tests.conftest import session_dirs
 
 pytestmark = pytest.mark.anyio
@@ -220,3 +231,116 @@ async def test_principal_quotas_span_conversations_and_spare_anonymous(state_dir
             svc.enter("http:a1", "bob")  # a conversation never changes hands
     finally:
         await svc.close()
+
+
+# The services over the in-memory backend (agentbay_mcp.testing): no sandbox, milliseconds a test ----
+
+
+@pytest.fixture
+async def memory(task_group: TaskGroup) -> AsyncIterator[tuple[MemoryBackend, SessionService]]:
+    backend = MemoryBackend()
+    svc = SessionService(backend, Registry(), lease_seconds=60, max_sessions_per_conversation=3)
+    await svc.start(task_group)
+    try:
+        yield backend, svc
+    finally:
+        await svc.close()
+
+
+async def test_commands_cap_output_and_time_out_on_the_memory_backend(
+    memory: tuple[MemoryBackend, SessionService],
+) -> None:
+    backend, svc = memory
+    commands = CommandService(
+        svc, backend.processes, backend.process_handles, backend.capabilities, output_cap_bytes=1000
+    )
+    session = await svc.create_session("c1", "code_latest", {})
+    done = await commands.execute_command("c1", session.session_id, "echo hi; echo oops >&2; exit 4")
+    assert (done.exit_code, done.stdout, done.stderr, done.timed_out) == (4, "hi\n", "oops\n", False)
+    assert done.message.startswith("Exited with code 4 after ")
+    long = await commands.execute_command("c1", session.session_id, "seq 1 5000")
+    assert long.stdout_truncated
+    assert long.stdout.startswith("1\n2\n")
+    assert long.stdout.endswith("4999\n5000\n")
+    assert "the memory backend keeps no full output" in long.stdout
+    late = await commands.execute_command("c1", session.session_id, "echo started; sleep 30", timeout_ms=300)
+    assert late.timed_out
+    assert late.stdout == "started\n"
+    assert late.message.startswith("Timed out after 300 ms")
+    assert (await commands.list_processes("c1", session.session_id)).processes == []  # nothing left behind
+
+
+async def test_background_processes_on_the_memory_backend(memory: tuple[MemoryBackend, SessionService]) -> None:
+    backend, svc = memory
+    commands = CommandService(svc, backend.processes, backend.process_handles, backend.capabilities)
+    session = await svc.create_session("c1", "code_latest", {})
+    started = await commands.start_process("c1", session.session_id, "cat")
+    written = await commands.write_process_input("c1", session.session_id, started.process_id, "line\n", eof=True)
+    assert written.bytes_written == 5
+    status = await commands.wait_process("c1", session.session_id, started.process_id, 5000)
+    assert (status.running, status.exit_code) == (False, 0)
+    output = await commands.read_process_output("c1", session.session_id, started.process_id)
+    assert (output.stdout, output.more) == ("line\n", False)
+    with pytest.raises(SessionNotFoundError):  # ownership still applies
+        await commands.wait_process("c2", session.session_id, started.process_id)
+
+
+async def test_a_backend_without_process_handles_is_refused_with_its_reason(
+    memory: tuple[MemoryBackend, SessionService],
+) -> None:
+    backend, svc = memory
+    declared = backend.capabilities.model_copy(
+        update={"process_handles": False, "unsupported": {"process_handles": "No handles here: use execute_command."}}
+    )
+    commands = CommandService(svc, backend.processes, None, declared)
+    session = await svc.create_session("c1", "code_latest", {})
+    with pytest.raises(NotSupportedError, match=r"^No handles here: use execute_command\.$"):
+        await commands.start_process("c1", session.session_id, "sleep 1")
+    with pytest.raises(SessionNotFoundError):  # the session is checked first, as before
+        await commands.start_process("c2", session.session_id, "sleep 1")
+    assert (await commands.execute_command("c1", session.session_id, "echo still")).stdout == "still\n"
+
+
+async def test_file_rules_on_the_memory_backend(memory: tuple[MemoryBackend, SessionService]) -> None:
+    backend, svc = memory
+    files = FileService(svc, backend.files, read_cap_bytes=2)
+    session = await svc.create_session("c1", "code_latest", {})
+    written = await files.write_file("c1", session.session_id, "notes/a.txt", "h\u00e9llo")  # relative: in home
+    assert (written.path, written.bytes_written) == ("/home/user/notes/a.txt", 6)
+    first = await files.read_file("c1", session.session_id, "notes/a.txt")
+    assert not isinstance(first, ImageRead)
+    assert (first.content, first.next_offset) == ("h", 1)  # the cap never splits a character
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
+    await backend.files.write_file(session.session_id, "/tmp/p.png", png, "overwrite")
+    image = await files.read_file("c1", session.session_id, "/tmp/p.png")
+    assert isinstance(image, ImageRead)
+    assert (image.mime_type, image.data) == ("image/png", png)
+    info = await files.get_file_info("c1", session.session_id, "notes")
+    assert (type(info).__name__, info.type) == ("FileInfo", "directory")
+    with pytest.raises(FileOperationError) as read_only:
+        await files.write_file("c1", session.session_id, "/etc/passwd", "x")
+    assert read_only.value.kind == "read_only"
+
+
+async def test_the_desktop_service_refuses_a_backend_without_one(memory: tuple[MemoryBackend, SessionService]) -> None:
+    backend, svc = memory
+    desktop = DesktopService(svc, backend.desktop, backend.processes, backend.capabilities)
+    session = await svc.create_session("c1", "linux_latest", {})
+    with pytest.raises(DesktopUnavailableError, match="The memory backend has no desktop"):
+        await desktop.list_windows("c1", session.session_id)
+    with pytest.raises(SessionNotFoundError):
+        await desktop.list_windows("c2", session.session_id)
+
+
+async def test_keep_alives_reach_the_backend_at_most_every_ten_seconds(task_group: TaskGroup, clock: FakeClock) -> None:
+    backend = MemoryBackend()
+    svc = SessionService(backend, Registry(clock), lease_seconds=60, max_sessions_per_conversation=3)
+    await svc.start(task_group)
+    session = await svc.create_session("c1", "code_latest", {})
+    await svc.get_session("c1", session.session_id)
+    assert backend.kept_alive == []  # just created: the backend knows it is in use
+    clock.now += 11
+    await svc.get_session("c1", session.session_id)
+    await svc.get_session("c1", session.session_id)
+    assert backend.kept_alive == [session.session_id]
+    await svc.close()

@@ -2,7 +2,9 @@
 
 `agentbay` is the cloud backend end to end through the emulator (a real HTTP server on 127.0.0.1)
 with the direct LinkUrl tool path; `agentbay-api` is the same with every tool through CallMcpTool,
-where messages are size-limited and reads and writes go in pieces.
+where messages are size-limited and reads and writes go in pieces; `memory` is the in-memory test
+double (agentbay_mcp.testing). A test that needs a capability some backend lacks starts with
+`requires(backend, "flag")`, which skips it there with the reason (see records.Capabilities).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import pytest
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.backends.protocols import SandboxBackend
+from agentbay_mcp.backends.protocols import Files, Processes, ProcessHandles, SandboxBackend
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
+from agentbay_mcp.testing.memory_backend import MemoryBackend
 from tests.agentbay_support import agentbay_backend, emulator
 
 pytestmark = pytest.mark.anyio
@@ -39,8 +42,14 @@ def _agentbay(link_url: bool) -> Callable[[Path], AbstractAsyncContextManager[Sa
     return make
 
 
+@contextlib.asynccontextmanager
+async def _memory(state_dir: Path) -> AsyncIterator[SandboxBackend]:
+    yield MemoryBackend()
+
+
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[SandboxBackend]]] = {
     "local": _local,
+    "memory": _memory,
     "agentbay": _agentbay(link_url=True),
     "agentbay-api": _agentbay(link_url=False),
 }
@@ -60,6 +69,13 @@ async def backend(
             await instance.close()
 
 
+def requires(backend: SandboxBackend, *flags: str) -> None:
+    """Skip the test on a backend that does not declare every capability in `flags`."""
+    missing = [flag for flag in flags if not getattr(backend.capabilities, flag)]
+    if missing:
+        pytest.skip(f"the {backend.name} backend declares no {', '.join(missing)}")
+
+
 async def new_session(backend: SandboxBackend) -> str:
     return (await backend.create_session(image_id="code_latest", labels={}, owner="c")).session_id
 
@@ -68,11 +84,24 @@ async def test_satisfies_the_protocol(backend: SandboxBackend) -> None:
     assert isinstance(backend, SandboxBackend)
     assert backend.name
     assert backend.server_id
+    assert isinstance(backend.processes, Processes)
+    assert isinstance(backend.files, Files)
+
+
+async def test_capability_objects_match_the_declared_capabilities(backend: SandboxBackend) -> None:
+    capabilities = backend.capabilities
+    assert (backend.process_handles is not None) == capabilities.process_handles
+    assert isinstance(backend.process_handles, ProcessHandles) or not capabilities.process_handles
+    assert (backend.desktop is not None) == capabilities.desktop
+    assert any(image.desktop for image in backend.images()) == capabilities.desktop
+    for flag, reason in capabilities.unsupported.items():
+        assert getattr(capabilities, flag) is False
+        assert reason
 
 
 async def test_offers_the_standard_images(backend: SandboxBackend) -> None:
     images = {image.image_id: image for image in backend.images()}
-    assert images["linux_latest"].desktop is True
+    assert images["linux_latest"].desktop is backend.capabilities.desktop
     assert images["code_latest"].desktop is False
 
 
@@ -188,6 +217,32 @@ async def test_large_output_is_capped_head_and_tail(backend: SandboxBackend) -> 
     assert stdout.head.startswith(b"1\n2\n3\n")
     assert stdout.tail.endswith(b"99999\n100000\n")
     assert len(stdout.head) + len(stdout.tail) <= 4096
+
+
+async def test_background_processes_take_input_and_report_output(backend: SandboxBackend) -> None:
+    requires(backend, "process_handles")
+    handles = backend.process_handles
+    assert handles is not None
+    session_id = await new_session(backend)
+    started = await handles.start_process(
+        session_id, "echo ready; cat", cwd=None, env={}, stdin=True, foreground=False, cap=65536
+    )
+    assert started.running
+    assert started.stdin_open
+    assert [p.proc_id for p in await backend.processes.list_processes(session_id)] == [started.proc_id]
+    first = await backend.processes.read_process_output(session_id, started.proc_id, {}, 5000, 65536)
+    assert first.streams["stdout"].data == b"ready\n"
+    assert await handles.write_process_input(session_id, started.proc_id, b"hello\n", True) == 6
+    info = await backend.processes.wait_process(session_id, started.proc_id, 5000)
+    assert (info.running, info.exit_code, info.stdin_open) == (False, 0, False)
+    cursors = {"stdout": first.streams["stdout"].next_cursor, "stderr": 0}
+    rest = await backend.processes.read_process_output(session_id, started.proc_id, cursors, 0, 65536)
+    assert rest.streams["stdout"].data == b"hello\n"
+    assert rest.streams["stdout"].start == 6
+    tail = await backend.processes.process_tail(session_id, started.proc_id, 1)
+    assert tail["stdout"] == ["hello"]
+    await backend.processes.forget_process(session_id, started.proc_id)
+    assert await backend.processes.list_processes(session_id) == []
 
 
 # Files ------------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from agentbay_mcp.backends.protocols import SandboxBackend
+from agentbay_mcp.backends.protocols import Desktop, SandboxBackend
+from agentbay_mcp.backends.records_desktop import AppProcess
 from agentbay_mcp.errors import InvalidArgumentError, WindowNotFoundError
-from agentbay_mcp.services.desktop.models import AppProcess
-from tests.contract.test_backend_contract import backend  # noqa: F401 - the parametrized fixture
+from tests.contract.test_backend_contract import backend, requires  # noqa: F401 - the parametrized fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -23,52 +23,61 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
     return False
 
 
+def desktop_of(backend: SandboxBackend) -> Desktop:  # noqa: F811
+    """The backend's desktop; skips the test on a backend that declares none."""
+    requires(backend, "desktop")
+    assert backend.desktop is not None
+    return backend.desktop
+
+
 async def test_a_fresh_desktop_has_no_windows_and_a_screen(backend: SandboxBackend) -> None:  # noqa: F811
+    desktop = desktop_of(backend)
     record = await backend.create_session(image_id="linux_latest", labels={}, owner="c")
-    listed = await backend.desktop.list_windows(record.session_id)
+    listed = await desktop.list_windows(record.session_id)
     assert listed.windows == []
     assert listed.screen_width > 0
     assert listed.screen_height > 0
-    shot = await backend.desktop.screenshot(record.session_id)
+    shot = await desktop.screenshot(record.session_id)
     assert (shot.width, shot.height) == (listed.screen_width, listed.screen_height)
     assert shot.data
-    assert await backend.desktop.active_window(record.session_id) is None
+    assert await desktop.active_window(record.session_id) is None
 
 
 async def test_an_app_window_can_be_found_driven_and_closed(backend: SandboxBackend) -> None:  # noqa: F811
+    desktop = desktop_of(backend)
     session_id = (await backend.create_session(image_id="linux_latest", labels={}, owner="c")).session_id
-    launch = await backend.desktop.launch_app(session_id, "xterm -T contract", None)
+    launch = await desktop.launch_app(session_id, "xterm -T contract", None)
     assert launch.windows_before == []
 
     async def has_window() -> bool:
-        return (await backend.desktop.app_status(session_id, launch)).window is not None
+        return (await desktop.app_status(session_id, launch)).window is not None
 
     assert await until(has_window)
-    status = await backend.desktop.app_status(session_id, launch)
+    status = await desktop.app_status(session_id, launch)
     assert status.window is not None
     window_id = status.window.window_id
     assert status.window.title == "contract"
     assert status.window.pname == "xterm"
     assert status.window.pid in [p.pid for p in status.processes]
 
-    screen = await backend.desktop.list_windows(session_id)
-    await backend.desktop.window_action(session_id, window_id, "maximize", None, None)
+    screen = await desktop.list_windows(session_id)
+    await desktop.window_action(session_id, window_id, "maximize", None, None)
 
     async def maximized() -> bool:  # by geometry: not every backend reports window states
-        window = (await backend.desktop.window_detail(session_id, window_id)).window
+        window = (await desktop.window_detail(session_id, window_id)).window
         return (window.width, window.height) == (screen.screen_width, screen.screen_height)
 
     assert await until(maximized)
-    assert (await backend.desktop.window_detail(session_id, window_id)).window.state in ("maximized", "unknown")
-    moved = await backend.desktop.input_action(session_id, {"action": "move", "x": 10, "y": 20})
+    assert (await desktop.window_detail(session_id, window_id)).window.state in ("maximized", "unknown")
+    moved = await desktop.input_action(session_id, {"action": "move", "x": 10, "y": 20})
     assert (moved.pointer_x, moved.pointer_y) == (10, 20)
-    assert [a.pname for a in await backend.desktop.visible_apps(session_id)] == ["xterm"]
+    assert [a.pname for a in await desktop.visible_apps(session_id)] == ["xterm"]
 
-    await backend.desktop.window_action(session_id, window_id, "close", None, None)
+    await desktop.window_action(session_id, window_id, "close", None, None)
 
     async def closed() -> bool:
         try:
-            await backend.desktop.window_detail(session_id, window_id)
+            await desktop.window_detail(session_id, window_id)
         except WindowNotFoundError:
             return True
         return False
@@ -77,16 +86,17 @@ async def test_an_app_window_can_be_found_driven_and_closed(backend: SandboxBack
 
 
 async def test_unknown_windows_and_stopping_apps(backend: SandboxBackend) -> None:  # noqa: F811
+    desktop = desktop_of(backend)
     session_id = (await backend.create_session(image_id="linux_latest", labels={}, owner="c")).session_id
     with pytest.raises(WindowNotFoundError):
-        await backend.desktop.window_detail(session_id, 4242)
-    launch = await backend.desktop.launch_app(session_id, "exec sleep 300", None)
+        await desktop.window_detail(session_id, 4242)
+    launch = await desktop.launch_app(session_id, "exec sleep 300", None)
     stopped: list[AppProcess] = []
 
     async def stopped_once_exec_done() -> bool:  # the shell becomes sleep when it has exec'd
         nonlocal stopped
         try:
-            stopped = (await backend.desktop.stop_app(session_id, pid=None, pname="sleep", stop_cmd=None)).stopped
+            stopped = (await desktop.stop_app(session_id, pid=None, pname="sleep", stop_cmd=None)).stopped
         except InvalidArgumentError:
             return False
         return True
@@ -96,11 +106,11 @@ async def test_unknown_windows_and_stopping_apps(backend: SandboxBackend) -> Non
 
     async def gone() -> bool:  # SIGTERM was sent; the process ends a moment later (SIGKILL after 1 s)
         try:
-            await backend.desktop.stop_app(session_id, pid=None, pname="sleep", stop_cmd=None)
+            await desktop.stop_app(session_id, pid=None, pname="sleep", stop_cmd=None)
         except InvalidArgumentError:
             return True
         return False
 
     assert await until(gone)
-    apps = await backend.desktop.installed_apps(session_id, include_system=True)
+    apps = await desktop.installed_apps(session_id, include_system=True)
     assert all(app.start_cmd for app in apps)

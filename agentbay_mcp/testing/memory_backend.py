@@ -1,0 +1,166 @@
+"""An in-memory backend: the project's test double (what httpx's MockTransport is to httpx).
+
+Sessions are records in a dict, files a tree per session (memory_files.py), processes a small
+scripted shell (memory_processes.py). It has no desktop and declares so; it keeps process handles.
+It starts in microseconds and needs neither bubblewrap nor a network, so service rules can be
+tested on it; it runs the shared contract suite (`tests/contract/`), which skips what it lacks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from datetime import UTC, datetime
+
+from anyio.abc import TaskGroup
+
+from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
+from agentbay_mcp.errors import SessionNotFoundError, UnknownImageError
+from agentbay_mcp.testing.memory_files import MemoryFiles, Tree
+from agentbay_mcp.testing.memory_processes import MemoryProcesses
+
+CAPABILITIES = Capabilities(
+    process_handles=True,
+    window_states=False,
+    sandbox_side_timeouts=False,
+    desktop=False,
+    unsupported={
+        "desktop": "The memory backend has no desktop: apps, windows and screenshots need the local or agentbay "
+        "backend.",
+    },
+)
+
+IMAGES: tuple[ImageInfo, ...] = (
+    ImageInfo(
+        image_id="linux_latest", description="In memory: files and scripted commands (no desktop).", desktop=False
+    ),
+    ImageInfo(image_id="code_latest", description="In memory: files and scripted commands.", desktop=False),
+)
+
+
+class MemoryBackend:
+    """Sessions, files and processes in this process's memory. One instance per server (or test)."""
+
+    def __init__(self, *, server_id: str | None = None) -> None:
+        self._server_id = server_id or "memory-" + secrets.token_hex(4)
+        self._records: dict[str, SessionRecord] = {}
+        self._trees: dict[str, Tree] = {}
+        self._ids = itertools.count(1)
+        self._files = MemoryFiles(self._trees)
+        self._processes = MemoryProcesses(self._known, self._read)
+        #: Session ids whose keep_alive was called, in order (tests look).
+        self.kept_alive: list[str] = []
+
+    # ---- what it is --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Backend name."""
+        return "memory"
+
+    @property
+    def server_id(self) -> str:
+        """This instance's id."""
+        return self._server_id
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Process handles; no desktop, no window states, no sandbox-side timeouts."""
+        return CAPABILITIES
+
+    @property
+    def processes(self) -> MemoryProcesses:
+        """Scripted commands (see memory_processes.COMMANDS)."""
+        return self._processes
+
+    @property
+    def process_handles(self) -> MemoryProcesses:
+        """Background processes: the same object as `processes`."""
+        return self._processes
+
+    @property
+    def files(self) -> MemoryFiles:
+        """The sessions' in-memory trees."""
+        return self._files
+
+    @property
+    def desktop(self) -> None:
+        """None: no desktop."""
+        return None
+
+    def images(self) -> list[ImageInfo]:
+        """Two images, neither with a desktop."""
+        return list(IMAGES)
+
+    # ---- the session lifecycle ---------------------------------------------------------------
+
+    async def start(self, task_group: TaskGroup) -> list[str]:
+        """Nothing to reap: memory dies with the process. Processes run in `task_group`."""
+        self._processes.start(task_group)
+        return []
+
+    async def close(self) -> None:
+        """Kill what still runs."""
+        for session_id in list(self._records):
+            self._processes.drop_session(session_id)
+
+    async def create_session(
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+    ) -> SessionRecord:
+        """A record and an empty tree (with /home/user and /tmp)."""
+        if image_id not in {image.image_id for image in IMAGES}:
+            raise UnknownImageError(
+                f"Unknown image_id {image_id!r}. The memory backend offers: {', '.join(i.image_id for i in IMAGES)}."
+            )
+        session_id = f"session-{next(self._ids):024d}"
+        record = SessionRecord(
+            session_id=session_id,
+            image_id=image_id,
+            labels=dict(labels),
+            owner=owner,
+            server_id=self._server_id,
+            created_at=datetime.now(UTC),
+            network=network,
+        )
+        self._records[session_id] = record
+        self._trees[session_id] = Tree()
+        return record
+
+    def _known(self, session_id: str) -> None:
+        if session_id not in self._records:
+            raise SessionNotFoundError(session_id)
+
+    def _read(self, session_id: str, path: str) -> bytes:
+        tree = self._files.tree(session_id)
+        return bytes(tree.file(tree.resolve(path)).data)
+
+    async def get_session(self, session_id: str) -> SessionRecord:
+        """The record, or SessionNotFoundError."""
+        self._known(session_id)
+        return self._records[session_id]
+
+    async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:
+        """Replace the label map."""
+        self._known(session_id)
+        record = self._records[session_id].model_copy(update={"labels": dict(labels)})
+        self._records[session_id] = record
+        return record
+
+    async def keep_alive(self, session_id: str) -> None:
+        """Noted in `kept_alive`; unknown ids are fine (best effort, as everywhere)."""
+        if session_id in self._records:
+            self.kept_alive.append(session_id)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Forget the session, its files and its processes. Idempotent."""
+        self._records.pop(session_id, None)
+        self._trees.pop(session_id, None)
+        self._processes.drop_session(session_id)
+
+    async def reap_orphans(self) -> list[str]:
+        """Nothing: no other server shares this memory."""
+        return []
+
+    async def list_all(self) -> list[SessionRecord]:
+        """Every session."""
+        return list(self._records.values())
