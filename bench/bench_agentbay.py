@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.protocols import SandboxBackend
+from agentbay_mcp.backends.records import ReadSpan, ShellCommand
 from agentbay_mcp.emulator import EmulatorServer
 from bench.bench_sessions import percentile
 
@@ -39,7 +40,7 @@ Operation = Callable[[SandboxBackend, str], Awaitable[object]]
 
 async def _command(backend: SandboxBackend, session_id: str) -> object:
     return await backend.processes.run_process(
-        session_id, "true", cwd=None, env={}, wait_ms=10000, cap=65536, timeout_ms=10000
+        session_id, ShellCommand(command="true"), wait_ms=10000, cap=65536, timeout_ms=10000
     )
 
 
@@ -52,15 +53,11 @@ async def _write(backend: SandboxBackend, session_id: str) -> object:
 
 
 async def _read(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.files.read_file(
-        session_id, "/tmp/bench.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=65536
-    )
+    return await backend.files.read_file(session_id, "/tmp/bench.txt", ReadSpan(), 65536)
 
 
 async def _read_200k(backend: SandboxBackend, session_id: str) -> object:
-    return await backend.files.read_file(
-        session_id, "/tmp/big.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=1 << 20
-    )
+    return await backend.files.read_file(session_id, "/tmp/big.txt", ReadSpan(), 1 << 20)
 
 
 async def _info(backend: SandboxBackend, session_id: str) -> object:

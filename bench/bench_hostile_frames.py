@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from agentbay_mcp.backends.local import LocalBackend, desktop, files, processes
 from agentbay_mcp.backends.local.agent_client import capped, nesting_ok
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
+from agentbay_mcp.backends.records import ReadSpan, ShellCommand
 from tests.test_hostile_frames import flooded_latency, hostile_server, p
 
 CAP = 64 * 1024
@@ -42,17 +43,14 @@ async def reply_sizes(root: Path) -> None:
         await backend.start(group)
         record = await backend.create_session(image_id="linux_latest", labels={}, owner="bench")
         sid = record.session_id
-        await backend.processes.run_process(
-            sid, "head -c 5000000 /dev/urandom | base64 -w0; head -c 5000000 /dev/urandom >&2",
-            cwd=None, env={}, wait_ms=30_000, cap=CAP,
-        )  # fmt: skip
-        await backend.processes.run_process(
-            sid, "head -c 262144 /dev/urandom > r.bin; mkdir d; cd d; for i in $(seq 1000); do "
-            "touch $(printf 'n%0250d' $i); done", cwd=None, env={}, wait_ms=60_000, cap=CAP,
-        )  # fmt: skip
-        await backend.files.read_file(
-            sid, "r.bin", offset=0, length=None, start_line=None, line_count=None, max_bytes=256 * 1024
+        flood = ShellCommand(command="head -c 5000000 /dev/urandom | base64 -w0; head -c 5000000 /dev/urandom >&2")
+        await backend.processes.run_process(sid, flood, wait_ms=30_000, cap=CAP)
+        names = ShellCommand(
+            command="head -c 262144 /dev/urandom > r.bin; mkdir d; cd d; for i in $(seq 1000); do "
+            "touch $(printf 'n%0250d' $i); done"
         )
+        await backend.processes.run_process(sid, names, wait_ms=60_000, cap=CAP)
+        await backend.files.read_file(sid, "r.bin", ReadSpan(), 256 * 1024)
         await backend.files.list_directory(sid, "d", 1000)
         shot_ok = True
         try:

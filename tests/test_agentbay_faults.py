@@ -17,6 +17,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend, tools
+from agentbay_mcp.backends.records import ShellCommand
 from agentbay_mcp.errors import BackendError, CloudAPIError
 from tests.agentbay_support import API_KEY, FAULTS, FaultTransport, agentbay_backend, emulator, live_session_ids
 
@@ -161,11 +162,11 @@ async def test_a_command_is_never_run_twice(rig: Rig, fault: str) -> None:
     rig.faults.fail(action, fault)
     with pytest.raises(BackendError):
         await rig.backend.processes.run_process(
-            rig.session_id, "echo x >> /tmp/count", cwd=None, env={}, wait_ms=10000, cap=1024, timeout_ms=10000
+            rig.session_id, ShellCommand(command="echo x >> /tmp/count"), wait_ms=10000, cap=1024, timeout_ms=10000
         )
     assert rig.faults.seen[action] - before == 1
     outcome = await rig.backend.processes.run_process(
-        rig.session_id, "cat /tmp/count 2>/dev/null | wc -l", cwd=None, env={}, wait_ms=10000, cap=1024
+        rig.session_id, ShellCommand(command="cat /tmp/count 2>/dev/null | wc -l"), wait_ms=10000, cap=1024
     )
     assert outcome.summary is not None
     ran = 0 if fault in ("500", "throttle") else 1  # these faults answer without reaching the session
@@ -183,7 +184,7 @@ async def test_a_commands_http_timeout_outlasts_its_own_timeout(rig: Rig) -> Non
     for timeout_ms in (1000, 45_000, 600_000):
         sent = len(rig.faults.read_timeouts[action])
         await rig.backend.processes.run_process(
-            rig.session_id, "true", cwd=None, env={}, wait_ms=timeout_ms, cap=1024, timeout_ms=timeout_ms
+            rig.session_id, ShellCommand(command="true"), wait_ms=timeout_ms, cap=1024, timeout_ms=timeout_ms
         )
         shell_call = rig.faults.read_timeouts[action][sent]  # the first request is the shell tool's
         assert shell_call > timeout_ms / 1000
@@ -195,7 +196,7 @@ async def test_a_small_command_costs_one_request_on_either_path(rig: Rig) -> Non
     action = _tool_action(rig)
     before = sum(rig.faults.seen.values())
     outcome = await rig.backend.processes.run_process(
-        rig.session_id, "printf 'out\\377'; echo err >&2; exit 2", cwd=None, env={}, wait_ms=10000, cap=1024
+        rig.session_id, ShellCommand(command="printf 'out\\377'; echo err >&2; exit 2"), wait_ms=10000, cap=1024
     )
     assert sum(rig.faults.seen.values()) - before == 1
     assert rig.faults.seen[action] > 0

@@ -18,6 +18,7 @@ from mcp import Client
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.agent_client import SandboxDiedError
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
+from agentbay_mcp.backends.records import ShellCommand
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import call, call_error, eventually, stdio_params
@@ -259,7 +260,7 @@ async def test_a_killed_sandbox_is_restarted_with_its_files(state_dir: Path, tas
     await backend.start(task_group)
     record = await backend.create_session(image_id="code_latest", labels={}, owner="c")
     outcome = await backend.processes.run_process(
-        record.session_id, "echo kept > f", cwd=None, env={}, wait_ms=5000, cap=65536
+        record.session_id, ShellCommand(command="echo kept > f"), wait_ms=5000, cap=65536
     )
     assert outcome.info.exit_code == 0
     sandbox_pid = backend._sandboxes[record.session_id].child_pid
@@ -267,8 +268,10 @@ async def test_a_killed_sandbox_is_restarted_with_its_files(state_dir: Path, tas
     # A call racing the death may fail with "the sandbox is gone ... retry"; the next one restarts it.
     with contextlib.suppress(SandboxDiedError):
         await anyio.sleep(0.2)
-        await backend.processes.run_process(record.session_id, "true", cwd=None, env={}, wait_ms=5000, cap=65536)
-    outcome = await backend.processes.run_process(record.session_id, "cat f", cwd=None, env={}, wait_ms=5000, cap=65536)
+        await backend.processes.run_process(record.session_id, ShellCommand(command="true"), wait_ms=5000, cap=65536)
+    outcome = await backend.processes.run_process(
+        record.session_id, ShellCommand(command="cat f"), wait_ms=5000, cap=65536
+    )
     assert outcome.summary is not None
     assert outcome.summary["stdout"].head == b"kept\n"
     await backend.delete_session(record.session_id)

@@ -32,6 +32,7 @@ from agentbay_mcp.backends.local.disk_quota import IMAGE_NAME, DiskQuota, unavai
 from agentbay_mcp.backends.local.layout import StateDir, new_session_id, remove_tree
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.backends.local.server_lock import new_server_id
+from agentbay_mcp.backends.records import ShellCommand
 from agentbay_mcp.cli import build_parser, settings_from_args
 from agentbay_mcp.cli.doctor import check_disk_quota
 from agentbay_mcp.server.wiring import build_server
@@ -168,7 +169,7 @@ async def test_files_survive_a_sandbox_restart_on_the_quota_disk(state_dir: Path
     async def sh(command: str) -> bytes:
         with anyio.fail_after(CALL_TIMEOUT):
             outcome = await backend.processes.run_process(
-                session_id, command, cwd=None, env={}, wait_ms=20_000, cap=65536
+                session_id, ShellCommand(command=command), wait_ms=20_000, cap=65536
             )
         assert outcome.summary is not None
         return outcome.summary["stdout"].head

@@ -1,9 +1,10 @@
 """The capability protocols every backend implements: sessions, processes, files, desktop.
 
-Each method signature is written once, here. A backend is a `SandboxBackend`: the session
-lifecycle itself, plus its capability objects (`processes`, `files`, `desktop`, and
-`process_handles` where it has them), and the `Capabilities` it declares. Services depend on the
-capabilities they use (FileService takes a `Files`), never on a whole backend. Backends do
+Each method is declared once, here, with its contract; wide argument lists travel as records
+(`ShellCommand`, `ReadSpan`). A backend is a `SandboxBackend`: the session lifecycle itself, its
+capability objects (`processes`, `files`, `desktop`, and `process_handles` where it has them), and
+the `Capabilities` (records.py) it declares. Services depend on the capabilities they use
+(FileService takes a `Files`), never on a whole backend. Backends do
 primitives only; ownership, leases, quotas, paging and truncation belong to the services.
 Implementations raise only `agentbay_mcp.errors` exceptions. Every backend runs the shared
 contract suite in `tests/contract/`, which skips what a backend declares absent.
@@ -18,37 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.records import (
-    Capabilities,
-    DirectoryCreated,
-    DirectoryListing,
-    FileChunk,
-    FileEdited,
-    FileInfo,
-    FileMoved,
-    FileWritten,
-    ImageInfo,
-    OutputSummary,
-    ProcessInfo,
-    ProcessOutput,
-    RunOutcome,
-    SearchResult,
-    SessionRecord,
-)
-from agentbay_mcp.backends.records_desktop import (
-    AppLaunch,
-    AppStatus,
-    AppStopped,
-    FocusMode,
-    InputResult,
-    InstalledApp,
-    Screenshot,
-    VisibleApp,
-    WindowAction,
-    WindowDetail,
-    WindowInfo,
-    WindowList,
-)
+from agentbay_mcp.backends import records, records_desktop
 
 
 @runtime_checkable
@@ -65,7 +36,7 @@ class Sessions(Protocol):
         """This server instance's id, stamped on every session it creates."""
         ...
 
-    def images(self) -> list[ImageInfo]:
+    def images(self) -> list[records.ImageInfo]:
         """Images this backend can create sessions from."""
         ...
 
@@ -83,15 +54,15 @@ class Sessions(Protocol):
 
     async def create_session(
         self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
-    ) -> SessionRecord:
+    ) -> records.SessionRecord:
         """Create a session (with network access if `network`). Never leaves half a session behind."""
         ...
 
-    async def get_session(self, session_id: str) -> SessionRecord:
+    async def get_session(self, session_id: str) -> records.SessionRecord:
         """The session's record, or `SessionNotFoundError`."""
         ...
 
-    async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:
+    async def set_labels(self, session_id: str, labels: dict[str, str]) -> records.SessionRecord:
         """Replace the session's label map; returns the updated record."""
         ...
 
@@ -107,7 +78,7 @@ class Sessions(Protocol):
         """Delete sessions whose creating server is gone; returns their ids."""
         ...
 
-    async def list_all(self) -> list[SessionRecord]:
+    async def list_all(self) -> list[records.SessionRecord]:
         """Every session this backend can see, from any server (for operators, not for tools)."""
         ...
 
@@ -116,21 +87,13 @@ class Sessions(Protocol):
 class Processes(Protocol):
     """Commands in a session (commands toolset). `proc_id`s are scoped to their session.
 
-    Every backend runs commands; a backend without process handles (Capabilities.process_handles
+    Every backend runs commands; a backend without process handles (records.Capabilities.process_handles
     False) keeps a command it stopped at its own timeout for the command service to collect.
     """
 
     async def run_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        wait_ms: int,
-        cap: int,
-        timeout_ms: int | None = None,
-    ) -> RunOutcome:
+        self, session_id: str, command: records.ShellCommand, *, wait_ms: int, cap: int, timeout_ms: int | None = None
+    ) -> records.RunOutcome:
         """Start a foreground command and wait up to `wait_ms`; if it ended, return its output (capped)
         and forget it, all in one step. Otherwise continue with wait_process.
 
@@ -138,17 +101,17 @@ class Processes(Protocol):
         (agentbay's shell tool) instead of killing the command themselves; others may ignore it."""
         ...
 
-    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
+    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> records.ProcessInfo:
         """The process's state, after waiting up to `wait_ms` for it to exit."""
         ...
 
     async def read_process_output(
         self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
-    ) -> ProcessOutput:
+    ) -> records.ProcessOutput:
         """Output since `cursors`, waiting up to `wait_ms` for something new or the exit."""
         ...
 
-    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
+    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> records.OutputSummary:
         """Both streams within `cap` bytes each (head and tail when longer)."""
         ...
 
@@ -156,7 +119,9 @@ class Processes(Protocol):
         """The last `lines` lines of each stream (for progress messages)."""
         ...
 
-    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
+    async def kill_process(
+        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
+    ) -> records.ProcessInfo:
         """Signal the process group; with `grace_ms`, SIGKILL follows if it is still running then."""
         ...
 
@@ -164,26 +129,18 @@ class Processes(Protocol):
         """Kill the process if needed and drop its buffers."""
         ...
 
-    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
+    async def list_processes(self, session_id: str) -> list[records.ProcessInfo]:
         """Background processes of the session."""
         ...
 
 
 @runtime_checkable
 class ProcessHandles(Protocol):
-    """Background processes the caller holds a handle to (Capabilities.process_handles)."""
+    """Background processes the caller holds a handle to (records.Capabilities.process_handles)."""
 
     async def start_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        stdin: bool,
-        foreground: bool,
-        cap: int,
-    ) -> ProcessInfo:
+        self, session_id: str, command: records.ShellCommand, *, stdin: bool, foreground: bool, cap: int
+    ) -> records.ProcessInfo:
         """Start `sh -c command` in the session's sandbox, in its own process group."""
         ...
 
@@ -196,47 +153,39 @@ class ProcessHandles(Protocol):
 class Files(Protocol):
     """Files (files toolset). Paths are absolute paths as the session sees them."""
 
-    async def read_file(
-        self,
-        session_id: str,
-        path: str,
-        *,
-        offset: int,
-        length: int | None,
-        start_line: int | None,
-        line_count: int | None,
-        max_bytes: int,
-    ) -> FileChunk:
-        """A byte range (or whole lines from start_line), at most max_bytes."""
+    async def read_file(self, session_id: str, path: str, span: records.ReadSpan, max_bytes: int) -> records.FileChunk:
+        """A byte range (or whole lines from span.start_line), at most max_bytes."""
         ...
 
-    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
+    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> records.FileWritten:
         """Overwrite atomically or append; creates parents."""
         ...
 
-    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
+    async def edit_file(
+        self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool
+    ) -> records.FileEdited:
         """Apply exact-once replacements."""
         ...
 
-    async def file_info(self, session_id: str, path: str) -> FileInfo:
+    async def file_info(self, session_id: str, path: str) -> records.FileInfo:
         """Metadata of a path."""
         ...
 
-    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
+    async def list_directory(self, session_id: str, path: str, max_entries: int) -> records.DirectoryListing:
         """Entries of a directory."""
         ...
 
     async def search_files(
         self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
-    ) -> SearchResult:
+    ) -> records.SearchResult:
         """Glob search below a directory."""
         ...
 
-    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
+    async def create_directory(self, session_id: str, path: str) -> records.DirectoryCreated:
         """mkdir -p."""
         ...
 
-    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
+    async def move_file(self, session_id: str, source: str, destination: str) -> records.FileMoved:
         """Rename; fails if the destination exists."""
         ...
 
@@ -245,56 +194,63 @@ class Files(Protocol):
 class Desktop(Protocol):
     """The desktop (images with `desktop`; the display starts on the first call)."""
 
-    async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
+    async def installed_apps(self, session_id: str, include_system: bool) -> list[records_desktop.InstalledApp]:
         """Applications from the session's `.desktop` entries."""
         ...
 
-    async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
+    async def launch_app(
+        self, session_id: str, start_cmd: str, work_directory: str | None
+    ) -> records_desktop.AppLaunch:
         """Start an application on the session's display (as a background process)."""
         ...
 
-    async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
+    async def app_status(self, session_id: str, launch: records_desktop.AppLaunch) -> records_desktop.AppStatus:
         """The launched application's processes and its first new window, if any yet."""
         ...
 
     async def stop_app(
         self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
-    ) -> AppStopped:
+    ) -> records_desktop.AppStopped:
         """Stop the process tree of a pid, or of every process with that name (the session's own only),
         or run a stop command; exactly one is given (the service checks)."""
         ...
 
-    async def visible_apps(self, session_id: str) -> list[VisibleApp]:
+    async def visible_apps(self, session_id: str) -> list[records_desktop.VisibleApp]:
         """Processes owning a visible window."""
         ...
 
-    async def list_windows(self, session_id: str) -> WindowList:
+    async def list_windows(self, session_id: str) -> records_desktop.WindowList:
         """Top-level windows."""
         ...
 
-    async def active_window(self, session_id: str) -> WindowInfo | None:
+    async def active_window(self, session_id: str) -> records_desktop.WindowInfo | None:
         """The focused top-level window."""
         ...
 
-    async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
+    async def window_detail(self, session_id: str, window_id: int) -> records_desktop.WindowDetail:
         """One top-level window (WindowNotFoundError if it is not one of the session's)."""
         ...
 
     async def window_action(
-        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
+        self,
+        session_id: str,
+        window_id: int,
+        action: records_desktop.WindowAction,
+        width: int | None,
+        height: int | None,
     ) -> None:
         """Ask the window manager for an action; the caller checks the effect."""
         ...
 
-    async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
+    async def set_focus_mode(self, session_id: str, on: bool) -> records_desktop.FocusMode:
         """Turn focus mode on or off."""
         ...
 
-    async def screenshot(self, session_id: str) -> Screenshot:
+    async def screenshot(self, session_id: str) -> records_desktop.Screenshot:
         """Grab the whole screen."""
         ...
 
-    async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
+    async def input_action(self, session_id: str, action: dict[str, Any]) -> records_desktop.InputResult:
         """Deliver mouse or keyboard input (validated by the service)."""
         ...
 
@@ -304,7 +260,7 @@ class SandboxBackend(Sessions, Protocol):
     """A whole backend: the session lifecycle, its capability objects, and what it declares it can do."""
 
     @property
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> records.Capabilities:
         """What this backend can do (constant for its life)."""
         ...
 

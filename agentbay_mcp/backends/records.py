@@ -50,6 +50,24 @@ class Capabilities(Record):
     )
 
 
+class ShellCommand(Record):
+    """A command to run in a session: `sh -c command`, in `cwd` (None: /home/user), with `env` added."""
+
+    command: str
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ReadSpan(Record):
+    """Which part of a file to read: bytes from `offset` (`length` of them; None: up to the cap), or, with
+    `start_line`, whole lines from there (`line_count` of them; None: up to the cap)."""
+
+    offset: int = 0
+    length: int | None = None
+    start_line: int | None = None
+    line_count: int | None = None
+
+
 class SessionRecord(BaseModel):
     """What a backend knows about one session."""
 

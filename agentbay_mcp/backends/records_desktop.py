@@ -17,26 +17,24 @@ WindowAction = Literal["activate", "maximize", "minimize", "restore", "close", "
 InputKind = Literal["click", "move", "drag", "scroll", "type", "keys"]
 
 
-class ChildWindow(Record):
+class WindowFrame(Record):
+    """A window's id, title and rectangle."""
+
+    window_id: int
+    title: str
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class ChildWindow(WindowFrame):
     """A child of a top-level window (position relative to its parent)."""
 
-    window_id: int
-    title: str
-    x: int
-    y: int
-    width: int
-    height: int
 
-
-class WindowInfo(Record):
+class WindowInfo(WindowFrame):
     """A top-level window; x, y, width, height are its outer (frame) rectangle."""
 
-    window_id: int
-    title: str
-    x: int
-    y: int
-    width: int
-    height: int
     client_width: int
     client_height: int
     pid: int | None

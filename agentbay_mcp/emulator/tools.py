@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.records import ReadSpan, ShellCommand
 from agentbay_mcp.emulator import desktop_tools
 from agentbay_mcp.emulator.desktop_tools import DesktopState, DesktopToolError
 from agentbay_mcp.errors import AgentBayMCPError, WindowNotFoundError
@@ -85,9 +86,8 @@ async def shell(backend: LocalBackend, session_id: str, args: dict[str, Any]) ->
     envs = args.get("envs") or {}
     if not isinstance(envs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items()):
         raise ToolFailedError("argument 'envs' must map strings to strings")
-    outcome = await backend.processes.run_process(
-        session_id, command, cwd=cwd, env=envs, wait_ms=timeout_ms, cap=SHELL_OUTPUT_CAP
-    )
+    shell_command = ShellCommand(command=command, cwd=cwd, env=envs)
+    outcome = await backend.processes.run_process(session_id, shell_command, wait_ms=timeout_ms, cap=SHELL_OUTPUT_CAP)
     timed_out = outcome.summary is None
     info, streams = outcome.info, outcome.summary
     if streams is None:
@@ -113,14 +113,9 @@ async def read_file(backend: LocalBackend, session_id: str, args: dict[str, Any]
     """Bytes from offset (length 0 or absent: to the end); base64 with format=binary, else text."""
     path = _str(args, "path")
     offset, length = _int(args, "offset", 0), _int(args, "length", 0)
+    span = ReadSpan(offset=offset, length=length or None)
     chunk = await backend.files.read_file(
-        session_id,
-        path,
-        offset=offset,
-        length=length or None,
-        start_line=None,
-        line_count=None,
-        max_bytes=min(length, MAX_READ_BYTES) if length else MAX_READ_BYTES,
+        session_id, path, span, min(length, MAX_READ_BYTES) if length else MAX_READ_BYTES
     )
     if args.get("format") == "binary":
         return base64.b64encode(chunk.data).decode()

@@ -114,27 +114,20 @@ async def _serving(
     settings: Settings, backend: SandboxBackend, service: SessionService, tool_kinds: Any
 ) -> AsyncIterator[AppState]:
     """Run the service (start-up reaping, lease expiry) for the server's life; release all at the end."""
+    processes, capabilities = backend.processes, backend.capabilities
+    commands = CommandService(
+        service, processes, backend.process_handles, capabilities, output_cap_bytes=settings.output_cap_bytes
+    )
+    desktop = DesktopService(service, backend.desktop, processes, capabilities, app_wait_ms=settings.app_wait_ms)
     async with anyio.create_task_group() as tg:
         await service.start(tg)
         tg.start_soon(service.run_lease_expiry)
         try:
             yield AppState(
                 service=service,
-                commands=CommandService(
-                    service,
-                    backend.processes,
-                    backend.process_handles,
-                    backend.capabilities,
-                    output_cap_bytes=settings.output_cap_bytes,
-                ),
+                commands=commands,
                 files=FileService(service, backend.files, read_cap_bytes=settings.read_cap_bytes),
-                desktop=DesktopService(
-                    service,
-                    backend.desktop,
-                    backend.processes,
-                    backend.capabilities,
-                    app_wait_ms=settings.app_wait_ms,
-                ),
+                desktop=desktop,
                 settings=settings,
                 tool_kinds=tool_kinds,
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from datetime import UTC, datetime
+from typing import Final
 
 from anyio.abc import TaskGroup
 
@@ -46,8 +47,12 @@ class MemoryBackend:
         self._records: dict[str, SessionRecord] = {}
         self._trees: dict[str, Tree] = {}
         self._ids = itertools.count(1)
-        self._files = MemoryFiles(self._trees)
-        self._processes = MemoryProcesses(self._known, self._read)
+        # What it can do (no desktop), and its capability objects (see backends/protocols.py).
+        self.capabilities: Final = CAPABILITIES
+        self.files: Final = MemoryFiles(self._trees)
+        self.processes: Final = MemoryProcesses(self._known, self._read)
+        self.process_handles: Final = self.processes
+        self.desktop: Final = None
         #: Session ids whose keep_alive was called, in order (tests look).
         self.kept_alive: list[str] = []
 
@@ -63,31 +68,6 @@ class MemoryBackend:
         """This instance's id."""
         return self._server_id
 
-    @property
-    def capabilities(self) -> Capabilities:
-        """Process handles; no desktop, no window states, no sandbox-side timeouts."""
-        return CAPABILITIES
-
-    @property
-    def processes(self) -> MemoryProcesses:
-        """Scripted commands (see memory_processes.COMMANDS)."""
-        return self._processes
-
-    @property
-    def process_handles(self) -> MemoryProcesses:
-        """Background processes: the same object as `processes`."""
-        return self._processes
-
-    @property
-    def files(self) -> MemoryFiles:
-        """The sessions' in-memory trees."""
-        return self._files
-
-    @property
-    def desktop(self) -> None:
-        """None: no desktop."""
-        return None
-
     def images(self) -> list[ImageInfo]:
         """Two images, neither with a desktop."""
         return list(IMAGES)
@@ -96,13 +76,13 @@ class MemoryBackend:
 
     async def start(self, task_group: TaskGroup) -> list[str]:
         """Nothing to reap: memory dies with the process. Processes run in `task_group`."""
-        self._processes.start(task_group)
+        self.processes.start(task_group)
         return []
 
     async def close(self) -> None:
         """Kill what still runs."""
         for session_id in list(self._records):
-            self._processes.drop_session(session_id)
+            self.processes.drop_session(session_id)
 
     async def create_session(
         self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
@@ -131,7 +111,7 @@ class MemoryBackend:
             raise SessionNotFoundError(session_id)
 
     def _read(self, session_id: str, path: str) -> bytes:
-        tree = self._files.tree(session_id)
+        tree = self.files.tree(session_id)
         return bytes(tree.file(tree.resolve(path)).data)
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -155,7 +135,7 @@ class MemoryBackend:
         """Forget the session, its files and its processes. Idempotent."""
         self._records.pop(session_id, None)
         self._trees.pop(session_id, None)
-        self._processes.drop_session(session_id)
+        self.processes.drop_session(session_id)
 
     async def reap_orphans(self) -> list[str]:
         """Nothing: no other server shares this memory."""

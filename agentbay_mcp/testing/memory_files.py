@@ -15,16 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from agentbay_mcp.backends.records import (
-    DirectoryCreated,
-    DirectoryListing,
-    FileChunk,
-    FileEdited,
-    FileInfo,
-    FileMoved,
-    FileWritten,
-    SearchResult,
-)
+from agentbay_mcp.backends import records
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError
 
 #: Where a session may write (the sandbox's writable mounts).
@@ -93,12 +84,12 @@ class Tree:
         prefix = path.rstrip("/") + "/"
         return sorted(p[len(prefix) :] for p in self.nodes if p.startswith(prefix) and "/" not in p[len(prefix) :])
 
-    def describe(self, path: str) -> FileInfo:
+    def describe(self, path: str) -> records.FileInfo:
         node = self.nodes.get(path)
         if node is None:
             raise _missing(path)
         mode = (stat.S_IFDIR | 0o755) if node.directory else (stat.S_IFREG | 0o644)
-        return FileInfo(
+        return records.FileInfo(
             path=path,
             name=posixpath.basename(path) or path,
             type="directory" if node.directory else "file",
@@ -144,26 +135,17 @@ class MemoryFiles:
             raise SessionNotFoundError(session_id)
         return tree
 
-    async def read_file(
-        self,
-        session_id: str,
-        path: str,
-        *,
-        offset: int,
-        length: int | None,
-        start_line: int | None,
-        line_count: int | None,
-        max_bytes: int,
-    ) -> FileChunk:
-        """A byte range (or whole lines from start_line), at most max_bytes."""
+    async def read_file(self, session_id: str, path: str, span: records.ReadSpan, max_bytes: int) -> records.FileChunk:
+        """A byte range (or whole lines from span.start_line), at most max_bytes."""
         tree = self.tree(session_id)
         path = tree.resolve(path)
         data = bytes(tree.file(path).data)
+        start_line = span.start_line
         if start_line is not None:
             if start_line < 1:
                 raise FileOperationError("invalid", "start_line counts from 1")
-            piece, start, count, more = read_lines(data, start_line, line_count, max_bytes)
-            return FileChunk(
+            piece, start, count, more = read_lines(data, start_line, span.line_count, max_bytes)
+            return records.FileChunk(
                 data=piece,
                 offset=start,
                 size=len(data),
@@ -173,11 +155,14 @@ class MemoryFiles:
                 lines=count,
                 next_line=start_line + count if more else None,
             )
-        want = max_bytes if length is None else min(length, max_bytes)
+        want = max_bytes if span.length is None else min(span.length, max_bytes)
+        offset = span.offset
         piece = data[offset : offset + want]
-        return FileChunk(data=piece, offset=offset, size=len(data), next_offset=offset + len(piece), head=data[:16])
+        return records.FileChunk(
+            data=piece, offset=offset, size=len(data), next_offset=offset + len(piece), head=data[:16]
+        )
 
-    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
+    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> records.FileWritten:
         """Overwrite or append; creates parents."""
         tree = self.tree(session_id)
         path = tree.resolve(path)
@@ -190,9 +175,11 @@ class MemoryFiles:
         node.data += data
         node.modified = datetime.now(UTC)
         tree.nodes[path] = node
-        return FileWritten(path=path, bytes_written=len(data), size=len(node.data))
+        return records.FileWritten(path=path, bytes_written=len(data), size=len(node.data))
 
-    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
+    async def edit_file(
+        self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool
+    ) -> records.FileEdited:
         """Exact-once replacements, with a unified diff."""
         tree = self.tree(session_id)
         path = tree.resolve(path)
@@ -215,25 +202,27 @@ class MemoryFiles:
             tree.writable(path)
             node.data = bytearray(text.encode("utf-8"))
             node.modified = datetime.now(UTC)
-        return FileEdited(path=path, applied=not dry_run, edits=len(edits), diff=diff)
+        return records.FileEdited(path=path, applied=not dry_run, edits=len(edits), diff=diff)
 
-    async def file_info(self, session_id: str, path: str) -> FileInfo:
+    async def file_info(self, session_id: str, path: str) -> records.FileInfo:
         """Metadata of a path."""
         tree = self.tree(session_id)
         return tree.describe(tree.resolve(path))
 
-    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
+    async def list_directory(self, session_id: str, path: str, max_entries: int) -> records.DirectoryListing:
         """Entries sorted by name, at most max_entries."""
         tree = self.tree(session_id)
         path = tree.resolve(path)
         tree.directory(path)
         names = tree.children(path)
         entries = [tree.describe(posixpath.join(path, name)) for name in names[:max_entries]]
-        return DirectoryListing(path=path, entries=entries, total=len(names), truncated=len(names) > max_entries)
+        return records.DirectoryListing(
+            path=path, entries=entries, total=len(names), truncated=len(names) > max_entries
+        )
 
     async def search_files(
         self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
-    ) -> SearchResult:
+    ) -> records.SearchResult:
         """Glob by name, or by relative path when the pattern has a '/' (as the agent does)."""
         tree = self.tree(session_id)
         root = tree.resolve(path)
@@ -254,16 +243,16 @@ class MemoryFiles:
             if matches(relative, pattern):
                 found.append(candidate)
                 if len(found) >= max_results:
-                    return SearchResult(path=root, pattern=pattern, matches=found, truncated=True)
-        return SearchResult(path=root, pattern=pattern, matches=found, truncated=False)
+                    return records.SearchResult(path=root, pattern=pattern, matches=found, truncated=True)
+        return records.SearchResult(path=root, pattern=pattern, matches=found, truncated=False)
 
-    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
+    async def create_directory(self, session_id: str, path: str) -> records.DirectoryCreated:
         """mkdir -p."""
         tree = self.tree(session_id)
         path = tree.resolve(path)
-        return DirectoryCreated(path=path, created=tree.makedirs(path))
+        return records.DirectoryCreated(path=path, created=tree.makedirs(path))
 
-    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
+    async def move_file(self, session_id: str, source: str, destination: str) -> records.FileMoved:
         """Rename (a directory with everything below it); never replaces the destination."""
         tree = self.tree(session_id)
         source, destination = tree.resolve(source), tree.resolve(destination)
@@ -278,4 +267,4 @@ class MemoryFiles:
         tree.makedirs(posixpath.dirname(destination))
         for old in [p for p in tree.nodes if p == source or p.startswith(source + "/")]:
             tree.nodes[destination + old[len(source) :]] = tree.nodes.pop(old)
-        return FileMoved(source=source, destination=destination)
+        return records.FileMoved(source=source, destination=destination)

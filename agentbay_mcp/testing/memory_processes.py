@@ -18,14 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.records import (
-    OutputSummary,
-    ProcessInfo,
-    ProcessOutput,
-    RunOutcome,
-    StreamChunk,
-    StreamSummary,
-)
+from agentbay_mcp.backends import records
 from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError, ProcessNotFoundError
 
 HOME = "/home/user"
@@ -53,9 +46,9 @@ class Proc:
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
-    def info(self) -> ProcessInfo:
+    def info(self) -> records.ProcessInfo:
         end = self.ended if self.ended is not None else time.monotonic()
-        return ProcessInfo(
+        return records.ProcessInfo(
             proc_id=self.proc_id,
             pid=self.pid,
             command=self.command,
@@ -222,11 +215,11 @@ async def _simple(sh: Shell, words: list[str]) -> int:
     return status
 
 
-def _summary(data: bytes, cap: int) -> StreamSummary:
+def _summary(data: bytes, cap: int) -> records.StreamSummary:
     half = cap // 2
     head, tail = (data, b"") if len(data) <= cap else (data[:half], data[len(data) - (cap - half) :])
     note = "the memory backend keeps no full output" if tail else ""
-    return StreamSummary(head=head, tail=tail, total=len(data), full_bytes=0, full_complete=False, note=note)
+    return records.StreamSummary(head=head, tail=tail, total=len(data), full_bytes=0, full_complete=False, note=note)
 
 
 class MemoryProcesses:
@@ -257,25 +250,17 @@ class MemoryProcesses:
         return proc
 
     async def start_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        stdin: bool,
-        foreground: bool,
-        cap: int,
-    ) -> ProcessInfo:
+        self, session_id: str, command: records.ShellCommand, *, stdin: bool, foreground: bool, cap: int
+    ) -> records.ProcessInfo:
         """Start the scripted command as a task."""
         self._known(session_id)
         if self._task_group is None:
             raise BackendUnavailableError("MemoryBackend.start() was not called")
         self._next_pid += 1
-        proc = Proc(f"proc-{self._next_pid}", self._next_pid, command, foreground, stdin_open=stdin)
+        proc = Proc(f"proc-{self._next_pid}", self._next_pid, command.command, foreground, stdin_open=stdin)
         self._table.setdefault(session_id, {})[proc.proc_id] = proc
-        full_env = {"HOME": HOME, "PATH": "/usr/bin:/bin", **env}
-        shell = Shell(proc, cwd or HOME, full_env, lambda path: self._read_file(session_id, path))
+        full_env = {"HOME": HOME, "PATH": "/usr/bin:/bin", **command.env}
+        shell = Shell(proc, command.cwd or HOME, full_env, lambda path: self._read_file(session_id, path))
         self._task_group.start_soon(self._run, shell)
         return proc.info()
 
@@ -292,26 +277,18 @@ class MemoryProcesses:
             shell.proc.end(status)
 
     async def run_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        wait_ms: int,
-        cap: int,
-        timeout_ms: int | None = None,
-    ) -> RunOutcome:
+        self, session_id: str, command: records.ShellCommand, *, wait_ms: int, cap: int, timeout_ms: int | None = None
+    ) -> records.RunOutcome:
         """Start, wait up to wait_ms; if it ended, its output and forget it."""
-        info = await self.start_process(session_id, command, cwd=cwd, env=env, stdin=False, foreground=True, cap=cap)
+        info = await self.start_process(session_id, command, stdin=False, foreground=True, cap=cap)
         info = await self.wait_process(session_id, info.proc_id, wait_ms)
         if info.running:
-            return RunOutcome(info=info)
+            return records.RunOutcome(info=info)
         summary = await self.process_output_summary(session_id, info.proc_id, cap)
         await self.forget_process(session_id, info.proc_id)
-        return RunOutcome(info=info, summary=summary.streams)
+        return records.RunOutcome(info=info, summary=summary.streams)
 
-    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
+    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> records.ProcessInfo:
         """The state after waiting up to wait_ms for the end."""
         proc = self._get(session_id, proc_id)
         with anyio.move_on_after(wait_ms / 1000):
@@ -320,7 +297,7 @@ class MemoryProcesses:
 
     async def read_process_output(
         self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
-    ) -> ProcessOutput:
+    ) -> records.ProcessOutput:
         """Output since the cursors, waiting up to wait_ms for something new or the end."""
         proc = self._get(session_id, proc_id)
         streams = {"stdout": proc.out, "stderr": proc.err}
@@ -331,16 +308,16 @@ class MemoryProcesses:
         for name, data in streams.items():
             start = min(cursors.get(name, 0), len(data))
             piece = bytes(data[start : start + max_bytes])
-            chunks[name] = StreamChunk(
+            chunks[name] = records.StreamChunk(
                 data=piece, start=start, next_cursor=start + len(piece), dropped=0, total=len(data)
             )
-        return ProcessOutput(info=proc.info(), streams=chunks)
+        return records.ProcessOutput(info=proc.info(), streams=chunks)
 
-    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
+    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> records.OutputSummary:
         """Both streams within cap (head and tail)."""
         proc = self._get(session_id, proc_id)
         streams = {"stdout": _summary(bytes(proc.out), cap), "stderr": _summary(bytes(proc.err), cap)}
-        return OutputSummary(info=proc.info(), streams=streams)
+        return records.OutputSummary(info=proc.info(), streams=streams)
 
     async def process_tail(self, session_id: str, proc_id: str, lines: int) -> dict[str, list[str]]:
         """The last lines of each stream."""
@@ -358,7 +335,9 @@ class MemoryProcesses:
         proc.stdin_open = not eof
         return len(data)
 
-    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
+    async def kill_process(
+        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
+    ) -> records.ProcessInfo:
         """Scripted commands die at the first signal."""
         proc = self._get(session_id, proc_id)
         if not proc.done.is_set():
@@ -373,7 +352,7 @@ class MemoryProcesses:
             proc.scope.cancel()
             proc.end(128 + signal.SIGKILL, signal.SIGKILL, "forgotten")
 
-    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
+    async def list_processes(self, session_id: str) -> list[records.ProcessInfo]:
         """Background processes of the session."""
         self._known(session_id)
         return [p.info() for p in self._table.get(session_id, {}).values() if not p.foreground]

@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.protocols import Files, Processes, ProcessHandles, SandboxBackend
+from agentbay_mcp.backends.records import ReadSpan, ShellCommand
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.testing.memory_backend import MemoryBackend
 from tests.agentbay_support import agentbay_backend, emulator
@@ -171,7 +172,7 @@ async def test_keep_alive_on_a_live_session(backend: SandboxBackend) -> None:
 async def test_run_process_returns_streams_and_exit_code(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     outcome = await backend.processes.run_process(
-        session_id, "echo out; echo err >&2; exit 3", cwd=None, env={}, wait_ms=20000, cap=65536, timeout_ms=20000
+        session_id, ShellCommand(command="echo out; echo err >&2; exit 3"), wait_ms=20000, cap=65536, timeout_ms=20000
     )
     assert outcome.summary is not None
     assert outcome.info.exit_code == 3
@@ -183,7 +184,10 @@ async def test_run_process_returns_streams_and_exit_code(backend: SandboxBackend
 async def test_run_process_honours_cwd_and_env(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     outcome = await backend.processes.run_process(
-        session_id, 'pwd; echo "$GREETING"', cwd="/tmp", env={"GREETING": "hi there"}, wait_ms=20000, cap=65536
+        session_id,
+        ShellCommand(command='pwd; echo "$GREETING"', cwd="/tmp", env={"GREETING": "hi there"}),
+        wait_ms=20000,
+        cap=65536,
     )
     assert outcome.summary is not None
     assert outcome.summary["stdout"].head == b"/tmp\nhi there\n"
@@ -193,7 +197,7 @@ async def test_run_process_honours_cwd_and_env(backend: SandboxBackend) -> None:
 async def test_a_command_past_its_timeout_is_reported_running_then_killed(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     outcome = await backend.processes.run_process(
-        session_id, "echo started; sleep 30", cwd=None, env={}, wait_ms=500, cap=65536, timeout_ms=500
+        session_id, ShellCommand(command="echo started; sleep 30"), wait_ms=500, cap=65536, timeout_ms=500
     )
     assert outcome.summary is None
     assert outcome.info.running
@@ -209,7 +213,7 @@ async def test_a_command_past_its_timeout_is_reported_running_then_killed(backen
 async def test_large_output_is_capped_head_and_tail(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     outcome = await backend.processes.run_process(
-        session_id, "seq 1 100000", cwd=None, env={}, wait_ms=20000, cap=4096, timeout_ms=20000
+        session_id, ShellCommand(command="seq 1 100000"), wait_ms=20000, cap=4096, timeout_ms=20000
     )
     assert outcome.summary is not None
     stdout = outcome.summary["stdout"]
@@ -225,7 +229,7 @@ async def test_background_processes_take_input_and_report_output(backend: Sandbo
     assert handles is not None
     session_id = await new_session(backend)
     started = await handles.start_process(
-        session_id, "echo ready; cat", cwd=None, env={}, stdin=True, foreground=False, cap=65536
+        session_id, ShellCommand(command="echo ready; cat"), stdin=True, foreground=False, cap=65536
     )
     assert started.running
     assert started.stdin_open
@@ -256,9 +260,7 @@ async def test_write_then_read_round_trips_large_text(backend: SandboxBackend) -
     written = await backend.files.write_file(session_id, "/home/user/big.txt", data, "overwrite")
     assert written.bytes_written == len(data)
     assert written.size == len(data)
-    chunk = await backend.files.read_file(
-        session_id, "/home/user/big.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=1 << 20
-    )
+    chunk = await backend.files.read_file(session_id, "/home/user/big.txt", ReadSpan(), 1 << 20)
     assert chunk.data == data
     assert chunk.size == len(data)
     assert chunk.next_offset == len(data)
@@ -269,15 +271,11 @@ async def test_append_and_ranged_reads(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     await backend.files.write_file(session_id, "/tmp/a.txt", b"one\ntwo\n", "overwrite")
     await backend.files.write_file(session_id, "/tmp/a.txt", b"three\nfour\n", "append")
-    chunk = await backend.files.read_file(
-        session_id, "/tmp/a.txt", offset=4, length=9, start_line=None, line_count=None, max_bytes=1 << 20
-    )
+    chunk = await backend.files.read_file(session_id, "/tmp/a.txt", ReadSpan(offset=4, length=9), 1 << 20)
     assert chunk.data == b"two\nthree"
     assert (chunk.offset, chunk.next_offset, chunk.size) == (4, 13, 19)
     assert chunk.head == b"one\ntwo\nthree\nfo"
-    lines = await backend.files.read_file(
-        session_id, "/tmp/a.txt", offset=0, length=None, start_line=2, line_count=2, max_bytes=1 << 20
-    )
+    lines = await backend.files.read_file(session_id, "/tmp/a.txt", ReadSpan(start_line=2, line_count=2), 1 << 20)
     assert lines.data == b"two\nthree\n"
     assert lines.next_line == 4
 
@@ -309,18 +307,14 @@ async def test_edit_and_move(backend: SandboxBackend) -> None:
     assert "+gamma" in dry.diff
     await backend.files.edit_file(session_id, "/tmp/c.txt", [{"old_text": "beta", "new_text": "gamma"}], False)
     await backend.files.move_file(session_id, "/tmp/c.txt", "/tmp/d.txt")
-    chunk = await backend.files.read_file(
-        session_id, "/tmp/d.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=4096
-    )
+    chunk = await backend.files.read_file(session_id, "/tmp/d.txt", ReadSpan(), 4096)
     assert chunk.data == b"alpha\ngamma\n"
 
 
 async def test_file_errors_are_file_operation_errors(backend: SandboxBackend) -> None:
     session_id = await new_session(backend)
     with pytest.raises(FileOperationError) as missing:
-        await backend.files.read_file(
-            session_id, "/tmp/missing.txt", offset=0, length=None, start_line=None, line_count=None, max_bytes=4096
-        )
+        await backend.files.read_file(session_id, "/tmp/missing.txt", ReadSpan(), 4096)
     assert missing.value.kind == "not_found"
     await backend.files.write_file(session_id, "/tmp/e.txt", b"x", "overwrite")
     await backend.files.write_file(session_id, "/tmp/f.txt", b"y", "overwrite")
@@ -332,6 +326,6 @@ async def test_tools_on_a_deleted_session_are_not_found(backend: SandboxBackend)
     session_id = await new_session(backend)
     await backend.delete_session(session_id)
     with pytest.raises(SessionNotFoundError):
-        await backend.processes.run_process(session_id, "true", cwd=None, env={}, wait_ms=5000, cap=1024)
+        await backend.processes.run_process(session_id, ShellCommand(command="true"), wait_ms=5000, cap=1024)
     with pytest.raises(SessionNotFoundError):
         await backend.files.file_info(session_id, "/tmp")

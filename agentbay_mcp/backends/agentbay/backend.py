@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from anyio.abc import TaskGroup
 
@@ -84,34 +84,12 @@ class AgentBayBackend:
         route = Route(
             call_tool=self._call_tool, direct=self._direct, piece=self._piece, tool_call=self._files, known=self._known
         )
-        self._processes = AgentBayProcesses(route)
-        self._files_capability = AgentBayFiles(route)
-        self._desktop = AgentBayDesktop(route, self._fetch_screenshot)
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """No process handles, no window states; the shell tool stops a command at its timeout itself."""
-        return CAPABILITIES
-
-    @property
-    def processes(self) -> AgentBayProcesses:
-        """Commands through the shell tool."""
-        return self._processes
-
-    @property
-    def process_handles(self) -> None:
-        """None: the cloud shell tool has no process handles."""
-        return None
-
-    @property
-    def files(self) -> AgentBayFiles:
-        """Files through the in-session file tools."""
-        return self._files_capability
-
-    @property
-    def desktop(self) -> AgentBayDesktop:
-        """The desktop through the in-session UI tools."""
-        return self._desktop
+        # What it can do (no process handles, no window states), and its capability objects.
+        self.capabilities: Final = CAPABILITIES
+        self.processes: Final = AgentBayProcesses(route)
+        self.process_handles: Final = None
+        self.files: Final = AgentBayFiles(route)
+        self.desktop: Final = AgentBayDesktop(route, self._fetch_screenshot)
 
     @property
     def name(self) -> str:
@@ -168,8 +146,8 @@ class AgentBayBackend:
 
     async def delete_session(self, session_id: str) -> None:
         """DeleteSessionAsync, then poll until it is gone (bounded). Idempotent."""
-        self._processes.drop_session(session_id)
-        self._desktop.drop_session(session_id)
+        self.processes.drop_session(session_id)
+        self.desktop.drop_session(session_id)
         await self._sessions.delete(session_id)
 
     async def reap_orphans(self) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -119,10 +120,13 @@ class LocalBackend:
         #: session -> when its sandbox was stopped for breaking the protocol, in the last minute
         self._violations: dict[str, list[float]] = {}
         self._task_group: TaskGroup | None = None
-        self._processes = LocalProcesses(self._agent, self._live_agent, self._background)
-        self._files = LocalFiles(self._agent, self._quota_mb_for)
+        # What it can do (everything), and its capability objects (see backends/protocols.py).
+        self.capabilities: Final = CAPABILITIES
+        self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
+        self.process_handles: Final = self.processes
+        self.files: Final = LocalFiles(self._agent, self._quota_mb_for)
         screen = (options.desktop.width, options.desktop.height)
-        self._desktop = LocalDesktop(self._desktop_agent, self._agent, self._processes, screen)
+        self.desktop: Final = LocalDesktop(self._desktop_agent, self._agent, self.processes, screen)
 
     @property
     def sandbox_options(self) -> SandboxOptions:
@@ -138,31 +142,6 @@ class LocalBackend:
     def disk_quota(self) -> DiskQuota | None:
         """The per-session disk quota in force, if the host allows one (see disk_quota.py)."""
         return self._disk
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """Everything: process handles, window states, a desktop; timeouts are the command service's."""
-        return CAPABILITIES
-
-    @property
-    def processes(self) -> LocalProcesses:
-        """Commands, run by the session's agent."""
-        return self._processes
-
-    @property
-    def process_handles(self) -> LocalProcesses:
-        """Background processes: the same object as `processes`."""
-        return self._processes
-
-    @property
-    def files(self) -> LocalFiles:
-        """Files, resolved inside the sandbox."""
-        return self._files
-
-    @property
-    def desktop(self) -> LocalDesktop:
-        """The desktop, started in the sandbox on first use."""
-        return self._desktop
 
     @property
     def name(self) -> str:

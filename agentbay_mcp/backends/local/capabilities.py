@@ -10,36 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agentbay_mcp.backends import records, records_desktop
 from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent_client import AgentClient
-from agentbay_mcp.backends.records import (
-    DirectoryCreated,
-    DirectoryListing,
-    FileChunk,
-    FileEdited,
-    FileInfo,
-    FileMoved,
-    FileWritten,
-    OutputSummary,
-    ProcessInfo,
-    ProcessOutput,
-    RunOutcome,
-    SearchResult,
-)
-from agentbay_mcp.backends.records_desktop import (
-    AppLaunch,
-    AppStatus,
-    AppStopped,
-    FocusMode,
-    InputResult,
-    InstalledApp,
-    Screenshot,
-    VisibleApp,
-    WindowAction,
-    WindowDetail,
-    WindowInfo,
-    WindowList,
-)
 
 #: The session's live agent (starting its sandbox again if it died).
 AgentLookup = Callable[[str], Awaitable[AgentClient]]
@@ -60,54 +33,40 @@ class LocalProcesses:
         self._background = background
 
     async def start_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        stdin: bool,
-        foreground: bool,
-        cap: int,
-    ) -> ProcessInfo:
+        self, session_id: str, command: records.ShellCommand, *, stdin: bool, foreground: bool, cap: int
+    ) -> records.ProcessInfo:
         """Start `sh -c command` in the sandbox."""
         agent = await self._agent(session_id)
-        info = await processes.start(agent, command, cwd=cwd, env=env, stdin=stdin, foreground=foreground, cap=cap)
+        info = await processes.start(
+            agent, command.command, cwd=command.cwd, env=command.env, stdin=stdin, foreground=foreground, cap=cap
+        )
         if not foreground:
-            self._background.setdefault(session_id, {})[info.proc_id] = command
+            self._background.setdefault(session_id, {})[info.proc_id] = command.command
         return info
 
     async def run_process(
-        self,
-        session_id: str,
-        command: str,
-        *,
-        cwd: str | None,
-        env: dict[str, str],
-        wait_ms: int,
-        cap: int,
-        timeout_ms: int | None = None,
-    ) -> RunOutcome:
+        self, session_id: str, command: records.ShellCommand, *, wait_ms: int, cap: int, timeout_ms: int | None = None
+    ) -> records.RunOutcome:
         """Start a foreground command and wait for it in one round trip (the service enforces timeout_ms)."""
         agent = await self._agent(session_id)
-        return await processes.run(agent, command, cwd=cwd, env=env, wait_ms=wait_ms, cap=cap)
+        return await processes.run(agent, command.command, cwd=command.cwd, env=command.env, wait_ms=wait_ms, cap=cap)
 
-    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> ProcessInfo:
+    async def wait_process(self, session_id: str, proc_id: str, wait_ms: int) -> records.ProcessInfo:
         """Wait up to `wait_ms` for the exit."""
         return self._noted(session_id, await processes.wait(await self._agent(session_id), proc_id, wait_ms))
 
-    def _noted(self, session_id: str, info: ProcessInfo) -> ProcessInfo:
+    def _noted(self, session_id: str, info: records.ProcessInfo) -> records.ProcessInfo:
         if not info.running:  # exited: nothing to lose if the sandbox dies later
             self._background.get(session_id, {}).pop(info.proc_id, None)
         return info
 
     async def read_process_output(
         self, session_id: str, proc_id: str, cursors: dict[str, int], wait_ms: int, max_bytes: int
-    ) -> ProcessOutput:
+    ) -> records.ProcessOutput:
         """Output since the cursors."""
         return await processes.read(await self._agent(session_id), proc_id, cursors, wait_ms, max_bytes)
 
-    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> OutputSummary:
+    async def process_output_summary(self, session_id: str, proc_id: str, cap: int) -> records.OutputSummary:
         """Both streams within the cap."""
         return await processes.summary(await self._agent(session_id), proc_id, cap)
 
@@ -119,7 +78,9 @@ class LocalProcesses:
         """Write to stdin."""
         return await processes.write(await self._agent(session_id), proc_id, data, eof)
 
-    async def kill_process(self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str) -> ProcessInfo:
+    async def kill_process(
+        self, session_id: str, proc_id: str, signal: int, grace_ms: int, reason: str
+    ) -> records.ProcessInfo:
         """Signal the process group."""
         info = await processes.kill(await self._agent(session_id), proc_id, signal, grace_ms, reason)
         return self._noted(session_id, info)
@@ -131,7 +92,7 @@ class LocalProcesses:
         if agent is not None:
             await processes.forget(agent, proc_id)
 
-    async def list_processes(self, session_id: str) -> list[ProcessInfo]:
+    async def list_processes(self, session_id: str) -> list[records.ProcessInfo]:
         """Background processes."""
         found = await processes.list_all(await self._agent(session_id))
         # The agent's list is the truth: what has exited (or was forgotten) would not be lost with it.
@@ -147,52 +108,50 @@ class LocalFiles:
         #: The disk quota to name when a write to a path finds no space (None: not on the quota disk).
         self._quota_mb_for = quota_mb_for
 
-    async def read_file(
-        self,
-        session_id: str,
-        path: str,
-        *,
-        offset: int,
-        length: int | None,
-        start_line: int | None,
-        line_count: int | None,
-        max_bytes: int,
-    ) -> FileChunk:
+    async def read_file(self, session_id: str, path: str, span: records.ReadSpan, max_bytes: int) -> records.FileChunk:
         """A byte range or lines of a file."""
         agent = await self._agent(session_id)
         return await files.read(
-            agent, path, offset=offset, length=length, start_line=start_line, line_count=line_count, max_bytes=max_bytes
+            agent,
+            path,
+            offset=span.offset,
+            length=span.length,
+            start_line=span.start_line,
+            line_count=span.line_count,
+            max_bytes=max_bytes,
         )
 
-    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
+    async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> records.FileWritten:
         """Overwrite atomically or append."""
         agent = await self._agent(session_id)
         return await files.write(agent, path, data, mode, disk_quota_mb=self._quota_mb_for(path))
 
-    async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
+    async def edit_file(
+        self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool
+    ) -> records.FileEdited:
         """Exact-once replacements."""
         agent = await self._agent(session_id)
         return await files.edit(agent, path, edits, dry_run, disk_quota_mb=self._quota_mb_for(path))
 
-    async def file_info(self, session_id: str, path: str) -> FileInfo:
+    async def file_info(self, session_id: str, path: str) -> records.FileInfo:
         """Metadata of a path."""
         return await files.info(await self._agent(session_id), path)
 
-    async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
+    async def list_directory(self, session_id: str, path: str, max_entries: int) -> records.DirectoryListing:
         """Entries of a directory."""
         return await files.listing(await self._agent(session_id), path, max_entries)
 
     async def search_files(
         self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
-    ) -> SearchResult:
+    ) -> records.SearchResult:
         """Glob search."""
         return await files.search(await self._agent(session_id), path, pattern, exclude_patterns, max_results)
 
-    async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
+    async def create_directory(self, session_id: str, path: str) -> records.DirectoryCreated:
         """mkdir -p."""
         return await files.mkdir(await self._agent(session_id), path)
 
-    async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
+    async def move_file(self, session_id: str, source: str, destination: str) -> records.FileMoved:
         """Rename without replacing."""
         return await files.move(await self._agent(session_id), source, destination)
 
@@ -213,62 +172,70 @@ class LocalDesktop:
         self._commands = commands
         self._screen = screen
 
-    async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
+    async def installed_apps(self, session_id: str, include_system: bool) -> list[records_desktop.InstalledApp]:
         """`.desktop` applications visible in the sandbox."""
         return await desktop.installed_apps(await self._desktop_agent(session_id), include_system)
 
-    async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
+    async def launch_app(
+        self, session_id: str, start_cmd: str, work_directory: str | None
+    ) -> records_desktop.AppLaunch:
         """Start an application on the session's display."""
         return await desktop.launch(await self._desktop_agent(session_id), start_cmd, work_directory)
 
-    async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
+    async def app_status(self, session_id: str, launch: records_desktop.AppLaunch) -> records_desktop.AppStatus:
         """A launched application's processes and window."""
         return await desktop.app_status(await self._desktop_agent(session_id), launch)
 
     async def stop_app(
         self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
-    ) -> AppStopped:
+    ) -> records_desktop.AppStopped:
         """Stop process trees in the sandbox, or run the stop command on the session's display."""
         agent = await self._agent(session_id)
         if stop_cmd is None:
-            return AppStopped(stopped=await desktop.stop_app(agent, pid, pname))
+            return records_desktop.AppStopped(stopped=await desktop.stop_app(agent, pid, pname))
         env = await desktop.env(agent)
-        outcome = await self._commands.run_process(session_id, stop_cmd, cwd=None, env=env, wait_ms=10_000, cap=2000)
+        stop = records.ShellCommand(command=stop_cmd, env=env)
+        outcome = await self._commands.run_process(session_id, stop, wait_ms=10_000, cap=2000)
         if outcome.summary is None:  # still running after 10 s: don't leave it behind
             await self._commands.forget_process(session_id, outcome.info.proc_id)
-            return AppStopped(stopped=[], note="stop_cmd did not finish within 10 s and was killed.")
-        return AppStopped(stopped=[], stop_cmd_exit_code=outcome.info.exit_code)
+            return records_desktop.AppStopped(stopped=[], note="stop_cmd did not finish within 10 s and was killed.")
+        return records_desktop.AppStopped(stopped=[], stop_cmd_exit_code=outcome.info.exit_code)
 
-    async def visible_apps(self, session_id: str) -> list[VisibleApp]:
+    async def visible_apps(self, session_id: str) -> list[records_desktop.VisibleApp]:
         """Processes with a visible window."""
         return await desktop.visible_apps(await self._desktop_agent(session_id))
 
-    async def list_windows(self, session_id: str) -> WindowList:
+    async def list_windows(self, session_id: str) -> records_desktop.WindowList:
         """Top-level windows."""
         return await desktop.windows(await self._desktop_agent(session_id))
 
-    async def active_window(self, session_id: str) -> WindowInfo | None:
+    async def active_window(self, session_id: str) -> records_desktop.WindowInfo | None:
         """The active window."""
         return await desktop.active(await self._desktop_agent(session_id))
 
-    async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
+    async def window_detail(self, session_id: str, window_id: int) -> records_desktop.WindowDetail:
         """One window."""
         return await desktop.detail(await self._desktop_agent(session_id), window_id)
 
     async def window_action(
-        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
+        self,
+        session_id: str,
+        window_id: int,
+        action: records_desktop.WindowAction,
+        width: int | None,
+        height: int | None,
     ) -> None:
         """A window-manager request."""
         await desktop.action(await self._desktop_agent(session_id), window_id, action, width, height)
 
-    async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
+    async def set_focus_mode(self, session_id: str, on: bool) -> records_desktop.FocusMode:
         """Focus mode on or off."""
         return await desktop.focus_mode(await self._desktop_agent(session_id), on)
 
-    async def screenshot(self, session_id: str) -> Screenshot:
+    async def screenshot(self, session_id: str) -> records_desktop.Screenshot:
         """Raw screen pixels."""
         return await desktop.screenshot(await self._desktop_agent(session_id), self._screen)
 
-    async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
+    async def input_action(self, session_id: str, action: dict[str, Any]) -> records_desktop.InputResult:
         """Mouse or keyboard input."""
         return await desktop.input_action(await self._desktop_agent(session_id), action)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import anyio
 
 from agentbay_mcp.backends.protocols import Processes, ProcessHandles
-from agentbay_mcp.backends.records import Capabilities, ProcessInfo, StreamSummary
+from agentbay_mcp.backends.records import Capabilities, ProcessInfo, ShellCommand, StreamSummary
 from agentbay_mcp.errors import InvalidArgumentError, NotSupportedError
 from agentbay_mcp.services.commands.models import (
     CommandResult,
@@ -149,7 +149,11 @@ class CommandService:
             started = time.monotonic()
             first_wait = min(timeout_ms, int(self.progress_interval_seconds * 1000)) if progress else timeout_ms
             outcome = await self.processes.run_process(
-                session_id, command, cwd=clean_cwd, env=env, wait_ms=first_wait, cap=cap, timeout_ms=timeout_ms
+                session_id,
+                ShellCommand(command=command, cwd=clean_cwd, env=env),
+                wait_ms=first_wait,
+                cap=cap,
+                timeout_ms=timeout_ms,
             )
             timed_out = False
             if outcome.summary is not None:  # the common case: done within the first wait, one round trip
@@ -265,9 +269,7 @@ class CommandService:
         async with self.sessions.in_use(conversation, session_id):
             info = await self._handles().start_process(
                 session_id,
-                command,
-                cwd=clean_cwd,
-                env=env,
+                ShellCommand(command=command, cwd=clean_cwd, env=env),
                 stdin=True,
                 foreground=False,
                 cap=self.output_cap_bytes,

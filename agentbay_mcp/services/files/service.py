@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentbay_mcp.backends.protocols import Files
-from agentbay_mcp.backends.records import FileChunk
+from agentbay_mcp.backends.records import FileChunk, ReadSpan
 from agentbay_mcp.errors import InvalidArgumentError
 from agentbay_mcp.services.commands.output_text import complete_utf8_prefix
 from agentbay_mcp.services.files.models import (
@@ -105,21 +105,12 @@ class FileService:
         if line_count is not None and (not isinstance(line_count, int) or line_count < 1):
             raise InvalidArgumentError("line_count must be at least 1")
         async with self.sessions.in_use(conversation, session_id):
-            chunk = await self.files.read_file(
-                session_id,
-                path,
-                offset=offset,
-                length=length,
-                start_line=start_line,
-                line_count=line_count,
-                max_bytes=self.read_cap_bytes,
-            )
+            span = ReadSpan(offset=offset, length=length, start_line=start_line, line_count=line_count)
+            chunk = await self.files.read_file(session_id, path, span, self.read_cap_bytes)
             image = image_type(chunk.head) if offset == 0 and start_line is None else None
             if image is not None and chunk.size <= MAX_IMAGE_BYTES:
                 if chunk.size > len(chunk.data):
-                    chunk = await self.files.read_file(
-                        session_id, path, offset=0, length=None, start_line=None, line_count=None, max_bytes=chunk.size
-                    )
+                    chunk = await self.files.read_file(session_id, path, ReadSpan(), chunk.size)
                 content = FileContent(
                     path=path,
                     encoding="image",
