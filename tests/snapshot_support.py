@@ -113,6 +113,17 @@ class Recorder:
         self.calls.append(self.record(tool, arguments, result))
         return dict(result.structured_content or {})
 
+    def request(self, method: str, params: dict[str, Any], result: Any) -> None:
+        """Record a non-tool request (resources, prompts): its normalised params and result.
+
+        The result's own `_meta` is left out, as for tool calls: the protocol layer fills it (the
+        2026 era names the server there), the same for every request.
+        """
+        norm = self.normaliser
+        entry = {"request": method, "params": norm.value(params)}
+        dumped = result.model_dump(mode="json", by_alias=True, exclude={"meta"})
+        self.calls.append(entry | {"result": norm.value(dumped)})
+
     def record(self, tool: str, arguments: dict[str, Any], result: CallToolResult) -> dict[str, Any]:
         norm = self.normaliser
         # Arguments first: ids the script passes are numbered where the reader meets them.

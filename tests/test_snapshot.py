@@ -85,6 +85,7 @@ async def sessions_part(call: Recorder) -> tuple[str, str]:
     await call("set_session_labels", session_id=code, labels={"project": "snap", "stage": "relabelled"})
     await call("get_session_labels", session_id=code)
     await call("list_sessions", labels={"stage": "relabelled"})
+    await other_requests(call, code)
     await call("delete_session", session_id=doomed)
     await call("get_session", session_id=doomed)
     await call("delete_session", session_id=doomed)
@@ -100,11 +101,21 @@ async def sessions_part(call: Recorder) -> tuple[str, str]:
     return str(code), str(desk)
 
 
+async def other_requests(call: Recorder, session: str) -> None:
+    """Resources (the live sessions listed, read whole and one by its template) and the prompt."""
+    client = call.client
+    call.request("resources/list", {}, await client.list_resources(cache_mode="bypass"))
+    for uri in ("agentbay://sessions", f"agentbay://sessions/{session}"):
+        call.request("resources/read", {"uri": uri}, await client.read_resource(uri, cache_mode="bypass"))
+    arguments = {"task": "build the project"}
+    call.request("prompts/get", arguments, await client.get_prompt("work_with_sandbox_sessions", arguments))
+
+
 async def commands_part(call: Recorder, session: str) -> None:
     """Foreground commands (output, failure, timeout, cwd/envs) and a background process's whole life."""
     await call("execute_command", session_id=session, command="echo out; echo err >&2")
     await call("execute_command", session_id=session, command="echo failing >&2; exit 3")
-    await call("execute_command", session_id=session, command="echo started; sleep 30", timeout_ms=300)
+    await call("execute_command", session_id=session, command="echo started; sleep 30", timeout_ms=1000)
     await call(
         "execute_command", session_id=session, command='pwd; echo "$GREETING"', cwd="/tmp", envs={"GREETING": "hi"}
     )
