@@ -15,7 +15,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from agentbay_mcp.server import build_server
+from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from tests.conftest import ERAS
 from tests.snapshot_support import Recorder, check_snapshot
