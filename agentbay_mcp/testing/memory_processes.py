@@ -9,6 +9,7 @@ waits (so timeouts, kills and waits behave as in a sandbox), and `cat` reads std
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 import signal
 import time
@@ -103,9 +104,7 @@ async def _pwd(sh: Shell, args: list[str]) -> tuple[bytes, int]:
 
 
 async def _cd(sh: Shell, args: list[str]) -> tuple[bytes, int]:
-    sh.cwd = args[0] if args and args[0].startswith("/") else f"{sh.cwd.rstrip('/')}/{args[0] if args else ''}"
-    if not args:
-        sh.cwd = HOME
+    sh.cwd = posixpath.normpath(posixpath.join(sh.cwd, args[0])) if args else HOME
     return b"", 0
 
 
