@@ -35,7 +35,7 @@ from agentbay_mcp.backends.base import (
     StreamSummary,
     WindowDetail,
 )
-from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
 from agentbay_mcp.errors import BackendUnavailableError
 from agentbay_mcp.services.desktop.models import (
     AppStopped,

@@ -35,6 +35,8 @@ from agentbay_mcp.backends.base import (
     SessionRecord,
     WindowDetail,
 )
+from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
@@ -59,7 +61,6 @@ from agentbay_mcp.backends.local.sandbox import (
     find_bwrap,
     launch,
 )
-from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id
 from agentbay_mcp.errors import (
     BackendError,
     BackendUnavailableError,
@@ -332,8 +333,8 @@ class LocalBackend:
             what += "; its desktop, with every window and application on it"
         return (
             f"The sandbox of session {session_id} died (its agent was killed or crashed), and with it everything "
-            f"running in it: {what}. Files in /home/user and /tmp are kept. The sandbox has been restarted "
-            "empty: retry your call, and start again any process or application you still need."
+            f"running in it: {what}. Files in {SESSION_HOME} and {SESSION_TMP} are kept. The sandbox has been "
+            "restarted empty: retry your call, and start again any process or application you still need."
         )
 
     async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:

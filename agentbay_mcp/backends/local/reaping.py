@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from agentbay_mcp.backends.common.server_lock import server_alive
 from agentbay_mcp.backends.local.cgroups import Cgroups
 from agentbay_mcp.backends.local.layout import (
     STAGING_PREFIX,
@@ -23,7 +24,6 @@ from agentbay_mcp.backends.local.layout import (
     remove_tree,
 )
 from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox
-from agentbay_mcp.backends.local.server_lock import server_alive
 
 logger = logging.getLogger(__name__)
 
