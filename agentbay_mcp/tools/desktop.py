@@ -6,7 +6,7 @@ import base64
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
 from agentbay_mcp.services.desktop.models import (
@@ -23,14 +23,10 @@ from agentbay_mcp.services.desktop.models import (
     WindowControlResult,
     WindowList,
 )
-from agentbay_mcp.tools.common import CREATES, READ_ONLY, tool_call
-from agentbay_mcp.tools.files import SessionId
+from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
 
 WindowId = Annotated[int, Field(description="A window_id from list_windows or get_active_window.")]
 Coordinate = Annotated[int | None, Field(ge=0, description="Screen pixels from the top-left corner.")]
-DRIVES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-SETS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-STOPS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
 def register(mcp: MCPServer[Any]) -> None:
@@ -74,7 +70,7 @@ def register(mcp: MCPServer[Any]) -> None:
             return await call.desktop.start_app(call.conversation, session_id, start_cmd, work_directory, wait_ms)
 
     @mcp.tool(
-        annotations=STOPS,
+        annotations=REPLACES,
         description=(
             "Stop an application, by exactly one of: pid (that process and all its children), pname (every "
             "process with that name, and their children) or stop_cmd (a shell command to run). Only the "
@@ -113,7 +109,7 @@ def register(mcp: MCPServer[Any]) -> None:
             return await call.desktop.get_active_window(call.conversation, session_id)
 
     @mcp.tool(
-        annotations=DRIVES,
+        annotations=CHANGES,
         description=(
             "Control a window: activate, maximize, minimize, restore, close, fullscreen, or resize (with width "
             "and height, the outer size in pixels). Checks the effect and returns the window afterwards; "
@@ -176,7 +172,7 @@ def register(mcp: MCPServer[Any]) -> None:
         )
 
     @mcp.tool(
-        annotations=DRIVES,
+        annotations=CHANGES,
         description=(
             "Mouse and keyboard input on the session's desktop. action: click (x, y, button left|middle|right, "
             "count 2 for a double click), move (x, y), drag (x, y to to_x, to_y), scroll (x, y, direction "

@@ -6,7 +6,7 @@ import base64
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
 from agentbay_mcp.services.files.models import (
@@ -20,13 +20,9 @@ from agentbay_mcp.services.files.models import (
     SearchResult,
 )
 from agentbay_mcp.services.files.service import ImageRead
-from agentbay_mcp.tools.common import READ_ONLY, tool_call
+from agentbay_mcp.tools.common import CHANGES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
 
-SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]
 Path = Annotated[str, Field(description="Path in the session: absolute, or relative to /home/user.")]
-WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
-CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 class Edit(BaseModel):
@@ -77,7 +73,7 @@ def register(mcp: MCPServer[Any]) -> None:
         return _as_result(content)
 
     @mcp.tool(
-        annotations=WRITES,
+        annotations=REPLACES,
         description=(
             "Write text to a file in the session, creating parent directories. mode 'overwrite' (default) "
             "replaces the file atomically (readers never see half a file); 'append' adds to its end. Only "
@@ -147,7 +143,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.files.search_files(call.conversation, session_id, path, pattern, exclude_patterns)
 
-    @mcp.tool(annotations=ADDS, description="Create a directory (and its parents); fine if it already exists.")
+    @mcp.tool(annotations=SETS, description="Create a directory (and its parents); fine if it already exists.")
     async def create_directory(ctx: Context, session_id: SessionId, path: Path) -> DirectoryCreated:
         async with tool_call(ctx) as call:
             return await call.files.create_directory(call.conversation, session_id, path)
