@@ -121,7 +121,8 @@ def sandbox_python() -> tuple[str, Path | None]:
     return str(Path(sys.executable).resolve()), prefix
 
 
-def _system_binds() -> list[str]:
+def system_binds() -> list[str]:
+    """Read-only /usr and /etc, /bin, /lib... as on the host (symlinks stay symlinks), and the font caches."""
     args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / name
@@ -281,7 +282,7 @@ def bwrap_argv(
         "--unshare-user", *(["--disable-userns"] if disable_userns else []),
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1",
-        *_system_binds(),
+        *system_binds(),
         "--perms", "0644", "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
         "--perms", "0644", "--ro-bind-data", str(fds["group"]), "/etc/group",
         "--proc", "/proc", "--dev", "/dev",
