@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME
 from agentbay_mcp.services.files import models
 from agentbay_mcp.services.files.service import ImageRead
 from agentbay_mcp.tools.common import CHANGES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
@@ -104,7 +105,7 @@ def register(mcp: MCPServer[Any]) -> None:
         annotations=READ_ONLY,
         description="List a directory in the session (default /home/user): names, types, sizes, permissions, times.",
     )
-    async def list_directory(ctx: Context, session_id: SessionId, path: Path = "/home/user") -> models.DirectoryListing:
+    async def list_directory(ctx: Context, session_id: SessionId, path: Path = SESSION_HOME) -> models.DirectoryListing:
         async with tool_call(ctx) as call:
             return await call.files.list_directory(call.conversation, session_id, path)
 
