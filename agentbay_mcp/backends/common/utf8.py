@@ -21,4 +21,3 @@ def skip_utf8_continuation(data: bytes) -> bytes:
     while start < min(3, len(data)) and 0x80 <= data[start] < 0xC0:
         start += 1
     return data[start:]
-
