@@ -10,6 +10,8 @@ caller gets one clear error naming the operation, never an AttributeError or Key
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -139,6 +141,16 @@ def records(reply: Mapping[str, Any], name: str, limit: int) -> list[dict[str, A
     return found
 
 
+def base64_field(value: Any, name: str) -> bytes:
+    """The bytes of a base64 field of a reply, else ReplyShapeError."""
+    if not isinstance(value, str):
+        raise ReplyShapeError(f"{name!r} is not base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ReplyShapeError(f"{name!r} is not base64") from None
+
+
 def _shape_detail(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors(include_input=False, include_url=False)[0]
@@ -163,3 +175,13 @@ async def translated(
         # Explicit checks come first in each operation; this also catches what they missed (e.g. a
         # timestamp out of range), so a lying sandbox never surfaces as a bare traceback.
         raise agent.violation(op, f"wrong shape: {_shape_detail(exc)}") from None
+
+
+async def exchange(
+    agent: AgentClient, op: str, check: Callable[[dict[str, Any]], T], *, disk_quota_mb: int | None = None, **call: Any
+) -> T:
+    """One call into the agent: `op` with `call` (its fields, `timeout`, `reply_budget`), its reply
+    checked (and turned into what the caller returns) by `check`, all under `translated`. A
+    `proc_id` among the fields makes an unknown id a ProcessNotFoundError."""
+    async with translated(agent, op, call.get("proc_id"), disk_quota_mb=disk_quota_mb):
+        return check(await agent.call(op, **call))

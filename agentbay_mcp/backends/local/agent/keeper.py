@@ -33,6 +33,7 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
@@ -98,18 +99,21 @@ def kill_below(roots: set[int], include_roots: bool = False, reap: bool = False)
             except OSError:
                 pass
         if reap:
-            _reap_nohang()
+            for _ in exited_children():
+                pass
         time.sleep(0.001)
 
 
-def _reap_nohang() -> None:
+def exited_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of each child that has exited, reaped now; ends when none is left waiting."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        yield pid, status
 
 
 class Spare:

@@ -345,13 +345,7 @@ class Processes:
         orphans that fell to us). Returns those others' pids, and whether orphans may be left."""
         others: list[int] = []
         sweep = False
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        for pid, status in keeper.exited_children():
             adopted = self.adopted.pop(pid, None)
             if adopted is not None:  # a command whose keeper was killed: we are its parent now
                 self._command_exited(adopted, status)
