@@ -3,13 +3,19 @@
 The agent (backends/local/agent/, run inside the sandbox) names its errors with the constants of
 error_names.py; the host (backends/local/agent_errors.py) maps each name to an exception of
 agentbay_mcp/errors.py. These tests read the agent's sources (no sandbox is started) so that a
-name spelled out by hand on either side, or one the host does not map, fails here.
+name spelled out by hand on either side, or one the host does not map, fails here. The agent's one
+dispatch table is checked the same way: it has every operation the host sends, and its one
+dispatch path answers every failure with a name from error_names.py.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +113,87 @@ def test_the_mapping_keeps_its_messages() -> None:
     unknown = translate(AgentCallError("made_up", "from a replaced agent"), "file_read")
     assert type(unknown) is BackendError
     assert str(unknown) == "the session sandbox reported: from a replaced agent"
+
+
+# ---- one dispatch table ---------------------------------------------------------------------------
+
+HOST_SOURCES = [AGENT_DIR.parent / name for name in ("files.py", "processes.py", "desktop.py", "agent_client.py")]
+#: Run inside a fresh interpreter, as the sandbox runs the agent (stdlib only, the agent dir on the path):
+#: the dispatch table's names, then the replies to a few requests through the one dispatch path.
+AGENT_PROBE = """
+import json, socket, sys
+sys.path.insert(0, sys.argv[1])
+import agent_loop, framing
+ours, theirs = socket.socketpair()
+agent = agent_loop.Agent(ours, {"env": {}, "home": "/nonexistent"})
+for request in json.loads(sys.argv[2]):
+    agent.dispatch(request)
+theirs.setblocking(False)
+inbox, replies = framing.Inbox(), []
+try:
+    while True:
+        replies += [json.loads(frame) for frame in inbox.frames(theirs.recv(1 << 20))]
+except BlockingIOError:
+    pass
+print(json.dumps({"ops": sorted(agent.ops), "replies": replies}))
+"""
+
+
+def _host_ops() -> set[str]:
+    """Every operation name the host sends: exchange/translated/call with a literal op, and desktop's _call."""
+    found = {"cancel"}  # agent_client.py sends it in a raw frame
+    for source in HOST_SOURCES:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            literals = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if name in ("exchange", "translated") and literals:
+                found.add(literals[0])
+            elif name == "_call" and literals:
+                found.add(f"desktop_{literals[0]}")
+    return found
+
+
+def _probe(requests: list[dict[str, object]]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", AGENT_PROBE, str(AGENT_DIR), json.dumps(requests)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_every_operation_the_host_sends_is_in_the_agents_one_table() -> None:
+    host = _host_ops()
+    assert {"file_read", "run", "wait", "desktop_screenshot"} <= host  # the scan finds what it should
+    table = set(_probe([])["ops"])
+    assert host <= table, f"the agent has no handler for {sorted(host - table)}"
+    assert "ping" in table
+
+
+def test_one_dispatch_path_names_every_failure() -> None:
+    replies = _probe(
+        [
+            {"id": 1, "op": "no_such_op"},
+            {"id": 2, "op": "file_read", "path": ""},
+            {"id": 3, "op": "wait", "proc_id": "p-none"},
+            {"id": 4, "op": "file_read", "path": "/nonexistent/file"},
+            {"id": 5, "op": "spawn", "command": 42},
+            {"id": 6, "op": "ping"},
+        ]
+    )["replies"]
+    by_id = {reply["id"]: reply for reply in replies}
+    assert [by_id[i]["error"]["kind"] for i in range(1, 6)] == [
+        "bad_request",
+        "invalid",
+        "not_found",
+        "not_found",
+        "bad_request",
+    ]
+    assert by_id[6]["ok"] is True
+    assert all(reply["error"]["kind"] in error_names.ALL for reply in replies if not reply["ok"])

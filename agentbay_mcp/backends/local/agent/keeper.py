@@ -15,7 +15,7 @@ what the command started. When the command exits:
 
 The keeper tells the agent the command's pid and, later, its wait status, as JSON lines on a pipe.
 If something kills a keeper, its orphans fall to the agent, which kills every child it does not
-know (see Agent.sweep_orphans): nothing escapes by killing its keeper.
+know (see Processes.sweep_orphans in process_ops.py): nothing escapes by killing its keeper.
 
 The agent is made non-dumpable at start-up (harden()): then no process of the session may trace
 it, read its memory, open its /proc fds or environment, or copy its fds with pidfd_getfd, even with
