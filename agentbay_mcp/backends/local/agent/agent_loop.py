@@ -46,7 +46,8 @@ Reply = dict[str, object]
 
 
 class Family(NamedTuple):
-    """What a group of operations reports for bad input and for an unexpected failure."""
+    """What a group of operations reports for bad input and for an unexpected failure: the names
+    each group has always sent (the wire format is unchanged), however it got there."""
 
     bad_input: str
     failure: str
