@@ -58,10 +58,9 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "agentbay_mcp.backends.local.files": {"agentbay_mcp.services.files.models"},
 }
 #: Issue 13: modules still over MAX_LINES while their splits are under way (the 30 one-line delegations
-#: of the local backend; the agent's one dispatch table). Delete each entry when its split lands.
+#: of the local backend). Delete each entry when its split lands.
 ALLOWED_LONG: set[str] = {
     "agentbay_mcp.backends.local.backend",
-    "agentbay_mcp.backends.local.agent.sandbox_agent",
 }
 
 MCP_AND_WEB = ("mcp", "mcp_types", "starlette", "uvicorn")
