@@ -1,38 +1,33 @@
 """The AgentBay backend: sessions are Wuying AgentBay cloud sessions, reached over the OpenAPI.
 
 Session actions (and the ownership labels that make orphan reaping safe) are in sessions.py;
-this module runs commands and file operations through the in-session tools (tools.py), over the
-session's direct LinkUrl when it offers one, else through CallMcpTool.
+its capability objects (capabilities.py) run commands, files and the desktop through the in-session
+tools (tools.py), over the route the session's channel offers (routing.py: its direct LinkUrl, else
+CallMcpTool).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.agentbay import desktop, tools
+from agentbay_mcp.backends.agentbay import desktop
 from agentbay_mcp.backends.agentbay.capabilities import (
-    DIRECT_PIECE_BYTES,
     AgentBayDesktop,
     AgentBayFiles,
     AgentBayProcesses,
-    Route,
 )
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.agentbay.commands import BACKGROUND_UNSUPPORTED
-from agentbay_mcp.backends.agentbay.files import ToolCall
-from agentbay_mcp.backends.agentbay.sessions import Channel, CloudSessions, default_instance
-from agentbay_mcp.backends.agentbay.tools import Tool
-from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.agentbay.routing import ToolRouter
+from agentbay_mcp.backends.agentbay.sessions import CloudSessions, default_instance
+from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
 from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
 from agentbay_mcp.errors import (
-    BackendError,
     BackendUnavailableError,
-    CloudAPIError,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,15 +76,13 @@ class AgentBayBackend:
             delete_wait_seconds=delete_wait_seconds,
             page_size=page_size,
         )
-        route = Route(
-            call_tool=self._call_tool, direct=self._direct, piece=self._piece, tool_call=self._files, known=self._known
-        )
+        self._route = ToolRouter(client, self._sessions)
         # What it can do (no process handles, no window states), and its capability objects.
         self.capabilities: Final = CAPABILITIES
-        self.processes: Final = AgentBayProcesses(route)
+        self.processes: Final = AgentBayProcesses(self._route, self._known)
         self.process_handles: Final = None
-        self.files: Final = AgentBayFiles(route)
-        self.desktop: Final = AgentBayDesktop(route, self._fetch_screenshot)
+        self.files: Final = AgentBayFiles(self._route)
+        self.desktop: Final = AgentBayDesktop(self._route, self._fetch_screenshot)
 
     @property
     def name(self) -> str:
@@ -157,64 +150,6 @@ class AgentBayBackend:
     async def list_all(self) -> list[SessionRecord]:
         """Every live session of this instance (any server's); never other people's sessions."""
         return await self._sessions.list_all()
-
-    # In-session tools -----------------------------------------------------------------------
-
-    async def _call_tool(
-        self, session_id: str, tool: Tool, args: dict[str, Any], timeout_seconds: float | None = None
-    ) -> tuple[str, bool]:
-        """One tool call: direct over LinkUrl when the session offers it, else CallMcpTool."""
-        channel = self._sessions.channels.get(session_id)
-        if channel is None:
-            await self.get_session(session_id)  # raises SessionNotFoundError, fills the channel
-            channel = self._sessions.channels.get(session_id, Channel())
-        server = channel.servers.get(tool.name, "")
-        try:
-            if channel.direct_for(tool.name):
-                data = await self._client.call_link(
-                    channel.link_url,
-                    channel.token,
-                    server=server,
-                    tool=tool.name,
-                    args=args,
-                    idempotent=tool.idempotent,
-                    timeout_seconds=timeout_seconds,
-                )
-            else:
-                params: dict[str, str | int | bool | None] = {
-                    "SessionId": session_id,
-                    "Name": tool.name,
-                    "Args": json.dumps(args, ensure_ascii=False),
-                    "Server": server or tool.server,
-                    "AutoGenSession": False,
-                }
-                data = (
-                    await self._client.call(
-                        "CallMcpTool", params, idempotent=tool.idempotent, timeout_seconds=timeout_seconds
-                    )
-                ).data
-        except CloudAPIError as exc:
-            if 400 <= exc.status < 500:
-                await self.get_session(session_id)  # released behind our back? then SessionNotFoundError
-            raise
-        try:
-            return tools.result_text(data)
-        except (ValueError, TypeError) as exc:
-            raise BackendError(f"AgentBay sent a malformed {tool.name} result (not an MCP tool result).") from exc
-
-    def _direct(self, session_id: str, tool: Tool) -> bool:
-        """Whether `tool` is reached over LinkUrl (no message size limit): the rule _call_tool follows."""
-        channel = self._sessions.channels.get(session_id)
-        return channel is not None and channel.direct_for(tool.name)
-
-    def _piece(self, session_id: str) -> int:
-        return DIRECT_PIECE_BYTES if self._direct(session_id, tools.READ_FILE) else tools.READ_CHUNK_BYTES
-
-    def _files(self, session_id: str) -> ToolCall:
-        async def call(tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
-            return await self._call_tool(session_id, tool, args)
-
-        return call
 
     async def _known(self, session_id: str) -> None:
         """SessionNotFoundError unless the session is known (a GetSession call if it was not seen yet)."""

@@ -1,6 +1,6 @@
 """The AgentBay backend's capability objects: commands, files and the desktop, over in-session tools.
 
-Every call goes through the backend's `Route` (its channel routing: LinkUrl when the session offers
+Every call goes through the backend's `ToolRouter` (routing.py: LinkUrl when the session offers
 one, else CallMcpTool). There are no process handles: the shell tool runs one command to completion
 per call (see commands.py), so this backend has no `ProcessHandles` and declares so.
 """
@@ -11,49 +11,24 @@ import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from agentbay_mcp.backends import records, records_desktop
 from agentbay_mcp.backends.agentbay import desktop, files, tools
 from agentbay_mcp.backends.agentbay.commands import OUTPUT_DIR, Runs, kept, parse_report, redirected, summarize
-from agentbay_mcp.backends.agentbay.tools import Tool
+from agentbay_mcp.backends.agentbay.routing import ToolRouter
 
 #: Seconds the shell tool's HTTP call may outlast the command's own timeout_ms.
 SHELL_MARGIN_SECONDS = 30.0
-#: Over LinkUrl there is no message limit; pieces this big only bound one request's memory.
-DIRECT_PIECE_BYTES = 8 * 1024 * 1024
-
-
-class CallTool(Protocol):
-    """One in-session tool call (the backend's `_call_tool`)."""
-
-    async def __call__(
-        self, session_id: str, tool: Tool, args: dict[str, Any], timeout_seconds: float | None = None
-    ) -> tuple[str, bool]: ...
-
-
-@dataclass(frozen=True)
-class Route:
-    """How the backend reaches a session's in-session tools."""
-
-    #: One tool call, with an optional HTTP timeout.
-    call_tool: CallTool
-    #: Whether a tool goes over LinkUrl (no message size limit) for this session.
-    direct: Callable[[str, Tool], bool]
-    #: How many bytes one read_file piece may carry for this session.
-    piece: Callable[[str], int]
-    #: A session's tool call, for files.py and desktop.py.
-    tool_call: Callable[[str], files.ToolCall]
-    #: Raises SessionNotFoundError for a session this backend does not know (an API call if need be).
-    known: Callable[[str], Awaitable[None]]
 
 
 class AgentBayProcesses:
     """Commands: one shell tool call each; a command stopped at its timeout is kept to be collected."""
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: ToolRouter, known: Callable[[str], Awaitable[None]]) -> None:
         self._route = route
+        #: Raises SessionNotFoundError for a session this backend does not know (an API call if need be).
+        self._known = known
         self._runs = Runs()
 
     def drop_session(self, session_id: str) -> None:
@@ -79,7 +54,7 @@ class AgentBayProcesses:
         if command.env:
             args["envs"] = command.env
         started = time.monotonic()
-        text, is_error = await self._route.call_tool(session_id, tools.SHELL, args, limit / 1000 + SHELL_MARGIN_SECONDS)
+        text, is_error = await self._route.call(session_id, tools.SHELL, args, limit / 1000 + SHELL_MARGIN_SECONDS)
         result = tools.parse_shell(text, is_error)
         if direct:
             streams = {
@@ -101,7 +76,7 @@ class AgentBayProcesses:
         report = None if result.timed_out else parse_report(result.stdout)
         if report is not None and report.stdout is not None and report.stderr is not None:
             return {"stdout": kept(report.stdout, cap, out_path), "stderr": kept(report.stderr, cap, err_path)}
-        call, piece = self._route.tool_call(session_id), self._route.piece(session_id)
+        call, piece = self._route.caller(session_id), self._route.read_piece(session_id)
         streams = {
             "stdout": await files.saved_stream(call, out_path, cap, piece, report.stdout_size if report else None),
             "stderr": await files.saved_stream(call, err_path, cap, piece, report.stderr_size if report else None),
@@ -141,67 +116,67 @@ class AgentBayProcesses:
 
     async def list_processes(self, session_id: str) -> list[records.ProcessInfo]:
         """Always empty: there are no background processes on this backend."""
-        await self._route.known(session_id)  # an unknown session is still SessionNotFoundError
+        await self._known(session_id)  # an unknown session is still SessionNotFoundError
         return []
 
 
 class AgentBayFiles:
     """Files, through the in-session file tools (in pieces where messages are size-limited)."""
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: ToolRouter) -> None:
         self._route = route
 
     async def read_file(self, session_id: str, path: str, span: records.ReadSpan, max_bytes: int) -> records.FileChunk:
         """A byte range (read in pieces) or lines."""
         return await files.read(
-            self._route.tool_call(session_id),
+            self._route.caller(session_id),
             path,
             offset=span.offset,
             length=span.length,
             start_line=span.start_line,
             line_count=span.line_count,
             max_bytes=max_bytes,
-            piece=self._route.piece(session_id),
+            piece=self._route.read_piece(session_id),
         )
 
     async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> records.FileWritten:
         """Overwrite or append, in pieces when messages are size-limited."""
-        piece = DIRECT_PIECE_BYTES if self._route.direct(session_id, tools.WRITE_FILE) else tools.WRITE_CHUNK_BYTES
-        return await files.write(self._route.tool_call(session_id), path, data, mode, piece)
+        piece = self._route.write_piece(session_id)
+        return await files.write(self._route.caller(session_id), path, data, mode, piece)
 
     async def edit_file(
         self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool
     ) -> records.FileEdited:
         """Exact replacements."""
-        return await files.edit(self._route.tool_call(session_id), path, edits, dry_run)
+        return await files.edit(self._route.caller(session_id), path, edits, dry_run)
 
     async def file_info(self, session_id: str, path: str) -> records.FileInfo:
         """Metadata of a path."""
-        return await files.info(self._route.tool_call(session_id), path)
+        return await files.info(self._route.caller(session_id), path)
 
     async def list_directory(self, session_id: str, path: str, max_entries: int) -> records.DirectoryListing:
         """Names and types."""
-        return await files.listing(self._route.tool_call(session_id), path, max_entries)
+        return await files.listing(self._route.caller(session_id), path, max_entries)
 
     async def search_files(
         self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
     ) -> records.SearchResult:
         """Glob search."""
-        return await files.search(self._route.tool_call(session_id), path, pattern, exclude_patterns, max_results)
+        return await files.search(self._route.caller(session_id), path, pattern, exclude_patterns, max_results)
 
     async def create_directory(self, session_id: str, path: str) -> records.DirectoryCreated:
         """mkdir -p."""
-        return await files.mkdir(self._route.tool_call(session_id), path)
+        return await files.mkdir(self._route.caller(session_id), path)
 
     async def move_file(self, session_id: str, source: str, destination: str) -> records.FileMoved:
         """Rename or move."""
-        return await files.move(self._route.tool_call(session_id), source, destination)
+        return await files.move(self._route.caller(session_id), source, destination)
 
 
 class AgentBayDesktop:
     """The desktop, through the in-session UI tools. Windows report no states (see desktop.py)."""
 
-    def __init__(self, route: Route, fetch: Callable[[str], Awaitable[bytes]]) -> None:
+    def __init__(self, route: ToolRouter, fetch: Callable[[str], Awaitable[bytes]]) -> None:
         self._route = route
         #: Downloads a screenshot URL (system_screenshot's), at most desktop.MAX_SCREENSHOT_BYTES.
         self._fetch = fetch
@@ -213,39 +188,39 @@ class AgentBayDesktop:
 
     async def installed_apps(self, session_id: str, include_system: bool) -> list[records_desktop.InstalledApp]:
         """get_installed_apps."""
-        return await desktop.installed_apps(self._route.tool_call(session_id), include_system)
+        return await desktop.installed_apps(self._route.caller(session_id), include_system)
 
     async def launch_app(
         self, session_id: str, start_cmd: str, work_directory: str | None
     ) -> records_desktop.AppLaunch:
         """start_app (no process handle: AgentBay reports the started processes only)."""
-        return await desktop.launch(self._route.tool_call(session_id), start_cmd, work_directory)
+        return await desktop.launch(self._route.caller(session_id), start_cmd, work_directory)
 
     async def app_status(self, session_id: str, launch: records_desktop.AppLaunch) -> records_desktop.AppStatus:
         """The launched app's first new window."""
-        return await desktop.app_status(self._route.tool_call(session_id), launch)
+        return await desktop.app_status(self._route.caller(session_id), launch)
 
     async def stop_app(
         self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
     ) -> records_desktop.AppStopped:
         """stop_app_by_pid / _by_pname / _by_cmd."""
-        return await desktop.stop_app(self._route.tool_call(session_id), pid, pname, stop_cmd)
+        return await desktop.stop_app(self._route.caller(session_id), pid, pname, stop_cmd)
 
     async def visible_apps(self, session_id: str) -> list[records_desktop.VisibleApp]:
         """list_visible_apps."""
-        return await desktop.visible_apps(self._route.tool_call(session_id))
+        return await desktop.visible_apps(self._route.caller(session_id))
 
     async def list_windows(self, session_id: str) -> records_desktop.WindowList:
         """list_root_windows, get_active_window, get_screen_size."""
-        return await desktop.window_list(self._route.tool_call(session_id), self._focus_mode.get(session_id, False))
+        return await desktop.window_list(self._route.caller(session_id), self._focus_mode.get(session_id, False))
 
     async def active_window(self, session_id: str) -> records_desktop.WindowInfo | None:
         """get_active_window."""
-        return await desktop.active(self._route.tool_call(session_id))
+        return await desktop.active(self._route.caller(session_id))
 
     async def window_detail(self, session_id: str, window_id: int) -> records_desktop.WindowDetail:
         """One window from list_root_windows."""
-        return await desktop.detail(self._route.tool_call(session_id), window_id)
+        return await desktop.detail(self._route.caller(session_id), window_id)
 
     async def window_action(
         self,
@@ -256,19 +231,19 @@ class AgentBayDesktop:
         height: int | None,
     ) -> None:
         """activate_window, maximize_window, ..., resize_window."""
-        await desktop.action(self._route.tool_call(session_id), window_id, action, width, height)
+        await desktop.action(self._route.caller(session_id), window_id, action, width, height)
 
     async def set_focus_mode(self, session_id: str, on: bool) -> records_desktop.FocusMode:
         """focus_mode."""
-        mode = await desktop.focus_mode(self._route.tool_call(session_id), on)
+        mode = await desktop.focus_mode(self._route.caller(session_id), on)
         self._focus_mode[session_id] = on
         return mode
 
     async def screenshot(self, session_id: str) -> records_desktop.Screenshot:
         """screenshot (inline, LinkUrl sessions) or system_screenshot (a URL, downloaded)."""
         direct = self._route.direct(session_id, tools.SCREENSHOT)
-        return await desktop.screenshot(self._route.tool_call(session_id), direct, self._fetch)
+        return await desktop.screenshot(self._route.caller(session_id), direct, self._fetch)
 
     async def input_action(self, session_id: str, action: dict[str, Any]) -> records_desktop.InputResult:
         """Mouse and keyboard tools, then get_cursor_position."""
-        return await desktop.input_action(self._route.tool_call(session_id), action)
+        return await desktop.input_action(self._route.caller(session_id), action)

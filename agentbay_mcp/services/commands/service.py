@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
+from agentbay_mcp.backends.common.utf8 import complete_utf8_prefix
 from agentbay_mcp.backends.protocols import Processes, ProcessHandles
 from agentbay_mcp.backends.records import Capabilities, ProcessInfo, ShellCommand, StreamSummary
 from agentbay_mcp.errors import InvalidArgumentError, NotSupportedError
@@ -27,7 +28,6 @@ from agentbay_mcp.services.commands.models import (
 )
 from agentbay_mcp.services.commands.output_text import (
     capped_text,
-    complete_utf8_prefix,
     decode,
     format_cursor,
     parse_cursor,

@@ -34,8 +34,8 @@ from agentbay_mcp.services.desktop.models import (
     WindowList,
 )
 from agentbay_mcp.services.desktop.screenshot_encoding import EncodedImage, encode
-from agentbay_mcp.services.files.service import session_path
 from agentbay_mcp.services.model_base import from_records
+from agentbay_mcp.services.session_paths import session_path
 from agentbay_mcp.services.sessions.service import SessionService
 
 VERIFY_SECONDS = 3.0
