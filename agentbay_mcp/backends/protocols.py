@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends import records, records_desktop
+from agentbay_mcp.backends.records_desktop import WindowAction
 
 
 @runtime_checkable
@@ -232,12 +233,7 @@ class Desktop(Protocol):
         ...
 
     async def window_action(
-        self,
-        session_id: str,
-        window_id: int,
-        action: records_desktop.WindowAction,
-        width: int | None,
-        height: int | None,
+        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
     ) -> None:
         """Ask the window manager for an action; the caller checks the effect."""
         ...

@@ -43,7 +43,8 @@ class MemoryBackend:
     """Sessions, files and processes in this process's memory. One instance per server (or test)."""
 
     def __init__(self, *, server_id: str | None = None) -> None:
-        self._server_id = server_id or "memory-" + secrets.token_hex(4)
+        self.name: Final = "memory"
+        self.server_id: Final = server_id or "memory-" + secrets.token_hex(4)
         self._records: dict[str, SessionRecord] = {}
         self._trees: dict[str, Tree] = {}
         self._ids = itertools.count(1)
@@ -57,16 +58,6 @@ class MemoryBackend:
         self.kept_alive: list[str] = []
 
     # ---- what it is --------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """Backend name."""
-        return "memory"
-
-    @property
-    def server_id(self) -> str:
-        """This instance's id."""
-        return self._server_id
 
     def images(self) -> list[ImageInfo]:
         """Two images, neither with a desktop."""
@@ -98,7 +89,7 @@ class MemoryBackend:
             image_id=image_id,
             labels=dict(labels),
             owner=owner,
-            server_id=self._server_id,
+            server_id=self.server_id,
             created_at=datetime.now(UTC),
             network=network,
         )

@@ -17,6 +17,7 @@ from agentbay_mcp.backends import records, records_desktop
 from agentbay_mcp.backends.agentbay import desktop, files, tools
 from agentbay_mcp.backends.agentbay.commands import OUTPUT_DIR, Runs, kept, parse_report, redirected, summarize
 from agentbay_mcp.backends.agentbay.routing import ToolRouter
+from agentbay_mcp.backends.records_desktop import WindowAction
 
 #: Seconds the shell tool's HTTP call may outlast the command's own timeout_ms.
 SHELL_MARGIN_SECONDS = 30.0
@@ -223,12 +224,7 @@ class AgentBayDesktop:
         return await desktop.detail(self._route.caller(session_id), window_id)
 
     async def window_action(
-        self,
-        session_id: str,
-        window_id: int,
-        action: records_desktop.WindowAction,
-        width: int | None,
-        height: int | None,
+        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
     ) -> None:
         """activate_window, maximize_window, ..., resize_window."""
         await desktop.action(self._route.caller(session_id), window_id, action, width, height)

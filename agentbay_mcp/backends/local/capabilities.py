@@ -13,6 +13,7 @@ from typing import Any
 from agentbay_mcp.backends import records, records_desktop
 from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.records_desktop import WindowAction
 
 #: The session's live agent (starting its sandbox again if it died).
 AgentLookup = Callable[[str], Awaitable[AgentClient]]
@@ -218,12 +219,7 @@ class LocalDesktop:
         return await desktop.detail(await self._desktop_agent(session_id), window_id)
 
     async def window_action(
-        self,
-        session_id: str,
-        window_id: int,
-        action: records_desktop.WindowAction,
-        width: int | None,
-        height: int | None,
+        self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
     ) -> None:
         """A window-manager request."""
         await desktop.action(await self._desktop_agent(session_id), window_id, action, width, height)
