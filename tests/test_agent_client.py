@@ -28,7 +28,7 @@ from agentbay_mcp.backends.local.agent_client import (
 )
 from agentbay_mcp.backends.local.agent_errors import translated
 from agentbay_mcp.errors import BackendError, ProcessNotFoundError
-from tests.conftest import PeakRss
+from agentbay_mcp.testing.rss import PeakRss
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ from agentbay_mcp.services.commands.service import CommandService
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
-from tests.agentbay_support import (
+from agentbay_mcp.testing.agentbay import (
     API_KEY,
     FAST_RETRY,
     FaultTransport,
@@ -38,7 +38,8 @@ from tests.agentbay_support import (
     live_session_ids,
     raw_call,
 )
-from tests.conftest import call, call_error, server_env, structured
+from agentbay_mcp.testing.calls import call, call_error, structured
+from agentbay_mcp.testing.servers import server_env
 
 pytestmark = pytest.mark.anyio
 

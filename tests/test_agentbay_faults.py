@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend, tools
 from agentbay_mcp.errors import BackendError, CloudAPIError
-from tests.agentbay_support import API_KEY, FAULTS, FaultTransport, agentbay_backend, emulator, live_session_ids
+from agentbay_mcp.testing.agentbay import API_KEY, FAULTS, FaultTransport, agentbay_backend, emulator, live_session_ids
 
 pytestmark = pytest.mark.anyio
 

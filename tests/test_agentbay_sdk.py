@@ -25,8 +25,9 @@ import anyio.from_thread
 import anyio.to_thread
 import pytest
 
-from tests.agentbay_support import API_KEY
-from tests.conftest import free_port, server_env, wait_until
+from agentbay_mcp.testing.agentbay import API_KEY
+from agentbay_mcp.testing.servers import free_port, server_env
+from agentbay_mcp.testing.waiting import wait_until
 
 # The SDK configures its logger on import and writes ./agentbay.log unless told otherwise.
 os.environ.setdefault("AGENTBAY_LOG_FILE", str(Path(tempfile.gettempdir()) / "agentbay-sdk-tests.log"))

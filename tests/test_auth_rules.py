@@ -21,8 +21,8 @@ from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError, Un
 from agentbay_mcp.observability.audit import safe_arguments
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.calls import ERAS, call
 from agentbay_mcp.tools.common import CREATES, READ_ONLY
-from tests.conftest import ERAS, call
 
 pytestmark = pytest.mark.anyio
 

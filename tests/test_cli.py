@@ -10,7 +10,7 @@ import pytest
 
 from agentbay_mcp.cli import build_parser, settings_from_args
 from agentbay_mcp.settings import Settings, default_state_dir
-from tests.conftest import server_env
+from agentbay_mcp.testing.servers import server_env
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

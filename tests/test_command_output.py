@@ -21,8 +21,9 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.settings import Settings
-from tests.conftest import PeakRss, call, call_error
-from tests.test_stdio import RawStdioServer
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.rss import PeakRss
+from agentbay_mcp.testing.stdio import RawStdioServer
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,9 @@ from agentbay_mcp.backends.local.agent_client import SandboxDiedError
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, eventually, stdio_params
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import stdio_params
+from agentbay_mcp.testing.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,8 @@ from PIL import Image
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, structured, wait_until
+from agentbay_mcp.testing.calls import call, call_error, structured
+from agentbay_mcp.testing.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -36,9 +36,11 @@ from agentbay_mcp.cli import build_parser, settings_from_args
 from agentbay_mcp.cli.doctor import check_disk_quota
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, eventually, session_dirs, stdio_params
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import session_dirs, stdio_params
+from agentbay_mcp.testing.stdio import RawStdioServer, sessions_dir_entries
+from agentbay_mcp.testing.waiting import eventually
 from tests.test_reaping import sessions_cli
-from tests.test_stdio import RawStdioServer, sessions_dir_entries
 
 pytestmark = [
     pytest.mark.anyio,

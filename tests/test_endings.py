@@ -1,7 +1,7 @@
 """Every way a conversation or a server ends releases everything, and failures on the way are told.
 
 Real servers only: stdio and HTTP subprocesses, bwrap sandboxes with desktops, and a real read-only
-state dir (a read-only bind mount, so root only). What is left is counted by `tests.leaks`: session
+state dir (a read-only bind mount, so root only). What is left is counted by `agentbay_mcp.testing.leaks`: session
 dirs, sandboxed processes (X servers included), cgroups, mounts and loop devices of the state dir.
 """
 
@@ -22,11 +22,12 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.conftest import HttpServer, session_dirs, wait_until
-from tests.leaks import find_leaks
-from tests.load import PipelinedStdio, loaded_http_client
+from agentbay_mcp.testing.leaks import find_leaks
+from agentbay_mcp.testing.load import PipelinedStdio, loaded_http_client
+from agentbay_mcp.testing.servers import HttpServer, session_dirs
+from agentbay_mcp.testing.stdio import RawStdioServer
+from agentbay_mcp.testing.waiting import wait_until
 from tests.test_reaping import killed_server, list_json, sessions_cli
-from tests.test_stdio import RawStdioServer
 
 #: docs/conversations.md promises 1.5 s, and bench/bench_sessions.py measures it on a quiet host (about
 #: 1.0 s for 100 busy desktops, 1.2 s over HTTP). Here the 100-session tests run one at a time but share
@@ -298,7 +299,9 @@ async def test_http_client_gone_with_100_busy_desktop_sessions_releases_everythi
     try:
         with client_log.open("wb") as stderr:
             client = await anyio.open_process(
-                [sys.executable, "-m", "tests.load", server.url, str(MANY), "linux_latest"], stderr=stderr, cwd=REPO
+                [sys.executable, "-m", "agentbay_mcp.testing.load", server.url, str(MANY), "linux_latest"],
+                stderr=stderr,
+                cwd=REPO,
             )
         try:
             assert client.stdout is not None

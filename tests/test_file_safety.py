@@ -33,7 +33,9 @@ from mcp_types import CallToolResult, ImageContent
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import PeakRss, call, call_error, error_text, stdio_params, unwrapped
+from agentbay_mcp.testing.calls import call, call_error, error_text, unwrapped
+from agentbay_mcp.testing.rss import PeakRss
+from agentbay_mcp.testing.servers import stdio_params
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.conftest import call, call_error, stdio_params
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import stdio_params
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,8 @@ from agentbay_mcp.backends.local.backend import RESTARTS_AFTER_VIOLATION
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, free_port
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 

@@ -28,7 +28,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import HttpServer, call, call_error, eventually, session_dirs
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import HttpServer, session_dirs
+from agentbay_mcp.testing.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -21,7 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentbay_mcp.auth.token_file import add_token
-from tests.conftest import HttpServer, call, call_error, session_dirs
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import HttpServer, session_dirs
 from tests.test_http import assert_not_visible, listed_ids
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]

@@ -22,7 +22,9 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.conftest import HttpServer, call, eventually, session_dirs
+from agentbay_mcp.testing.calls import call
+from agentbay_mcp.testing.servers import HttpServer, session_dirs
+from agentbay_mcp.testing.waiting import eventually
 from tests.test_commands import marked_processes, sleeper
 from tests.test_http import LEGACY_VERSION, RawLegacySession, gone, legacy, raw_legacy_session, sessionless
 

@@ -21,7 +21,8 @@ from jwt.algorithms import RSAAlgorithm
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import HttpServer, call, call_error, session_dirs
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import HttpServer, session_dirs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 

@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.server_lock import live_servers, server_alive
 from agentbay_mcp.errors import BackendUnavailableError
-from tests.conftest import session_dirs
+from agentbay_mcp.testing.servers import session_dirs
 
 pytestmark = pytest.mark.anyio
 

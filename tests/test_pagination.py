@@ -10,7 +10,7 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import ERAS, call
+from agentbay_mcp.testing.calls import ERAS, call
 
 pytestmark = pytest.mark.anyio
 

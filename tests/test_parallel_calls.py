@@ -22,7 +22,7 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server, default_backend
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, unwrapped
+from agentbay_mcp.testing.calls import call, unwrapped
 
 pytestmark = [
     pytest.mark.anyio,

@@ -21,7 +21,8 @@ from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from agentbay_mcp.server.wiring import build_server, prompts
 from agentbay_mcp.settings import Settings
-from tests.conftest import ERAS, server_env
+from agentbay_mcp.testing.calls import ERAS
+from agentbay_mcp.testing.servers import server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -17,8 +17,9 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.backends.local.layout import new_session_id
-from tests.conftest import call, call_error, server_env, session_dirs, stdio_params
-from tests.test_stdio import RawStdioServer, lock_files, sessions_dir_entries
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import server_env, session_dirs, stdio_params
+from agentbay_mcp.testing.stdio import RawStdioServer, lock_files, sessions_dir_entries
 
 
 def killed_server(state_dir: Path, count: int, **arguments: Any) -> list[str]:

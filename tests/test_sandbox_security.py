@@ -36,7 +36,9 @@ from agentbay_mcp.backends.local.cgroups import GROUP, ROOT
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.server.wiring import BackendFactory, build_server, default_backend, sandbox_options
 from agentbay_mcp.settings import Settings
-from tests.conftest import HttpServer, call, call_error, eventually, session_dirs, stdio_params, unwrapped
+from agentbay_mcp.testing.calls import call, call_error, unwrapped
+from agentbay_mcp.testing.servers import HttpServer, session_dirs, stdio_params
+from agentbay_mcp.testing.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.session import ServerSession
 
 from agentbay_mcp.server.conversation import connection_of
-from tests.conftest import ERAS
+from agentbay_mcp.testing.calls import ERAS
 
 pytestmark = pytest.mark.anyio
 

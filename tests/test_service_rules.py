@@ -15,7 +15,7 @@ from agentbay_mcp.errors import AccessDeniedError, QuotaExceededError, SessionNo
 from agentbay_mcp.services.sessions.paging import PageTokens
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
-from tests.conftest import session_dirs
+from agentbay_mcp.testing.servers import session_dirs
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import call, call_error, session_dirs
+from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.servers import session_dirs
 
 pytestmark = pytest.mark.anyio
 

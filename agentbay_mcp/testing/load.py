@@ -1,5 +1,5 @@
 """A conversation under load, on a real server subprocess: N sessions, each with a background process,
-a command in flight and (linux_latest) a desktop with an xterm. Shared by tests/test_endings.py and
+a command in flight and (linux_latest) a desktop with an xterm. Shared by the endings tests and
 bench/bench_sessions.py, so what the benchmark times is what the tests check.
 """
 
@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import HttpServer, stdio_params
+from agentbay_mcp.testing.servers import HttpServer, spawn_stdio
 
 #: A command that stays in flight for the whole test.
 IN_FLIGHT = "sleep 600"
@@ -38,17 +39,10 @@ class PipelinedStdio:
     """A stdio server subprocess with many requests in flight at once (replies matched by id)."""
 
     def __init__(self, state_dir: Path, *args: str) -> None:
-        params = stdio_params(state_dir, *args)
         self.stderr_path = state_dir.parent / f"pipelined-{time.monotonic_ns()}.stderr"
         state_dir.parent.mkdir(parents=True, exist_ok=True)
         self._stderr = self.stderr_path.open("wb")
-        self.process = subprocess.Popen(
-            [params.command, *params.args],
-            env=params.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
+        self.process = spawn_stdio(state_dir, self._stderr, *args)
         self._next = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._arrived = threading.Condition()
@@ -214,7 +208,7 @@ async def loaded_http_client(
         async with anyio.create_task_group() as loading:
             for session_id in ids:
                 for name, arguments in load_calls(session_id, image_id == "linux_latest"):
-                    loading.start_soon(lambda n=name, a=arguments: tool(n, **a))
+                    loading.start_soon(partial(tool, name, **arguments))
 
         if in_flight and not hold_from_create:
             for session_id in ids:
@@ -233,7 +227,7 @@ async def _hold(url: str, count: int, image_id: str) -> None:
 
 
 if __name__ == "__main__":
-    # A client that can vanish (tests/test_endings.py SIGKILLs it, so it never sends DELETE):
-    # `python -m tests.load URL COUNT IMAGE` loads the sessions, prints their ids as one JSON line
+    # A client that can vanish (the endings tests SIGKILL it, so it never sends DELETE):
+    # `python -m agentbay_mcp.testing.load URL COUNT IMAGE` loads the sessions, prints their ids as one JSON line
     # and holds them, calls in flight and GET stream open, until killed.
     anyio.run(_hold, sys.argv[1], int(sys.argv[2]), sys.argv[3])

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.base import SandboxBackend
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
-from tests.agentbay_support import agentbay_backend, emulator
+from agentbay_mcp.testing.agentbay import agentbay_backend, emulator
 
 pytestmark = pytest.mark.anyio
 

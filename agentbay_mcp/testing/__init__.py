@@ -1,0 +1,5 @@
+"""Helpers for the tests and benchmarks: typed and importable, never used by the server itself.
+
+Some modules here need the dev extras (psutil for process and memory checks); the server never
+imports this package. Fixtures stay in tests/conftest.py as thin wrappers around these helpers.
+"""
