@@ -21,8 +21,8 @@ from mcp import Client
 from agentbay_mcp.server.wiring import build_server, default_backend
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, unwrapped
+from agentbay_mcp.testing.host import marked, nonce
 from agentbay_mcp.testing.waiting import eventually
-from tests.test_sandbox_security import marked, nonce
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import psutil
 import pytest
 from anyio.abc import TaskGroup
 from mcp import Client
@@ -21,28 +20,11 @@ from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.host import marked_processes, sleeper
 from agentbay_mcp.testing.servers import stdio_params
 from agentbay_mcp.testing.waiting import eventually
 
 pytestmark = pytest.mark.anyio
-
-
-def marked_processes(marker: str) -> list[psutil.Process]:
-    """Processes on this host whose command line contains `marker` (our own test excluded)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.pid != os.getpid() and marker in " ".join(proc.info["cmdline"] or []):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
-def sleeper(marker: str, *, ignore_term: bool = False) -> str:
-    """A shell command sleeping 300 s in a process whose command line carries `marker`."""
-    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_term else ""
-    return f"python3 -c 'import signal, time; {ignore}time.sleep(300)' {marker}"
 
 
 async def new_session(client: Client, **arguments: Any) -> str:

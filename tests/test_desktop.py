@@ -5,14 +5,11 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import psutil
 import pytest
 from mcp import Client
 from mcp_types import ImageContent
@@ -21,6 +18,8 @@ from PIL import Image
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error, structured
+from agentbay_mcp.testing.desktop import new_desktop_session, start_xterm, window_titles
+from agentbay_mcp.testing.host import processes_in, sandbox_namespace
 from agentbay_mcp.testing.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -35,21 +34,6 @@ async def desk(settings: Settings) -> AsyncIterator[Client]:
         yield connected
 
 
-async def new_desktop_session(client: Client) -> str:
-    return str((await call(client, "create_session", image_id="linux_latest"))["session_id"])
-
-
-async def start_xterm(client: Client, session_id: str, title: str, extra: str = "") -> dict[str, Any]:
-    started = await call(client, "start_app", session_id=session_id, start_cmd=f"xterm -T {title} {extra}".strip())
-    assert started["window"] is not None, started
-    assert started["window"]["title"] == title
-    return started
-
-
-async def window_titles(client: Client, session_id: str) -> list[str]:
-    return [w["title"] for w in (await call(client, "list_windows", session_id=session_id))["windows"]]
-
-
 async def read_text(client: Client, session_id: str, path: str) -> str | None:
     result = await client.call_tool("read_file", {"session_id": session_id, "path": path})
     return None if result.is_error else str(structured(result)["content"])
@@ -62,22 +46,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
             await anyio.sleep(0.05)
         return True
     return False
-
-
-def sandbox_namespace(state_dir: Path, session_id: str) -> str:
-    record = json.loads((state_dir / "sessions" / session_id / "sandbox.json").read_text())
-    return os.readlink(f"/proc/{record['child_pid']}/ns/pid")
-
-
-def processes_in(namespace: str) -> list[str]:
-    names = []
-    for process in psutil.process_iter(["name"]):
-        try:
-            if os.readlink(f"/proc/{process.pid}/ns/pid") == namespace:
-                names.append(process.info["name"])
-        except OSError:
-            continue
-    return names
 
 
 async def test_window_lifecycle_with_verified_geometry_and_states(desk: Client) -> None:

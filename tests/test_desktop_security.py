@@ -29,8 +29,9 @@ from mcp import Client
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error, error_text, unwrapped
+from agentbay_mcp.testing.desktop import new_desktop_session, start_xterm, window_titles
+from agentbay_mcp.testing.host import processes_in, sandbox_namespace
 from agentbay_mcp.testing.waiting import wait_until
-from tests.test_desktop import new_desktop_session, processes_in, sandbox_namespace, start_xterm, window_titles
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 

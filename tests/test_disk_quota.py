@@ -38,9 +38,9 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import session_dirs, stdio_params
+from agentbay_mcp.testing.sessions_cli import sessions_cli
 from agentbay_mcp.testing.stdio import RawStdioServer, sessions_dir_entries
 from agentbay_mcp.testing.waiting import eventually
-from tests.test_reaping import sessions_cli
 
 pytestmark = [
     pytest.mark.anyio,

@@ -25,9 +25,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from agentbay_mcp.testing.leaks import find_leaks
 from agentbay_mcp.testing.load import PipelinedStdio, loaded_http_client
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
+from agentbay_mcp.testing.sessions_cli import killed_server, list_json, sessions_cli
 from agentbay_mcp.testing.stdio import RawStdioServer
 from agentbay_mcp.testing.waiting import wait_until
-from tests.test_reaping import killed_server, list_json, sessions_cli
 
 #: docs/conversations.md promises 1.5 s, and bench/bench_sessions.py measures it on a quiet host (about
 #: 1.0 s for 100 busy desktops, 1.2 s over HTTP). Here the 100-session tests run one at a time but share

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentbay_mcp.auth.token_file import add_token
 from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.http_clients import assert_not_visible, listed_ids
+from agentbay_mcp.testing.http_team import Team, client_as, start_team
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
-from tests.test_http import assert_not_visible, listed_ids
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -34,38 +31,6 @@ INIT = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
 }
 JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@dataclass
-class Team:
-    server: HttpServer
-    tokens: dict[str, str]
-    audit: Path
-
-    def headers(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-
-@asynccontextmanager
-async def client_as(team: Team, who: str, mode: str = "auto") -> AsyncIterator[Client]:
-    """An MCP client sending `who`'s bearer token (mode legacy: handshake era; auto: sessionless)."""
-    async with (
-        httpx2.AsyncClient(headers=team.headers(who), timeout=30) as http,
-        Client(streamable_http_client(team.server.url, http_client=http), mode=mode, cache=None) as client,
-    ):
-        yield client
-
-
-def start_team(state_dir: Path, *extra: str) -> Team:
-    token_file = state_dir.parent / "tokens.json"
-    tokens = {
-        "alice": add_token(token_file, "alice", ("all",)),
-        "bob": add_token(token_file, "bob", ("all",)),
-        "reader": add_token(token_file, "reader", ("read",)),
-    }
-    audit = state_dir.parent / "audit.jsonl"
-    server = HttpServer(state_dir, "--token-file", str(token_file), "--audit-log", str(audit), *extra)
-    return Team(server, tokens, audit)
 
 
 @pytest.fixture

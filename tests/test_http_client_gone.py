@@ -23,10 +23,17 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from agentbay_mcp.testing.calls import call
+from agentbay_mcp.testing.host import marked_processes, sleeper
+from agentbay_mcp.testing.http_clients import (
+    LEGACY_VERSION,
+    RawLegacySession,
+    gone,
+    legacy,
+    raw_legacy_session,
+    sessionless,
+)
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
 from agentbay_mcp.testing.waiting import eventually
-from tests.test_commands import marked_processes, sleeper
-from tests.test_http import LEGACY_VERSION, RawLegacySession, gone, legacy, raw_legacy_session, sessionless
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -194,7 +201,7 @@ async def test_with_authentication_a_gone_client_is_still_cancelled_and_released
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    from tests.test_http_auth import start_team
+    from agentbay_mcp.testing.http_team import start_team
 
     team = start_team(state_dir, "--http-disconnect-grace", str(GRACE))
     marker = f"m{secrets.token_hex(4)}"

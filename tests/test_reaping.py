@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
@@ -19,47 +18,14 @@ from mcp import Client
 from agentbay_mcp.backends.local.layout import new_session_id
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import server_env, session_dirs, stdio_params
+from agentbay_mcp.testing.sessions_cli import killed_server, list_json, sessions_cli
 from agentbay_mcp.testing.stdio import RawStdioServer, lock_files, sessions_dir_entries
-
-
-def killed_server(state_dir: Path, count: int, **arguments: Any) -> list[str]:
-    """Start a stdio server, create `count` sessions, then SIGKILL it; returns the orphans' ids."""
-    with RawStdioServer(state_dir) as server:
-        server.initialize()
-        ids = server.create_sessions(count, **arguments)
-        server.kill()
-    return ids
 
 
 def server_id_of(state_dir: Path, session_id: str) -> str:
     """The server a session's record names as its owner."""
     record = json.loads((state_dir / "sessions" / session_id / "meta.json").read_text())
     return str(record["server_id"])
-
-
-def sessions_cli(state_dir: Path, action: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    """`agentbay-mcp sessions --state-dir <state_dir> <action> [flags]` as a subprocess.
-
-    The environment points AGENTBAY_MCP_STATE_DIR at a decoy, so the flag must be what counts.
-    `--state-dir` goes before the action: see `test_state_dir_flag_after_the_action`.
-    """
-    return subprocess.run(
-        [sys.executable, "-m", "agentbay_mcp", "sessions", "--state-dir", str(state_dir), action, *flags],
-        env=server_env(state_dir.parent / "decoy-state"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def list_json(state_dir: Path) -> dict[str, dict[str, Any]]:
-    """`sessions list --json`, as session id -> row."""
-    done = sessions_cli(state_dir, "list", "--json")
-    assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
-    assert document["state_dir"] == str(state_dir)
-    return {row["session_id"]: row for row in document["sessions"]}
 
 
 # Start-up reaping ------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
-import random
 import re
 import secrets
 import shlex
@@ -37,6 +35,8 @@ from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.server.wiring import BackendFactory, build_server, default_backend, sandbox_options
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error, unwrapped
+from agentbay_mcp.testing.host import marked, nonce, sandbox_processes
+from agentbay_mcp.testing.leaks import cgroup_scope
 from agentbay_mcp.testing.servers import HttpServer, session_dirs, stdio_params
 from agentbay_mcp.testing.waiting import eventually
 
@@ -73,50 +73,12 @@ def python(code: str) -> str:
     return "python3 -c " + shlex.quote(code)
 
 
-def nonce() -> str:
-    """Digits that make a `sleep 300.<nonce>` command line unique on this host."""
-    return str(random.randint(10**8, 10**9 - 1))
-
-
-def cgroup_scope(state_dir: Path) -> str:
-    """The prefix of the cgroups of `state_dir`'s sessions (as LocalBackend.start names them)."""
-    return hashlib.sha256(str(state_dir).encode()).hexdigest()[:10]
-
-
 def cgroup_dir(controller: str, state_dir: Path, session_id: str) -> Path:
     """The session's cgroup directory for `controller` (v1 layout, or the v2 unified one)."""
     name = f"{cgroup_scope(state_dir)}-{session_id}"
     if (ROOT / "cgroup.controllers").exists():
         return ROOT / GROUP / name
     return ROOT / controller / GROUP / name
-
-
-def sandbox_processes(state_dir: Path, session_id: str = "", markers: tuple[str, ...] = ()) -> dict[int, str]:
-    """Live host processes of the sandboxes of `state_dir` (or of one session): bwrap (its argv
-    names the session dir), everything in the session's cgroups, their descendants, and anything
-    whose command line carries one of `markers`. Other tests' sandboxes are never counted."""
-    where = str(state_dir / "sessions" / session_id) if session_id else str(state_dir)
-    group = f"{GROUP}/{cgroup_scope(state_dir)}-{session_id}"
-    found: dict[int, str] = {}
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            cmdline = " ".join(proc.cmdline())
-            cgroups = Path(f"/proc/{proc.pid}/cgroup").read_text()
-            if where in cmdline or group in cgroups or any(m in cmdline for m in markers):
-                found[proc.pid] = cmdline[:200]
-                for child in proc.children(recursive=True):
-                    if child.status() != psutil.STATUS_ZOMBIE:
-                        found[child.pid] = " ".join(child.cmdline())[:200]
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
-def marked(state_dir: Path, mark: str) -> set[int]:
-    """Pids of processes whose own command line carries `mark`."""
-    return {pid for pid, cmdline in sandbox_processes(state_dir, markers=(mark,)).items() if mark in cmdline}
 
 
 def unescape(path: str) -> str:

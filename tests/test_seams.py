@@ -25,11 +25,11 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.agentbay import API_KEY, emulator
 from agentbay_mcp.testing.calls import call, call_error, error_text, structured
+from agentbay_mcp.testing.host import processes_in, sandbox_namespace
+from agentbay_mcp.testing.http_team import client_as, start_team
 from agentbay_mcp.testing.servers import HttpServer, server_env, session_dirs, stdio_params
 from agentbay_mcp.testing.stdio import CLIENT_GRACE_SECONDS, RawStdioServer
 from agentbay_mcp.testing.waiting import wait_until
-from tests.test_desktop import processes_in, sandbox_namespace
-from tests.test_http_auth import client_as, start_team
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
