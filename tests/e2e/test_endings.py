@@ -242,7 +242,7 @@ GRACE = 2.0
 #: What releasing 100 busy desktops may take after the lease or the grace ran out: about 1 s on a
 #: quiet host, more when another 100-session test shares the 2 cores under xdist.
 RELEASE_MARGIN = 10.0
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def released_within(state_dir: Path, timeout: float) -> bool:

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 GRACE = 2.0
 #: Generous on a shared 2-core machine; the grace itself is the point, not this margin.
 MARGIN = 4.0
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).parent.parent / "js"
 
 
 @pytest.fixture

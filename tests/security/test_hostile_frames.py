@@ -1,4 +1,4 @@
-"""A hostile agent, end to end: a real HTTP MCP server whose sandboxes run tests/hostile_agent.py
+"""A hostile agent, end to end: a real HTTP MCP server whose sandboxes run tests/security/hostile_agent.py
 (injected through SandboxOptions.agent_dir, isolation none). Whatever one session's agent sends, the
 server keeps serving every other conversation, and that session works again on the next call."""
 
