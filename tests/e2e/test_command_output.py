@@ -1,18 +1,15 @@
-"""Command output at scale: the cap and its marker, full output files, encodings, timeouts, cursors.
+"""Command output at scale: the cap and its marker, full output files, encodings.
 
 execute_command returns each stream capped (64 KiB by default) as head + marker + tail, keeps the
 complete output in the session under /tmp/.agentbay, and never holds more than its buffers in
-memory whatever a command prints. Background processes keep a ring of recent output read with
-cursors; older output is dropped and reported as dropped_bytes.
-"""
+memory whatever a command prints. Timeouts and background output are in
+test_command_output_timeouts.py."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,88 +18,24 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.rss import PeakRss
 from agentbay_mcp.testing.stdio import RawStdioServer
+from tests.e2e.command_output_support import (
+    CALL_TIMEOUT,
+    FIVE_HUNDRED_MB,
+    FIVE_MB,
+    REPLACEMENT,
+    Capped,
+    execute,
+    file_size_in_session,
+    host_path,
+    new_session,
+    numbered_lines,
+    split_capped,
+    tool,
+)
 
 pytestmark = pytest.mark.anyio
-
-FIVE_MB = 5_000_000
-FIVE_HUNDRED_MB = 500_000_000
-#: Upper bound for one tool call in these tests (every wait has a timeout).
-CALL_TIMEOUT = 60.0
-#: Where the agent keeps full outputs, inside the session (sandbox.SANDBOX_OUTPUT_DIR).
-OUTPUT_DIR = PurePosixPath("/tmp/.agentbay")
-MARKER = re.compile(
-    r"\n\n\[\.\.\. (?P<cut>[\d,]+) bytes of (?P<stream>stdout|stderr) cut here \((?P<total>[\d,]+) in all\)\. "
-    r"(?P<where>[^\n]*) \.\.\.\]\n\n"
-)
-REPLACEMENT = "\ufffd"
-
-
-# Helpers ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Capped:
-    """A capped stream split at its marker."""
-
-    head: str
-    tail: str
-    cut: int
-    total: int
-    stream: str
-    where: str
-    marker: str
-
-
-def split_capped(text: str) -> Capped:
-    """Split returned text at its one truncation marker (fails the test if there is not exactly one)."""
-    found = list(MARKER.finditer(text))
-    assert len(found) == 1, f"expected exactly one truncation marker, found {len(found)}"
-    match = found[0]
-    return Capped(
-        head=text[: match.start()],
-        tail=text[match.end() :],
-        cut=int(match["cut"].replace(",", "")),
-        total=int(match["total"].replace(",", "")),
-        stream=match["stream"],
-        where=match["where"],
-        marker=match.group(0),
-    )
-
-
-def host_path(state_dir: Path, session_id: str, sandbox_path: str) -> Path:
-    """Where a file under the sandbox's /tmp lives on the host."""
-    path = PurePosixPath(sandbox_path)
-    assert path.is_relative_to(OUTPUT_DIR), f"{sandbox_path} is not under {OUTPUT_DIR}"
-    return state_dir / "sessions" / session_id / "tmp" / path.relative_to("/tmp")
-
-
-async def new_session(client: Client) -> str:
-    with anyio.fail_after(CALL_TIMEOUT):
-        return str((await call(client, "create_session"))["session_id"])
-
-
-async def execute(client: Client, session_id: str, command: str, **arguments: Any) -> dict[str, Any]:
-    with anyio.fail_after(CALL_TIMEOUT):
-        return await call(client, "execute_command", session_id=session_id, command=command, **arguments)
-
-
-async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
-    with anyio.fail_after(CALL_TIMEOUT):
-        return await call(client, name, **arguments)
-
-
-async def file_size_in_session(client: Client, session_id: str, path: str) -> int:
-    result = await execute(client, session_id, f"wc -c < '{path}'")
-    assert result["exit_code"] == 0, result
-    return int(result["stdout"].strip())
-
-
-def numbered_lines(count: int) -> bytes:
-    """What `seq 1 count` prints."""
-    return "".join(f"{i}\n" for i in range(1, count + 1)).encode()
 
 
 # 5 MB through execute_command ------------------------------------------------------------------------
@@ -432,138 +365,3 @@ async def test_full_output_file_is_not_overwritten_after_a_sandbox_restart(clien
     # The first result said its complete output is at first_path: it must still be there.
     assert second["full_stdout_path"] != first_path
     assert first_file.read_bytes() == b"A" * 100_000
-
-
-# Timeouts ----------------------------------------------------------------------------------------------
-
-TIMEOUT_CASES = {
-    "lines": ("echo start; echo err >&2; sleep 30", "start\n", "err\n", 15),
-    "no-newline": ("printf partial; printf e >&2; sleep 30", "partial", "e", 15),
-    # sh and its sleep ignore SIGTERM: the SIGKILL after the grace must still end it, output kept.
-    "ignores-sigterm": ("trap '' TERM; echo start; sleep 30", "start\n", "", 9),
-}
-
-
-@pytest.mark.parametrize("kind", list(TIMEOUT_CASES))
-async def test_timed_out_command_returns_the_output_it_printed(client: Client, kind: str) -> None:
-    command, stdout, stderr, signum = TIMEOUT_CASES[kind]
-    session_id = await new_session(client)
-    started = time.monotonic()
-    result = await execute(client, session_id, command, timeout_ms=1000)
-    took = time.monotonic() - started
-
-    assert result["timed_out"] is True
-    assert result["stdout"] == stdout
-    assert result["stderr"] == stderr
-    assert result["stdout_bytes"] == len(stdout)
-    assert result["stderr_bytes"] == len(stderr)
-    assert result["exit_code"] == 128 + signum
-    assert "Timed out after 1000 ms" in result["message"]
-    assert 1.0 <= took < 6.0, f"took {took:.1f} s"
-    assert 1000 <= result["duration_ms"] < 6000
-    # The session is fine afterwards, with nothing of the command left running.
-    after = await execute(client, session_id, "cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$' || true")
-    assert after["stdout"].strip() == "0"
-
-
-async def test_timed_out_command_past_the_cap_returns_capped_output_and_full_file(
-    client: Client, state_dir: Path
-) -> None:
-    session_id = await new_session(client)
-    result = await execute(
-        client, session_id, "head -c 200000 /dev/zero | tr '\\0' b; echo; echo last-line; sleep 30", timeout_ms=1500
-    )
-    total = 200_000 + len("\nlast-line\n")
-    assert result["timed_out"] is True
-    assert result["stdout_truncated"] is True
-    assert result["stdout_bytes"] == total
-    capped = split_capped(result["stdout"])
-    assert capped.total == total
-    assert capped.head.startswith("bbbb")
-    assert capped.tail.endswith("b\nlast-line\n")
-    assert result["full_stdout_path"]
-    assert host_path(state_dir, session_id, result["full_stdout_path"]).stat().st_size == total
-
-
-# Background processes: ring, dropped bytes, cursors ------------------------------------------------------
-
-#: About 3 MB of distinct lines: far more than a background process keeps.
-BACKGROUND_LINES = 450_000
-
-
-async def _wait_for_stdout_bytes(client: Client, session_id: str, process_id: str, total: int) -> None:
-    with anyio.fail_after(30):
-        while True:
-            status = await tool(client, "wait_process", session_id=session_id, process_id=process_id, timeout_ms=50)
-            if status["stdout_bytes"] >= total:
-                assert status["stdout_bytes"] == total
-                return
-
-
-async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the_newest(client: Client) -> None:
-    expected = numbered_lines(BACKGROUND_LINES)
-    assert len(expected) > 3_000_000
-    session_id = await new_session(client)
-    process = await tool(
-        client,
-        "start_process",
-        session_id=session_id,
-        command=f'seq 1 {BACKGROUND_LINES}; read x; echo "after:$x"; read y',
-    )
-    process_id = process["process_id"]
-    await _wait_for_stdout_bytes(client, session_id, process_id, len(expected))
-
-    # From the start: what was dropped is reported, and the text is the kept output from there on.
-    first = await tool(client, "read_process_output", session_id=session_id, process_id=process_id)
-    dropped = first["dropped_bytes"]
-    assert dropped > 0
-    assert first["stdout"].encode() == expected[dropped : dropped + len(first["stdout"].encode())]
-    assert first["cursor"] == f"{dropped + len(first['stdout'].encode())}:0"
-    assert first["status"]["running"] is True
-
-    # Reading on until `more` is false returns exactly the newest output, up to the real end.
-    kept = first["stdout"].encode()
-    cursor, more = first["cursor"], first["more"]
-    reads = 1
-    while more:
-        chunk = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor)
-        assert chunk["dropped_bytes"] == 0
-        kept += chunk["stdout"].encode()
-        cursor, more = chunk["cursor"], chunk["more"]
-        reads += 1
-        assert reads < 100
-    assert kept == expected[dropped:]
-    assert cursor == f"{len(expected)}:0"
-
-    # A stale cursor (the start again) still says what it missed.
-    again = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor="0:0")
-    assert again["dropped_bytes"] == dropped
-
-    # With the latest cursor: nothing old comes back, only what is printed after it.
-    nothing = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor)
-    assert (nothing["stdout"], nothing["stderr"], nothing["more"], nothing["dropped_bytes"]) == ("", "", False, 0)
-    assert nothing["cursor"] == cursor
-    await tool(client, "write_process_input", session_id=session_id, process_id=process_id, data="hello\n")
-    new = await tool(
-        client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor, wait_ms=10000
-    )
-    assert new["stdout"] == "after:hello\n"
-    assert new["dropped_bytes"] == 0
-    assert new["cursor"] == f"{len(expected) + len(b'after:hello' + bytes([10]))}:0"
-
-
-@pytest.mark.parametrize("cursor", ["garbage", "1:2:3", "-1:0", "12", "a:b", " 0:0"])
-async def test_malformed_cursor_is_a_clear_error(client: Client, cursor: str) -> None:
-    session_id = await new_session(client)
-    process = await tool(client, "start_process", session_id=session_id, command="echo hi; sleep 30")
-    process_id = process["process_id"]
-
-    with anyio.fail_after(CALL_TIMEOUT):
-        message = await call_error(
-            client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor
-        )
-    assert f"cursor {cursor!r} is not valid" in message
-    assert "omit it" in message  # says how to recover
-    # The process is untouched: a read without a cursor still works.
-    read = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, wait_ms=5000)
-    assert read["stdout"] == "hi\n"
