@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from agentbay_mcp.auth.token_file import read_entries
 from agentbay_mcp.cli import build_parser, settings_from_args
 from agentbay_mcp.settings import Settings, default_state_dir
 from agentbay_mcp.testing.servers import server_env
@@ -127,3 +129,26 @@ def test_default_state_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_state_dir(euid=1000) == tmp_path / "home" / ".local" / "state" / "agentbay-mcp"
     assert default_state_dir(euid=0) == Path("/var/lib/agentbay-mcp")
+
+
+def test_tokens_add_prints_the_token_once_and_stores_its_hash(tmp_path: Path) -> None:
+    path = tmp_path / "team" / "tokens.json"
+    env = {**os.environ, "AGENTBAY_MCP_STATE_DIR": str(tmp_path / "state")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "agentbay_mcp", "tokens", *args, "--token-file", str(path)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30, check=False)
+
+    added = run("add", "--principal", "alice", "--scopes", "read,commands")
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip()
+    assert token.startswith("abm_")
+    assert token not in path.read_text()
+    listed = run("list")
+    assert listed.stdout.startswith("alice\tread,commands\t")
+    assert token not in listed.stdout
+    typo = run("add", "--principal", "bob", "--scopes", "comands")
+    assert typo.returncode == 1
+    assert "names no known toolset" in typo.stderr
+    assert run("remove", "--principal", "alice").returncode == 0
+    assert read_entries(path) == []

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.agentbay import API_KEY, emulator
-from agentbay_mcp.testing.calls import call, call_error, error_text, structured
+from agentbay_mcp.testing.calls import ERAS, call, call_error, error_text, structured
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
 from agentbay_mcp.testing.http_team import client_as, start_team
 from agentbay_mcp.testing.servers import HttpServer, server_env, session_dirs, stdio_params
@@ -455,3 +455,19 @@ async def test_agentbay_start_app_of_a_missing_command_is_an_error(state_dir: Pa
             # backend does not support (and there is no proc_id to pass it).
             assert result.is_error, text
             assert "not found" in text, text
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_audit_log_works_without_http_too(state_dir: Path, era: str) -> None:
+    audit = state_dir.parent / "audit.jsonl"
+    async with Client(build_server(Settings(state_dir=state_dir, audit_log=str(audit))), mode=era) as client:
+        session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+        await call(client, "delete_session", session_id=session_id)
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["tool"], r["session"], r["outcome"], r["principal"]) for r in records] == [
+        ("create_session", session_id, "ok", "anonymous"),
+        ("delete_session", session_id, "ok", "anonymous"),
+    ]
+    expected = "principal:anonymous" if era != "legacy" else records[0]["conversation"]
+    assert records[0]["conversation"] == records[1]["conversation"] == expected
+    assert expected.startswith("principal:" if era != "legacy" else "conn:")

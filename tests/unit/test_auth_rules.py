@@ -1,17 +1,16 @@
-"""The rules behind HTTP auth, without a server: token file, scopes, start-up safety, audit arguments, CLI."""
+"""The rules behind HTTP auth, without a server: token file, scopes, start-up safety, audit arguments.
+
+The tokens command and the audit log through a server are in tests/e2e (test_cli.py, test_seams.py).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
 import pytest
-from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp.auth.config import build_auth, check_http_safety, transport_security
@@ -19,9 +18,7 @@ from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer, allows, parse_scop
 from agentbay_mcp.auth.token_file import TokenFileVerifier, add_token, hash_token, read_entries, remove_tokens
 from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError, UnsafeConfigurationError
 from agentbay_mcp.observability.audit import safe_arguments
-from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.testing.calls import ERAS, call
 from agentbay_mcp.tools.common import CREATES, READ_ONLY
 
 pytestmark = pytest.mark.anyio
@@ -186,32 +183,6 @@ def test_audit_keeps_commands_and_paths_but_never_values_contents_or_input() -> 
     assert kept == {"command": "make test", "path": "/home/user/x", "envs_names": ["TOKEN"], "labels_names": ["owner"]}
 
 
-# The tokens command -------------------------------------------------------------------------
-
-
-def test_tokens_add_prints_the_token_once_and_stores_its_hash(tmp_path: Path) -> None:
-    path = tmp_path / "team" / "tokens.json"
-    env = {**os.environ, "AGENTBAY_MCP_STATE_DIR": str(tmp_path / "state")}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "agentbay_mcp", "tokens", *args, "--token-file", str(path)]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30, check=False)
-
-    added = run("add", "--principal", "alice", "--scopes", "read,commands")
-    assert added.returncode == 0, added.stderr
-    token = added.stdout.strip()
-    assert token.startswith("abm_")
-    assert token not in path.read_text()
-    listed = run("list")
-    assert listed.stdout.startswith("alice\tread,commands\t")
-    assert token not in listed.stdout
-    typo = run("add", "--principal", "bob", "--scopes", "comands")
-    assert typo.returncode == 1
-    assert "names no known toolset" in typo.stderr
-    assert run("remove", "--principal", "alice").returncode == 0
-    assert read_entries(path) == []
-
-
 async def test_a_jwt_cannot_take_the_name_of_a_token_file_principal(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
@@ -235,19 +206,3 @@ async def test_a_jwt_cannot_take_the_name_of_a_token_file_principal(tmp_path: Pa
     assert carol.subject == "carol"
     assert carol.scopes == []  # no scope claim: no tools
     assert await auth.verifier.verify_token(signed("alice")) is None
-
-
-@pytest.mark.parametrize("era", ERAS)
-async def test_audit_log_works_without_http_too(state_dir: Path, era: str) -> None:
-    audit = state_dir.parent / "audit.jsonl"
-    async with Client(build_server(Settings(state_dir=state_dir, audit_log=str(audit))), mode=era) as client:
-        session_id = (await call(client, "create_session", image_id="code_latest"))["session_id"]
-        await call(client, "delete_session", session_id=session_id)
-    records = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [(r["tool"], r["session"], r["outcome"], r["principal"]) for r in records] == [
-        ("create_session", session_id, "ok", "anonymous"),
-        ("delete_session", session_id, "ok", "anonymous"),
-    ]
-    expected = "principal:anonymous" if era != "legacy" else records[0]["conversation"]
-    assert records[0]["conversation"] == records[1]["conversation"] == expected
-    assert expected.startswith("principal:" if era != "legacy" else "conn:")
