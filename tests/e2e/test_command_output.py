@@ -20,20 +20,7 @@ from mcp import Client
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.rss import PeakRss
 from agentbay_mcp.testing.stdio import RawStdioServer
-from tests.e2e.command_output_support import (
-    CALL_TIMEOUT,
-    FIVE_HUNDRED_MB,
-    FIVE_MB,
-    REPLACEMENT,
-    Capped,
-    execute,
-    file_size_in_session,
-    host_path,
-    new_session,
-    numbered_lines,
-    split_capped,
-    tool,
-)
+from tests.e2e import command_output_support as support
 
 pytestmark = pytest.mark.anyio
 
@@ -41,8 +28,8 @@ pytestmark = pytest.mark.anyio
 # 5 MB through execute_command ------------------------------------------------------------------------
 
 FIVE_MB_OUTPUTS = {
-    "no-newlines": ("head -c 5000000 /dev/zero | tr '\\0' a", b"a" * FIVE_MB),
-    "numbered-lines": ("seq 1 1000000 | head -c 5000000", numbered_lines(1_000_000)[:FIVE_MB]),
+    "no-newlines": ("head -c 5000000 /dev/zero | tr '\\0' a", b"a" * support.FIVE_MB),
+    "numbered-lines": ("seq 1 1000000 | head -c 5000000", support.numbered_lines(1_000_000)[: support.FIVE_MB]),
 }
 
 
@@ -51,23 +38,23 @@ async def test_5mb_stdout_is_capped_with_a_marker_and_kept_in_full(
     client: Client, settings: Settings, state_dir: Path, kind: str
 ) -> None:
     command, expected = FIVE_MB_OUTPUTS[kind]
-    assert len(expected) == FIVE_MB
+    assert len(expected) == support.FIVE_MB
     cap = settings.output_cap_bytes
-    session_id = await new_session(client)
+    session_id = await support.new_session(client)
 
-    result = await execute(client, session_id, command)
+    result = await support.execute(client, session_id, command)
 
     assert result["exit_code"] == 0, result["message"]
     assert result["timed_out"] is False
     assert result["stdout_truncated"] is True
-    assert result["stdout_bytes"] == FIVE_MB
+    assert result["stdout_bytes"] == support.FIVE_MB
     assert result["stderr"] == ""
     assert result["stderr_truncated"] is False
     assert result["full_stderr_path"] is None
     assert "truncated" in result["message"]
 
     stdout: str = result["stdout"]
-    capped = split_capped(stdout)
+    capped = support.split_capped(stdout)
     head, tail = capped.head.encode(), capped.tail.encode()
     # Bounded: the cap's worth of output plus the marker, whatever the command printed.
     assert len(head) + len(tail) == cap
@@ -75,12 +62,12 @@ async def test_5mb_stdout_is_capped_with_a_marker_and_kept_in_full(
     assert len(capped.marker) < 512
     # The marker tells the truth about what was cut and where the rest is.
     assert capped.stream == "stdout"
-    assert capped.total == FIVE_MB
-    assert capped.cut == FIVE_MB - cap
+    assert capped.total == support.FIVE_MB
+    assert capped.cut == support.FIVE_MB - cap
     full_path = result["full_stdout_path"]
     assert full_path, "a truncated stream must say where its full output is"
     assert full_path in capped.where
-    assert f"complete stdout ({FIVE_MB:,} bytes)" in capped.where
+    assert f"complete stdout ({support.FIVE_MB:,} bytes)" in capped.where
     # Head and tail are the real start and end of the output, both substantial.
     assert len(head) >= 1024
     assert len(tail) >= 1024
@@ -88,9 +75,9 @@ async def test_5mb_stdout_is_capped_with_a_marker_and_kept_in_full(
     assert expected.endswith(tail)
 
     # The complete output, seen from inside the session and directly on the host.
-    assert await file_size_in_session(client, session_id, full_path) == FIVE_MB
-    on_host = host_path(state_dir, session_id, full_path)
-    assert on_host.stat().st_size == FIVE_MB
+    assert await support.file_size_in_session(client, session_id, full_path) == support.FIVE_MB
+    on_host = support.host_path(state_dir, session_id, full_path)
+    assert on_host.stat().st_size == support.FIVE_MB
     assert on_host.read_bytes() == expected
 
 
@@ -135,7 +122,7 @@ def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_di
                     "name": "execute_command",
                     "arguments": {
                         "session_id": session_id,
-                        "command": f"head -c {FIVE_HUNDRED_MB} /dev/zero | tr '\\0' a",
+                        "command": f"head -c {support.FIVE_HUNDRED_MB} /dev/zero | tr '\\0' a",
                         "timeout_ms": 60000,
                     },
                 },
@@ -161,9 +148,9 @@ def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_di
         assert out["exit_code"] == 0
         assert out["timed_out"] is False
         assert out["stdout_truncated"] is True
-        assert out["stdout_bytes"] == FIVE_HUNDRED_MB
-        capped = split_capped(out["stdout"])
-        assert capped.total == FIVE_HUNDRED_MB
+        assert out["stdout_bytes"] == support.FIVE_HUNDRED_MB
+        capped = support.split_capped(out["stdout"])
+        assert capped.total == support.FIVE_HUNDRED_MB
         assert capped.head
         assert set(capped.head) == {"a"}
         assert capped.tail
@@ -172,14 +159,14 @@ def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_di
         full_path = out["full_stdout_path"]
         assert full_path
         assert full_path in capped.where
-        on_host = host_path(state_dir, session_id, full_path)
-        assert on_host.stat().st_size == FIVE_HUNDRED_MB
+        on_host = support.host_path(state_dir, session_id, full_path)
+        assert on_host.stat().st_size == support.FIVE_HUNDRED_MB
         with on_host.open("rb") as full:
             assert full.read(1 << 20) == b"a" * (1 << 20)
             full.seek(-(1 << 20), os.SEEK_END)
             assert full.read() == b"a" * (1 << 20)
         in_session = server.call_tool("execute_command", session_id=session_id, command=f"wc -c < {full_path}")
-        assert int(in_session["stdout"]) == FIVE_HUNDRED_MB
+        assert int(in_session["stdout"]) == support.FIVE_HUNDRED_MB
 
         server.call_tool("delete_session", session_id=session_id)
         assert not on_host.exists(), "deleting the session must remove its 500 MB output file"
@@ -190,63 +177,67 @@ def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_di
 
 async def test_stderr_is_capped_independently_of_stdout(client: Client, settings: Settings, state_dir: Path) -> None:
     cap = settings.output_cap_bytes
-    session_id = await new_session(client)
+    session_id = await support.new_session(client)
 
-    only_err = await execute(client, session_id, "head -c 300000 /dev/zero | tr '\\0' e >&2; echo out")
+    only_err = await support.execute(client, session_id, "head -c 300000 /dev/zero | tr '\\0' e >&2; echo out")
     assert only_err["stdout"] == "out\n"
     assert only_err["stdout_truncated"] is False
     assert only_err["full_stdout_path"] is None
     assert only_err["stderr_truncated"] is True
     assert only_err["stderr_bytes"] == 300_000
-    capped = split_capped(only_err["stderr"])
+    capped = support.split_capped(only_err["stderr"])
     assert capped.stream == "stderr"
     assert capped.total == 300_000
     assert capped.cut == 300_000 - cap
     assert only_err["full_stderr_path"]
     assert only_err["full_stderr_path"] in capped.where
-    assert host_path(state_dir, session_id, only_err["full_stderr_path"]).stat().st_size == 300_000
+    assert support.host_path(state_dir, session_id, only_err["full_stderr_path"]).stat().st_size == 300_000
 
-    only_out = await execute(client, session_id, "head -c 300000 /dev/zero | tr '\\0' o; echo err >&2")
+    only_out = await support.execute(client, session_id, "head -c 300000 /dev/zero | tr '\\0' o; echo err >&2")
     assert only_out["stderr"] == "err\n"
     assert only_out["stderr_truncated"] is False
     assert only_out["full_stderr_path"] is None
     assert only_out["stdout_truncated"] is True
-    assert split_capped(only_out["stdout"]).stream == "stdout"
+    assert support.split_capped(only_out["stdout"]).stream == "stdout"
 
-    both = await execute(
+    both = await support.execute(
         client, session_id, "head -c 100000 /dev/zero | tr '\\0' o; head -c 200000 /dev/zero | tr '\\0' e >&2"
     )
-    out, err = split_capped(both["stdout"]), split_capped(both["stderr"])
+    out, err = support.split_capped(both["stdout"]), support.split_capped(both["stderr"])
     assert (out.stream, out.total, out.cut) == ("stdout", 100_000, 100_000 - cap)
     assert (err.stream, err.total, err.cut) == ("stderr", 200_000, 200_000 - cap)
     assert set(out.head + out.tail) == {"o"}
     assert set(err.head + err.tail) == {"e"}
     assert both["full_stdout_path"] != both["full_stderr_path"]
-    assert host_path(state_dir, session_id, both["full_stdout_path"]).read_bytes() == b"o" * 100_000
-    assert host_path(state_dir, session_id, both["full_stderr_path"]).read_bytes() == b"e" * 200_000
+    assert support.host_path(state_dir, session_id, both["full_stdout_path"]).read_bytes() == b"o" * 100_000
+    assert support.host_path(state_dir, session_id, both["full_stderr_path"]).read_bytes() == b"e" * 200_000
 
 
 async def test_invalid_utf8_is_replaced_not_an_error(client: Client) -> None:
-    session_id = await new_session(client)
+    session_id = await support.new_session(client)
 
-    small = await execute(client, session_id, "printf 'ok\\377\\376bad\\300\\n'; printf '\\377err' >&2")
+    small = await support.execute(client, session_id, "printf 'ok\\377\\376bad\\300\\n'; printf '\\377err' >&2")
     assert small["exit_code"] == 0
-    assert small["stdout"] == f"ok{REPLACEMENT}{REPLACEMENT}bad{REPLACEMENT}\n"
-    assert small["stderr"] == f"{REPLACEMENT}err"
+    assert small["stdout"] == f"ok{support.REPLACEMENT}{support.REPLACEMENT}bad{support.REPLACEMENT}\n"
+    assert small["stderr"] == f"{support.REPLACEMENT}err"
     assert small["stdout_bytes"] == 9
     assert small["stderr_bytes"] == 4
 
     # Invalid bytes at the very start and end of a capped stream.
-    big = await execute(client, session_id, "printf '\\377'; head -c 200000 /dev/zero | tr '\\0' a; printf '\\376'")
-    capped = split_capped(big["stdout"])
-    assert capped.head.startswith(REPLACEMENT + "a")
-    assert capped.tail.endswith("a" + REPLACEMENT)
+    big = await support.execute(
+        client, session_id, "printf '\\377'; head -c 200000 /dev/zero | tr '\\0' a; printf '\\376'"
+    )
+    capped = support.split_capped(big["stdout"])
+    assert capped.head.startswith(support.REPLACEMENT + "a")
+    assert capped.tail.endswith("a" + support.REPLACEMENT)
 
     # And in a background process's output.
-    started = await tool(client, "start_process", session_id=session_id, command="printf 'x\\377y\\n'")
-    await tool(client, "wait_process", session_id=session_id, process_id=started["process_id"], timeout_ms=10000)
-    read = await tool(client, "read_process_output", session_id=session_id, process_id=started["process_id"])
-    assert read["stdout"] == f"x{REPLACEMENT}y\n"
+    started = await support.tool(client, "start_process", session_id=session_id, command="printf 'x\\377y\\n'")
+    await support.tool(
+        client, "wait_process", session_id=session_id, process_id=started["process_id"], timeout_ms=10000
+    )
+    read = await support.tool(client, "read_process_output", session_id=session_id, process_id=started["process_id"])
+    assert read["stdout"] == f"x{support.REPLACEMENT}y\n"
 
 
 #: Valid UTF-8 longer than the cap, as (piece, repeat) runs. With the default 64 KiB cap (16 KiB
@@ -271,19 +262,19 @@ def _multibyte_command(kind: str) -> str:
     return f"python3 -c \"import sys; sys.stdout.buffer.write(b''.join(bytes.fromhex(h) * n for h, n in {runs}))\""
 
 
-async def _capped_multibyte(client: Client, kind: str) -> tuple[str, dict[str, Any], Capped]:
+async def _capped_multibyte(client: Client, kind: str) -> tuple[str, dict[str, Any], support.Capped]:
     """Run a multi-byte case; anything wrong before the UTF-8 checks raises RuntimeError, not AssertionError.
 
     So a failing precondition is told apart from the UTF-8 property the tests check.
     """
     text = _multibyte_text(kind)
     try:
-        session_id = await new_session(client)
-        result = await execute(client, session_id, _multibyte_command(kind))
+        session_id = await support.new_session(client)
+        result = await support.execute(client, session_id, _multibyte_command(kind))
         assert result["exit_code"] == 0, result
         assert result["stdout_truncated"] is True
         assert result["stdout_bytes"] == len(text.encode())
-        capped = split_capped(result["stdout"])
+        capped = support.split_capped(result["stdout"])
         assert capped.total == len(text.encode())
     except AssertionError as exc:
         raise RuntimeError(f"precondition failed: {exc}") from exc
@@ -295,11 +286,11 @@ async def test_multibyte_output_cut_at_the_cap_has_no_broken_characters(client: 
     text, result, capped = await _capped_multibyte(client, kind)
 
     # Every character shown is a real one: at most one replacement char, and only where the head was cut.
-    assert result["stdout"].count(REPLACEMENT) <= 1
-    head = capped.head.removesuffix(REPLACEMENT)
-    assert REPLACEMENT not in head
+    assert result["stdout"].count(support.REPLACEMENT) <= 1
+    head = capped.head.removesuffix(support.REPLACEMENT)
+    assert support.REPLACEMENT not in head
     assert text.startswith(head)
-    assert REPLACEMENT not in capped.tail
+    assert support.REPLACEMENT not in capped.tail
     assert text.endswith(capped.tail)
     assert len(head) > 1000
     assert len(capped.tail) > 1000
@@ -310,7 +301,7 @@ async def test_multibyte_output_cut_at_the_cap_has_no_broken_characters(client: 
 @pytest.mark.parametrize("kind", ["emoji", "euro"])
 async def test_head_cut_inside_a_character_is_trimmed_not_replaced(client: Client, kind: str) -> None:
     text, result, capped = await _capped_multibyte(client, kind)
-    assert REPLACEMENT not in result["stdout"]
+    assert support.REPLACEMENT not in result["stdout"]
     assert text.startswith(capped.head)
 
 
@@ -338,15 +329,15 @@ def _kill_session_agent(session_id: str) -> None:
 
 async def test_full_output_file_is_not_overwritten_after_a_sandbox_restart(client: Client, state_dir: Path) -> None:
     try:
-        session_id = await new_session(client)
-        first = await execute(client, session_id, "head -c 100000 /dev/zero | tr '\\0' A")
+        session_id = await support.new_session(client)
+        first = await support.execute(client, session_id, "head -c 100000 /dev/zero | tr '\\0' A")
         first_path = first["full_stdout_path"]
         assert first_path
-        first_file = host_path(state_dir, session_id, first_path)
+        first_file = support.host_path(state_dir, session_id, first_path)
         assert first_file.read_bytes() == b"A" * 100_000
         _kill_session_agent(session_id)  # the sandbox dies; the next call restarts it
         second: dict[str, Any] = {}
-        with anyio.fail_after(CALL_TIMEOUT):
+        with anyio.fail_after(support.CALL_TIMEOUT):
             for _ in range(50):
                 result = await client.call_tool(
                     "execute_command",

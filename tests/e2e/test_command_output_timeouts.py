@@ -12,15 +12,7 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.testing.calls import call_error
-from tests.e2e.command_output_support import (
-    CALL_TIMEOUT,
-    execute,
-    host_path,
-    new_session,
-    numbered_lines,
-    split_capped,
-    tool,
-)
+from tests.e2e import command_output_support as support
 
 pytestmark = pytest.mark.anyio
 
@@ -38,9 +30,9 @@ TIMEOUT_CASES = {
 @pytest.mark.parametrize("kind", list(TIMEOUT_CASES))
 async def test_timed_out_command_returns_the_output_it_printed(client: Client, kind: str) -> None:
     command, stdout, stderr, signum = TIMEOUT_CASES[kind]
-    session_id = await new_session(client)
+    session_id = await support.new_session(client)
     started = time.monotonic()
-    result = await execute(client, session_id, command, timeout_ms=1000)
+    result = await support.execute(client, session_id, command, timeout_ms=1000)
     took = time.monotonic() - started
 
     assert result["timed_out"] is True
@@ -53,27 +45,27 @@ async def test_timed_out_command_returns_the_output_it_printed(client: Client, k
     assert 1.0 <= took < 6.0, f"took {took:.1f} s"
     assert 1000 <= result["duration_ms"] < 6000
     # The session is fine afterwards, with nothing of the command left running.
-    after = await execute(client, session_id, "cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$' || true")
+    after = await support.execute(client, session_id, "cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$' || true")
     assert after["stdout"].strip() == "0"
 
 
 async def test_timed_out_command_past_the_cap_returns_capped_output_and_full_file(
     client: Client, state_dir: Path
 ) -> None:
-    session_id = await new_session(client)
-    result = await execute(
+    session_id = await support.new_session(client)
+    result = await support.execute(
         client, session_id, "head -c 200000 /dev/zero | tr '\\0' b; echo; echo last-line; sleep 30", timeout_ms=1500
     )
     total = 200_000 + len("\nlast-line\n")
     assert result["timed_out"] is True
     assert result["stdout_truncated"] is True
     assert result["stdout_bytes"] == total
-    capped = split_capped(result["stdout"])
+    capped = support.split_capped(result["stdout"])
     assert capped.total == total
     assert capped.head.startswith("bbbb")
     assert capped.tail.endswith("b\nlast-line\n")
     assert result["full_stdout_path"]
-    assert host_path(state_dir, session_id, result["full_stdout_path"]).stat().st_size == total
+    assert support.host_path(state_dir, session_id, result["full_stdout_path"]).stat().st_size == total
 
 
 # Background processes: ring, dropped bytes, cursors ------------------------------------------------------
@@ -85,17 +77,19 @@ BACKGROUND_LINES = 450_000
 async def _wait_for_stdout_bytes(client: Client, session_id: str, process_id: str, total: int) -> None:
     with anyio.fail_after(30):
         while True:
-            status = await tool(client, "wait_process", session_id=session_id, process_id=process_id, timeout_ms=50)
+            status = await support.tool(
+                client, "wait_process", session_id=session_id, process_id=process_id, timeout_ms=50
+            )
             if status["stdout_bytes"] >= total:
                 assert status["stdout_bytes"] == total
                 return
 
 
 async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the_newest(client: Client) -> None:
-    expected = numbered_lines(BACKGROUND_LINES)
+    expected = support.numbered_lines(BACKGROUND_LINES)
     assert len(expected) > 3_000_000
-    session_id = await new_session(client)
-    process = await tool(
+    session_id = await support.new_session(client)
+    process = await support.tool(
         client,
         "start_process",
         session_id=session_id,
@@ -105,7 +99,7 @@ async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the
     await _wait_for_stdout_bytes(client, session_id, process_id, len(expected))
 
     # From the start: what was dropped is reported, and the text is the kept output from there on.
-    first = await tool(client, "read_process_output", session_id=session_id, process_id=process_id)
+    first = await support.tool(client, "read_process_output", session_id=session_id, process_id=process_id)
     dropped = first["dropped_bytes"]
     assert dropped > 0
     assert first["stdout"].encode() == expected[dropped : dropped + len(first["stdout"].encode())]
@@ -117,7 +111,9 @@ async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the
     cursor, more = first["cursor"], first["more"]
     reads = 1
     while more:
-        chunk = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor)
+        chunk = await support.tool(
+            client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor
+        )
         assert chunk["dropped_bytes"] == 0
         kept += chunk["stdout"].encode()
         cursor, more = chunk["cursor"], chunk["more"]
@@ -127,15 +123,19 @@ async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the
     assert cursor == f"{len(expected)}:0"
 
     # A stale cursor (the start again) still says what it missed.
-    again = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor="0:0")
+    again = await support.tool(
+        client, "read_process_output", session_id=session_id, process_id=process_id, cursor="0:0"
+    )
     assert again["dropped_bytes"] == dropped
 
     # With the latest cursor: nothing old comes back, only what is printed after it.
-    nothing = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor)
+    nothing = await support.tool(
+        client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor
+    )
     assert (nothing["stdout"], nothing["stderr"], nothing["more"], nothing["dropped_bytes"]) == ("", "", False, 0)
     assert nothing["cursor"] == cursor
-    await tool(client, "write_process_input", session_id=session_id, process_id=process_id, data="hello\n")
-    new = await tool(
+    await support.tool(client, "write_process_input", session_id=session_id, process_id=process_id, data="hello\n")
+    new = await support.tool(
         client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor, wait_ms=10000
     )
     assert new["stdout"] == "after:hello\n"
@@ -145,16 +145,16 @@ async def test_background_reads_after_overflow_report_dropped_bytes_and_keep_the
 
 @pytest.mark.parametrize("cursor", ["garbage", "1:2:3", "-1:0", "12", "a:b", " 0:0"])
 async def test_malformed_cursor_is_a_clear_error(client: Client, cursor: str) -> None:
-    session_id = await new_session(client)
-    process = await tool(client, "start_process", session_id=session_id, command="echo hi; sleep 30")
+    session_id = await support.new_session(client)
+    process = await support.tool(client, "start_process", session_id=session_id, command="echo hi; sleep 30")
     process_id = process["process_id"]
 
-    with anyio.fail_after(CALL_TIMEOUT):
+    with anyio.fail_after(support.CALL_TIMEOUT):
         message = await call_error(
             client, "read_process_output", session_id=session_id, process_id=process_id, cursor=cursor
         )
     assert f"cursor {cursor!r} is not valid" in message
     assert "omit it" in message  # says how to recover
     # The process is untouched: a read without a cursor still works.
-    read = await tool(client, "read_process_output", session_id=session_id, process_id=process_id, wait_ms=5000)
+    read = await support.tool(client, "read_process_output", session_id=session_id, process_id=process_id, wait_ms=5000)
     assert read["stdout"] == "hi\n"

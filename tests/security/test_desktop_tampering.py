@@ -15,21 +15,7 @@ from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error, error_text
 from agentbay_mcp.testing.desktop import new_desktop_session, start_xterm, window_titles
 from agentbay_mcp.testing.host import sandbox_namespace
-from tests.security.desktop_attacks import (
-    CLEAR_ERRORS,
-    SOCKET,
-    XAUTHORITY,
-    desktop_answers,
-    kill_9,
-    no_processes_left,
-    probe_x,
-    run,
-    serve,
-    session_tmp,
-    start_background,
-    wait_for_output,
-    x_client,
-)
+from tests.security import desktop_attacks as attacks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -50,11 +36,11 @@ import time; time.sleep(120)
 
 
 async def test_a_five_megabyte_window_title_is_capped(settings: Settings) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         with anyio.fail_after(20):
             started = await call(
-                client, "start_app", session_id=session_id, start_cmd=x_client(HUGE_TITLE), wait_ms=15_000
+                client, "start_app", session_id=session_id, start_cmd=attacks.x_client(HUGE_TITLE), wait_ms=15_000
             )
         assert started["window"] is not None
         assert len(started["window"]["title"]) == 1024
@@ -88,11 +74,11 @@ time.sleep(120)
 
 
 async def test_a_thousand_windows_are_listed_fast_and_capped(settings: Settings) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         await window_titles(client, session_id)
-        flood = await start_background(client, session_id, x_client(MANY_WINDOWS))
-        output = await wait_for_output(client, session_id, flood, "managed", timeout=40)
+        flood = await attacks.start_background(client, session_id, attacks.x_client(MANY_WINDOWS))
+        output = await attacks.wait_for_output(client, session_id, flood, "managed", timeout=40)
         assert "managed 1000" in output
         for _ in range(3):
             began = time.monotonic()
@@ -107,11 +93,11 @@ async def test_a_thousand_windows_are_listed_fast_and_capped(settings: Settings)
 
 
 async def test_deleting_the_x_socket(settings: Settings, state_dir: Path) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         namespace = sandbox_namespace(state_dir, session_id)
         await start_xterm(client, session_id, "connected")
-        await run(client, session_id, f"rm -f {SOCKET}")
+        await attacks.run(client, session_id, f"rm -f {attacks.SOCKET}")
         # The agent's connection is already open: the desktop keeps answering.
         assert await window_titles(client, session_id) == ["connected"]
         # A new application cannot connect: a clear error, not a hang.
@@ -120,21 +106,21 @@ async def test_deleting_the_x_socket(settings: Settings, state_dir: Path) -> Non
         assert "exited at once" in message
         assert ":0" in message
         # Killing the display brings up a fresh one, with a socket again.
-        await run(client, session_id, kill_9("Xvfb"))
+        await attacks.run(client, session_id, attacks.kill_9("Xvfb"))
         with anyio.fail_after(30):
-            await desktop_answers(client, session_id)
+            await attacks.desktop_answers(client, session_id)
         await start_xterm(client, session_id, "reconnected")
         with anyio.fail_after(10):
             await call(client, "delete_session", session_id=session_id)
-        no_processes_left(namespace)
+        attacks.no_processes_left(namespace)
 
 
 async def test_overwriting_the_xauthority_file(settings: Settings, state_dir: Path) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         namespace = sandbox_namespace(state_dir, session_id)
         await start_xterm(client, session_id, "connected")
-        await run(client, session_id, f"head -c 95 /dev/urandom > {XAUTHORITY}")
+        await attacks.run(client, session_id, f"head -c 95 /dev/urandom > {attacks.XAUTHORITY}")
         assert await window_titles(client, session_id) == ["connected"]  # the agent's connection is open
         # A new application either cannot authenticate (a clear error) or, if the X server re-read the
         # file, gets in (see test_a_session_cannot_switch_off_x_authentication): never a hang.
@@ -143,76 +129,84 @@ async def test_overwriting_the_xauthority_file(settings: Settings, state_dir: Pa
         if result.is_error:
             assert "exited at once" in error_text(result)
         # A restarted display writes a fresh cookie file: new applications work again.
-        await run(client, session_id, kill_9("openbox"))
+        await attacks.run(client, session_id, attacks.kill_9("openbox"))
         with anyio.fail_after(30):
-            assert await desktop_answers(client, session_id) == []
+            assert await attacks.desktop_answers(client, session_id) == []
         await start_xterm(client, session_id, "fresh-cookie")
-        assert probe_x("unix", str(session_tmp(state_dir, session_id) / SOCKET.removeprefix("/tmp/")), "") in (
+        assert attacks.probe_x(
+            "unix", str(attacks.session_tmp(state_dir, session_id) / attacks.SOCKET.removeprefix("/tmp/")), ""
+        ) in (
             "reply:0",
             "reply:2",
         )
         with anyio.fail_after(10):
             await call(client, "delete_session", session_id=session_id)
-        no_processes_left(namespace)
+        attacks.no_processes_left(namespace)
 
 
 async def test_a_session_cannot_switch_off_x_authentication(settings: Settings, state_dir: Path) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         await window_titles(client, session_id)
-        path = str(session_tmp(state_dir, session_id) / SOCKET.removeprefix("/tmp/"))
-        assert probe_x("unix", path, "") in ("reply:0", "reply:2")
+        path = str(attacks.session_tmp(state_dir, session_id) / attacks.SOCKET.removeprefix("/tmp/"))
+        assert attacks.probe_x("unix", path, "") in ("reply:0", "reply:2")
         # Empty the cookie file; the future mtime makes the X server's one-second change check see it.
-        await run(client, session_id, f": > {XAUTHORITY}; touch -d @$(( $(date +%s) + 5 )) {XAUTHORITY}")
-        assert probe_x("unix", path, "") in ("reply:0", "reply:2")
+        await attacks.run(
+            client, session_id, f": > {attacks.XAUTHORITY}; touch -d @$(( $(date +%s) + 5 )) {attacks.XAUTHORITY}"
+        )
+        assert attacks.probe_x("unix", path, "") in ("reply:0", "reply:2")
 
 
 async def test_a_display_directory_that_is_a_file_is_a_clear_error(settings: Settings, state_dir: Path) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         namespace = sandbox_namespace(state_dir, session_id)
         await window_titles(client, session_id)
         display_dir = "/tmp/.agentbay/display"
-        await run(client, session_id, f"rm -rf {display_dir}; echo x > {display_dir}; " + kill_9("Xvfb"))
+        await attacks.run(
+            client, session_id, f"rm -rf {display_dir}; echo x > {display_dir}; " + attacks.kill_9("Xvfb")
+        )
         with anyio.fail_after(20):
             message = await call_error(client, "list_windows", session_id=session_id)
         assert "desktop is unavailable: cannot prepare the display's files" in message
-        await run(client, session_id, f"rm {display_dir}")
+        await attacks.run(client, session_id, f"rm {display_dir}")
         with anyio.fail_after(30):
-            assert await desktop_answers(client, session_id) == []
+            assert await attacks.desktop_answers(client, session_id) == []
         with anyio.fail_after(10):
             await call(client, "delete_session", session_id=session_id)
-        no_processes_left(namespace)
+        attacks.no_processes_left(namespace)
 
 
 async def test_a_fifo_in_place_of_the_xauthority_file_does_not_hang_the_agent(
     settings: Settings, state_dir: Path
 ) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         namespace = sandbox_namespace(state_dir, session_id)
         await window_titles(client, session_id)
-        await run(client, session_id, f"rm -f {XAUTHORITY}; mkfifo {XAUTHORITY}; " + kill_9("Xvfb"))
+        await attacks.run(
+            client, session_id, f"rm -f {attacks.XAUTHORITY}; mkfifo {attacks.XAUTHORITY}; " + attacks.kill_9("Xvfb")
+        )
         try:
             with anyio.move_on_after(8) as waited:
                 result = await client.call_tool("list_windows", {"session_id": session_id})
                 if result.is_error:
                     message = error_text(result)
-                    assert any(clear in message for clear in CLEAR_ERRORS), message
+                    assert any(clear in message for clear in attacks.CLEAR_ERRORS), message
                 # The session itself must still work.
-                assert (await run(client, session_id, "echo alive", timeout_ms=2000))["stdout"] == "alive\n"
+                assert (await attacks.run(client, session_id, "echo alive", timeout_ms=2000))["stdout"] == "alive\n"
             assert not waited.cancelled_caught, "the session's agent hung"
         finally:
             with anyio.fail_after(10):
                 await call(client, "delete_session", session_id=session_id)
-            no_processes_left(namespace)
+            attacks.no_processes_left(namespace)
 
 
 # 7. Deleting a session while a desktop call runs ------------------------------------------------
 
 
 async def test_deleting_a_session_during_start_app(settings: Settings, state_dir: Path) -> None:
-    async with serve(settings) as client:
+    async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         namespace = sandbox_namespace(state_dir, session_id)
         await window_titles(client, session_id)
@@ -237,4 +231,4 @@ async def test_deleting_a_session_during_start_app(settings: Settings, state_dir
         result = outcome["result"]
         assert result.is_error, result.structured_content
         assert outcome["ended"] - deleted_at < 2
-        no_processes_left(namespace)
+        attacks.no_processes_left(namespace)

@@ -19,18 +19,7 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.testing.calls import call
-from tests.security.file_attacks import (
-    CALL_SECONDS,
-    Canaries,
-    HostWatch,
-    Outcome,
-    assert_clear_error,
-    attempt,
-    home_of,
-    new_session,
-    readable_as_sandbox_uid,
-    run,
-)
+from tests.security import file_attacks as attacks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -75,7 +64,7 @@ MOVE_SOURCES_SKIPPED = ("/dev/zero", "/dev/random", "/dev/urandom", "/dev/full",
 
 
 def hostile_paths(
-    canaries: Canaries, other_home: Path, other_name: str, own_session: Path, state_dir: Path
+    canaries: attacks.Canaries, other_home: Path, other_name: str, own_session: Path, state_dir: Path
 ) -> list[str]:
     """At least 50 paths an attacker would try, as the model would pass them to the file tools."""
     canary_file, canary_dir = str(canaries.secret_file), str(canaries.directory)
@@ -179,36 +168,46 @@ def hostile_paths(
 SEARCHED = ("abs_", "rel_up", "proc_root", "root_link", "d/e/up", "/proc/1/root", "/proc/self/root")
 
 
-async def read_everything(client: Client, session_id: str, paths: list[str], *, search: bool) -> list[Outcome]:
+async def read_everything(client: Client, session_id: str, paths: list[str], *, search: bool) -> list[attacks.Outcome]:
     """read_file, get_file_info and list_directory of every path (and search_files below the symlinks)."""
     outcomes = []
     for path in paths:
         for tool in ("read_file", "get_file_info", "list_directory"):
-            outcomes.append(await attempt(client, tool, session_id=session_id, path=path))
+            outcomes.append(await attacks.attempt(client, tool, session_id=session_id, path=path))
         if search and path.startswith(SEARCHED):
-            outcomes.append(await attempt(client, "search_files", session_id=session_id, path=path, pattern="*secret*"))
+            outcomes.append(
+                await attacks.attempt(client, "search_files", session_id=session_id, path=path, pattern="*secret*")
+            )
     return outcomes
 
 
-async def write_and_move_everything(client: Client, session_id: str, paths: list[str], token: str) -> list[Outcome]:
+async def write_and_move_everything(
+    client: Client, session_id: str, paths: list[str], token: str
+) -> list[attacks.Outcome]:
     """write_file to each path and below it; move_file a session file to it, and it to a new name."""
     outcomes = []
     for number, path in enumerate(paths):
         content = f"W-{token}-{number}"
-        outcomes.append(await attempt(client, "write_file", session_id=session_id, path=path, content=content))
+        outcomes.append(await attacks.attempt(client, "write_file", session_id=session_id, path=path, content=content))
         below = f"{path}/w-{token}-{number}"
         if "\x00" not in below and len(below) < 4000:
-            outcomes.append(await attempt(client, "write_file", session_id=session_id, path=below, content=content))
+            outcomes.append(
+                await attacks.attempt(client, "write_file", session_id=session_id, path=below, content=content)
+            )
     for number, path in enumerate(paths):
         source = f"src-{token}-{number}"
-        outcomes.append(await attempt(client, "move_file", session_id=session_id, source=source, destination=path))
+        outcomes.append(
+            await attacks.attempt(client, "move_file", session_id=session_id, source=source, destination=path)
+        )
         if path not in MOVE_SOURCES_SKIPPED:
             moved = f"moved-{token}-{number}"
-            outcomes.append(await attempt(client, "move_file", session_id=session_id, source=path, destination=moved))
+            outcomes.append(
+                await attacks.attempt(client, "move_file", session_id=session_id, source=path, destination=moved)
+            )
     return outcomes
 
 
-def assert_no_hidden_names(outcomes: list[Outcome], hidden: list[str]) -> None:
+def assert_no_hidden_names(outcomes: list[attacks.Outcome], hidden: list[str]) -> None:
     """No listing or search shows a name that only exists on the host."""
     for outcome in outcomes:
         if outcome.ok and outcome.tool in ("list_directory", "search_files"):
@@ -218,14 +217,14 @@ def assert_no_hidden_names(outcomes: list[Outcome], hidden: list[str]) -> None:
             assert not shown, f"{outcome}: a host-only name is visible: {shown}"
 
 
-def assert_contained(outcomes: list[Outcome], forbidden: list[str], paths: list[str]) -> None:
+def assert_contained(outcomes: list[attacks.Outcome], forbidden: list[str], paths: list[str]) -> None:
     """No result carries host data; every call answered in time; every refusal is clear."""
     for outcome in outcomes:
         leaked = [secret for secret in forbidden if secret in outcome.text]
         assert not leaked, f"host data leaked into a tool result: {outcome}"
-        assert outcome.seconds < CALL_SECONDS, f"took {outcome.seconds:.1f} s (a hang?): {outcome}"
+        assert outcome.seconds < attacks.CALL_SECONDS, f"took {outcome.seconds:.1f} s (a hang?): {outcome}"
         if not outcome.ok:
-            assert_clear_error(outcome)
+            attacks.assert_clear_error(outcome)
     for path in paths:  # junk is refused up front, saying why
         about = [o for o in outcomes if o.arguments.get("path") == path]
         if "\x00" in path:
@@ -237,15 +236,15 @@ def assert_contained(outcomes: list[Outcome], forbidden: list[str], paths: list[
 
 
 async def test_hostile_path_corpus_stays_inside_the_session(
-    client: Client, state_dir: Path, tmp_path: Path, canaries: Canaries
+    client: Client, state_dir: Path, tmp_path: Path, canaries: attacks.Canaries
 ) -> None:
     token = secrets.token_hex(6)
-    victim = await new_session(client)
-    other_home = home_of(state_dir, victim)
+    victim = await attacks.new_session(client)
+    other_home = attacks.home_of(state_dir, victim)
     other_name = f"b-secret-{secrets.token_hex(6)}.txt"
     other_secret = f"OTHER-SESSION-{secrets.token_hex(16)}"
-    await run(client, victim, f"echo {other_secret} > {other_name}")
-    session_id = await new_session(client)
+    await attacks.run(client, victim, f"echo {other_secret} > {other_name}")
+    session_id = await attacks.new_session(client)
     own_session = state_dir / "sessions" / session_id
     own_secret = f"SESSION-DIR-{secrets.token_hex(16)}"
     (own_session / "host-only.txt").write_text(own_secret)  # in the session's dir, but outside home and tmp
@@ -253,7 +252,9 @@ async def test_hostile_path_corpus_stays_inside_the_session(
     forbidden = [*canaries.secrets(), other_secret, own_secret]
     # Proves the test: the sandbox uid could read each canary on the host, were it visible.
     for path in canaries.files():
-        assert readable_as_sandbox_uid(path), f"{path} is not readable by the sandbox uid: the test proves nothing"
+        assert attacks.readable_as_sandbox_uid(path), (
+            f"{path} is not readable by the sandbox uid: the test proves nothing"
+        )
 
     paths = hostile_paths(canaries, other_home, other_name, own_session, state_dir)
     assert len(paths) >= 50
@@ -268,8 +269,10 @@ async def test_hostile_path_corpus_stays_inside_the_session(
         count=len(paths),
         token=token,
     )
-    await run(client, session_id, setup)
-    watch = HostWatch(tmp_path, canaries, (own_session / "home", own_session / "tmp", other_home.parent / "tmp"), token)
+    await attacks.run(client, session_id, setup)
+    watch = attacks.HostWatch(
+        tmp_path, canaries, (own_session / "home", own_session / "tmp", other_home.parent / "tmp"), token
+    )
 
     # Reads first (the writes below replace some of the symlinks).
     outcomes = await read_everything(client, session_id, paths, search=True)
@@ -288,7 +291,7 @@ async def test_hostile_path_corpus_stays_inside_the_session(
     assert_contained(outcomes, forbidden, paths)
     print(f"corpus: {len(paths)} paths, {len(outcomes)} calls, {sum(not o.ok for o in outcomes)} refused")
     # The session still works, the other session's file is intact, and nothing outside changed.
-    assert (await run(client, session_id, "echo alive"))["stdout"] == "alive\n"
+    assert (await attacks.run(client, session_id, "echo alive"))["stdout"] == "alive\n"
     assert (other_home / other_name).read_text() == f"{other_secret}\n"
     watch.check()
 
@@ -335,20 +338,20 @@ while True:
 
 
 async def test_symlink_swap_race_never_reaches_outside(
-    client: Client, state_dir: Path, tmp_path: Path, canaries: Canaries
+    client: Client, state_dir: Path, tmp_path: Path, canaries: attacks.Canaries
 ) -> None:
     token = secrets.token_hex(6)
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     name = canaries.secret_file.name  # the same name inside, so a host-side resolution would find the canary
     inside = f"INSIDE-{token}"
-    await run(client, session_id, f"mkdir -p d/sub && echo {inside} > d/{name} && echo sub > d/sub/inner.txt")
+    await attacks.run(client, session_id, f"mkdir -p d/sub && echo {inside} > d/{name} && echo sub > d/sub/inner.txt")
     await call(client, "write_file", session_id=session_id, path="swap.py", content=SWAPPER)
     own_session = state_dir / "sessions" / session_id
-    watch = HostWatch(tmp_path, canaries, (own_session / "home", own_session / "tmp"), token)
+    watch = attacks.HostWatch(tmp_path, canaries, (own_session / "home", own_session / "tmp"), token)
     swapper = await call(
         client, "start_process", session_id=session_id, command=f"exec python3 swap.py {canaries.directory} /"
     )
-    outcomes: list[Outcome] = []
+    outcomes: list[attacks.Outcome] = []
     counter = iter(range(10**9))
 
     async def hammer(deadline: float, step: Any) -> None:
@@ -356,18 +359,18 @@ async def test_symlink_swap_race_never_reaches_outside(
             outcomes.append(await step())
 
     def reader(path: str) -> Any:
-        return lambda: attempt(client, "read_file", session_id=session_id, path=path)
+        return lambda: attacks.attempt(client, "read_file", session_id=session_id, path=path)
 
     def lister(path: str) -> Any:
-        return lambda: attempt(client, "list_directory", session_id=session_id, path=path)
+        return lambda: attacks.attempt(client, "list_directory", session_id=session_id, path=path)
 
     def writer(prefix: str) -> Any:
-        return lambda: attempt(
+        return lambda: attacks.attempt(
             client, "write_file", session_id=session_id, path=f"{prefix}/w-{token}-{next(counter)}", content=token
         )
 
     def informer(path: str) -> Any:
-        return lambda: attempt(client, "get_file_info", session_id=session_id, path=path)
+        return lambda: attacks.attempt(client, "get_file_info", session_id=session_id, path=path)
 
     try:
         assert await wait_for_file(client, session_id, "/tmp/swaps"), "the swapper never got going"
@@ -394,7 +397,7 @@ async def test_symlink_swap_race_never_reaches_outside(
         leaked = [secret for secret in canaries.secrets() if secret in outcome.text]
         assert not leaked, f"the race read a host file: {outcome}"
         if not outcome.ok:
-            assert_clear_error(outcome)
+            attacks.assert_clear_error(outcome)
     reads = [o for o in outcomes if o.tool == "read_file" and o.ok and name in o.arguments["path"]]
     assert reads, "no read through d ever succeeded"
     assert all(o.structured and o.structured["content"] == f"{inside}\n" for o in reads)
@@ -418,7 +421,7 @@ async def test_symlink_swap_race_never_reaches_outside(
 async def wait_for_file(client: Client, session_id: str, path: str, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (await attempt(client, "get_file_info", session_id=session_id, path=path)).ok:
+        if (await attacks.attempt(client, "get_file_info", session_id=session_id, path=path)).ok:
             return True
         await anyio.sleep(0.1)
     return False

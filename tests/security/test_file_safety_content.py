@@ -16,16 +16,7 @@ from mcp import Client
 from mcp_types import ImageContent
 
 from agentbay_mcp.testing.calls import call, call_error, error_text
-from tests.security.file_attacks import (
-    CALL_SECONDS,
-    HOST_FILES,
-    attempt,
-    digest,
-    home_of,
-    new_session,
-    on_host,
-    run,
-)
+from tests.security import file_attacks as attacks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -49,12 +40,12 @@ def png_bytes(width: int = 3, height: int = 2) -> bytes:
 async def put_bytes(client: Client, session_id: str, path: str, data: bytes) -> None:
     """Write arbitrary bytes in the session: base64 text through write_file, decoded by `base64 -d`."""
     await call(client, "write_file", session_id=session_id, path=f"{path}.b64", content=base64.b64encode(data).decode())
-    await run(client, session_id, f"base64 -d '{path}.b64' > '{path}' && rm '{path}.b64'")
+    await attacks.run(client, session_id, f"base64 -d '{path}.b64' > '{path}' && rm '{path}.b64'")
 
 
 async def test_text_images_empty_and_binary_files(client: Client, state_dir: Path) -> None:
-    session_id = await new_session(client)
-    home = home_of(state_dir, session_id)
+    session_id = await attacks.new_session(client)
+    home = attacks.home_of(state_dir, session_id)
 
     invalid = b"valid \xc3\xa9 then \xff\xfe broken \xc3 and \xed\xa0\x80 end\n"
     await put_bytes(client, session_id, "invalid.txt", invalid)
@@ -98,7 +89,7 @@ async def test_text_images_empty_and_binary_files(client: Client, state_dir: Pat
     fake = await call(client, "read_file", session_id=session_id, path="fake.png")
     assert (fake["encoding"], fake["content"]) == ("utf-8", "just text\n")
 
-    await run(client, session_id, ": > empty.txt")
+    await attacks.run(client, session_id, ": > empty.txt")
     empty = await call(client, "read_file", session_id=session_id, path="empty.txt")
     assert (empty["content"], empty["size"], empty["length"], empty["next_offset"]) == ("", 0, 0, None)
     assert empty["invalid_utf8"] is False
@@ -128,10 +119,10 @@ async def test_text_images_empty_and_binary_files(client: Client, state_dir: Pat
 
 async def test_read_only_areas_refuse_writes_and_name_the_path(client: Client, state_dir: Path) -> None:
     token = secrets.token_hex(6)
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     await call(client, "write_file", session_id=session_id, path="keep.txt", content=f"keep {token}\n")
     hostname_before = (await call(client, "read_file", session_id=session_id, path="/etc/hostname"))["content"]
-    host_before = {p: digest(p) for p in HOST_FILES}
+    host_before = {p: attacks.digest(p) for p in attacks.HOST_FILES}
     targets = [
         f"/usr/probe-{token}",
         f"/usr/lib/probe-{token}/deep",
@@ -153,19 +144,19 @@ async def test_read_only_areas_refuse_writes_and_name_the_path(client: Client, s
             assert (arguments["path"] in message) or (target in message), (tool, target, message)
         message = await call_error(client, "move_file", session_id=session_id, source="keep.txt", destination=target)
         assert "Read-only" in message or "Permission denied" in message or "already exists" in message, message
-        assert not on_host(target) or target in ("/etc/hostname", "/etc/passwd"), f"{target} on the host"
+        assert not attacks.on_host(target) or target in ("/etc/hostname", "/etc/passwd"), f"{target} on the host"
     # Nothing changed: the session's file, the sandbox's /etc, the host's files.
     assert (await call(client, "read_file", session_id=session_id, path="keep.txt"))["content"] == f"keep {token}\n"
     assert (await call(client, "read_file", session_id=session_id, path="/etc/hostname"))["content"] == hostname_before
     passwd = (await call(client, "read_file", session_id=session_id, path="/etc/passwd"))["content"]
     assert token not in passwd
-    assert {p: digest(p) for p in HOST_FILES} == host_before
-    listing = await run(client, session_id, "ls -a /usr /etc / /opt /home")
+    assert {p: attacks.digest(p) for p in attacks.HOST_FILES} == host_before
+    listing = await attacks.run(client, session_id, "ls -a /usr /etc / /opt /home")
     assert token not in listing["stdout"]
 
 
 async def test_move_into_a_read_only_area_names_the_destination(client: Client) -> None:
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     await call(client, "write_file", session_id=session_id, path="keep.txt", content="keep\n")
     for target in ("/usr/moved", "/etc/moved", "/moved"):
         message = await call_error(client, "move_file", session_id=session_id, source="keep.txt", destination=target)
@@ -174,10 +165,10 @@ async def test_move_into_a_read_only_area_names_the_destination(client: Client) 
 
 
 async def test_failed_cross_mount_move_leaves_nothing_behind(client: Client) -> None:
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     message = await call_error(client, "move_file", session_id=session_id, source="/etc/hostname", destination="h")
     assert "Read-only" in message or "Permission denied" in message, message
-    leftover = await attempt(client, "get_file_info", session_id=session_id, path="h")
+    leftover = await attacks.attempt(client, "get_file_info", session_id=session_id, path="h")
     assert not leftover.ok, f"the failed move left /home/user/h behind: {leftover}"
 
 
@@ -185,11 +176,11 @@ async def test_failed_cross_mount_move_leaves_nothing_behind(client: Client) -> 
 
 
 async def test_edit_file_errors_dry_run_and_atomic_write(client: Client, state_dir: Path) -> None:
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     original = "alpha = 1\nbeta = 2\nalpha = 1\ngamma = 3\n"
     await call(client, "write_file", session_id=session_id, path="src/conf.py", content=original)
-    await run(client, session_id, "chmod 640 src/conf.py")
-    host = home_of(state_dir, session_id) / "src" / "conf.py"
+    await attacks.run(client, session_id, "chmod 640 src/conf.py")
+    host = attacks.home_of(state_dir, session_id) / "src" / "conf.py"
     before = host.stat()
 
     message = await call_error(
@@ -237,12 +228,12 @@ async def test_edit_file_errors_dry_run_and_atomic_write(client: Client, state_d
     assert [e["name"] for e in listing["entries"]] == ["conf.py"]
 
     # Not text, not a regular file: refused without touching anything.
-    await run(client, session_id, "printf 'a\\377b' > src/bin.dat; mkfifo src/pipe")
+    await attacks.run(client, session_id, "printf 'a\\377b' > src/bin.dat; mkfifo src/pipe")
     message = await call_error(
         client, "edit_file", session_id=session_id, path="src/bin.dat", edits=[{"old_text": "a", "new_text": "b"}]
     )
     assert "not UTF-8" in message, message
-    with anyio.fail_after(CALL_SECONDS):
+    with anyio.fail_after(attacks.CALL_SECONDS):
         message = await call_error(
             client, "edit_file", session_id=session_id, path="src/pipe", edits=[{"old_text": "a", "new_text": "b"}]
         )

@@ -20,17 +20,7 @@ from mcp import Client
 from agentbay_mcp.testing.calls import call, call_error, unwrapped
 from agentbay_mcp.testing.rss import PeakRss
 from agentbay_mcp.testing.servers import stdio_params
-from tests.security.file_attacks import (
-    CALL_SECONDS,
-    GIB,
-    MIB,
-    assert_clear_error,
-    attempt,
-    home_of,
-    new_session,
-    run,
-    serve,
-)
+from tests.security import file_attacks as attacks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -67,28 +57,28 @@ def chunk_bytes(result: dict[str, Any]) -> bytes:
 
 
 async def test_2gb_sparse_file_reads_fast_at_any_offset_with_bounded_memory(state_dir: Path) -> None:
-    size = 2 * GIB
+    size = 2 * attacks.GIB
     start_mark, end_mark, middle_mark = (f"{where}-{secrets.token_hex(8)}" for where in ("START", "END", "MIDDLE"))
-    end_at, middle_at = size - 4096 + 100, GIB + 12345
+    end_at, middle_at = size - 4096 + 100, attacks.GIB + 12345
     with unwrapped():
         async with Client(stdio_params(state_dir)) as client:
-            session_id = await new_session(client)
-            await run(
+            session_id = await attacks.new_session(client)
+            await attacks.run(
                 client,
                 session_id,
                 f"truncate -s 2G big && printf {start_mark} | dd of=big bs=1 seek=100 conv=notrunc status=none "
                 f"&& printf {middle_mark} | dd of=big bs=1 seek={middle_at} conv=notrunc status=none "
                 f"&& printf {end_mark} | dd of=big bs=1 seek={end_at} conv=notrunc status=none",
             )
-            host_big = home_of(state_dir, session_id) / "big"
+            host_big = attacks.home_of(state_dir, session_id) / "big"
             assert host_big.stat().st_size == size
-            assert host_big.stat().st_blocks * 512 < 64 * MIB, "the file is not sparse"
+            assert host_big.stat().st_blocks * 512 < 64 * attacks.MIB, "the file is not sparse"
             server = server_process(state_dir)
             agent = sandbox_agent(server)
 
             async def timed(offset: int) -> tuple[float, bytes, dict[str, Any]]:
                 started = time.perf_counter()
-                with anyio.fail_after(CALL_SECONDS):
+                with anyio.fail_after(attacks.CALL_SECONDS):
                     result = await call(
                         client, "read_file", session_id=session_id, path="big", offset=offset, length=4096
                     )
@@ -123,20 +113,24 @@ async def test_2gb_sparse_file_reads_fast_at_any_offset_with_bounded_memory(stat
                 assert middle_mark.encode() in chunk_bytes(middle)
             print(
                 f"2 GiB sparse: 4 KiB near the start {start_s * 1000:.2f} ms, near the end {end_s * 1000:.2f} ms "
-                f"(medians); RSS growth over 41 x 256 KiB reads: server {rss.growth('server') / MIB:.1f} MiB, "
-                f"agent {rss.growth('agent') / MIB:.1f} MiB"
+                f"(medians); RSS growth over 41 x 256 KiB reads: server {rss.growth('server') / attacks.MIB:.1f} MiB, "
+                f"agent {rss.growth('agent') / attacks.MIB:.1f} MiB"
             )
-            assert rss.growth("server") < 50 * MIB, f"server RSS grew {rss.growth('server') / MIB:.1f} MiB"
-            assert rss.growth("agent") < 50 * MIB, f"agent RSS grew {rss.growth('agent') / MIB:.1f} MiB"
+            assert rss.growth("server") < 50 * attacks.MIB, (
+                f"server RSS grew {rss.growth('server') / attacks.MIB:.1f} MiB"
+            )
+            assert rss.growth("agent") < 50 * attacks.MIB, f"agent RSS grew {rss.growth('agent') / attacks.MIB:.1f} MiB"
 
 
 async def test_line_read_of_a_huge_file_without_newlines_is_bounded(state_dir: Path) -> None:
-    async with serve(state_dir, memory_limit_mb=256) as client:
-        session_id = await new_session(client)
-        await run(client, session_id, "truncate -s 2G big")
+    async with attacks.serve(state_dir, memory_limit_mb=256) as client:
+        session_id = await attacks.new_session(client)
+        await attacks.run(client, session_id, "truncate -s 2G big")
         sleeper = await call(client, "start_process", session_id=session_id, command="sleep 300")
-        outcome = await attempt(client, "read_file", session_id=session_id, path="big", start_line=1, line_count=1)
-        status = await attempt(
+        outcome = await attacks.attempt(
+            client, "read_file", session_id=session_id, path="big", start_line=1, line_count=1
+        )
+        status = await attacks.attempt(
             client, "wait_process", session_id=session_id, process_id=sleeper["process_id"], timeout_ms=0
         )
         assert status.ok, f"the read took the session's sandbox down: {outcome}; then {status}"
@@ -146,7 +140,7 @@ async def test_line_read_of_a_huge_file_without_newlines_is_bounded(state_dir: P
             assert outcome.structured is not None
             assert outcome.structured["length"] <= 256 * 1024
         else:
-            assert_clear_error(outcome)
+            attacks.assert_clear_error(outcome)
         assert outcome.seconds < 10, outcome
 
 
@@ -154,14 +148,14 @@ async def test_line_read_of_a_huge_file_without_newlines_is_bounded(state_dir: P
 
 
 async def test_overwrite_over_the_size_limit_keeps_the_original(state_dir: Path) -> None:
-    async with serve(state_dir, file_size_limit_mb=1) as client:
-        session_id = await new_session(client)
+    async with attacks.serve(state_dir, file_size_limit_mb=1) as client:
+        session_id = await attacks.new_session(client)
         original = "original content\n" * 100
         await call(client, "write_file", session_id=session_id, path="work/data.txt", content=original)
-        directory = home_of(state_dir, session_id) / "work"
+        directory = attacks.home_of(state_dir, session_id) / "work"
         inode = (directory / "data.txt").stat().st_ino
         message = await call_error(
-            client, "write_file", session_id=session_id, path="work/data.txt", content="y" * (2 * MIB)
+            client, "write_file", session_id=session_id, path="work/data.txt", content="y" * (2 * attacks.MIB)
         )
         assert "/home/user/work/data.txt" in message, message
         assert "File too large" in message, message
@@ -173,17 +167,17 @@ async def test_overwrite_over_the_size_limit_keeps_the_original(state_dir: Path)
         assert read["content"] == original
         # A new file over the limit fails the same way and leaves nothing.
         message = await call_error(
-            client, "write_file", session_id=session_id, path="work/new.txt", content="z" * (2 * MIB)
+            client, "write_file", session_id=session_id, path="work/new.txt", content="z" * (2 * attacks.MIB)
         )
         assert "File too large" in message, message
         assert sorted(os.listdir(directory)) == ["data.txt"], "a temporary file was left behind"
         # Under the limit it works.
-        await call(client, "write_file", session_id=session_id, path="work/data.txt", content="w" * (MIB // 2))
-        assert (directory / "data.txt").stat().st_size == MIB // 2
+        await call(client, "write_file", session_id=session_id, path="work/data.txt", content="w" * (attacks.MIB // 2))
+        assert (directory / "data.txt").stat().st_size == attacks.MIB // 2
 
 
 async def test_overwrite_on_a_full_disk_keeps_the_original(client: Client) -> None:
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     original = "original on shm\n"
     await call(client, "write_file", session_id=session_id, path="/dev/shm/keep.txt", content=original)
     # /dev/shm is the session's 64 MiB tmpfs: fill it up.
@@ -193,7 +187,7 @@ async def test_overwrite_on_a_full_disk_keeps_the_original(client: Client) -> No
     assert filled["exit_code"] != 0, filled
     assert "No space left" in filled["stderr"], filled
     message = await call_error(
-        client, "write_file", session_id=session_id, path="/dev/shm/keep.txt", content="n" * (2 * MIB)
+        client, "write_file", session_id=session_id, path="/dev/shm/keep.txt", content="n" * (2 * attacks.MIB)
     )
     assert "/dev/shm/keep.txt" in message, message
     assert "No space left" in message, message
@@ -201,7 +195,7 @@ async def test_overwrite_on_a_full_disk_keeps_the_original(client: Client) -> No
     assert (await call(client, "read_file", session_id=session_id, path="/dev/shm/keep.txt"))["content"] == original
     entries = await call(client, "list_directory", session_id=session_id, path="/dev/shm")
     assert sorted(e["name"] for e in entries["entries"]) == ["fill", "keep.txt"], "a temporary file was left behind"
-    await run(client, session_id, "rm /dev/shm/fill")
+    await attacks.run(client, session_id, "rm /dev/shm/fill")
 
 
 # 7. Lines and UTF-8 chunks ------------------------------------------------------------------------------
@@ -216,15 +210,15 @@ def numbered_line(number: int) -> str:
 
 async def test_line_windows_and_continuation_in_a_100k_line_file(state_dir: Path) -> None:
     lines = [numbered_line(n) for n in range(1, LINE_COUNT + 1)]
-    async with serve(state_dir) as client:
-        session_id = await new_session(client)
-        await run(
+    async with attacks.serve(state_dir) as client:
+        session_id = await attacks.new_session(client)
+        await attacks.run(
             client,
             session_id,
             "python3 -c \"import sys; sys.stdout.write(''.join(f'line {n} é€😀 {\\\"x\\\" * (n % 7)}\\n' "
             f'for n in range(1, {LINE_COUNT + 1})))" > lines.txt',
         )
-        assert (home_of(state_dir, session_id) / "lines.txt").read_text() == "".join(lines)
+        assert (attacks.home_of(state_dir, session_id) / "lines.txt").read_text() == "".join(lines)
 
         for start, count in ((1, 5), (2, 1), (4321, 17), (LINE_COUNT // 2, 100), (LINE_COUNT - 9, 9)):
             page = await call(
@@ -258,8 +252,8 @@ async def test_offset_chunks_with_a_small_read_cap_never_split_a_character(state
     cap = 4096
     text = "".join(f"{n} aé€😀ü\n" if n % 3 else f"{n} {'😀' * (n % 11)}€\n" for n in range(12_000))
     data = text.encode()
-    async with serve(state_dir, read_cap_bytes=cap) as client:
-        session_id = await new_session(client)
+    async with attacks.serve(state_dir, read_cap_bytes=cap) as client:
+        session_id = await attacks.new_session(client)
         await call(client, "write_file", session_id=session_id, path="utf8.txt", content=text)
         chunks: list[str] = []
         offset: int | None = 0
@@ -282,9 +276,9 @@ async def test_offset_chunks_with_a_small_read_cap_never_split_a_character(state
 
 async def test_line_mode_near_the_end_of_a_long_file_is_fast(state_dir: Path) -> None:
     count = 800_000
-    async with serve(state_dir) as client:
-        session_id = await new_session(client)
-        await run(client, session_id, f"seq 1 {count} > many.txt")
+    async with attacks.serve(state_dir) as client:
+        session_id = await attacks.new_session(client)
+        await attacks.run(client, session_id, f"seq 1 {count} > many.txt")
         started = time.monotonic()
         page = await call(
             client, "read_file", session_id=session_id, path="many.txt", start_line=count - 9, line_count=3
@@ -295,19 +289,19 @@ async def test_line_mode_near_the_end_of_a_long_file_is_fast(state_dir: Path) ->
 
 
 async def test_a_line_longer_than_the_read_cap_still_makes_progress(state_dir: Path) -> None:
-    async with serve(state_dir, read_cap_bytes=4096) as client:
-        session_id = await new_session(client)
+    async with attacks.serve(state_dir, read_cap_bytes=4096) as client:
+        session_id = await attacks.new_session(client)
         await call(client, "write_file", session_id=session_id, path="long.txt", content="a\n" + "y" * 5000 + "\nz\n")
-        page = await attempt(client, "read_file", session_id=session_id, path="long.txt", start_line=2)
+        page = await attacks.attempt(client, "read_file", session_id=session_id, path="long.txt", start_line=2)
         if page.ok:
             assert page.structured is not None
             assert page.structured["content"] or page.structured["next_line"] not in (None, 2), page
         else:
-            assert_clear_error(page)
+            attacks.assert_clear_error(page)
 
 
 async def test_a_length_inside_one_character_still_makes_progress(client: Client) -> None:
-    session_id = await new_session(client)
+    session_id = await attacks.new_session(client)
     await call(client, "write_file", session_id=session_id, path="emoji.txt", content="😀abc")
     part = await call(client, "read_file", session_id=session_id, path="emoji.txt", offset=0, length=2)
     assert part["length"] > 0 or part["next_offset"] != 0, part
