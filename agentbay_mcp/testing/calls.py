@@ -11,6 +11,13 @@ from mcp_types import CallToolResult
 
 #: The two protocol eras every in-memory tool test runs in.
 ERAS = ("legacy", "2026-07-28")
+#: A handshake-era initialize request, for tests that speak JSON-RPC themselves.
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
 
 
 def leaves(error: BaseException) -> Iterator[BaseException]:

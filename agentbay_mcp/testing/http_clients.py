@@ -62,6 +62,20 @@ def sessionless(server: HttpServer) -> Client:
     return Client(server.url)
 
 
+def legacy_headers(mcp_session_id: str | None) -> dict[str, str]:
+    """Headers of a raw handshake-era POST, on an MCP session once it has an id."""
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if mcp_session_id is not None:
+        headers |= {"Mcp-Session-Id": mcp_session_id, "mcp-protocol-version": LEGACY_VERSION}
+    return headers
+
+
+async def post_tools_list(http: httpx2.AsyncClient, url: str, mcp_session_id: str) -> httpx2.Response:
+    """A raw tools/list on an MCP session id (404 once that MCP session is over)."""
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    return await http.post(url, content=json.dumps(message), headers=legacy_headers(mcp_session_id))
+
+
 class RawLegacySession:
     """A handshake-era MCP session driven with plain POSTs: no GET stream, and never a DELETE."""
 
@@ -71,14 +85,8 @@ class RawLegacySession:
         self._next_id = 0
         self.session_id: str | None = None
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-        if self.session_id is not None:
-            headers |= {"Mcp-Session-Id": self.session_id, "mcp-protocol-version": LEGACY_VERSION}
-        return headers
-
     async def post(self, message: dict[str, Any]) -> httpx2.Response:
-        return await self._http.post(self._url, content=json.dumps(message), headers=self._headers())
+        return await self._http.post(self._url, content=json.dumps(message), headers=legacy_headers(self.session_id))
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send a JSON-RPC request; returns its `result` (fails the test on an error or bad status)."""

@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -38,6 +39,17 @@ MANY = 100
 #: The 100-session tests run one at a time on one xdist worker (scripts/test.sh: --dist loadgroup):
 #: two of them at once on 2 cores measure each other, not the server's budgets.
 HUNDRED = pytest.mark.xdist_group("hundred_sessions")
+
+
+def hundred_sessions(test: Callable[..., Any]) -> Callable[..., Any]:
+    """The marks of a 100-session test: slow, 300 s at most, and in the one-at-a-time xdist group."""
+    return pytest.mark.slow(HUNDRED(pytest.mark.timeout(300)(test)))
+
+
+def many_session_server(state_dir: Path, *args: str) -> HttpServer:
+    """An HTTP server that takes MANY sessions in one conversation."""
+    return many_session_server(state_dir, *args)
+
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
 
@@ -128,9 +140,7 @@ def test_server_started_on_a_read_only_state_dir_says_so_without_a_traceback(sta
 # SIGKILL: the next start and `sessions reap` remove the same things ---------------------------
 
 
-@pytest.mark.slow
-@HUNDRED
-@pytest.mark.timeout(300)
+@hundred_sessions
 @pytest.mark.parametrize("cleanup", ["restart", "reap"])
 def test_sigkill_leftovers_are_removed_by_restart_and_by_reap_alike(state_dir: Path, cleanup: str) -> None:
     with PipelinedStdio(state_dir, "--max-sessions", str(MANY)) as server:
@@ -158,9 +168,7 @@ def test_sigkill_leftovers_are_removed_by_restart_and_by_reap_alike(state_dir: P
 # Orderly endings at 100 sessions with desktops, processes and commands in flight ---------------
 
 
-@pytest.mark.slow
-@HUNDRED
-@pytest.mark.timeout(300)
+@hundred_sessions
 @pytest.mark.parametrize("ending", ["stdin EOF", "SIGTERM", "SIGINT"])
 def test_stdio_ending_with_100_busy_desktop_sessions_releases_everything_in_budget(
     state_dir: Path, ending: str
@@ -187,12 +195,10 @@ def test_stdio_ending_with_100_busy_desktop_sessions_releases_everything_in_budg
     assert_nothing_left(state_dir)
 
 
-@pytest.mark.slow
-@HUNDRED
-@pytest.mark.timeout(300)
+@hundred_sessions
 @pytest.mark.anyio
 async def test_http_sigterm_with_100_busy_desktop_sessions_releases_everything_in_budget(state_dir: Path) -> None:
-    server = HttpServer(state_dir, "--max-sessions", str(MANY))
+    server = many_session_server(state_dir)
     took = -1.0
     try:
         with contextlib.suppress(Exception):  # the client's calls in flight fail as the server goes
@@ -213,12 +219,10 @@ async def test_http_sigterm_with_100_busy_desktop_sessions_releases_everything_i
     assert_nothing_left(state_dir)
 
 
-@pytest.mark.slow
-@HUNDRED
-@pytest.mark.timeout(300)
+@hundred_sessions
 @pytest.mark.anyio
 async def test_http_delete_with_100_busy_sessions_releases_everything(state_dir: Path) -> None:
-    server = HttpServer(state_dir, "--max-sessions", str(MANY))
+    server = many_session_server(state_dir)
     try:
         # HTTP DELETE: leaving the handshake-era client ends its MCP session.
         async with loaded_http_client(server, MANY, "linux_latest") as ids:
@@ -245,13 +249,27 @@ RELEASE_MARGIN = 10.0
 REPO = Path(__file__).resolve().parents[2]
 
 
+async def release_after(state_dir: Path, since: float, wait: float) -> tuple[bool, float, str]:
+    """Whether everything is released within `wait` s (and a margin), the seconds since `since` then,
+    and what was left (counted now, before the server's shutdown releases it)."""
+    released = await anyio.to_thread.run_sync(released_within, state_dir, wait + RELEASE_MARGIN)
+    took = time.monotonic() - since
+    return released, took, "" if released else find_leaks(state_dir).summary()
+
+
+def released_log(server: HttpServer, code: int, released: bool, leaked: str) -> str:
+    """The server's log, once the ending released everything and the server stopped cleanly."""
+    log = server.log.read_text()
+    assert released, f"left after the ending: {leaked}"
+    assert code == 0, log
+    return log
+
+
 def released_within(state_dir: Path, timeout: float) -> bool:
     return wait_until(lambda: find_leaks(state_dir).total == 0, timeout)
 
 
-@pytest.mark.slow
-@HUNDRED
-@pytest.mark.timeout(300)
+@hundred_sessions
 @pytest.mark.anyio
 async def test_idle_lease_with_100_busy_desktop_sessions_releases_everything_after_the_last_call(
     state_dir: Path,
@@ -259,7 +277,7 @@ async def test_idle_lease_with_100_busy_desktop_sessions_releases_everything_aft
     """The sessionless era's only ending. The lease never expires a session with a call in flight,
     so each session's command starts the moment the session exists: however long the 100 desktops
     take to load, none of them is ever idle, and the lease runs from when those calls end."""
-    server = HttpServer(state_dir, "--max-sessions", str(MANY), "--idle-lease", str(LEASE))
+    server = many_session_server(state_dir, "--idle-lease", str(LEASE))
     try:
         async with loaded_http_client(server, MANY, "linux_latest", mode="auto", hold_from_create=True) as ids:
             # Well past a lease since the last load call: the commands in flight hold everything.
@@ -270,23 +288,17 @@ async def test_idle_lease_with_100_busy_desktop_sessions_releases_everything_aft
         # Leaving the block closed the commands' streams: the server cancels them, and their end is
         # each session's last use.
         left = time.monotonic() - last_call
-        released = await anyio.to_thread.run_sync(released_within, state_dir, LEASE + LEASE_CHECK + RELEASE_MARGIN)
-        took = time.monotonic() - last_call
-        leaked = "" if released else find_leaks(state_dir).summary()  # before the server's shutdown releases it
+        released, took, leaked = await release_after(state_dir, last_call, LEASE + LEASE_CHECK)
     finally:
         code = server.stop()
-    log = server.log.read_text()
-    assert released, f"left after the ending: {leaked}"
-    assert code == 0, log
+    log = released_log(server, code, released, leaked)
     assert "idle lease ran out for" in log, log
     assert "Traceback" not in log, log
     print(f"idle lease {LEASE} s, {MANY} busy desktops: client left in {left:.2f} s, released {took:.2f} s after")
     assert took >= LEASE, f"released {took:.2f} s after the last call, before the lease ran out"
 
 
-@pytest.mark.slow
-@HUNDRED
-@pytest.mark.timeout(300)
+@hundred_sessions
 @pytest.mark.anyio
 async def test_http_client_gone_with_100_busy_desktop_sessions_releases_everything_after_the_grace(
     state_dir: Path,
@@ -294,7 +306,7 @@ async def test_http_client_gone_with_100_busy_desktop_sessions_releases_everythi
     """A handshake-era client (the Python SDK in a subprocess, holding its GET stream) SIGKILLed with
     100 loaded sessions: no DELETE ever comes, the kernel just closes its connections. The calls in
     flight are cancelled, and after the grace the MCP session ends as by DELETE."""
-    server = HttpServer(state_dir, "--max-sessions", str(MANY), "--http-disconnect-grace", str(GRACE))
+    server = many_session_server(state_dir, "--http-disconnect-grace", str(GRACE))
     client_log = state_dir.parent / "vanishing-client.stderr"
     try:
         with client_log.open("wb") as stderr:
@@ -320,14 +332,10 @@ async def test_http_client_gone_with_100_busy_desktop_sessions_releases_everythi
                 client.kill()
             with anyio.fail_after(10):
                 await client.wait()
-        released = await anyio.to_thread.run_sync(released_within, state_dir, GRACE + RELEASE_MARGIN)
-        took = time.monotonic() - killed_at
-        leaked = "" if released else find_leaks(state_dir).summary()  # before the server's shutdown releases it
+        released, took, leaked = await release_after(state_dir, killed_at, GRACE)
     finally:
         code = server.stop()
-    log = server.log.read_text()
-    assert released, f"left after the ending: {leaked}"
-    assert code == 0, log
+    log = released_log(server, code, released, leaked)
     assert f"client gone (nothing open for {GRACE:g} s)" in log, log  # the grace ended it, not a DELETE
     assert f"conversation ended: releasing {MANY} session(s)" in log, log
     assert "Traceback" not in log, log

@@ -12,7 +12,6 @@ What is pinned here (see agentbay_mcp/conversation.py):
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from functools import partial
@@ -31,6 +30,7 @@ from agentbay_mcp.testing.http_clients import (
     gone,
     legacy,
     listed_ids,
+    post_tools_list,
     raw_legacy_session,
     sessionless,
 )
@@ -128,16 +128,7 @@ async def test_disconnect_without_delete_keeps_sessions_until_explicit_delete(
         assert response.status_code in (200, 204), (response.status_code, response.text)
         assert await eventually(lambda: gone(state_dir, *ids), timeout=5), session_dirs(state_dir)
         # The MCP session is over: its id now answers 404.
-        again = await http.post(
-            http_server.url,
-            content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}),
-            headers={
-                "Accept": "application/json, text/event-stream",
-                "Content-Type": "application/json",
-                "Mcp-Session-Id": mcp_session_id,
-                "mcp-protocol-version": LEGACY_VERSION,
-            },
-        )
+        again = await post_tools_list(http, http_server.url, mcp_session_id)
         assert again.status_code == 404
 
 
@@ -160,16 +151,7 @@ async def test_http_idle_timeout_releases_abandoned_sessions(state_dir: Path) ->
 
         # The abandoned MCP session is gone too, and the server still serves new ones.
         async with httpx2.AsyncClient(timeout=10) as http:
-            response = await http.post(
-                server.url,
-                content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}),
-                headers={
-                    "Accept": "application/json, text/event-stream",
-                    "Content-Type": "application/json",
-                    "Mcp-Session-Id": abandoned,
-                    "mcp-protocol-version": LEGACY_VERSION,
-                },
-            )
+            response = await post_tools_list(http, server.url, abandoned)
             assert response.status_code == 404
         async with legacy(server) as client:
             assert await listed_ids(client) == []

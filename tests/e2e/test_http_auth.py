@@ -17,19 +17,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentbay_mcp.auth.token_file import add_token
-from agentbay_mcp.testing.calls import call, call_error
+from agentbay_mcp.testing.calls import INITIALIZE, call, call_error
 from agentbay_mcp.testing.http_clients import assert_not_visible, listed_ids
 from agentbay_mcp.testing.http_team import Team, client_as, start_team
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
 JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -70,7 +64,7 @@ async def test_each_principal_sees_only_its_own_sessions_in_every_era(team: Team
 
 async def test_an_mcp_session_id_presented_by_another_principal_is_refused(team: Team, state_dir: Path) -> None:
     async with httpx2.AsyncClient(timeout=10) as http:
-        opened = await http.post(team.server.url, json=INIT, headers=JSON_HEADERS | team.headers("alice"))
+        opened = await http.post(team.server.url, json=INITIALIZE, headers=JSON_HEADERS | team.headers("alice"))
         assert opened.status_code == 200
         session_header = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
         create = {
@@ -96,7 +90,7 @@ async def test_bad_credentials_get_401_and_create_nothing(
 ) -> None:
     headers = JSON_HEADERS | ({"Authorization": authorization} if authorization else {})
     async with httpx2.AsyncClient(timeout=10) as http:
-        response = await http.post(team.server.url, json=INIT, headers=headers)
+        response = await http.post(team.server.url, json=INITIALIZE, headers=headers)
         metrics = await http.get(team.server.url.replace("/mcp", "/metrics"), headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer ")
@@ -109,10 +103,10 @@ async def test_bad_credentials_get_401_and_create_nothing(
 async def test_forged_origin_and_host_are_refused(team: Team, state_dir: Path) -> None:
     async with httpx2.AsyncClient(timeout=10) as http:
         auth = JSON_HEADERS | team.headers("alice")
-        origin = await http.post(team.server.url, json=INIT, headers=auth | {"Origin": "http://evil.example"})
-        host = await http.post(team.server.url, json=INIT, headers=auth | {"Host": "evil.example"})
+        origin = await http.post(team.server.url, json=INITIALIZE, headers=auth | {"Origin": "http://evil.example"})
+        host = await http.post(team.server.url, json=INITIALIZE, headers=auth | {"Host": "evil.example"})
         fine = await http.post(
-            team.server.url, json=INIT, headers=auth | {"Origin": f"http://127.0.0.1:{team.server.port}"}
+            team.server.url, json=INITIALIZE, headers=auth | {"Origin": f"http://127.0.0.1:{team.server.port}"}
         )
     assert origin.status_code == 403
     assert host.status_code == 421
@@ -122,7 +116,7 @@ async def test_forged_origin_and_host_are_refused(team: Team, state_dir: Path) -
 
 
 async def test_an_oversized_body_gets_413(team: Team, state_dir: Path) -> None:
-    big = {**INIT, "params": {**INIT["params"], "padding": "x" * (5 * 1024 * 1024)}}
+    big = {**INITIALIZE, "params": {**INITIALIZE["params"], "padding": "x" * (5 * 1024 * 1024)}}
     async with httpx2.AsyncClient(timeout=30) as http:
         response = await http.post(
             team.server.url, content=json.dumps(big), headers=JSON_HEADERS | team.headers("alice")

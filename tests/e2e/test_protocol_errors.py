@@ -21,17 +21,10 @@ from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from agentbay_mcp.server.wiring import build_server, prompts
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.testing.calls import ERAS
+from agentbay_mcp.testing.calls import ERAS, INITIALIZE
 from agentbay_mcp.testing.servers import server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -29,6 +29,7 @@ from agentbay_mcp.testing.host import processes_in, sandbox_namespace
 from agentbay_mcp.testing.http_team import client_as, start_team
 from agentbay_mcp.testing.servers import HttpServer, server_env, session_dirs, stdio_params
 from agentbay_mcp.testing.stdio import CLIENT_GRACE_SECONDS, RawStdioServer
+from agentbay_mcp.testing.tool_names import DESKTOP_TOOLS
 from agentbay_mcp.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -207,25 +208,13 @@ async def test_audit_log_records_the_commands_desktop_tools_run(state_dir: Path)
 
 
 async def test_toolsets_without_desktop_neither_list_nor_run_desktop_tools(state_dir: Path) -> None:
-    desktop_tools = {
-        "get_installed_apps",
-        "start_app",
-        "stop_app",
-        "list_visible_apps",
-        "list_windows",
-        "get_active_window",
-        "control_window",
-        "set_focus_mode",
-        "take_screenshot",
-        "input_action",
-    }
     params = stdio_params(state_dir, "--toolsets", "sessions,commands", "--log-level", "WARNING")
     with anyio.fail_after(30):
         async with Client(params, mode="legacy") as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert "execute_command" in names
             assert "read_file" not in names
-            assert not names & desktop_tools
+            assert not names & DESKTOP_TOOLS
             session_id = (await call(client, "create_session", image_id="linux_latest"))["session_id"]
             namespace = sandbox_namespace(state_dir, session_id)
             for tool, arguments in (

@@ -12,48 +12,9 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import session_dirs
+from agentbay_mcp.testing.tool_names import COMMAND_TOOLS, DESKTOP_TOOLS, FILE_TOOLS, SESSION_TOOLS
 
 pytestmark = pytest.mark.anyio
-
-COMMAND_TOOLS = {
-    "execute_command",
-    "start_process",
-    "read_process_output",
-    "write_process_input",
-    "wait_process",
-    "kill_process",
-    "list_processes",
-}
-FILE_TOOLS = {
-    "read_file",
-    "write_file",
-    "edit_file",
-    "list_directory",
-    "get_file_info",
-    "search_files",
-    "create_directory",
-    "move_file",
-}
-DESKTOP_TOOLS = {
-    "get_installed_apps",
-    "start_app",
-    "stop_app",
-    "list_visible_apps",
-    "list_windows",
-    "get_active_window",
-    "control_window",
-    "set_focus_mode",
-    "take_screenshot",
-    "input_action",
-}
-SESSION_TOOLS = {
-    "create_session",
-    "delete_session",
-    "get_session",
-    "list_sessions",
-    "set_session_labels",
-    "get_session_labels",
-}
 
 
 async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:

@@ -22,6 +22,7 @@ from mcp import Client
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, error_text, unwrapped
+from agentbay_mcp.testing.desktop import new_desktop_session, window_titles
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
 from agentbay_mcp.testing.waiting import wait_until
 
@@ -65,6 +66,11 @@ def x_client(code: str) -> str:
 def session_tmp(state_dir: Path, session_id: str) -> Path:
     """The host directory that is the session's /tmp."""
     return state_dir / "sessions" / session_id / "tmp"
+
+
+def host_socket(state_dir: Path, session_id: str) -> str:
+    """The host path of the session's X socket."""
+    return str(session_tmp(state_dir, session_id) / SOCKET.removeprefix("/tmp/"))
 
 
 def read_cookie(state_dir: Path, session_id: str) -> bytes:
@@ -270,3 +276,18 @@ def kill_9(name: str) -> str:
 def no_processes_left(namespace: str) -> None:
     """Everything of a deleted session's sandbox is gone within a few seconds."""
     assert wait_until(lambda: processes_in(namespace) == [], timeout=5), processes_in(namespace)
+
+
+@contextlib.asynccontextmanager
+async def desktop_session(client: Client, state_dir: Path) -> AsyncIterator[str]:
+    """A desktop session with its display up. Deleted at the end, however the block ends, and then
+    nothing of its sandbox may be left."""
+    session_id = await new_desktop_session(client)
+    namespace = sandbox_namespace(state_dir, session_id)
+    await window_titles(client, session_id)
+    try:
+        yield session_id
+    finally:
+        with anyio.fail_after(10):
+            await call(client, "delete_session", session_id=session_id)
+        no_processes_left(namespace)

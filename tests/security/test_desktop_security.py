@@ -64,7 +64,7 @@ async def test_another_session_cannot_reach_the_x_server(state_dir: Path, policy
         )
 
         # B, even holding A's cookie, finds nothing: not by name, port or path.
-        host_path = str(attacks.session_tmp(state_dir, session_a) / attacks.SOCKET.removeprefix("/tmp/"))
+        host_path = attacks.host_socket(state_dir, session_a)
         by_path = [("unix", attacks.SOCKET), ("unix", host_path), ("unix", f"/proc/{xvfb}/root{attacks.SOCKET}")]
         targets = by_name + by_path
         with attacks.host_listener("unix") as abstract_control, attacks.host_listener("tcp") as tcp_control:
@@ -100,7 +100,7 @@ async def test_host_process_without_the_cookie_is_refused(settings: Settings, st
         other = await new_desktop_session(client)
         await window_titles(client, session_id)
         await window_titles(client, other)
-        path = str(attacks.session_tmp(state_dir, session_id) / attacks.SOCKET.removeprefix("/tmp/"))
+        path = attacks.host_socket(state_dir, session_id)
         cookie_file = attacks.session_tmp(state_dir, session_id) / attacks.XAUTHORITY.removeprefix("/tmp/")
         assert cookie_file.stat().st_mode & 0o077 == 0  # only the sandbox user may read the cookie
         cookie = attacks.read_cookie(state_dir, session_id)

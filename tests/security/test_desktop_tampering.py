@@ -93,9 +93,7 @@ async def test_a_thousand_windows_are_listed_fast_and_capped(settings: Settings)
 
 
 async def test_deleting_the_x_socket(settings: Settings, state_dir: Path) -> None:
-    async with attacks.serve(settings) as client:
-        session_id = await new_desktop_session(client)
-        namespace = sandbox_namespace(state_dir, session_id)
+    async with attacks.serve(settings) as client, attacks.desktop_session(client, state_dir) as session_id:
         await start_xterm(client, session_id, "connected")
         await attacks.run(client, session_id, f"rm -f {attacks.SOCKET}")
         # The agent's connection is already open: the desktop keeps answering.
@@ -110,15 +108,10 @@ async def test_deleting_the_x_socket(settings: Settings, state_dir: Path) -> Non
         with anyio.fail_after(30):
             await attacks.desktop_answers(client, session_id)
         await start_xterm(client, session_id, "reconnected")
-        with anyio.fail_after(10):
-            await call(client, "delete_session", session_id=session_id)
-        attacks.no_processes_left(namespace)
 
 
 async def test_overwriting_the_xauthority_file(settings: Settings, state_dir: Path) -> None:
-    async with attacks.serve(settings) as client:
-        session_id = await new_desktop_session(client)
-        namespace = sandbox_namespace(state_dir, session_id)
+    async with attacks.serve(settings) as client, attacks.desktop_session(client, state_dir) as session_id:
         await start_xterm(client, session_id, "connected")
         await attacks.run(client, session_id, f"head -c 95 /dev/urandom > {attacks.XAUTHORITY}")
         assert await window_titles(client, session_id) == ["connected"]  # the agent's connection is open
@@ -133,22 +126,14 @@ async def test_overwriting_the_xauthority_file(settings: Settings, state_dir: Pa
         with anyio.fail_after(30):
             assert await attacks.desktop_answers(client, session_id) == []
         await start_xterm(client, session_id, "fresh-cookie")
-        assert attacks.probe_x(
-            "unix", str(attacks.session_tmp(state_dir, session_id) / attacks.SOCKET.removeprefix("/tmp/")), ""
-        ) in (
-            "reply:0",
-            "reply:2",
-        )
-        with anyio.fail_after(10):
-            await call(client, "delete_session", session_id=session_id)
-        attacks.no_processes_left(namespace)
+        assert attacks.probe_x("unix", attacks.host_socket(state_dir, session_id), "") in ("reply:0", "reply:2")
 
 
 async def test_a_session_cannot_switch_off_x_authentication(settings: Settings, state_dir: Path) -> None:
     async with attacks.serve(settings) as client:
         session_id = await new_desktop_session(client)
         await window_titles(client, session_id)
-        path = str(attacks.session_tmp(state_dir, session_id) / attacks.SOCKET.removeprefix("/tmp/"))
+        path = attacks.host_socket(state_dir, session_id)
         assert attacks.probe_x("unix", path, "") in ("reply:0", "reply:2")
         # Empty the cookie file; the future mtime makes the X server's one-second change check see it.
         await attacks.run(
@@ -158,10 +143,7 @@ async def test_a_session_cannot_switch_off_x_authentication(settings: Settings, 
 
 
 async def test_a_display_directory_that_is_a_file_is_a_clear_error(settings: Settings, state_dir: Path) -> None:
-    async with attacks.serve(settings) as client:
-        session_id = await new_desktop_session(client)
-        namespace = sandbox_namespace(state_dir, session_id)
-        await window_titles(client, session_id)
+    async with attacks.serve(settings) as client, attacks.desktop_session(client, state_dir) as session_id:
         display_dir = "/tmp/.agentbay/display"
         await attacks.run(
             client, session_id, f"rm -rf {display_dir}; echo x > {display_dir}; " + attacks.kill_9("Xvfb")
@@ -172,34 +154,23 @@ async def test_a_display_directory_that_is_a_file_is_a_clear_error(settings: Set
         await attacks.run(client, session_id, f"rm {display_dir}")
         with anyio.fail_after(30):
             assert await attacks.desktop_answers(client, session_id) == []
-        with anyio.fail_after(10):
-            await call(client, "delete_session", session_id=session_id)
-        attacks.no_processes_left(namespace)
 
 
 async def test_a_fifo_in_place_of_the_xauthority_file_does_not_hang_the_agent(
     settings: Settings, state_dir: Path
 ) -> None:
-    async with attacks.serve(settings) as client:
-        session_id = await new_desktop_session(client)
-        namespace = sandbox_namespace(state_dir, session_id)
-        await window_titles(client, session_id)
+    async with attacks.serve(settings) as client, attacks.desktop_session(client, state_dir) as session_id:
         await attacks.run(
             client, session_id, f"rm -f {attacks.XAUTHORITY}; mkfifo {attacks.XAUTHORITY}; " + attacks.kill_9("Xvfb")
         )
-        try:
-            with anyio.move_on_after(8) as waited:
-                result = await client.call_tool("list_windows", {"session_id": session_id})
-                if result.is_error:
-                    message = error_text(result)
-                    assert any(clear in message for clear in attacks.CLEAR_ERRORS), message
-                # The session itself must still work.
-                assert (await attacks.run(client, session_id, "echo alive", timeout_ms=2000))["stdout"] == "alive\n"
-            assert not waited.cancelled_caught, "the session's agent hung"
-        finally:
-            with anyio.fail_after(10):
-                await call(client, "delete_session", session_id=session_id)
-            attacks.no_processes_left(namespace)
+        with anyio.move_on_after(8) as waited:
+            result = await client.call_tool("list_windows", {"session_id": session_id})
+            if result.is_error:
+                message = error_text(result)
+                assert any(clear in message for clear in attacks.CLEAR_ERRORS), message
+            # The session itself must still work.
+            assert (await attacks.run(client, session_id, "echo alive", timeout_ms=2000))["stdout"] == "alive\n"
+        assert not waited.cancelled_caught, "the session's agent hung"
 
 
 # 7. Deleting a session while a desktop call runs ------------------------------------------------
