@@ -7,11 +7,13 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient, RetryPolicy
 from agentbay_mcp.emulator import EmulatorServer
+from agentbay_mcp.settings import Settings
 
 API_KEY = "test-key-5f0c2a9e1b7d4c3a"
 #: Retries fast enough for tests, the same number of attempts as production.
@@ -122,3 +124,15 @@ async def live_session_ids(url: str) -> list[str]:
     data = body.get("Data")
     assert isinstance(data, list)
     return [str(item["SessionId"]) for item in data]
+
+
+def agentbay_settings(state_dir: Path, url: str, *, instance: str = "mcp-test", **extra: Any) -> Settings:
+    """Server settings for the agentbay backend pointed at the emulator at `url`."""
+    return Settings(
+        state_dir=state_dir / "client",
+        backend="agentbay",
+        agentbay_endpoint=url,
+        agentbay_api_key=API_KEY,
+        agentbay_instance=instance,
+        **extra,
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +45,13 @@ def start_team(state_dir: Path, *extra: str) -> Team:
     audit = state_dir.parent / "audit.jsonl"
     server = HttpServer(state_dir, "--token-file", str(token_file), "--audit-log", str(audit), *extra)
     return Team(server, tokens, audit)
+
+
+@contextmanager
+def running_team(state_dir: Path, *extra: str) -> Iterator[Team]:
+    """The team's server for the block; stopped when it ends, however it ends."""
+    team = start_team(state_dir, *extra)
+    try:
+        yield team
+    finally:
+        team.server.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from agentbay_mcp.testing.servers import HttpServer, spawn_stdio
+from agentbay_mcp.testing.servers import HttpServer, exit_code, spawn_stdio
 
 #: A command that stays in flight for the whole test.
 IN_FLIGHT = "sleep 600"
@@ -126,10 +125,7 @@ class PipelinedStdio:
         return ids
 
     def wait_exit(self, timeout: float) -> int | None:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return exit_code(self.process, timeout)
 
     def close_stdin(self) -> None:
         assert self.process.stdin is not None

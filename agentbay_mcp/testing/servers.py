@@ -46,6 +46,14 @@ def spawn_stdio(state_dir: Path, stderr: IO[bytes], *args: str, **env: str) -> s
     )
 
 
+def exit_code(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """The exit code, or None if the process is still running after `timeout` seconds."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:

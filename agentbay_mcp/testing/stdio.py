@@ -7,14 +7,13 @@ import itertools
 import json
 import queue
 import secrets
-import subprocess
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from agentbay_mcp.testing.servers import spawn_stdio
+from agentbay_mcp.testing.servers import exit_code, spawn_stdio
 
 #: MCP clients send SIGTERM this long after closing stdin, and SIGKILL after that.
 CLIENT_GRACE_SECONDS = 2.0
@@ -70,10 +69,7 @@ class RawStdioServer:
 
     def wait_exit(self, timeout: float) -> int | None:
         """The exit code, or None if the process is still running after `timeout` seconds."""
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return exit_code(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to clean up."""

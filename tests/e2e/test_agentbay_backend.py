@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
@@ -28,12 +27,12 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.services.commands.service import CommandService
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
-from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.agentbay import (
     API_KEY,
     FAST_RETRY,
     FaultTransport,
     agentbay_backend,
+    agentbay_settings,
     emulator,
     live_session_ids,
     raw_call,
@@ -54,6 +53,18 @@ async def url(state_dir: Path) -> AsyncIterator[str]:
 async def http() -> AsyncIterator[httpx2.AsyncClient]:
     async with httpx2.AsyncClient() as client:
         yield client
+
+
+@pytest.fixture
+async def service(
+    url: str, http: httpx2.AsyncClient, state_dir: Path, task_group: TaskGroup
+) -> AsyncIterator[SessionService]:
+    """A session service on the agentbay backend, pointed at the emulator."""
+    backend = agentbay_backend(http, url, state_dir / "client")
+    started = SessionService(backend, Registry(), lease_seconds=600, max_sessions_per_conversation=5)
+    await started.start(task_group)
+    yield started
+    await started.close()
 
 
 @pytest.mark.parametrize("key", ["", "wrong-key"])
@@ -89,11 +100,8 @@ async def test_a_wrong_key_fails_every_call(
 
 
 async def test_a_session_released_behind_our_back_is_forgotten_and_the_model_told(
-    url: str, http: httpx2.AsyncClient, state_dir: Path, task_group: TaskGroup
+    url: str, service: SessionService
 ) -> None:
-    backend = agentbay_backend(http, url, state_dir / "client")
-    service = SessionService(backend, Registry(), lease_seconds=600, max_sessions_per_conversation=5)
-    await service.start(task_group)
     commands = CommandService(service)
     info = await service.create_session("conv", "code_latest", {"a": "1"})
     assert (await commands.execute_command("conv", info.session_id, "echo hi")).stdout == "hi\n"
@@ -103,22 +111,15 @@ async def test_a_session_released_behind_our_back_is_forgotten_and_the_model_tol
         await commands.execute_command("conv", info.session_id, "echo hi")
     assert info.session_id not in service.registry.session_ids()
     assert (await service.list_sessions("conv")).sessions == []
-    await service.close()
 
 
-async def test_get_session_notices_a_release(
-    url: str, http: httpx2.AsyncClient, state_dir: Path, task_group: TaskGroup
-) -> None:
-    backend = agentbay_backend(http, url, state_dir / "client")
-    service = SessionService(backend, Registry(), lease_seconds=600, max_sessions_per_conversation=5)
-    await service.start(task_group)
+async def test_get_session_notices_a_release(url: str, service: SessionService) -> None:
     info = await service.create_session("conv", "code_latest", None)
     await raw_call(url, "DeleteSessionAsync", SessionId=info.session_id)
     await anyio.sleep(0.3)
     with pytest.raises(SessionNotFoundError):
         await service.get_session("conv", info.session_id)
     assert len(service.registry) == 0
-    await service.close()
 
 
 async def test_restart_reaps_its_dead_servers_orphans_only(
@@ -178,17 +179,6 @@ async def test_listing_follows_next_token_pages(url: str, state_dir: Path, task_
         for session_id in made:
             await backend.delete_session(session_id)
         await backend.close()
-
-
-def agentbay_settings(state_dir: Path, url: str, **extra: Any) -> Settings:
-    return Settings(
-        state_dir=state_dir / "client",
-        backend="agentbay",
-        agentbay_endpoint=url,
-        agentbay_api_key=API_KEY,
-        agentbay_instance="mcp-test",
-        **extra,
-    )
 
 
 async def test_tools_end_to_end_over_mcp(url: str, state_dir: Path) -> None:
@@ -309,17 +299,22 @@ async def test_the_api_key_never_appears_in_logs_errors_or_results(
         assert API_KEY not in text
 
 
-def test_the_server_refuses_to_start_without_a_key(state_dir: Path) -> None:
-    env = {k: v for k, v in server_env(state_dir).items() if not k.startswith("AGENTBAY_")}
-    env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_ENDPOINT="http://127.0.0.1:9")
-    done = subprocess.run(
-        [sys.executable, "-m", "agentbay_mcp", "--backend", "agentbay"],
+def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """`python -m agentbay_mcp ARGS` without stdin, its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "agentbay_mcp", *args],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=60,
         check=False,
     )
+
+
+def test_the_server_refuses_to_start_without_a_key(state_dir: Path) -> None:
+    env = {k: v for k, v in server_env(state_dir).items() if not k.startswith("AGENTBAY_")}
+    env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_ENDPOINT="http://127.0.0.1:9")
+    done = run_command("--backend", "agentbay", env=env)
     assert done.returncode == 1, done.stderr
     assert b"AGENTBAY_API_KEY" in done.stderr
     assert b"agentbay.console.aliyun.com" in done.stderr
@@ -327,28 +322,14 @@ def test_the_server_refuses_to_start_without_a_key(state_dir: Path) -> None:
 
 def test_the_emulator_command_needs_a_key(state_dir: Path) -> None:
     env = {k: v for k, v in server_env(state_dir).items() if k != "AGENTBAY_API_KEY"}
-    done = subprocess.run(
-        [sys.executable, "-m", "agentbay_mcp", "emulator", "--state-dir", str(state_dir), "--port", "0"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command("emulator", "--state-dir", str(state_dir), "--port", "0", env=env)
     assert done.returncode == 2
     assert b"AGENTBAY_API_KEY" in done.stderr
 
 
 @pytest.mark.parametrize("command", [["doctor"], ["sessions", "list"], ["sessions", "reap"]])
 def test_local_only_commands_refuse_the_agentbay_backend(state_dir: Path, command: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "agentbay_mcp", *command, "--backend", "agentbay"],
-        env=server_env(state_dir),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command(*command, "--backend", "agentbay", env=server_env(state_dir))
     assert done.returncode == 2
     assert b"only the local backend" in done.stderr
 

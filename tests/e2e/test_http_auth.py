@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentbay_mcp.auth.token_file import add_token
 from agentbay_mcp.testing.calls import INITIALIZE, call, call_error
 from agentbay_mcp.testing.http_clients import assert_not_visible, listed_ids
-from agentbay_mcp.testing.http_team import Team, client_as, start_team
+from agentbay_mcp.testing.http_team import Team, client_as, running_team, start_team
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -29,9 +29,8 @@ JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type":
 
 @pytest.fixture
 def team(state_dir: Path) -> Iterator[Team]:
-    started = start_team(state_dir)
-    yield started
-    started.server.stop()
+    with running_team(state_dir) as started:
+        yield started
 
 
 async def test_each_principal_sees_only_its_own_sessions_in_every_era(team: Team, state_dir: Path) -> None:

@@ -112,22 +112,13 @@ def test_operator_list_and_reap_next_to_a_live_server(state_dir: Path) -> None:
         assert a_owner.startswith("conn:")
         assert b_owner.startswith("conn:")
         assert a_owner != b_owner
-        for session_id in a_ids:
+        expected = dict.fromkeys(a_ids, (a_owner, a_server, True, a.pid))
+        expected |= dict.fromkeys(b_ids, (b_owner, b_server, False, None))
+        for session_id, want in expected.items():
             row = rows[session_id]
-            assert (row["owner"], row["server_id"], row["server_alive"], row["server_pid"]) == (
-                a_owner,
-                a_server,
-                True,
-                a.pid,
-            )
+            assert (row["owner"], row["server_id"], row["server_alive"], row["server_pid"]) == want
         for session_id in b_ids:
             row = rows[session_id]
-            assert (row["owner"], row["server_id"], row["server_alive"], row["server_pid"]) == (
-                b_owner,
-                b_server,
-                False,
-                None,
-            )
             assert (row["image_id"], row["labels"]) == ("code_latest", {"team": "blue", "tier": "2"})
         assert (rows[a_ids[0]]["image_id"], rows[a_ids[0]]["labels"]) == ("linux_latest", {"team": "red"})
         assert (rows[a_ids[1]]["image_id"], rows[a_ids[1]]["labels"]) == ("code_latest", {})

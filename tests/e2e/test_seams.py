@@ -23,10 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.testing.agentbay import API_KEY, emulator
+from agentbay_mcp.testing.agentbay import API_KEY, agentbay_settings, emulator
 from agentbay_mcp.testing.calls import ERAS, call, call_error, error_text, structured
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
-from agentbay_mcp.testing.http_team import client_as, start_team
+from agentbay_mcp.testing.http_team import client_as, running_team
 from agentbay_mcp.testing.servers import HttpServer, server_env, session_dirs, stdio_params
 from agentbay_mcp.testing.stdio import CLIENT_GRACE_SECONDS, RawStdioServer
 from agentbay_mcp.testing.tool_names import DESKTOP_TOOLS
@@ -136,26 +136,20 @@ SECRET_TYPED = "correct-horse-battery-staple-42"
 
 
 async def test_desktop_calls_are_audited_without_typed_text_and_counted(state_dir: Path) -> None:
-    team = start_team(state_dir)
-    try:
-        with anyio.fail_after(45):
-            async with client_as(team, "alice", "legacy") as alice:
-                session_id = (await call(alice, "create_session", image_id="linux_latest"))["session_id"]
-                window_id = (await xterm(alice, session_id, "audited"))["window"]["window_id"]
-                await call(alice, "control_window", session_id=session_id, window_id=window_id, action="activate")
-                await call(alice, "input_action", session_id=session_id, action="type", text=SECRET_TYPED)
-                await call(alice, "input_action", session_id=session_id, action="keys", keys=["ctrl", "u"])
-                await call(alice, "take_screenshot", session_id=session_id, max_width=320)
-                await call_error(alice, "control_window", session_id=session_id, window_id=4242, action="close")
-                async with client_as(team, "reader") as reader:
-                    await call_error(reader, "input_action", session_id=session_id, action="type", text=SECRET_TYPED)
-                async with httpx2.AsyncClient(timeout=10) as http:
-                    page = await http.get(
-                        team.server.url.removesuffix("/mcp") + "/metrics", headers=team.headers("alice")
-                    )
-                await call(alice, "delete_session", session_id=session_id)
-    finally:
-        team.server.stop()
+    with running_team(state_dir) as team, anyio.fail_after(45):
+        async with client_as(team, "alice", "legacy") as alice:
+            session_id = (await call(alice, "create_session", image_id="linux_latest"))["session_id"]
+            window_id = (await xterm(alice, session_id, "audited"))["window"]["window_id"]
+            await call(alice, "control_window", session_id=session_id, window_id=window_id, action="activate")
+            await call(alice, "input_action", session_id=session_id, action="type", text=SECRET_TYPED)
+            await call(alice, "input_action", session_id=session_id, action="keys", keys=["ctrl", "u"])
+            await call(alice, "take_screenshot", session_id=session_id, max_width=320)
+            await call_error(alice, "control_window", session_id=session_id, window_id=4242, action="close")
+            async with client_as(team, "reader") as reader:
+                await call_error(reader, "input_action", session_id=session_id, action="type", text=SECRET_TYPED)
+            async with httpx2.AsyncClient(timeout=10) as http:
+                page = await http.get(team.server.url.removesuffix("/mcp") + "/metrics", headers=team.headers("alice"))
+            await call(alice, "delete_session", session_id=session_id)
     text, log = team.audit.read_text(), team.server.log.read_text()
     assert SECRET_TYPED not in text
     assert SECRET_TYPED not in log
@@ -182,21 +176,17 @@ async def test_desktop_calls_are_audited_without_typed_text_and_counted(state_di
 
 
 async def test_audit_log_records_the_commands_desktop_tools_run(state_dir: Path) -> None:
-    team = start_team(state_dir)
-    try:
-        with anyio.fail_after(40):
-            async with client_as(team, "alice", "legacy") as alice:
-                session_id = (await call(alice, "create_session", image_id="linux_latest"))["session_id"]
-                await call(
-                    alice,
-                    "start_app",
-                    session_id=session_id,
-                    start_cmd="sh -c 'echo ran-through-start-app > /tmp/proof; exec xterm -T sneaky'",
-                    work_directory="/tmp",
-                )
-                await call(alice, "stop_app", session_id=session_id, stop_cmd="pkill -x xterm")
-    finally:
-        team.server.stop()
+    with running_team(state_dir) as team, anyio.fail_after(40):
+        async with client_as(team, "alice", "legacy") as alice:
+            session_id = (await call(alice, "create_session", image_id="linux_latest"))["session_id"]
+            await call(
+                alice,
+                "start_app",
+                session_id=session_id,
+                start_cmd="sh -c 'echo ran-through-start-app > /tmp/proof; exec xterm -T sneaky'",
+                work_directory="/tmp",
+            )
+            await call(alice, "stop_app", session_id=session_id, stop_cmd="pkill -x xterm")
     lines = [json.loads(line) for line in team.audit.read_text().splitlines()]
     by_tool = {r["tool"]: r["arguments"] for r in lines}
     assert "ran-through-start-app" in json.dumps(by_tool["start_app"]), by_tool["start_app"]
@@ -234,16 +224,6 @@ async def test_toolsets_without_desktop_neither_list_nor_run_desktop_tools(state
 # ---- 5. the agentbay backend on the emulator ------------------------------------------------
 
 
-def agentbay_settings(state_dir: Path, url: str) -> Settings:
-    return Settings(
-        state_dir=state_dir / "client",
-        backend="agentbay",
-        agentbay_endpoint=url,
-        agentbay_api_key=API_KEY,
-        agentbay_instance="seam-test",
-    )
-
-
 def all_text(result: CallToolResult) -> str:
     return error_text(result) + json.dumps(result.structured_content or {}) + str(result.model_dump())
 
@@ -260,7 +240,7 @@ async def test_agentbay_desktop_tools_never_show_the_api_key(state_dir: Path, li
     with anyio.fail_after(50):
         async with (
             emulator(state_dir / "emulator", link_url=link_url) as url,
-            Client(build_server(agentbay_settings(state_dir, url)), mode="legacy") as client,
+            Client(build_server(agentbay_settings(state_dir, url, instance="seam-test")), mode="legacy") as client,
         ):
             code = (await call(client, "create_session", image_id="code_latest"))["session_id"]
             for name, arguments in (
@@ -432,7 +412,7 @@ async def test_agentbay_start_app_of_a_missing_command_is_an_error(state_dir: Pa
     with anyio.fail_after(40):
         async with (
             emulator(state_dir / "emulator") as url,
-            Client(build_server(agentbay_settings(state_dir, url)), mode="legacy") as client,
+            Client(build_server(agentbay_settings(state_dir, url, instance="seam-test")), mode="legacy") as client,
         ):
             desk = (await call(client, "create_session", image_id="linux_latest"))["session_id"]
             result = await client.call_tool(
