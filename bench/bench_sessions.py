@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' load and leak helpers
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the checkout: agentbay_mcp.testing (load, leaks)
 import anyio
 from stdio_client import RawStdioServer
 
