@@ -48,7 +48,7 @@ def hundred_sessions(test: Callable[..., Any]) -> Callable[..., Any]:
 
 def many_session_server(state_dir: Path, *args: str) -> HttpServer:
     """An HTTP server that takes MANY sessions in one conversation."""
-    return many_session_server(state_dir, *args)
+    return HttpServer(state_dir, "--max-sessions", str(MANY), *args)
 
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")

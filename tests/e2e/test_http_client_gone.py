@@ -29,6 +29,7 @@ from agentbay_mcp.testing.http_clients import (
     RawLegacySession,
     gone,
     legacy,
+    legacy_headers,
     raw_legacy_session,
     sessionless,
 )
@@ -128,7 +129,9 @@ async def test_legacy_call_is_cancelled_when_its_connection_closes(server: HttpS
             "method": "tools/call",
             "params": {"name": "execute_command", "arguments": {"session_id": session_id, "command": sleeper(marker)}},
         }
-        async with raw._http.stream("POST", server.url, content=json.dumps(body), headers=raw._headers()) as response:
+        async with raw._http.stream(
+            "POST", server.url, content=json.dumps(body), headers=legacy_headers(raw.session_id)
+        ) as response:
             assert response.status_code == 200
             assert await eventually(lambda: running(marker), timeout=15), "the long command never started"
         left = time.monotonic()  # leaving the block closed the half-read response's connection
