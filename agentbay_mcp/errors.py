@@ -1,8 +1,13 @@
 """The one exception tree of agentbay-mcp.
 
 Every failure a user or model can meet is one of these; the MCP layer turns them into
-`ToolError`s in one place (`server.tools_common.tool_errors`). Messages are written for a model
-reading them cold: what went wrong and what to do next. They never carry secrets.
+`ToolError`s in one place (`agentbay_mcp.tools.common.tool_call`), the CLI into a line on stderr and
+exit status 1 in one place (`agentbay_mcp.cli.main`). Messages are written for a model reading
+them cold: what went wrong and what to do next. They never carry secrets.
+
+The local backend's in-sandbox agent reports errors by name (`backends/local/agent/error_names.py`,
+shared by both sides of the sandbox); `backends/local/agent_errors.py` maps every name to one of
+these before a caller sees it, so `AgentCallError` never leaves the backend.
 
     AgentBayMCPError
     ├── InvalidArgumentError        bad input from the caller (fix the call)
@@ -23,7 +28,9 @@ reading them cold: what went wrong and what to do next. They never carry secrets
     │   └── AuthConfigurationError  the token file or JWKS file is unusable (unreadable, plain-text tokens)
     └── BackendError                a backend primitive failed unexpectedly
         ├── CloudAPIError           the AgentBay API answered with an error (code and request id kept)
-        └── SandboxLostError        the session's sandbox died since the last call; says what was lost
+        ├── SandboxLostError        the session's sandbox died since the last call; says what was lost
+        ├── SandboxDiedError        the session's agent went away, or broke the protocol, during a call
+        └── AgentCallError          the agent's error reply (`kind` from error_names.py), before mapping
 """
 
 from __future__ import annotations
@@ -140,3 +147,15 @@ class SandboxLostError(BackendError):
     Raised once, by the first call after the death, so the loss is never silent; the call itself
     did not run and can be retried.
     """
+
+
+class SandboxDiedError(BackendError):
+    """The session's sandbox (its agent) is gone: killed, crashed or replaced."""
+
+
+class AgentCallError(BackendError):
+    """The agent answered a call with an error; `kind` is a name from the agent's error_names.py."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind

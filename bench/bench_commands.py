@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_sessions import percentile
 from stdio_client import RawStdioServer
 
-#: The uid root's sandboxes run as (agentbay_mcp.backends.local.sandbox.UNPRIVILEGED_UID).
-NOBODY = 65534
-SANDBOX_UID = 1000
+from agentbay_mcp.backends.local.sandbox import SANDBOX_UID, UNPRIVILEGED_UID, system_binds
+
+#: The uid root's sandboxes run as.
+NOBODY = UNPRIVILEGED_UID
 #: Upper bound for one spawn or one request: nothing in this benchmark may hang.
 STEP_TIMEOUT = 30.0
 CONCURRENT_SESSIONS = 20
@@ -72,6 +73,19 @@ def watchdog(process: subprocess.Popen[bytes], seconds: float, what: str) -> Ite
         timer.cancel()
 
 
+@contextlib.contextmanager
+def watched_server(state_dir: Path, seconds: float, what: str) -> Iterator[RawStdioServer]:
+    """A stdio server under a watchdog: ended as a client ends it (stdin EOF) when the block is done, gone after."""
+    server = RawStdioServer(state_dir)
+    try:
+        with watchdog(server.process, seconds, what):
+            yield server
+            server.close_stdin()
+            server.process.wait(timeout=10)
+    finally:
+        server.stop()
+
+
 def bench_root() -> tempfile.TemporaryDirectory[str]:
     """A scratch dir the sandbox uid can traverse (root's sandboxes run as nobody; mkdtemp makes 0700)."""
     tmp = tempfile.TemporaryDirectory(prefix="agentbay-bench-")
@@ -80,20 +94,8 @@ def bench_root() -> tempfile.TemporaryDirectory[str]:
     return tmp
 
 
-def system_binds() -> list[str]:
-    """Read-only /usr plus /bin, /lib... as symlinks (or binds), like the project's sandbox."""
-    args = ["--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), f"/{name}"]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), f"/{name}"]
-    return args
-
-
 def fresh_bwrap_argv() -> list[str]:
-    """The same kind of sandbox the project builds, without the agent: one `sh -c true` per bwrap."""
+    """The same kind of sandbox the project builds (its system binds), without the agent: one `sh -c true` per bwrap."""
     return [
         "bwrap", "--unshare-all",
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
@@ -146,27 +148,21 @@ def command_ok(result: dict[str, Any]) -> dict[str, Any]:
 def bench_true(state_dir: Path, rounds: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"mcp": [], "noop": [], "plain": [], "bwrap": []}
     bwrap_argv, bwrap_kwargs = fresh_bwrap_argv(), as_sandbox_user()
-    server = RawStdioServer(state_dir)
-    try:
-        with asyncio.Runner() as runner, watchdog(server.process, 60 + rounds * 0.2, "execute_command rounds"):
-            session_id = server.tool("create_session")["session_id"]
-            for _ in range(30):  # warm up: imports, caches, the agent's first fork
-                command_ok(server.tool("execute_command", session_id=session_id, command="true"))
-                runner.run(timed_spawn(["sh", "-c", "true"]))
-                runner.run(timed_spawn(bwrap_argv, **bwrap_kwargs))
-            for _ in range(rounds):  # interleaved, so drift on the machine hits all three alike
-                started = time.perf_counter()
-                command_ok(server.tool("execute_command", session_id=session_id, command="true"))
-                samples["mcp"].append((time.perf_counter() - started) * 1000)
-                started = time.perf_counter()
-                server.tool("get_session", session_id=session_id)  # the MCP + service floor, no process
-                samples["noop"].append((time.perf_counter() - started) * 1000)
-                samples["plain"].append(runner.run(timed_spawn(["sh", "-c", "true"])))
-                samples["bwrap"].append(runner.run(timed_spawn(bwrap_argv, **bwrap_kwargs)))
-            server.close_stdin()
-            server.process.wait(timeout=10)
-    finally:
-        server.stop()
+    with watched_server(state_dir, 60 + rounds * 0.2, "execute_command rounds") as server, asyncio.Runner() as runner:
+        session_id = server.tool("create_session")["session_id"]
+        for _ in range(30):  # warm up: imports, caches, the agent's first fork
+            command_ok(server.tool("execute_command", session_id=session_id, command="true"))
+            runner.run(timed_spawn(["sh", "-c", "true"]))
+            runner.run(timed_spawn(bwrap_argv, **bwrap_kwargs))
+        for _ in range(rounds):  # interleaved, so drift on the machine hits all three alike
+            started = time.perf_counter()
+            command_ok(server.tool("execute_command", session_id=session_id, command="true"))
+            samples["mcp"].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            server.tool("get_session", session_id=session_id)  # the MCP + service floor, no process
+            samples["noop"].append((time.perf_counter() - started) * 1000)
+            samples["plain"].append(runner.run(timed_spawn(["sh", "-c", "true"])))
+            samples["bwrap"].append(runner.run(timed_spawn(bwrap_argv, **bwrap_kwargs)))
     return samples
 
 
@@ -175,27 +171,21 @@ def bench_true(state_dir: Path, rounds: int) -> dict[str, list[float]]:
 
 def bench_first_command(state_dir: Path, rounds: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"both": [], "create": [], "first": []}
-    server = RawStdioServer(state_dir)
-    try:
-        with watchdog(server.process, 60 + rounds * 2, "create_session rounds"):
-            for _ in range(5):  # warm up
-                session_id = server.tool("create_session")["session_id"]
-                command_ok(server.tool("execute_command", session_id=session_id, command="true"))
-                server.tool("delete_session", session_id=session_id)
-            for _ in range(rounds):
-                started = time.perf_counter()
-                session_id = server.tool("create_session")["session_id"]
-                created = time.perf_counter()
-                command_ok(server.tool("execute_command", session_id=session_id, command="true"))
-                done = time.perf_counter()
-                server.tool("delete_session", session_id=session_id)  # not timed
-                samples["both"].append((done - started) * 1000)
-                samples["create"].append((created - started) * 1000)
-                samples["first"].append((done - created) * 1000)
-            server.close_stdin()
-            server.process.wait(timeout=10)
-    finally:
-        server.stop()
+    with watched_server(state_dir, 60 + rounds * 2, "create_session rounds") as server:
+        for _ in range(5):  # warm up
+            session_id = server.tool("create_session")["session_id"]
+            command_ok(server.tool("execute_command", session_id=session_id, command="true"))
+            server.tool("delete_session", session_id=session_id)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            session_id = server.tool("create_session")["session_id"]
+            created = time.perf_counter()
+            command_ok(server.tool("execute_command", session_id=session_id, command="true"))
+            done = time.perf_counter()
+            server.tool("delete_session", session_id=session_id)  # not timed
+            samples["both"].append((done - started) * 1000)
+            samples["create"].append((created - started) * 1000)
+            samples["first"].append((done - created) * 1000)
     return samples
 
 

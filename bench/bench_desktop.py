@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_commands import bench_root, watchdog
+from bench_commands import bench_root, watched_server
 from bench_sessions import percentile
-from stdio_client import RawStdioServer
 
 
 def timed(calls: int, action: Callable[[int], Any]) -> list[float]:
@@ -41,54 +40,44 @@ def bench(state_dir: Path, rounds: int) -> dict[str, list[float]]:
         "first desktop call (starts Xvfb + openbox)": [],
         "same call, desktop running": [],
     }
-    server = RawStdioServer(state_dir)
-    try:
-        with watchdog(server.process, 300, "the desktop benchmark"):
-            for _ in range(max(3, rounds // 10)):
-                fresh = server.tool("create_session", image_id="linux_latest")["session_id"]
-                for times in results.values():  # the first call starts the desktop, the second finds it running
-                    started = time.perf_counter()
-                    server.tool("list_windows", session_id=fresh)
-                    times.append((time.perf_counter() - started) * 1000)
-                server.tool("delete_session", session_id=fresh)
+    with watched_server(state_dir, 300, "the desktop benchmark") as server:
+        for _ in range(max(3, rounds // 10)):
+            fresh = server.tool("create_session", image_id="linux_latest")["session_id"]
+            for times in results.values():  # the first call starts the desktop, the second finds it running
+                started = time.perf_counter()
+                server.tool("list_windows", session_id=fresh)
+                times.append((time.perf_counter() - started) * 1000)
+            server.tool("delete_session", session_id=fresh)
 
-            session_id = server.tool("create_session", image_id="linux_latest")["session_id"]
-            window = server.tool("start_app", session_id=session_id, start_cmd="xterm -T bench")["window"]
-            if window is None:
-                raise RuntimeError("xterm did not open a window")
-            window_id = window["window_id"]
-            results["get_session (no-op round trip)"] = timed(
-                rounds, lambda _: server.tool("get_session", session_id=session_id)
-            )
-            results["list_windows (1 window)"] = timed(
-                rounds, lambda _: server.tool("list_windows", session_id=session_id)
-            )
-            results["get_active_window"] = timed(
-                rounds, lambda _: server.tool("get_active_window", session_id=session_id)
-            )
+        session_id = server.tool("create_session", image_id="linux_latest")["session_id"]
+        window = server.tool("start_app", session_id=session_id, start_cmd="xterm -T bench")["window"]
+        if window is None:
+            raise RuntimeError("xterm did not open a window")
+        window_id = window["window_id"]
+        results["get_session (no-op round trip)"] = timed(
+            rounds, lambda _: server.tool("get_session", session_id=session_id)
+        )
+        results["list_windows (1 window)"] = timed(rounds, lambda _: server.tool("list_windows", session_id=session_id))
+        results["get_active_window"] = timed(rounds, lambda _: server.tool("get_active_window", session_id=session_id))
 
-            def control(i: int) -> None:
-                action = "maximize" if i % 2 == 0 else "restore"
-                done = server.tool("control_window", session_id=session_id, window_id=window_id, action=action)
-                if not done["verified"]:
-                    raise RuntimeError(f"{action} not verified: {done}")
+        def control(i: int) -> None:
+            action = "maximize" if i % 2 == 0 else "restore"
+            done = server.tool("control_window", session_id=session_id, window_id=window_id, action=action)
+            if not done["verified"]:
+                raise RuntimeError(f"{action} not verified: {done}")
 
-            results["control_window maximize/restore (verified)"] = timed(max(10, rounds // 4), control)
-            results["input_action move"] = timed(
-                rounds,
-                lambda i: server.tool("input_action", session_id=session_id, action="move", x=i % 1000, y=i % 700),
-            )
-            results["take_screenshot png 1280x800"] = timed(
-                max(10, rounds // 4), lambda _: server.tool("take_screenshot", session_id=session_id)
-            )
-            results["take_screenshot jpeg max_width=640"] = timed(
-                max(10, rounds // 4),
-                lambda _: server.tool("take_screenshot", session_id=session_id, format="jpeg", max_width=640),
-            )
-            server.close_stdin()
-            server.process.wait(timeout=10)
-    finally:
-        server.stop()
+        results["control_window maximize/restore (verified)"] = timed(max(10, rounds // 4), control)
+        results["input_action move"] = timed(
+            rounds,
+            lambda i: server.tool("input_action", session_id=session_id, action="move", x=i % 1000, y=i % 700),
+        )
+        results["take_screenshot png 1280x800"] = timed(
+            max(10, rounds // 4), lambda _: server.tool("take_screenshot", session_id=session_id)
+        )
+        results["take_screenshot jpeg max_width=640"] = timed(
+            max(10, rounds // 4),
+            lambda _: server.tool("take_screenshot", session_id=session_id, format="jpeg", max_width=640),
+        )
     return results
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_commands import bench_root, watchdog
+from bench_commands import bench_root, watched_server
 from bench_sessions import percentile
 from stdio_client import RawStdioServer
 
@@ -76,47 +76,39 @@ def read_raw(host_path: Path, size: int) -> float:
 
 def bench(state_dir: Path, rounds: int) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    server = RawStdioServer(state_dir)
-    try:
-        with watchdog(server.process, 100, "the file benchmark"):
-            session_id = server.tool("create_session")["session_id"]
-            home = state_dir / "sessions" / session_id / "home"
-            for label, (name, size, make) in FILES.items():
-                made = server.tool(
-                    "execute_command", session_id=session_id, command=f"{make.format(size=size)} > {name}"
-                )
-                if made["exit_code"] != 0 or (home / name).stat().st_size != size:
-                    raise RuntimeError(f"could not make {name}: {made}")
-                read_raw(home / name, size)  # warm the page cache, then warm the server's path
-                read_via_mcp(server, session_id, name, size)
-                count = rounds if size < 10 * 2**20 else max(2, rounds // 10)
-                mcp, raw, calls = [], [], []
-                for _ in range(count):  # interleaved, so drift on the machine hits both alike
-                    took, latencies = read_via_mcp(server, session_id, name, size)
-                    mcp.append(took)
-                    calls += latencies
-                    raw.append(read_raw(home / name, size))
-                wire = server.request(
-                    "tools/call", {"name": "read_file", "arguments": {"session_id": session_id, "path": name}}
-                )
-                results[label] = {
-                    "size": size,
-                    "rounds": count,
-                    "mcp": mcp,
-                    "raw": raw,
-                    "calls": calls,
-                    "wire": len(json.dumps(wire, separators=(",", ":"))),
-                }
-            noop = []
-            for _ in range(200):
-                started = time.perf_counter()
-                server.tool("get_session", session_id=session_id)
-                noop.append((time.perf_counter() - started) * 1000)
-            results["noop"] = {"calls": noop}
-            server.close_stdin()
-            server.process.wait(timeout=10)
-    finally:
-        server.stop()
+    with watched_server(state_dir, 100, "the file benchmark") as server:
+        session_id = server.tool("create_session")["session_id"]
+        home = state_dir / "sessions" / session_id / "home"
+        for label, (name, size, make) in FILES.items():
+            made = server.tool("execute_command", session_id=session_id, command=f"{make.format(size=size)} > {name}")
+            if made["exit_code"] != 0 or (home / name).stat().st_size != size:
+                raise RuntimeError(f"could not make {name}: {made}")
+            read_raw(home / name, size)  # warm the page cache, then warm the server's path
+            read_via_mcp(server, session_id, name, size)
+            count = rounds if size < 10 * 2**20 else max(2, rounds // 10)
+            mcp, raw, calls = [], [], []
+            for _ in range(count):  # interleaved, so drift on the machine hits both alike
+                took, latencies = read_via_mcp(server, session_id, name, size)
+                mcp.append(took)
+                calls += latencies
+                raw.append(read_raw(home / name, size))
+            wire = server.request(
+                "tools/call", {"name": "read_file", "arguments": {"session_id": session_id, "path": name}}
+            )
+            results[label] = {
+                "size": size,
+                "rounds": count,
+                "mcp": mcp,
+                "raw": raw,
+                "calls": calls,
+                "wire": len(json.dumps(wire, separators=(",", ":"))),
+            }
+        noop = []
+        for _ in range(200):
+            started = time.perf_counter()
+            server.tool("get_session", session_id=session_id)
+            noop.append((time.perf_counter() - started) * 1000)
+        results["noop"] = {"calls": noop}
     return results
 
 

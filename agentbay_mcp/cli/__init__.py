@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -214,21 +215,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        return _command(args, settings)
+    except Exception as exc:
+        # The one place the CLI reports agentbay-mcp errors: a line on stderr, exit status 1.
+        known = _find_known_error(exc)
+        if known is None:
+            raise
+        command = "" if args.command in (None, "serve") else f" {args.command}"
+        print(f"agentbay-mcp{command}: {known}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "tokens":
         path = args.token_file or settings.token_file
         return run_tokens(args.action, path, getattr(args, "principal", None), getattr(args, "scopes", None))
     if args.command in ("doctor", "sessions"):
         return _local_tool(args, settings)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run(settings)
-    except KeyboardInterrupt:
-        pass
-    except Exception as exc:
-        known = _find_known_error(exc)
-        if known is None:
-            raise
-        print(f"agentbay-mcp: {known}", file=sys.stderr)
-        return 1
     return 0
 
 

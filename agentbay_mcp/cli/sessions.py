@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import anyio
 from pydantic import BaseModel
 
+from agentbay_mcp.backends.common.server_lock import live_servers
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.backends.local.server_lock import live_servers
 from agentbay_mcp.settings import Settings
 
 

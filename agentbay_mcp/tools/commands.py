@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from agentbay_mcp.services.commands.models import (
@@ -16,16 +15,13 @@ from agentbay_mcp.services.commands.models import (
     ProcessStatus,
 )
 from agentbay_mcp.services.commands.service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
-from agentbay_mcp.tools.common import CREATES, READ_ONLY, tool_call
+from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SessionId, tool_call
 
-SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]
 ProcessId = Annotated[str, Field(description="The process_id returned by start_process.")]
 Cwd = Annotated[
     str | None, Field(description="Working directory inside the session; relative paths start at /home/user.")
 ]
 Envs = Annotated[dict[str, str] | None, Field(description='Extra environment variables, e.g. {"DEBUG": "1"}.')]
-RUNS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-STOPS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
 def progress_reporter(ctx: Context[Any, Any]) -> ProgressCallback | None:
@@ -44,7 +40,7 @@ def register(mcp: MCPServer[Any]) -> None:
     """Add the command tools to `mcp`."""
 
     @mcp.tool(
-        annotations=RUNS,
+        annotations=CHANGES,
         description=(
             "Run a shell command (sh -c) in the session's sandbox and wait for it. Returns exit_code, stdout "
             "and stderr separately, duration_ms and timed_out. stdin is closed. Each stream is capped "
@@ -113,7 +109,7 @@ def register(mcp: MCPServer[Any]) -> None:
             return await call.commands.read_process_output(call.conversation, session_id, process_id, cursor, wait_ms)
 
     @mcp.tool(
-        annotations=RUNS,
+        annotations=CHANGES,
         description="Write text to a background process's stdin; set eof=true to close stdin afterwards.",
     )
     async def write_process_input(
@@ -140,7 +136,7 @@ def register(mcp: MCPServer[Any]) -> None:
             return await call.commands.wait_process(call.conversation, session_id, process_id, timeout_ms)
 
     @mcp.tool(
-        annotations=STOPS,
+        annotations=REPLACES,
         description=(
             "Stop a background process and everything it started (its process group). TERM (default) is "
             "followed by KILL after 1 s if it is still running; KILL is immediate."

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
+from pydantic import Field
 
 from agentbay_mcp.auth.scopes import ToolKind
 from agentbay_mcp.errors import AgentBayMCPError
@@ -58,7 +59,25 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
         raise ToolError(str(exc)) from exc
 
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-DESTROYS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
-REPLACES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+#: The one spelling of a session_id parameter (the session tools add list_sessions, see tools/sessions.py).
+SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]
+
+
+def _hints(*, destructive: bool, idempotent: bool, read_only: bool = False) -> ToolAnnotations:
+    # Every tool acts inside its own session only: never open-world.
+    return ToolAnnotations(
+        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+    )
+
+
+# The five kinds of tool, by what calling one again does (the hints clients show and act on).
+#: Only looks: lists, gets, reads, waits.
+READ_ONLY = _hints(read_only=True, destructive=False, idempotent=True)
+#: Makes something new on each call: a session, a process, an application.
+CREATES = _hints(destructive=False, idempotent=False)
+#: Brings something to a state, destroying nothing; again is harmless: a directory, the focus mode.
+SETS = _hints(destructive=False, idempotent=True)
+#: Deletes, overwrites or stops; again changes nothing more: delete_session, write_file, kill_process.
+REPLACES = _hints(destructive=True, idempotent=True)
+#: Changes the session, and again changes it again: a command, an edit, a move, input on the desktop.
+CHANGES = _hints(destructive=True, idempotent=False)

@@ -6,31 +6,14 @@ import base64
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
-from agentbay_mcp.services.desktop.models import (
-    ActiveWindow,
-    AppStarted,
-    AppStopped,
-    FocusMode,
-    InputKind,
-    InputResult,
-    InstalledApps,
-    ScreenshotInfo,
-    VisibleApps,
-    WindowAction,
-    WindowControlResult,
-    WindowList,
-)
-from agentbay_mcp.tools.common import CREATES, READ_ONLY, tool_call
-from agentbay_mcp.tools.files import SessionId
+from agentbay_mcp.services.desktop import models
+from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
 
 WindowId = Annotated[int, Field(description="A window_id from list_windows or get_active_window.")]
 Coordinate = Annotated[int | None, Field(ge=0, description="Screen pixels from the top-left corner.")]
-DRIVES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-SETS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-STOPS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
 def register(mcp: MCPServer[Any]) -> None:
@@ -48,7 +31,7 @@ def register(mcp: MCPServer[Any]) -> None:
         ctx: Context,
         session_id: SessionId,
         include_system: Annotated[bool, Field(description="Also list hidden and settings entries.")] = False,
-    ) -> InstalledApps:
+    ) -> models.InstalledApps:
         async with tool_call(ctx) as call:
             return await call.desktop.get_installed_apps(call.conversation, session_id, include_system)
 
@@ -69,12 +52,12 @@ def register(mcp: MCPServer[Any]) -> None:
         wait_ms: Annotated[
             int | None, Field(ge=0, le=30000, description="How long to wait for a window (default 5000).")
         ] = None,
-    ) -> AppStarted:
+    ) -> models.AppStarted:
         async with tool_call(ctx) as call:
             return await call.desktop.start_app(call.conversation, session_id, start_cmd, work_directory, wait_ms)
 
     @mcp.tool(
-        annotations=STOPS,
+        annotations=REPLACES,
         description=(
             "Stop an application, by exactly one of: pid (that process and all its children), pname (every "
             "process with that name, and their children) or stop_cmd (a shell command to run). Only the "
@@ -87,12 +70,12 @@ def register(mcp: MCPServer[Any]) -> None:
         pid: Annotated[int | None, Field(description="Process id from start_app or list_visible_apps.")] = None,
         pname: Annotated[str | None, Field(description="Process name, e.g. 'xterm'.")] = None,
         stop_cmd: Annotated[str | None, Field(description="Shell command that stops the application.")] = None,
-    ) -> AppStopped:
+    ) -> models.AppStopped:
         async with tool_call(ctx) as call:
             return await call.desktop.stop_app(call.conversation, session_id, pid, pname, stop_cmd)
 
     @mcp.tool(annotations=READ_ONLY, description="Processes that own a visible (not minimized) window.")
-    async def list_visible_apps(ctx: Context, session_id: SessionId) -> VisibleApps:
+    async def list_visible_apps(ctx: Context, session_id: SessionId) -> models.VisibleApps:
         async with tool_call(ctx) as call:
             return await call.desktop.list_visible_apps(call.conversation, session_id)
 
@@ -103,17 +86,17 @@ def register(mcp: MCPServer[Any]) -> None:
             "pname of the owner, state (normal, minimized, maximized, fullscreen) and child windows."
         ),
     )
-    async def list_windows(ctx: Context, session_id: SessionId) -> WindowList:
+    async def list_windows(ctx: Context, session_id: SessionId) -> models.WindowList:
         async with tool_call(ctx) as call:
             return await call.desktop.list_windows(call.conversation, session_id)
 
     @mcp.tool(annotations=READ_ONLY, description="The window that has the keyboard focus (null if none).")
-    async def get_active_window(ctx: Context, session_id: SessionId) -> ActiveWindow:
+    async def get_active_window(ctx: Context, session_id: SessionId) -> models.ActiveWindow:
         async with tool_call(ctx) as call:
             return await call.desktop.get_active_window(call.conversation, session_id)
 
     @mcp.tool(
-        annotations=DRIVES,
+        annotations=CHANGES,
         description=(
             "Control a window: activate, maximize, minimize, restore, close, fullscreen, or resize (with width "
             "and height, the outer size in pixels). Checks the effect and returns the window afterwards; "
@@ -125,10 +108,10 @@ def register(mcp: MCPServer[Any]) -> None:
         ctx: Context,
         session_id: SessionId,
         window_id: WindowId,
-        action: Annotated[WindowAction, Field(description="What to do with the window.")],
+        action: Annotated[models.WindowAction, Field(description="What to do with the window.")],
         width: Annotated[int | None, Field(ge=1, description="For resize: outer width in pixels.")] = None,
         height: Annotated[int | None, Field(ge=1, description="For resize: outer height in pixels.")] = None,
-    ) -> WindowControlResult:
+    ) -> models.WindowControlResult:
         async with tool_call(ctx) as call:
             return await call.desktop.control_window(call.conversation, session_id, window_id, action, width, height)
 
@@ -142,7 +125,7 @@ def register(mcp: MCPServer[Any]) -> None:
     )
     async def set_focus_mode(
         ctx: Context, session_id: SessionId, on: Annotated[bool, Field(description="true to lock the focus.")]
-    ) -> FocusMode:
+    ) -> models.FocusMode:
         async with tool_call(ctx) as call:
             return await call.desktop.set_focus_mode(call.conversation, session_id, on)
 
@@ -158,7 +141,7 @@ def register(mcp: MCPServer[Any]) -> None:
         session_id: SessionId,
         format: Annotated[Literal["png", "jpeg"], Field(description="Image format.")] = "png",
         max_width: Annotated[int | None, Field(ge=16, description="Scale down to at most this width.")] = None,
-    ) -> Annotated[CallToolResult, ScreenshotInfo]:
+    ) -> Annotated[CallToolResult, models.ScreenshotInfo]:
         async with tool_call(ctx) as call:
             image, info = await call.desktop.take_screenshot(call.conversation, session_id, format, max_width)
         return CallToolResult(
@@ -176,7 +159,7 @@ def register(mcp: MCPServer[Any]) -> None:
         )
 
     @mcp.tool(
-        annotations=DRIVES,
+        annotations=CHANGES,
         description=(
             "Mouse and keyboard input on the session's desktop. action: click (x, y, button left|middle|right, "
             "count 2 for a double click), move (x, y), drag (x, y to to_x, to_y), scroll (x, y, direction "
@@ -187,7 +170,7 @@ def register(mcp: MCPServer[Any]) -> None:
     async def input_action(
         ctx: Context,
         session_id: SessionId,
-        action: Annotated[InputKind, Field(description="Which input to deliver.")],
+        action: Annotated[models.InputKind, Field(description="Which input to deliver.")],
         x: Coordinate = None,
         y: Coordinate = None,
         to_x: Coordinate = None,
@@ -198,7 +181,7 @@ def register(mcp: MCPServer[Any]) -> None:
         amount: Annotated[int | None, Field(ge=1, le=100, description="Scroll notches.")] = None,
         text: Annotated[str | None, Field(description="Text to type.")] = None,
         keys: Annotated[list[str] | None, Field(description="Key names pressed together.")] = None,
-    ) -> InputResult:
+    ) -> models.InputResult:
         async with tool_call(ctx) as call:
             return await call.desktop.input_action(
                 call.conversation,

@@ -6,27 +6,15 @@ import base64
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
-from agentbay_mcp.services.files.models import (
-    DirectoryCreated,
-    DirectoryListing,
-    FileContent,
-    FileEdited,
-    FileInfo,
-    FileMoved,
-    FileWritten,
-    SearchResult,
-)
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME
+from agentbay_mcp.services.files import models
 from agentbay_mcp.services.files.service import ImageRead
-from agentbay_mcp.tools.common import READ_ONLY, tool_call
+from agentbay_mcp.tools.common import CHANGES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
 
-SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]
 Path = Annotated[str, Field(description="Path in the session: absolute, or relative to /home/user.")]
-WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
-CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 class Edit(BaseModel):
@@ -36,7 +24,7 @@ class Edit(BaseModel):
     new_text: str = Field(description="Replacement text.")
 
 
-def _as_result(content: FileContent | ImageRead) -> CallToolResult:
+def _as_result(content: models.FileContent | ImageRead) -> CallToolResult:
     if isinstance(content, ImageRead):
         structured = content.content
         blocks: list[TextContent | ImageContent] = [
@@ -69,7 +57,7 @@ def register(mcp: MCPServer[Any]) -> None:
         length: Annotated[int | None, Field(ge=0, description="Bytes to read at most.")] = None,
         start_line: Annotated[int | None, Field(ge=1, description="Read whole lines from this line (1-based).")] = None,
         line_count: Annotated[int | None, Field(ge=1, description="How many lines (with start_line).")] = None,
-    ) -> Annotated[CallToolResult, FileContent]:
+    ) -> Annotated[CallToolResult, models.FileContent]:
         async with tool_call(ctx) as call:
             content = await call.files.read_file(
                 call.conversation, session_id, path, offset, length, start_line, line_count
@@ -77,7 +65,7 @@ def register(mcp: MCPServer[Any]) -> None:
         return _as_result(content)
 
     @mcp.tool(
-        annotations=WRITES,
+        annotations=REPLACES,
         description=(
             "Write text to a file in the session, creating parent directories. mode 'overwrite' (default) "
             "replaces the file atomically (readers never see half a file); 'append' adds to its end. Only "
@@ -90,7 +78,7 @@ def register(mcp: MCPServer[Any]) -> None:
         path: Path,
         content: Annotated[str, Field(description="The text to write (UTF-8), up to 8 MiB per call.")],
         mode: Annotated[Literal["overwrite", "append"], Field(description="overwrite or append.")] = "overwrite",
-    ) -> FileWritten:
+    ) -> models.FileWritten:
         async with tool_call(ctx) as call:
             return await call.files.write_file(call.conversation, session_id, path, content, mode)
 
@@ -108,7 +96,7 @@ def register(mcp: MCPServer[Any]) -> None:
         path: Path,
         edits: Annotated[list[Edit], Field(min_length=1, description="Replacements to apply in order.")],
         dry_run: Annotated[bool, Field(description="Only show the diff.")] = False,
-    ) -> FileEdited:
+    ) -> models.FileEdited:
         async with tool_call(ctx) as call:
             pairs = [edit.model_dump() for edit in edits]
             return await call.files.edit_file(call.conversation, session_id, path, pairs, dry_run)
@@ -117,7 +105,7 @@ def register(mcp: MCPServer[Any]) -> None:
         annotations=READ_ONLY,
         description="List a directory in the session (default /home/user): names, types, sizes, permissions, times.",
     )
-    async def list_directory(ctx: Context, session_id: SessionId, path: Path = "/home/user") -> DirectoryListing:
+    async def list_directory(ctx: Context, session_id: SessionId, path: Path = SESSION_HOME) -> models.DirectoryListing:
         async with tool_call(ctx) as call:
             return await call.files.list_directory(call.conversation, session_id, path)
 
@@ -125,7 +113,7 @@ def register(mcp: MCPServer[Any]) -> None:
         annotations=READ_ONLY,
         description="Get a path's type, size, permissions and times (a symlink itself, with its target).",
     )
-    async def get_file_info(ctx: Context, session_id: SessionId, path: Path) -> FileInfo:
+    async def get_file_info(ctx: Context, session_id: SessionId, path: Path) -> models.FileInfo:
         async with tool_call(ctx) as call:
             return await call.files.get_file_info(call.conversation, session_id, path)
 
@@ -143,12 +131,12 @@ def register(mcp: MCPServer[Any]) -> None:
         path: Path,
         pattern: Annotated[str, Field(description="Glob, e.g. '*.log'.")],
         exclude_patterns: Annotated[list[str] | None, Field(description="Globs to leave out.")] = None,
-    ) -> SearchResult:
+    ) -> models.SearchResult:
         async with tool_call(ctx) as call:
             return await call.files.search_files(call.conversation, session_id, path, pattern, exclude_patterns)
 
-    @mcp.tool(annotations=ADDS, description="Create a directory (and its parents); fine if it already exists.")
-    async def create_directory(ctx: Context, session_id: SessionId, path: Path) -> DirectoryCreated:
+    @mcp.tool(annotations=SETS, description="Create a directory (and its parents); fine if it already exists.")
+    async def create_directory(ctx: Context, session_id: SessionId, path: Path) -> models.DirectoryCreated:
         async with tool_call(ctx) as call:
             return await call.files.create_directory(call.conversation, session_id, path)
 
@@ -161,6 +149,6 @@ def register(mcp: MCPServer[Any]) -> None:
         session_id: SessionId,
         source: Annotated[str, Field(description="Existing path.")],
         destination: Annotated[str, Field(description="New path; must not exist yet.")],
-    ) -> FileMoved:
+    ) -> models.FileMoved:
         async with tool_call(ctx) as call:
             return await call.files.move_file(call.conversation, session_id, source, destination)

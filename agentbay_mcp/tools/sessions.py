@@ -8,9 +8,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
-from agentbay_mcp.tools.common import CREATES, DESTROYS, READ_ONLY, REPLACES, tool_call
+from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool_call
 
-SessionId = Annotated[str, Field(description="The session_id returned by create_session or list_sessions.")]
+#: The session tools are also how sessions are found again, so their session_id names list_sessions too.
+ListedSessionId = Annotated[SessionId, Field(description="The session_id returned by create_session or list_sessions.")]
 Labels = Annotated[
     dict[str, str],
     Field(
@@ -49,14 +50,14 @@ def register(mcp: MCPServer[Any]) -> None:
             return await call.service.create_session(call.conversation, image_id, labels, network)
 
     @mcp.tool(
-        annotations=DESTROYS,
+        annotations=REPLACES,
         description=(
             "Delete a session now: its sandbox, files and processes are destroyed and cannot be recovered. "
             "Use it when you are done with a session; sessions are also deleted automatically when the "
             "conversation ends."
         ),
     )
-    async def delete_session(ctx: Context, session_id: SessionId) -> DeletedSession:
+    async def delete_session(ctx: Context, session_id: ListedSessionId) -> DeletedSession:
         async with tool_call(ctx) as call:
             return await call.service.delete_session(call.conversation, session_id)
 
@@ -64,7 +65,7 @@ def register(mcp: MCPServer[Any]) -> None:
         annotations=READ_ONLY,
         description="Get one session's details: image, status, labels, creation time and idle expiry.",
     )
-    async def get_session(ctx: Context, session_id: SessionId) -> SessionInfo:
+    async def get_session(ctx: Context, session_id: ListedSessionId) -> SessionInfo:
         async with tool_call(ctx) as call:
             return await call.service.get_session(call.conversation, session_id)
 
@@ -98,7 +99,7 @@ def register(mcp: MCPServer[Any]) -> None:
             "pass {} to clear them). To add one label, get_session_labels first and send the merged map."
         ),
     )
-    async def set_session_labels(ctx: Context, session_id: SessionId, labels: Labels) -> SessionLabels:
+    async def set_session_labels(ctx: Context, session_id: ListedSessionId, labels: Labels) -> SessionLabels:
         async with tool_call(ctx) as call:
             return await call.service.set_session_labels(call.conversation, session_id, labels)
 
@@ -106,6 +107,6 @@ def register(mcp: MCPServer[Any]) -> None:
         annotations=READ_ONLY,
         description="Get a session's labels, the whole key/value map (use set_session_labels to change it).",
     )
-    async def get_session_labels(ctx: Context, session_id: SessionId) -> SessionLabels:
+    async def get_session_labels(ctx: Context, session_id: ListedSessionId) -> SessionLabels:
         async with tool_call(ctx) as call:
             return await call.service.get_session_labels(call.conversation, session_id)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient
 from agentbay_mcp.backends.agentbay.sessions import LABEL_INSTANCE, LABEL_SERVER
-from agentbay_mcp.backends.local.server_lock import new_server_id
+from agentbay_mcp.backends.common.server_lock import new_server_id
 from agentbay_mcp.errors import AuthenticationError, SessionNotFoundError
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.services.commands.service import CommandService

@@ -84,7 +84,7 @@ async def _read_tool(rig: Rig) -> object:
 
 def _tool_action(rig: Rig) -> str:
     # The emulator lists a server for every tool, so one tool's channel is every tool's.
-    return "callTool" if rig.backend._direct(rig.session_id, tools.SHELL) else "CallMcpTool"
+    return "callTool" if rig.backend._route.direct(rig.session_id, tools.SHELL) else "CallMcpTool"
 
 
 #: Idempotent actions: (action, operation that makes it).

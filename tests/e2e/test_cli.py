@@ -75,6 +75,16 @@ def test_serving_on_an_unwritable_state_dir_fails_clearly(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+def test_every_command_reports_its_errors_the_same_way(state_dir: Path, tmp_path: Path) -> None:
+    """The CLI maps agentbay-mcp errors in one place: a line naming the command, exit status 1."""
+    broken = tmp_path / "tokens.json"
+    broken.write_text('{"not_tokens": 1}')
+    done = run_cli("tokens", "list", "--token-file", str(broken), env=server_env(state_dir))
+    assert done.returncode == 1
+    assert done.stderr.startswith("agentbay-mcp tokens: token file")
+    assert "Traceback" not in done.stderr
+
+
 def test_bad_settings_exit_2_with_a_readable_message(state_dir: Path) -> None:
     done = run_cli("--toolsets", "sessions,bogus", env=server_env(state_dir))
     assert done.returncode == 2

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from anyio.abc import TaskGroup
 
+from agentbay_mcp.backends.common.server_lock import live_servers, server_alive
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.backends.local.server_lock import live_servers, server_alive
 from agentbay_mcp.errors import BackendUnavailableError
 from agentbay_mcp.testing.servers import session_dirs
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from agentbay_mcp.backends.local.server_lock import ServerLock
+from agentbay_mcp.backends.common.server_lock import ServerLock
 lock = ServerLock(Path(sys.argv[1]), sys.argv[2]); lock.acquire()
 print("locked", flush=True); time.sleep(60)
 """

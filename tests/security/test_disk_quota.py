@@ -26,12 +26,12 @@ from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
 from pydantic import ValidationError
 
+from agentbay_mcp.backends.common.server_lock import new_server_id
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.agent_client import SandboxDiedError
 from agentbay_mcp.backends.local.disk_quota import IMAGE_NAME, DiskQuota, unavailable_reason
 from agentbay_mcp.backends.local.layout import StateDir, new_session_id, remove_tree
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
-from agentbay_mcp.backends.local.server_lock import new_server_id
 from agentbay_mcp.cli import build_parser, settings_from_args
 from agentbay_mcp.cli.doctor import check_disk_quota
 from agentbay_mcp.server.wiring import build_server

@@ -428,6 +428,7 @@ def test_every_operation_the_local_backend_sends_is_covered() -> None:
     for module in (processes, files, desktop):
         source = inspect.getsource(module)
         sent |= set(re.findall(r'agent\.call\(\s*"(\w+)"', source))
+        sent |= set(re.findall(r'exchange\(\s*agent,\s*"(\w+)"', source))
         sent |= {f"desktop_{op}" for op in re.findall(r'_call\(\s*agent,\s*"(\w+)"', source)}
     assert sent == set(OPS) | IGNORED_REPLIES
 

@@ -2,12 +2,11 @@
 
 Session actions (and the ownership labels that make orphan reaping safe) are in sessions.py;
 this module runs commands and file operations through the in-session tools (tools.py), over the
-session's direct LinkUrl when it offers one, else through CallMcpTool.
+route the session's channel offers (routing.py: its direct LinkUrl, else CallMcpTool).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import signal
@@ -20,8 +19,8 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.agentbay import desktop, files, tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.agentbay.commands import OUTPUT_DIR, Runs, kept, parse_report, redirected, summarize
-from agentbay_mcp.backends.agentbay.sessions import Channel, CloudSessions, default_instance
-from agentbay_mcp.backends.agentbay.tools import Tool
+from agentbay_mcp.backends.agentbay.routing import ToolRouter
+from agentbay_mcp.backends.agentbay.sessions import CloudSessions, default_instance
 from agentbay_mcp.backends.base import (
     AppLaunch,
     AppStatus,
@@ -36,12 +35,8 @@ from agentbay_mcp.backends.base import (
     StreamSummary,
     WindowDetail,
 )
-from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id
-from agentbay_mcp.errors import (
-    BackendError,
-    BackendUnavailableError,
-    CloudAPIError,
-)
+from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
+from agentbay_mcp.errors import BackendUnavailableError
 from agentbay_mcp.services.desktop.models import (
     AppStopped,
     FocusMode,
@@ -73,8 +68,6 @@ IMAGES: tuple[ImageInfo, ...] = (
 )
 #: Seconds the shell tool's HTTP call may outlast the command's own timeout_ms.
 SHELL_MARGIN_SECONDS = 30.0
-#: Over LinkUrl there is no message limit; pieces this big only bound one request's memory.
-DIRECT_PIECE_BYTES = 8 * 1024 * 1024
 
 
 class AgentBayBackend:
@@ -105,6 +98,7 @@ class AgentBayBackend:
             delete_wait_seconds=delete_wait_seconds,
             page_size=page_size,
         )
+        self._route = ToolRouter(client, self._sessions)
         self._runs = Runs()
         self._focus_mode: dict[str, bool] = {}
 
@@ -175,64 +169,6 @@ class AgentBayBackend:
         """Every live session of this instance (any server's); never other people's sessions."""
         return await self._sessions.list_all()
 
-    # In-session tools -----------------------------------------------------------------------
-
-    async def _call_tool(
-        self, session_id: str, tool: Tool, args: dict[str, Any], timeout_seconds: float | None = None
-    ) -> tuple[str, bool]:
-        """One tool call: direct over LinkUrl when the session offers it, else CallMcpTool."""
-        channel = self._sessions.channels.get(session_id)
-        if channel is None:
-            await self.get_session(session_id)  # raises SessionNotFoundError, fills the channel
-            channel = self._sessions.channels.get(session_id, Channel())
-        server = channel.servers.get(tool.name, "")
-        try:
-            if channel.direct_for(tool.name):
-                data = await self._client.call_link(
-                    channel.link_url,
-                    channel.token,
-                    server=server,
-                    tool=tool.name,
-                    args=args,
-                    idempotent=tool.idempotent,
-                    timeout_seconds=timeout_seconds,
-                )
-            else:
-                params: dict[str, str | int | bool | None] = {
-                    "SessionId": session_id,
-                    "Name": tool.name,
-                    "Args": json.dumps(args, ensure_ascii=False),
-                    "Server": server or tool.server,
-                    "AutoGenSession": False,
-                }
-                data = (
-                    await self._client.call(
-                        "CallMcpTool", params, idempotent=tool.idempotent, timeout_seconds=timeout_seconds
-                    )
-                ).data
-        except CloudAPIError as exc:
-            if 400 <= exc.status < 500:
-                await self.get_session(session_id)  # released behind our back? then SessionNotFoundError
-            raise
-        try:
-            return tools.result_text(data)
-        except (ValueError, TypeError) as exc:
-            raise BackendError(f"AgentBay sent a malformed {tool.name} result (not an MCP tool result).") from exc
-
-    def _direct(self, session_id: str, tool: Tool) -> bool:
-        """Whether `tool` is reached over LinkUrl (no message size limit): the rule _call_tool follows."""
-        channel = self._sessions.channels.get(session_id)
-        return channel is not None and channel.direct_for(tool.name)
-
-    def _piece(self, session_id: str) -> int:
-        return DIRECT_PIECE_BYTES if self._direct(session_id, tools.READ_FILE) else tools.READ_CHUNK_BYTES
-
-    def _files(self, session_id: str) -> files.ToolCall:
-        async def call(tool: Tool, args: dict[str, Any]) -> tuple[str, bool]:
-            return await self._call_tool(session_id, tool, args)
-
-        return call
-
     # Processes ------------------------------------------------------------------------------
 
     async def run_process(
@@ -253,7 +189,7 @@ class AgentBayBackend:
         """
         limit = timeout_ms or wait_ms
         proc_id = "cmd-" + secrets.token_hex(6)
-        direct = self._direct(session_id, tools.SHELL)
+        direct = self._route.direct(session_id, tools.SHELL)
         out_path, err_path = f"{OUTPUT_DIR}/{proc_id}.out", f"{OUTPUT_DIR}/{proc_id}.err"
         shell_command = command if direct else redirected(command, out_path, err_path)
         args: dict[str, Any] = {"command": shell_command, "timeout_ms": limit}
@@ -262,7 +198,7 @@ class AgentBayBackend:
         if env:
             args["envs"] = env
         started = time.monotonic()
-        text, is_error = await self._call_tool(session_id, tools.SHELL, args, limit / 1000 + SHELL_MARGIN_SECONDS)
+        text, is_error = await self._route.call(session_id, tools.SHELL, args, limit / 1000 + SHELL_MARGIN_SECONDS)
         result = tools.parse_shell(text, is_error)
         if direct:
             streams = {
@@ -284,7 +220,7 @@ class AgentBayBackend:
         report = None if result.timed_out else parse_report(result.stdout)
         if report is not None and report.stdout is not None and report.stderr is not None:
             return {"stdout": kept(report.stdout, cap, out_path), "stderr": kept(report.stderr, cap, err_path)}
-        call, piece = self._files(session_id), self._piece(session_id)
+        call, piece = self._route.caller(session_id), self._route.read_piece(session_id)
         streams = {
             "stdout": await files.saved_stream(call, out_path, cap, piece, report.stdout_size if report else None),
             "stderr": await files.saved_stream(call, err_path, cap, piece, report.stderr_size if report else None),
@@ -359,92 +295,91 @@ class AgentBayBackend:
     ) -> FileChunk:
         """A byte range (read in pieces) or lines."""
         return await files.read(
-            self._files(session_id),
+            self._route.caller(session_id),
             path,
             offset=offset,
             length=length,
             start_line=start_line,
             line_count=line_count,
             max_bytes=max_bytes,
-            piece=self._piece(session_id),
+            piece=self._route.read_piece(session_id),
         )
 
     async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> FileWritten:
         """Overwrite or append, in pieces when messages are size-limited."""
-        piece = DIRECT_PIECE_BYTES if self._direct(session_id, tools.WRITE_FILE) else tools.WRITE_CHUNK_BYTES
-        return await files.write(self._files(session_id), path, data, mode, piece)
+        return await files.write(self._route.caller(session_id), path, data, mode, self._route.write_piece(session_id))
 
     async def edit_file(self, session_id: str, path: str, edits: list[dict[str, str]], dry_run: bool) -> FileEdited:
         """Exact replacements."""
-        return await files.edit(self._files(session_id), path, edits, dry_run)
+        return await files.edit(self._route.caller(session_id), path, edits, dry_run)
 
     async def file_info(self, session_id: str, path: str) -> FileInfo:
         """Metadata of a path."""
-        return await files.info(self._files(session_id), path)
+        return await files.info(self._route.caller(session_id), path)
 
     async def list_directory(self, session_id: str, path: str, max_entries: int) -> DirectoryListing:
         """Names and types."""
-        return await files.listing(self._files(session_id), path, max_entries)
+        return await files.listing(self._route.caller(session_id), path, max_entries)
 
     async def search_files(
         self, session_id: str, path: str, pattern: str, exclude_patterns: list[str], max_results: int
     ) -> SearchResult:
         """Glob search."""
-        return await files.search(self._files(session_id), path, pattern, exclude_patterns, max_results)
+        return await files.search(self._route.caller(session_id), path, pattern, exclude_patterns, max_results)
 
     async def create_directory(self, session_id: str, path: str) -> DirectoryCreated:
         """mkdir -p."""
-        return await files.mkdir(self._files(session_id), path)
+        return await files.mkdir(self._route.caller(session_id), path)
 
     async def move_file(self, session_id: str, source: str, destination: str) -> FileMoved:
         """Rename or move."""
-        return await files.move(self._files(session_id), source, destination)
+        return await files.move(self._route.caller(session_id), source, destination)
 
     # Desktop --------------------------------------------------------------------------------
 
     async def installed_apps(self, session_id: str, include_system: bool) -> list[InstalledApp]:
         """get_installed_apps."""
-        return await desktop.installed_apps(self._files(session_id), include_system)
+        return await desktop.installed_apps(self._route.caller(session_id), include_system)
 
     async def launch_app(self, session_id: str, start_cmd: str, work_directory: str | None) -> AppLaunch:
         """start_app (no process handle: AgentBay reports the started processes only)."""
-        return await desktop.launch(self._files(session_id), start_cmd, work_directory)
+        return await desktop.launch(self._route.caller(session_id), start_cmd, work_directory)
 
     async def app_status(self, session_id: str, launch: AppLaunch) -> AppStatus:
         """The launched app's first new window."""
-        return await desktop.app_status(self._files(session_id), launch)
+        return await desktop.app_status(self._route.caller(session_id), launch)
 
     async def stop_app(
         self, session_id: str, *, pid: int | None, pname: str | None, stop_cmd: str | None
     ) -> AppStopped:
         """stop_app_by_pid / _by_pname / _by_cmd."""
-        return await desktop.stop_app(self._files(session_id), pid, pname, stop_cmd)
+        return await desktop.stop_app(self._route.caller(session_id), pid, pname, stop_cmd)
 
     async def visible_apps(self, session_id: str) -> list[VisibleApp]:
         """list_visible_apps."""
-        return await desktop.visible_apps(self._files(session_id))
+        return await desktop.visible_apps(self._route.caller(session_id))
 
     async def list_windows(self, session_id: str) -> WindowList:
         """list_root_windows, get_active_window, get_screen_size."""
-        return await desktop.window_list(self._files(session_id), self._focus_mode.get(session_id, False))
+        return await desktop.window_list(self._route.caller(session_id), self._focus_mode.get(session_id, False))
 
     async def active_window(self, session_id: str) -> WindowInfo | None:
         """get_active_window."""
-        return await desktop.active(self._files(session_id))
+        return await desktop.active(self._route.caller(session_id))
 
     async def window_detail(self, session_id: str, window_id: int) -> WindowDetail:
         """One window from list_root_windows."""
-        return await desktop.detail(self._files(session_id), window_id)
+        return await desktop.detail(self._route.caller(session_id), window_id)
 
     async def window_action(
         self, session_id: str, window_id: int, action: WindowAction, width: int | None, height: int | None
     ) -> None:
         """activate_window, maximize_window, ..., resize_window."""
-        await desktop.action(self._files(session_id), window_id, action, width, height)
+        await desktop.action(self._route.caller(session_id), window_id, action, width, height)
 
     async def set_focus_mode(self, session_id: str, on: bool) -> FocusMode:
         """focus_mode."""
-        mode = await desktop.focus_mode(self._files(session_id), on)
+        mode = await desktop.focus_mode(self._route.caller(session_id), on)
         self._focus_mode[session_id] = on
         return mode
 
@@ -454,9 +389,9 @@ class AgentBayBackend:
         async def fetch(url: str) -> bytes:
             return await self._client.fetch(url, max_bytes=desktop.MAX_SCREENSHOT_BYTES)
 
-        direct = self._direct(session_id, tools.SCREENSHOT)
-        return await desktop.screenshot(self._files(session_id), direct, fetch)
+        direct = self._route.direct(session_id, tools.SCREENSHOT)
+        return await desktop.screenshot(self._route.caller(session_id), direct, fetch)
 
     async def input_action(self, session_id: str, action: dict[str, Any]) -> InputResult:
         """Mouse and keyboard tools, then get_cursor_position."""
-        return await desktop.input_action(self._files(session_id), action)
+        return await desktop.input_action(self._route.caller(session_id), action)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import secrets
 import socket
 import time
@@ -27,9 +26,9 @@ import anyio
 from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.base import SessionRecord
-from agentbay_mcp.backends.local.server_lock import server_alive
+from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
+from agentbay_mcp.backends.common.server_lock import is_server_id, server_alive
 from agentbay_mcp.errors import AgentBayMCPError, BackendError, CloudAPIError, SessionNotFoundError
-from agentbay_mcp.services.sessions.labels import RESERVED_PREFIX
 from agentbay_mcp.services.sessions.models import SessionStatus
 
 logger = logging.getLogger(__name__)
@@ -44,9 +43,6 @@ LABEL_CREATE = RESERVED_PREFIX + "create"
 #: The cloud's own idle release comes this long after our lease: our lease decides, the cloud is the net.
 CLOUD_IDLE_MARGIN_SECONDS = 300
 _GONE = {"DELETED", "FINISH", "RELEASED"}
-#: The shape of server ids this program writes (server_lock.new_server_id); labels are checked against it
-#: before they name a lock file, so a label can never point a path elsewhere.
-_SERVER_ID = re.compile(r"srv-[0-9a-f]{16}")
 
 
 def default_instance(state_dir: Path) -> str:
@@ -228,7 +224,8 @@ class CloudSessions:
 
     def _server_alive(self, server_id: str) -> bool:
         """Whether a server (named by a cloud label, so untrusted) still holds its lock; unsure means alive."""
-        if not _SERVER_ID.fullmatch(server_id):
+        # Checked before it names a lock file, so a label can never point a path elsewhere.
+        if not is_server_id(server_id):
             return True  # not a label this program writes: not ours to judge
         try:
             return server_alive(self.servers_dir, server_id)

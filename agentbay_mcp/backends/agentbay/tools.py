@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from agentbay_mcp.services.commands.output_text import complete_utf8_prefix
+from agentbay_mcp.backends.common.utf8 import complete_utf8_prefix
 from agentbay_mcp.services.desktop.models import WindowAction
 
 

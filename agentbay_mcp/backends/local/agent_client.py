@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream
 
-from agentbay_mcp.errors import BackendError
+from agentbay_mcp.errors import AgentCallError, BackendError, SandboxDiedError
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +66,6 @@ def base64_bytes(raw: int) -> int:
 def capped(budget: int) -> int:
     """A derived budget, never under the small-reply floor nor over the ceiling."""
     return max(SMALL_REPLY_BYTES, min(budget, MAX_REPLY_BYTES))
-
-
-class SandboxDiedError(BackendError):
-    """The session's sandbox (its agent) is gone: killed, crashed or replaced."""
-
-
-class AgentCallError(BackendError):
-    """The agent answered a call with an error; `kind` says which (not_found, bad_request, ...)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 class FrameError(ValueError):

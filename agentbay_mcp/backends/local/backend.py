@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,14 @@ from agentbay_mcp.backends.base import (
     SessionRecord,
     WindowDetail,
 )
+from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 from agentbay_mcp.backends.local import desktop, files, processes
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
 from agentbay_mcp.backends.local.disk_quota import DiskQuota, DiskQuotaError, on_quota_disk, unmount_under
 from agentbay_mcp.backends.local.layout import (
-    STAGING_PREFIX,
-    TRASH_PREFIX,
     StateDir,
     discard,
     is_session_id,
@@ -52,7 +51,8 @@ from agentbay_mcp.backends.local.layout import (
     remove_tree,
     write_record,
 )
-from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox, write_sandbox_pids
+from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
+from agentbay_mcp.backends.local.reaping import reap_orphans_sync
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
     UNPRIVILEGED_UID,
@@ -61,7 +61,6 @@ from agentbay_mcp.backends.local.sandbox import (
     find_bwrap,
     launch,
 )
-from agentbay_mcp.backends.local.server_lock import ServerLock, new_server_id, server_alive
 from agentbay_mcp.errors import (
     BackendError,
     BackendUnavailableError,
@@ -250,7 +249,7 @@ class LocalBackend:
 
     def _unmount_own_disks(self) -> None:
         """Detach the disks of sessions still here (a release that ran out of time); start-up reaps them."""
-        for session_id in self._session_ids():
+        for session_id in self._state.session_ids():
             with contextlib.suppress(SessionNotFoundError):
                 if self._read(session_id).server_id == self._server_id:
                     unmount_under(self._state.session_dir(session_id))
@@ -334,8 +333,8 @@ class LocalBackend:
             what += "; its desktop, with every window and application on it"
         return (
             f"The sandbox of session {session_id} died (its agent was killed or crashed), and with it everything "
-            f"running in it: {what}. Files in /home/user and /tmp are kept. The sandbox has been restarted "
-            "empty: retry your call, and start again any process or application you still need."
+            f"running in it: {what}. Files in {SESSION_HOME} and {SESSION_TMP} are kept. The sandbox has been "
+            "restarted empty: retry your call, and start again any process or application you still need."
         )
 
     async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:
@@ -666,12 +665,12 @@ class LocalBackend:
 
         Works on a backend that was never started too (`agentbay-mcp sessions reap`)."""
         await self._detect_cgroups()
-        return await anyio.to_thread.run_sync(self._reap_orphans_sync)
+        return await anyio.to_thread.run_sync(reap_orphans_sync, self._state, self._server_id, self._cgroups)
 
     async def list_all(self) -> list[SessionRecord]:
         """Every readable session record in the state dir, any server's."""
         records: list[SessionRecord] = []
-        for session_id in self._session_ids():
+        for session_id in self._state.session_ids():
             with contextlib.suppress(SessionNotFoundError):
                 records.append(self._read(session_id))
         return records
@@ -691,63 +690,3 @@ class LocalBackend:
             return read_record(self._state.meta_path(session_id))
         except (OSError, ValueError) as exc:
             raise SessionNotFoundError(session_id) from exc
-
-    def _session_ids(self) -> list[str]:
-        try:
-            return sorted(name for name in os.listdir(self._state.sessions) if is_session_id(name))
-        except FileNotFoundError:
-            return []
-
-    def _reap_orphans_sync(self) -> list[str]:
-        reaped: list[str] = []
-        alive: dict[str, bool] = {self._server_id: True}
-
-        def is_alive(server_id: str) -> bool:
-            if server_id not in alive:
-                alive[server_id] = server_alive(self._state.servers, server_id)
-            return alive[server_id]
-
-        try:
-            names = os.listdir(self._state.sessions)
-        except FileNotFoundError:
-            return reaped
-        for name in names:
-            try:
-                if self._reap_entry(name, is_alive):
-                    reaped.append(name)
-            except OSError as exc:  # e.g. a read-only or full state dir: say so in one line
-                logger.warning("could not reap %s (%s); leaving it for the next reap", name, exc.strerror or exc)
-            except Exception:  # one bad entry must never stop a server from starting
-                logger.exception("could not reap %s; leaving it for the next start-up", name)
-        if self._cgroups is not None:
-            live = set(self._session_ids())
-            for name in self._cgroups.leftover_sessions() - live:
-                self._cgroups.remove(name)
-        if reaped:
-            logger.info("reaped %d orphaned session(s) left by servers that are gone", len(reaped))
-        return reaped
-
-    def _reap_entry(self, name: str, is_alive: Callable[[str], bool]) -> bool:
-        """Reap one entry of sessions/ if it is litter or its server is gone; True for a session."""
-        path = self._state.sessions / name
-        if name.startswith(TRASH_PREFIX):
-            remove_tree(path)  # half-removed by a server that died mid-delete
-            return False
-        if name.startswith(STAGING_PREFIX):
-            server_id = name[len(STAGING_PREFIX) :].rsplit("-session-", 1)[0]
-            if not is_alive(server_id):
-                remove_tree(path)
-            return False
-        if not is_session_id(name):
-            return False
-        try:
-            owner_server: str | None = read_record(path / "meta.json").server_id
-        except (OSError, ValueError):
-            owner_server = None  # a damaged record can only be reaped
-        if owner_server is not None and is_alive(owner_server):
-            return False
-        kill_leftover_sandbox(path)
-        if self._cgroups is not None:
-            self._cgroups.remove(name)
-        discard(self._state, path, name)
-        return True

@@ -8,8 +8,6 @@ up to the server's own screen size, whatever size the reply claims.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import zlib
 from typing import Any
 
@@ -23,7 +21,7 @@ from agentbay_mcp.backends.local.agent_client import (
     AgentClient,
     base64_bytes,
 )
-from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
+from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, base64_field, field, records, translated
 from agentbay_mcp.services.desktop.models import (
     AppProcess,
     FocusMode,
@@ -163,12 +161,7 @@ async def focus_mode(agent: AgentClient, on: bool) -> FocusMode:
 
 def _inflate(data: Any, width: int, height: int) -> bytes:
     """BGRX pixels of a `width` x `height` screen: never more than that many bytes are inflated."""
-    if not isinstance(data, str):
-        raise ReplyShapeError("'data' is not base64 text")
-    try:
-        packed = base64.b64decode(data, validate=True)
-    except binascii.Error:
-        raise ReplyShapeError("'data' is not base64") from None
+    packed = base64_field(data, "data")
     expected = width * height * 4
     inflater = zlib.decompressobj()
     try:

@@ -36,7 +36,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentbay_mcp.backends.local.sandbox import SANDBOX_HOME, SANDBOX_TMP
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def on_quota_disk(session_path: str) -> bool:
     """Whether a session path (as the session gives it) is under home or /tmp, the quota's file system."""
     if not session_path.startswith("/"):
         return True  # relative to the home
-    return any(session_path == top or session_path.startswith(f"{top}/") for top in (SANDBOX_HOME, SANDBOX_TMP))
+    return any(session_path == top or session_path.startswith(f"{top}/") for top in (SESSION_HOME, SESSION_TMP))
 
 
 def remove_probe(path: Path) -> None:

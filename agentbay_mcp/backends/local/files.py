@@ -9,7 +9,6 @@ shape is checked before use.
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from agentbay_mcp.backends.local.agent_client import (
     AgentClient,
     base64_bytes,
 )
-from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, field, records, translated
+from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, base64_field, exchange, field, records
 from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
@@ -39,15 +38,6 @@ ENTRY_BYTES = ESCAPED_PER_BYTE * 255 + PATH_BYTES + 512
 #: A file the agent edits is at most 16 MiB; its diff can hold it twice, escaped. The ceiling
 #: (MAX_REPLY_BYTES) applies first: a diff larger than that ends the call with a clear error.
 EDIT_BUDGET = MAX_REPLY_BYTES
-
-
-def _b64(value: Any, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise ReplyShapeError(f"{name!r} is not base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raise ReplyShapeError(f"{name!r} is not base64") from None
 
 
 def _timestamp(value: Any) -> Any:
@@ -79,99 +69,101 @@ async def read(
     max_bytes: int,
 ) -> FileChunk:
     """Bytes of a file."""
-    async with translated(agent, "file_read"):
-        reply = await agent.call(
-            "file_read",
-            path=path,
-            offset=offset,
-            length=length,
-            start_line=start_line,
-            line_count=line_count,
-            max_bytes=max_bytes,
-            timeout=_CALL_SECONDS,
-            reply_budget=base64_bytes(max_bytes) + 4096,
-        )
-        reply["data"] = _b64(reply.get("data"), "data")
-        reply["head"] = _b64(reply.get("head"), "head")
+
+    def check(reply: dict[str, Any]) -> FileChunk:
+        reply["data"] = base64_field(reply.get("data"), "data")
+        reply["head"] = base64_field(reply.get("head"), "head")
         chunk = FileChunk.model_validate(reply)
         if len(chunk.data) > max_bytes:
             raise ReplyShapeError("more bytes than asked for")
         return chunk
+
+    return await exchange(
+        agent,
+        "file_read",
+        check,
+        path=path,
+        offset=offset,
+        length=length,
+        start_line=start_line,
+        line_count=line_count,
+        max_bytes=max_bytes,
+        timeout=_CALL_SECONDS,
+        reply_budget=base64_bytes(max_bytes) + 4096,
+    )
 
 
 async def write(
     agent: AgentClient, path: str, data: bytes, mode: str, *, disk_quota_mb: int | None = None
 ) -> FileWritten:
     """Write a file; a full disk is reported with the session's quota when it has one."""
-    async with translated(agent, "file_write", disk_quota_mb=disk_quota_mb):
-        reply = await agent.call(
-            "file_write", path=path, data=base64.b64encode(data).decode(), mode=mode, timeout=_CALL_SECONDS
-        )
-        return FileWritten.model_validate(reply)
+    fields = {"path": path, "data": base64.b64encode(data).decode(), "mode": mode}
+    return await exchange(
+        agent, "file_write", FileWritten.model_validate, disk_quota_mb=disk_quota_mb, timeout=_CALL_SECONDS, **fields
+    )
 
 
 async def edit(
     agent: AgentClient, path: str, edits: list[dict[str, str]], dry_run: bool, *, disk_quota_mb: int | None = None
 ) -> FileEdited:
     """Edit a file; a full disk is reported with the session's quota when it has one."""
-    async with translated(agent, "file_edit", disk_quota_mb=disk_quota_mb):
-        reply = await agent.call(
-            "file_edit", path=path, edits=edits, dry_run=dry_run, timeout=_CALL_SECONDS, reply_budget=EDIT_BUDGET
-        )
-        return FileEdited.model_validate(reply)
+    fields: dict[str, Any] = {"path": path, "edits": edits, "dry_run": dry_run, "reply_budget": EDIT_BUDGET}
+    return await exchange(
+        agent, "file_edit", FileEdited.model_validate, disk_quota_mb=disk_quota_mb, timeout=_CALL_SECONDS, **fields
+    )
 
 
 async def info(agent: AgentClient, path: str) -> FileInfo:
     """Metadata of a path."""
-    async with translated(agent, "file_info"):
-        return _info(await agent.call("file_info", path=path), path)
+    return await exchange(agent, "file_info", lambda reply: _info(reply, path), path=path)
 
 
 async def listing(agent: AgentClient, path: str, max_entries: int) -> DirectoryListing:
     """A directory's entries."""
-    async with translated(agent, "file_list"):
-        reply = await agent.call(
-            "file_list",
-            path=path,
-            max_entries=max_entries,
-            timeout=_CALL_SECONDS,
-            reply_budget=max_entries * ENTRY_BYTES + PATH_BYTES + 1024,
-        )
+
+    def check(reply: dict[str, Any]) -> DirectoryListing:
         entries = [
             _info(e, f"{path.rstrip('/')}/{field(e, 'name', str)}") for e in records(reply, "entries", max_entries)
         ]
         return DirectoryListing.model_validate({**reply, "path": path, "entries": entries})
+
+    budget = max_entries * ENTRY_BYTES + PATH_BYTES + 1024
+    return await exchange(
+        agent, "file_list", check, path=path, max_entries=max_entries, timeout=_CALL_SECONDS, reply_budget=budget
+    )
 
 
 async def search(
     agent: AgentClient, path: str, pattern: str, exclude_patterns: list[str], max_results: int
 ) -> SearchResult:
     """Glob search."""
-    async with translated(agent, "file_search"):
-        reply = await agent.call(
-            "file_search",
-            path=path,
-            pattern=pattern,
-            exclude_patterns=exclude_patterns,
-            max_results=max_results,
-            timeout=_CALL_SECONDS,
-            reply_budget=(max_results + 1) * PATH_BYTES + 1024,
-        )
+
+    def check(reply: dict[str, Any]) -> SearchResult:
         matches = field(reply, "matches", list)
         if len(matches) > max_results or not all(isinstance(m, str) for m in matches):
             raise ReplyShapeError("'matches' is not a list of at most max_results paths")
         return SearchResult.model_validate({**reply, "path": path, "pattern": pattern, "matches": matches})
 
+    return await exchange(
+        agent,
+        "file_search",
+        check,
+        path=path,
+        pattern=pattern,
+        exclude_patterns=exclude_patterns,
+        max_results=max_results,
+        timeout=_CALL_SECONDS,
+        reply_budget=(max_results + 1) * PATH_BYTES + 1024,
+    )
+
 
 async def mkdir(agent: AgentClient, path: str) -> DirectoryCreated:
     """mkdir -p."""
-    async with translated(agent, "file_mkdir"):
-        return DirectoryCreated.model_validate(await agent.call("file_mkdir", path=path))
+    return await exchange(agent, "file_mkdir", DirectoryCreated.model_validate, path=path)
 
 
 async def move(agent: AgentClient, source: str, destination: str) -> FileMoved:
     """Rename without replacing."""
-    async with translated(agent, "file_move"):
-        return FileMoved.model_validate(
-            await agent.call("file_move", source=source, destination=destination, timeout=_CALL_SECONDS)
-        )
+    return await exchange(
+        agent, "file_move", FileMoved.model_validate, source=source, destination=destination, timeout=_CALL_SECONDS
+    )

@@ -70,6 +70,13 @@ class StateDir:
         """Where `server_id` assembles a new session."""
         return self.sessions / f"{STAGING_PREFIX}{server_id}-{session_id}"
 
+    def session_ids(self) -> list[str]:
+        """The ids of the published sessions (not staging or trash), sorted."""
+        try:
+            return sorted(name for name in os.listdir(self.sessions) if is_session_id(name))
+        except FileNotFoundError:
+            return []
+
 
 def write_record(path: Path, record: SessionRecord) -> None:
     """Write a record atomically (temp file + rename in the same directory)."""

@@ -41,6 +41,7 @@ from typing import BinaryIO, Literal
 import anyio
 from anyio.abc import TaskGroup, UNIXSocketStream
 
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 from agentbay_mcp.backends.local import seccomp
 from agentbay_mcp.backends.local.agent import AGENT_DIR, vendor_path
 from agentbay_mcp.backends.local.agent_client import AgentClient
@@ -50,10 +51,8 @@ from agentbay_mcp.errors import BackendError, BackendUnavailableError
 
 logger = logging.getLogger(__name__)
 
-SANDBOX_HOME = "/home/user"
-SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's private /tmp (the session's tmp dir)
 #: Where the agent keeps the full output of commands that print more than the cap.
-SANDBOX_OUTPUT_DIR = f"{SANDBOX_TMP}/.agentbay"
+SANDBOX_OUTPUT_DIR = f"{SESSION_TMP}/.agentbay"
 SANDBOX_UID = 1000
 SHM_BYTES = 64 * 1024 * 1024
 AGENT_MOUNT = "/opt/agentbay"
@@ -122,7 +121,8 @@ def sandbox_python() -> tuple[str, Path | None]:
     return str(Path(sys.executable).resolve()), prefix
 
 
-def _system_binds() -> list[str]:
+def system_binds() -> list[str]:
+    """Read-only /usr and /etc, /bin, /lib... as on the host (symlinks stay symlinks), and the font caches."""
     args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / name
@@ -249,7 +249,7 @@ def agent_config(options: SandboxOptions, home: str, output_dir: str, path_env: 
             "SHELL": "/bin/sh",
             "PATH": path_env,
             "LANG": "C.UTF-8",
-            "TMPDIR": SANDBOX_TMP,
+            "TMPDIR": SESSION_TMP,
             "TERM": "dumb",
         },
         "nofile": limits.open_files,
@@ -282,14 +282,14 @@ def bwrap_argv(
         "--unshare-user", *(["--disable-userns"] if disable_userns else []),
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--hostname", "sandbox", "--die-with-parent", "--new-session", "--as-pid-1",
-        *_system_binds(),
+        *system_binds(),
         "--perms", "0644", "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
         "--perms", "0644", "--ro-bind-data", str(fds["group"]), "/etc/group",
         "--proc", "/proc", "--dev", "/dev",
         # /dev/shm is RAM charged to the session: keep it small.
         "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",  # noqa: S108 - the sandbox's own
-        "--bind", str(paths["home"]), SANDBOX_HOME,
-        "--bind", str(paths["tmp"]), SANDBOX_TMP,
+        "--bind", str(paths["home"]), SESSION_HOME,
+        "--bind", str(paths["tmp"]), SESSION_TMP,
         "--ro-bind", str(paths["agent"]), AGENT_MOUNT,
     ]  # fmt: skip
     if python_prefix is not None:
@@ -297,7 +297,7 @@ def bwrap_argv(
     args += [
         # The sandbox's own root is a RAM tmpfs: read-only, so only home and /tmp take writes.
         "--remount-ro", "/",
-        "--chdir", SANDBOX_HOME, "--clearenv",
+        "--chdir", SESSION_HOME, "--clearenv",
         # The agent's fd and config go in its environment, which only it can read (see keeper.py).
         "--setenv", "AGENTBAY_AGENT_FD", str(fds["socket"]), "--setenv", "AGENTBAY_AGENT_CONFIG", config,
         "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
@@ -370,7 +370,7 @@ async def _spawn_bwrap(
         "socket": agent_sock.fileno(),
         "info": info_w,
         "block": block_r,
-        "passwd": _data_fd(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SANDBOX_HOME}:/bin/sh\n".encode()),
+        "passwd": _data_fd(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SESSION_HOME}:/bin/sh\n".encode()),
         "group": _data_fd(f"user:x:{SANDBOX_UID}:\n".encode()),
     }
     if seccomp.supported():
@@ -381,7 +381,7 @@ async def _spawn_bwrap(
         "agent": options.agent_dir or AGENT_DIR,
     }
     opened += [fd for name, fd in fds.items() if name not in ("socket", "info", "block")]
-    config = json.dumps(agent_config(options, SANDBOX_HOME, SANDBOX_OUTPUT_DIR, "/usr/local/bin:/usr/bin:/bin"))
+    config = json.dumps(agent_config(options, SESSION_HOME, SANDBOX_OUTPUT_DIR, "/usr/local/bin:/usr/bin:/bin"))
     argv = bwrap_argv(
         options.bwrap_path,
         paths=paths,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from agentbay_mcp.backends.base import StreamSummary
+from agentbay_mcp.backends.common.utf8 import complete_utf8_prefix, skip_utf8_continuation
 from agentbay_mcp.errors import InvalidArgumentError
 
 _CURSOR = re.compile(r"^(\d{1,15}):(\d{1,15})$")
@@ -13,26 +14,6 @@ _CURSOR = re.compile(r"^(\d{1,15}):(\d{1,15})$")
 def decode(data: bytes) -> str:
     """UTF-8 with undecodable bytes replaced (output is shown, never executed)."""
     return data.decode("utf-8", errors="replace")
-
-
-def complete_utf8_prefix(data: bytes) -> int:
-    """Length of the longest prefix of `data` that does not end inside a UTF-8 sequence."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte < 0x80:
-            return len(data)
-        if byte >= 0xC0:  # a lead byte: is its sequence complete?
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return len(data) if back >= need else len(data) - back
-    return len(data)
-
-
-def skip_utf8_continuation(data: bytes) -> bytes:
-    """Drop continuation bytes at the start (a tail cut may begin inside a character)."""
-    start = 0
-    while start < min(3, len(data)) and 0x80 <= data[start] < 0xC0:
-        start += 1
-    return data[start:]
 
 
 def capped_text(name: str, summary: StreamSummary) -> tuple[str, bool, str | None]:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import anyio
 
 from agentbay_mcp.backends.base import ProcessInfo, StreamSummary
+from agentbay_mcp.backends.common.utf8 import complete_utf8_prefix
 from agentbay_mcp.errors import InvalidArgumentError
 from agentbay_mcp.services.commands.models import (
     CommandResult,
@@ -26,7 +27,6 @@ from agentbay_mcp.services.commands.models import (
 )
 from agentbay_mcp.services.commands.output_text import (
     capped_text,
-    complete_utf8_prefix,
     decode,
     format_cursor,
     parse_cursor,

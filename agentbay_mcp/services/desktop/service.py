@@ -31,7 +31,7 @@ from agentbay_mcp.services.desktop.models import (
     WindowList,
 )
 from agentbay_mcp.services.desktop.screenshot_encoding import EncodedImage, encode
-from agentbay_mcp.services.files.service import session_path
+from agentbay_mcp.services.session_paths import session_path
 from agentbay_mcp.services.sessions.service import SessionService
 
 VERIFY_SECONDS = 3.0

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentbay_mcp.backends.base import FileChunk
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME
+from agentbay_mcp.backends.common.utf8 import complete_utf8_prefix
 from agentbay_mcp.errors import InvalidArgumentError
-from agentbay_mcp.services.commands.output_text import complete_utf8_prefix
 from agentbay_mcp.services.files.models import (
     DirectoryCreated,
     DirectoryListing,
@@ -27,10 +27,9 @@ from agentbay_mcp.services.files.models import (
     FileWritten,
     SearchResult,
 )
+from agentbay_mcp.services.session_paths import session_path
 from agentbay_mcp.services.sessions.service import SessionService
 
-SESSION_HOME = "/home/user"
-MAX_PATH_CHARS = 4096
 MAX_WRITE_BYTES = 8 * 1024 * 1024
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MAX_LIST_ENTRIES = 1000
@@ -52,17 +51,6 @@ def image_type(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
     return None
-
-
-def session_path(path: object, name: str = "path") -> str:
-    """An absolute in-session path (relative ones start at /home/user); refuses junk up front."""
-    if not isinstance(path, str) or not path.strip():
-        raise InvalidArgumentError(f"{name} must be a non-empty path, e.g. 'notes.txt' or '/tmp/out.log'")
-    if "\x00" in path:
-        raise InvalidArgumentError(f"{name} contains a NUL byte, which no path can")
-    if len(path) > MAX_PATH_CHARS:
-        raise InvalidArgumentError(f"{name} is {len(path)} characters long; the limit is {MAX_PATH_CHARS}")
-    return path if path.startswith("/") else posixpath.join(SESSION_HOME, path)
 
 
 @dataclass(frozen=True)

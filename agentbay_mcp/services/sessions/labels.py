@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.errors import InvalidLabelsError
 
 MAX_LABELS = 32
 MAX_KEY_LENGTH = 128
 MAX_VALUE_LENGTH = 256
-#: Keys under this prefix are written by agentbay-mcp itself (ownership tags on the cloud backend).
-RESERVED_PREFIX = "agentbay-mcp."
 
 
 def _check_text(kind: str, text: object, limit: int) -> str:

@@ -1,8 +1,8 @@
-"""Applications inside the sandbox: `.desktop` entries, and processes read from /proc.
+"""Applications inside the sandbox: `.desktop` entries, and stopping an application's processes.
 
-Runs in the agent (stdlib only). /proc here is the sandbox's own pid namespace, so every pid this
-module sees belongs to the session; the agent's own desktop processes (pid 1, Xvfb, the window
-manager) are excluded by the caller through `protected`.
+Runs in the agent (stdlib only). Processes come from proc_table.py (the sandbox's own pid
+namespace, so every pid belongs to the session); the agent's own desktop processes (pid 1, Xvfb,
+the window manager) are excluded by the caller through `protected`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ import os
 import re
 import signal
 import stat
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
+    from agentbay_mcp.backends.local.agent import proc_table
+else:
+    import proc_table
 
 #: Field codes of the Exec key (desktop entry spec) that stand for files or URLs to open; dropped.
 _FIELD_CODE = re.compile(r"\s*%[fFuUdDnNickvm]")
@@ -83,77 +89,8 @@ def installed_apps(home: str, include_system: bool) -> list[dict[str, object]]:
     return apps
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(name, parent pid) of a process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    name = raw[raw.find("(") + 1 : raw.rfind(")")]
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if len(fields) < 2 or fields[0] == "Z":
-        return None
-    return name, int(fields[1])
-
-
-def process_info(pid: int) -> dict[str, object] | None:
-    """pid, pname and command line of a live process."""
-    stat = _stat(pid)
-    if stat is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read(64 * 1024).replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        cmdline = ""
-    return {"pid": pid, "pname": stat[0], "cmdline": cmdline}
-
-
-def all_processes() -> dict[int, tuple[str, int]]:
-    """Every live process: pid -> (name, parent pid)."""
-    table: dict[int, tuple[str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat(int(entry))
-            if stat is not None:
-                table[int(entry)] = stat
-    return table
-
-
-def tree(root: int, table: dict[int, tuple[str, int]] | None = None) -> list[int]:
-    """`root` and all its descendants that are alive, parents first."""
-    table = all_processes() if table is None else table
-    children: dict[int, list[int]] = {}
-    for pid, (_, parent) in table.items():
-        children.setdefault(parent, []).append(pid)
-    found: list[int] = []
-    todo = [root] if root in table else []
-    while todo:
-        pid = todo.pop(0)
-        found.append(pid)
-        todo.extend(sorted(children.get(pid, [])))
-    return found
-
-
-def matching(pname: str, table: dict[int, tuple[str, int]]) -> list[int]:
-    """Pids whose process name is `pname` (the kernel's comm, at most 15 characters)."""
-    return sorted(pid for pid, (name, _) in table.items() if name == pname[:15])
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks (with the pid, it names one process even across pid reuse)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
-
-
 def terminate_trees(
-    roots: list[int], protected: set[int], table: dict[int, tuple[str, int]]
+    roots: list[int], protected: set[int], table: proc_table.Table
 ) -> tuple[list[dict[str, object]], list[tuple[int, int]]]:
     """SIGTERM every process of the given trees (never `protected` ones).
 
@@ -163,11 +100,11 @@ def terminate_trees(
     """
     victims: list[int] = []
     for root in roots:
-        for pid in tree(root, table):
+        for pid in proc_table.tree(root, table):
             if pid not in protected and pid not in victims:
                 victims.append(pid)
-    stopped = [info for info in (process_info(pid) for pid in victims) if info is not None]
-    marked = [(pid, started) for pid in victims if (started := start_time(pid)) is not None]
+    stopped = [info for info in (proc_table.process_info(pid) for pid in victims) if info is not None]
+    marked = [(pid, started) for pid in victims if (started := proc_table.start_time(pid)) is not None]
     for pid in victims:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -179,7 +116,7 @@ def terminate_trees(
 def kill_survivors(marked: list[tuple[int, int]]) -> None:
     """SIGKILL those of `marked` that are still the same, live processes."""
     for pid, started in marked:
-        if _stat(pid) is not None and start_time(pid) == started:
+        if proc_table.alive(pid) and proc_table.start_time(pid) == started:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

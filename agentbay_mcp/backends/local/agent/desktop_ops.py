@@ -21,11 +21,15 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentbay_mcp.backends.local.agent import desktop_apps
+    from agentbay_mcp.backends.local.agent import desktop_apps, error_names, proc_table
     from agentbay_mcp.backends.local.agent.display_stack import DisplayError, DisplayStack
+    from agentbay_mcp.backends.local.agent.error_names import AgentError
 else:
     import desktop_apps
+    import error_names
+    import proc_table
     from display_stack import DisplayError, DisplayStack
+    from error_names import AgentError
 
 X_SECONDS = 5.0
 WM_READY_SECONDS = 10.0
@@ -33,14 +37,6 @@ MAX_WINDOWS = 200
 STOP_GRACE_SECONDS = 1.0  # stop_app: SIGTERM, then SIGKILL for what is left after this
 STRIP_BYTES = 256 * 1024
 ACTIONS = ("activate", "maximize", "minimize", "restore", "close", "fullscreen", "resize")
-
-
-class DesktopError(Exception):
-    """An error reply: `kind` is no_desktop, desktop_timeout, desktop_error, window_not_found or invalid."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 class _DeadlineError(Exception):
@@ -137,7 +133,7 @@ class Desktop:
                 return
             except _DeadlineError:
                 self._drop_connection()
-                raise DesktopError("desktop_timeout", self._timeout_message()) from None
+                raise AgentError(error_names.DESKTOP_TIMEOUT, self._timeout_message()) from None
             except Exception:
                 self._drop_connection()
         self._start()
@@ -174,10 +170,10 @@ class Desktop:
                 time.sleep(0.005)
         except DisplayError as exc:
             self.stop()
-            raise DesktopError("no_desktop", str(exc)) from None
+            raise AgentError(error_names.NO_DESKTOP, str(exc)) from None
         except Exception as exc:  # python-xlib raises its own, unrelated errors (and the deadline's)
             self.stop()
-            raise DesktopError("no_desktop", f"the desktop could not start: {exc.__class__.__name__}") from None
+            raise AgentError(error_names.NO_DESKTOP, f"the desktop could not start: {exc.__class__.__name__}") from None
 
     def _timeout_message(self) -> str:
         return (
@@ -195,19 +191,19 @@ class Desktop:
             with deadline(X_SECONDS):
                 yield self.windows
         except (BadWindow, BadDrawable):
-            raise DesktopError("window_not_found", "the window went away while it was being used") from None
+            raise AgentError(error_names.WINDOW_NOT_FOUND, "the window went away while it was being used") from None
         except self.x_windows.WindowError as exc:
-            raise DesktopError("window_not_found", str(exc)) from None
+            raise AgentError(error_names.WINDOW_NOT_FOUND, str(exc)) from None
         except self.x_input.InputError as exc:
-            raise DesktopError("invalid", str(exc)) from None
+            raise AgentError(error_names.INVALID, str(exc)) from None
         except _DeadlineError:
             self._drop_connection()
-            raise DesktopError("desktop_timeout", self._timeout_message()) from None
-        except (DesktopError, ValueError, KeyError, TypeError):
+            raise AgentError(error_names.DESKTOP_TIMEOUT, self._timeout_message()) from None
+        except (AgentError, ValueError, KeyError, TypeError):
             raise
         except Exception as exc:
             self._drop_connection()
-            raise DesktopError("desktop_error", f"X request failed: {exc.__class__.__name__}") from None
+            raise AgentError(error_names.DESKTOP_ERROR, f"X request failed: {exc.__class__.__name__}") from None
 
     def on_readable(self) -> None:
         """X events arrived: enforce focus mode."""
@@ -241,7 +237,7 @@ class Desktop:
         except (BadWindow, BadDrawable):
             return None
         pid = info.get("pid")
-        process = desktop_apps.process_info(pid) if isinstance(pid, int) else None
+        process = proc_table.process_info(pid) if isinstance(pid, int) else None
         info["pname"] = process["pname"] if process else None
         return info
 
@@ -288,7 +284,7 @@ class Desktop:
     def op_window_action(self, request: dict[str, object]) -> dict[str, object]:
         action = str(request["action"])
         if action not in ACTIONS:
-            raise DesktopError("invalid", f"unknown window action {action!r}; use one of {', '.join(ACTIONS)}")
+            raise AgentError(error_names.INVALID, f"unknown window action {action!r}; use one of {', '.join(ACTIONS)}")
         with self.x() as windows:
             window = windows.window(int(request["window_id"]))  # type: ignore[call-overload]
             if action == "resize":
@@ -317,7 +313,7 @@ class Desktop:
             ]  # 2 = ZPixmap
         data = b"".join(strips)
         if len(data) != self.width * self.height * 4:
-            raise DesktopError("desktop_error", "unexpected screen format (expected 32 bits per pixel)")
+            raise AgentError(error_names.DESKTOP_ERROR, "unexpected screen format (expected 32 bits per pixel)")
         # zlib level 1: ~5 ms for a 1280x800 screen, and a desktop shrinks 50-200x, which saves far more
         # than that in base64 and JSON on the way to the host.
         packed = base64.b64encode(zlib.compress(data, 1)).decode()
@@ -346,10 +342,10 @@ class Desktop:
             elif action == "keys":
                 keys = request.get("keys")
                 if not isinstance(keys, list) or not keys:
-                    raise DesktopError("invalid", "keys must be a non-empty list such as ['ctrl', 'c']")
+                    raise AgentError(error_names.INVALID, "keys must be a non-empty list such as ['ctrl', 'c']")
                 self.keyboard.combo([str(k) for k in keys])
             else:
-                raise DesktopError("invalid", f"unknown input action {action!r}")
+                raise AgentError(error_names.INVALID, f"unknown input action {action!r}")
             x, y = self.pointer.position()
         return {"pointer_x": x, "pointer_y": y}
 
@@ -372,8 +368,8 @@ class Desktop:
 
     def op_app_status(self, request: dict[str, object]) -> dict[str, object]:
         """The started app's process tree, and the first new window one of them owns (if any yet)."""
-        pids = desktop_apps.tree(int(request["pid"]))  # type: ignore[call-overload]
-        processes = [p for p in (desktop_apps.process_info(pid) for pid in pids) if p is not None]
+        pids = proc_table.tree(int(request["pid"]))  # type: ignore[call-overload]
+        processes = [p for p in (proc_table.process_info(pid) for pid in pids) if p is not None]
         before = {int(w) for w in request.get("windows_before") or []}  # type: ignore[attr-defined]
         with self.x() as windows:  # polled while start_app waits: describe only the window returned
             ids = windows.client_ids()
@@ -389,20 +385,22 @@ class Desktop:
 
     def op_stop_app(self, request: dict[str, object]) -> dict[str, object]:
         protected = self._protected()
-        table = desktop_apps.all_processes()
-        mine = set(desktop_apps.tree(os.getpid(), table)) - protected  # only this session's processes
+        table = proc_table.table()
+        mine = set(proc_table.tree(os.getpid(), table)) - protected  # only this session's processes
         if request.get("pid") is not None:
             pid = int(request["pid"])  # type: ignore[call-overload]
             if pid in protected:
-                raise DesktopError("invalid", f"pid {pid} is the session's agent or desktop and cannot be stopped")
+                raise AgentError(
+                    error_names.INVALID, f"pid {pid} is the session's agent or desktop and cannot be stopped"
+                )
             if pid not in mine:
-                raise DesktopError("invalid", f"no process with pid {pid} in this session")
+                raise AgentError(error_names.INVALID, f"no process with pid {pid} in this session")
             roots = [pid]
         else:
             pname = str(request.get("pname") or "")
-            roots = [p for p in desktop_apps.matching(pname, table) if p in mine]
+            roots = [p for p in proc_table.matching(pname, table) if p in mine]
             if not roots:
-                raise DesktopError("invalid", f"no process named {pname!r} in this session")
+                raise AgentError(error_names.INVALID, f"no process named {pname!r} in this session")
         stopped, marked = desktop_apps.terminate_trees(roots, protected, table)
         self.kill_later(marked, STOP_GRACE_SECONDS)
         return {"stopped": stopped}
@@ -414,17 +412,29 @@ class Desktop:
             if window["state"] == "minimized" or not isinstance(pid, int):
                 continue
             if pid not in apps:
-                info = desktop_apps.process_info(pid)
+                info = proc_table.process_info(pid)
                 if info is None:
                     continue
                 apps[pid] = {**info, "window_ids": []}
             apps[pid]["window_ids"].append(window["window_id"])  # type: ignore[attr-defined]
         return {"apps": list(apps.values())}
 
-    def handle(self, op: str, request: dict[str, object]) -> dict[str, object]:
-        """Run `desktop_<name>`; raises DesktopError (or KeyError/ValueError/TypeError for bad input)."""
-        handler = getattr(self, f"op_{op.removeprefix('desktop_')}", None)
-        if handler is None:
-            raise DesktopError("invalid", f"unknown desktop operation {op!r}")
-        result: dict[str, object] = handler(request)
-        return result
+
+#: The desktop operations, by the name a request gives (the agent's dispatch table binds them to
+#: its Desktop, started on first use). Each raises AgentError, or KeyError/ValueError/TypeError
+#: for bad input.
+OPERATIONS: dict[str, Callable[[Desktop, dict[str, object]], dict[str, object]]] = {
+    "desktop_status": Desktop.op_status,
+    "desktop_windows": Desktop.op_windows,
+    "desktop_window": Desktop.op_window,
+    "desktop_active": Desktop.op_active,
+    "desktop_window_action": Desktop.op_window_action,
+    "desktop_focus_mode": Desktop.op_focus_mode,
+    "desktop_screenshot": Desktop.op_screenshot,
+    "desktop_input": Desktop.op_input,
+    "desktop_apps": Desktop.op_apps,
+    "desktop_start_app": Desktop.op_start_app,
+    "desktop_app_status": Desktop.op_app_status,
+    "desktop_stop_app": Desktop.op_stop_app,
+    "desktop_visible_apps": Desktop.op_visible_apps,
+}

@@ -3,7 +3,7 @@
 They run inside the session's sandbox, so every path is resolved by the kernel in the sandbox's own
 mount namespace: `..`, symlinks (absolute or relative), loops and /proc/self/root tricks can only
 reach what the sandbox can reach, and read-only mounts stay read-only. Each function takes the
-request dict and returns a JSON-able dict, or raises FileOpError with a kind the host maps.
+request dict and returns a JSON-able dict, or raises AgentError with a name from error_names.py (the host maps each).
 """
 
 from __future__ import annotations
@@ -16,47 +16,47 @@ import os
 import shutil
 import stat
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
+    from agentbay_mcp.backends.local.agent import error_names
+    from agentbay_mcp.backends.local.agent.error_names import AgentError
+else:
+    import error_names
+    from error_names import AgentError
 
 READ_CHUNK = 1024 * 1024
 MAX_EDIT_BYTES = 16 * 1024 * 1024
 SEARCH_SECONDS = 5.0
 
 _KINDS = {
-    errno.ENOENT: "not_found",
-    errno.EACCES: "permission_denied",
-    errno.EPERM: "permission_denied",
-    errno.EISDIR: "is_a_directory",
-    errno.ENOTDIR: "not_a_directory",
-    errno.EROFS: "read_only",
-    errno.ENOSPC: "no_space",
-    errno.EDQUOT: "no_space",
-    errno.EFBIG: "too_large",
-    errno.ENAMETOOLONG: "name_too_long",
-    errno.ELOOP: "symlink_loop",
-    errno.EEXIST: "exists",
-    errno.ENOTEMPTY: "not_empty",
-    errno.EINVAL: "invalid",
-    errno.EXDEV: "cross_device",
+    errno.ENOENT: error_names.NOT_FOUND,
+    errno.EACCES: error_names.PERMISSION_DENIED,
+    errno.EPERM: error_names.PERMISSION_DENIED,
+    errno.EISDIR: error_names.IS_A_DIRECTORY,
+    errno.ENOTDIR: error_names.NOT_A_DIRECTORY,
+    errno.EROFS: error_names.READ_ONLY,
+    errno.ENOSPC: error_names.NO_SPACE,
+    errno.EDQUOT: error_names.NO_SPACE,
+    errno.EFBIG: error_names.TOO_LARGE,
+    errno.ENAMETOOLONG: error_names.NAME_TOO_LONG,
+    errno.ELOOP: error_names.SYMLINK_LOOP,
+    errno.EEXIST: error_names.EXISTS,
+    errno.ENOTEMPTY: error_names.NOT_EMPTY,
+    errno.EINVAL: error_names.INVALID,
+    errno.EXDEV: error_names.CROSS_DEVICE,
 }
 
 
-class FileOpError(Exception):
-    """An error reply: `kind` names the problem, the message names the path."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def _fail(exc: OSError, path: str) -> FileOpError:
-    kind = _KINDS.get(exc.errno or 0, "io_error")
-    return FileOpError(kind, f"{path}: {exc.strerror or exc}")
+def _fail(exc: OSError, path: str) -> AgentError:
+    kind = _KINDS.get(exc.errno or 0, error_names.IO_ERROR)
+    return AgentError(kind, f"{path}: {exc.strerror or exc}")
 
 
 def _path(request: dict[str, object], key: str = "path") -> str:
     value = request.get(key)
     if not isinstance(value, str) or not value or "\x00" in value:
-        raise FileOpError("invalid", f"{key} must be a non-empty path")
+        raise AgentError(error_names.INVALID, f"{key} must be a non-empty path")
     return value
 
 
@@ -73,10 +73,10 @@ def _open_regular(path: str) -> tuple[int, os.stat_result]:
     info = os.fstat(fd)
     if stat.S_ISDIR(info.st_mode):
         os.close(fd)
-        raise FileOpError("is_a_directory", f"{path} is a directory")
+        raise AgentError(error_names.IS_A_DIRECTORY, f"{path} is a directory")
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise FileOpError("not_a_regular_file", f"{path} is not a regular file (device, FIFO or socket)")
+        raise AgentError(error_names.NOT_A_REGULAR_FILE, f"{path} is not a regular file (device, FIFO or socket)")
     return fd, info
 
 
@@ -117,7 +117,7 @@ def _read_lines(
     next_offset at the rest, so a reader always makes progress.
     """
     if start_line < 1:
-        raise FileOpError("invalid", "start_line counts from 1")
+        raise AgentError(error_names.INVALID, "start_line counts from 1")
     limit = int(line_count) if line_count is not None else None  # type: ignore[call-overload]
     line = 1
     position = 0
@@ -221,7 +221,7 @@ def write(request: dict[str, object]) -> dict[str, object]:
     mode = request.get("mode", "overwrite")
     try:
         if os.path.isdir(path):
-            raise FileOpError("is_a_directory", f"{path} is a directory")
+            raise AgentError(error_names.IS_A_DIRECTORY, f"{path} is a directory")
         parent = os.path.dirname(path)
         if parent:
             _makedirs(parent)
@@ -231,11 +231,13 @@ def write(request: dict[str, object]) -> dict[str, object]:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
             except OSError as exc:
                 if exc.errno == errno.ENXIO:  # a FIFO nobody reads
-                    raise FileOpError("not_a_regular_file", f"{path} is a FIFO, not a regular file") from None
+                    raise AgentError(error_names.NOT_A_REGULAR_FILE, f"{path} is a FIFO, not a regular file") from None
                 raise
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
-                raise FileOpError("not_a_regular_file", f"{path} is not a regular file (device, FIFO or socket)")
+                raise AgentError(
+                    error_names.NOT_A_REGULAR_FILE, f"{path} is not a regular file (device, FIFO or socket)"
+                )
             os.set_blocking(fd, True)
             try:
                 view = memoryview(data)
@@ -317,8 +319,8 @@ def listing(request: dict[str, object]) -> dict[str, object]:
     try:
         if not os.path.isdir(path):
             if os.path.lexists(path):
-                raise FileOpError("not_a_directory", f"{path} is not a directory")
-            raise FileOpError("not_found", f"{path}: No such file or directory")
+                raise AgentError(error_names.NOT_A_DIRECTORY, f"{path} is not a directory")
+            raise AgentError(error_names.NOT_FOUND, f"{path}: No such file or directory")
         names = sorted(os.listdir(path))
         entries = []
         for name in names[:limit]:
@@ -339,7 +341,7 @@ def mkdir(request: dict[str, object]) -> dict[str, object]:
         _makedirs(path)
         return {"path": path, "created": not existed}
     except FileExistsError:
-        raise FileOpError("exists", f"{path} exists and is not a directory") from None
+        raise AgentError(error_names.EXISTS, f"{path} exists and is not a directory") from None
     except OSError as exc:
         raise _fail(exc, path) from None
 
@@ -352,12 +354,12 @@ def move(request: dict[str, object]) -> dict[str, object]:
     except OSError as exc:
         raise _fail(exc, source) from None
     if not (stat.S_ISREG(info_.st_mode) or stat.S_ISDIR(info_.st_mode) or stat.S_ISLNK(info_.st_mode)):
-        raise FileOpError("not_a_regular_file", f"{source} is a device, FIFO or socket: it cannot be moved")
+        raise AgentError(error_names.NOT_A_REGULAR_FILE, f"{source} is a device, FIFO or socket: it cannot be moved")
     if os.path.lexists(destination):
-        raise FileOpError("exists", f"{destination} already exists; move to a new name or delete it first")
+        raise AgentError(error_names.EXISTS, f"{destination} already exists; move to a new name or delete it first")
     real_source, real_destination = os.path.realpath(source), os.path.realpath(destination)
     if stat.S_ISDIR(info_.st_mode) and (real_destination + "/").startswith(real_source.rstrip("/") + "/"):
-        raise FileOpError("invalid", f"cannot move {source} into itself ({destination})")
+        raise AgentError(error_names.INVALID, f"cannot move {source} into itself ({destination})")
     try:
         parent = os.path.dirname(destination)
         if parent:
@@ -394,9 +396,9 @@ def search(request: dict[str, object]) -> dict[str, object]:
     excludes = [str(p) for p in request.get("exclude_patterns") or []]  # type: ignore[attr-defined]
     limit = int(request.get("max_results", 1000))  # type: ignore[call-overload]
     if not pattern:
-        raise FileOpError("invalid", "pattern must be a glob such as '*.py' or 'src/**/*.ts'")
+        raise AgentError(error_names.INVALID, "pattern must be a glob such as '*.py' or 'src/**/*.ts'")
     if not os.path.isdir(root):
-        raise FileOpError("not_a_directory", f"{root} is not a directory")
+        raise AgentError(error_names.NOT_A_DIRECTORY, f"{root} is not a directory")
 
     def matches(name: str, relative: str, glob: str) -> bool:
         if "/" in glob:
@@ -440,11 +442,13 @@ def edit(request: dict[str, object]) -> dict[str, object]:
     path = _path(request)
     edits = request.get("edits")
     if not isinstance(edits, list) or not edits:
-        raise FileOpError("invalid", "edits must be a non-empty list of {old_text, new_text}")
+        raise AgentError(error_names.INVALID, "edits must be a non-empty list of {old_text, new_text}")
     fd, info_ = _open_regular(path)
     try:
         if info_.st_size > MAX_EDIT_BYTES:
-            raise FileOpError("too_large", f"{path} is larger than {MAX_EDIT_BYTES} bytes; edit it with a command")
+            raise AgentError(
+                error_names.TOO_LARGE, f"{path} is larger than {MAX_EDIT_BYTES} bytes; edit it with a command"
+            )
         raw = b""
         while len(raw) < info_.st_size:
             chunk = os.pread(fd, READ_CHUNK, len(raw))
@@ -456,19 +460,19 @@ def edit(request: dict[str, object]) -> dict[str, object]:
     try:
         original = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise FileOpError("not_text", f"{path} is not UTF-8 text; edit it with a command") from None
+        raise AgentError(error_names.NOT_TEXT, f"{path} is not UTF-8 text; edit it with a command") from None
     text = original
     for number, item in enumerate(edits, 1):
         if not isinstance(item, dict) or not isinstance(item.get("old_text"), str):
-            raise FileOpError("invalid", f"edit {number} needs old_text and new_text strings")
+            raise AgentError(error_names.INVALID, f"edit {number} needs old_text and new_text strings")
         old, new = item["old_text"], str(item.get("new_text", ""))
         if not old:
-            raise FileOpError("invalid", f"edit {number}: old_text is empty")
+            raise AgentError(error_names.INVALID, f"edit {number}: old_text is empty")
         count = text.count(old)
         if count != 1:
             where = "does not occur" if count == 0 else f"occurs {count} times"
-            raise FileOpError(
-                "no_unique_match",
+            raise AgentError(
+                error_names.NO_UNIQUE_MATCH,
                 f"edit {number}: old_text {where} in {path} (after the edits before it); it must match exactly "
                 "once: include more surrounding lines to make it unique",
             )

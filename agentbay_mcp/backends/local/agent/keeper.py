@@ -15,7 +15,7 @@ what the command started. When the command exits:
 
 The keeper tells the agent the command's pid and, later, its wait status, as JSON lines on a pipe.
 If something kills a keeper, its orphans fall to the agent, which kills every child it does not
-know (see Agent.sweep_orphans): nothing escapes by killing its keeper.
+know (see Processes.sweep_orphans in process_ops.py): nothing escapes by killing its keeper.
 
 The agent is made non-dumpable at start-up (harden()): then no process of the session may trace
 it, read its memory, open its /proc fds or environment, or copy its fds with pidfd_getfd, even with
@@ -33,6 +33,16 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
+    from agentbay_mcp.backends.local.agent import error_names, proc_table
+    from agentbay_mcp.backends.local.agent.error_names import AgentError
+else:
+    import error_names
+    import proc_table
+    from error_names import AgentError
 
 _PR_SET_NAME = 15
 _PR_SET_DUMPABLE = 4
@@ -58,51 +68,9 @@ def harden() -> None:
     gc.freeze()
 
 
-def _parent_map() -> dict[int, int]:
-    """pid -> parent pid of every live (not zombie) process in the sandbox."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                raw = handle.read()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if len(fields) >= 2 and fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
-    return parents
-
-
-def children_of_self() -> list[int]:
-    """This process's direct children (cheap: one read, CONFIG_PROC_CHILDREN)."""
-    pid = os.getpid()
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
-            return [int(p) for p in handle.read().split()]
-    except OSError:
-        return [p for p, parent in _parent_map().items() if parent == pid]
-
-
-def descendants(roots: set[int], parents: dict[int, int] | None = None) -> list[int]:
-    """Every live descendant of `roots` (not the roots), parents first."""
-    parents = _parent_map() if parents is None else parents
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    found: list[int] = []
-    todo = sorted(roots)
-    while todo:
-        for child in sorted(children.get(todo.pop(0), [])):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def signal_below(root: int, sig: int, include_root: bool = False) -> int:
     """Send `sig` to every descendant of `root` (and `root`); returns how many were signalled."""
-    victims = descendants({root}) + ([root] if include_root else [])
+    victims = proc_table.descendants({root}) + ([root] if include_root else [])
     for pid in victims:
         try:
             os.kill(pid, sig)
@@ -119,7 +87,7 @@ def kill_below(roots: set[int], include_roots: bool = False, reap: bool = False)
     the rounds a fork loop can force.
     """
     for _ in range(_KILL_ROUNDS):
-        victims = descendants(roots)
+        victims = proc_table.descendants(roots)
         if include_roots:
             victims += [pid for pid in roots if os.path.exists(f"/proc/{pid}")]
             include_roots = False  # once: afterwards their orphans are what is left
@@ -131,18 +99,21 @@ def kill_below(roots: set[int], include_roots: bool = False, reap: bool = False)
             except OSError:
                 pass
         if reap:
-            _reap_nohang()
+            for _ in exited_children():
+                pass
         time.sleep(0.001)
 
 
-def _reap_nohang() -> None:
+def exited_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of each child that has exited, reaped now; ends when none is left waiting."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        yield pid, status
 
 
 class Spare:
@@ -166,6 +137,18 @@ class Spare:
         self.sock.close()
 
 
+def _close_fds_except(keep: set[int]) -> None:
+    """Close every fd above stderr but `keep`: whatever the agent holds (its control socket, the X
+    connection, other commands' pipes) must not reach a keeper, let alone the command it starts."""
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def _wait_for_job(sock: socket.socket) -> int:
     gc.disable()
     signal.set_wakeup_fd(-1)
@@ -173,13 +156,7 @@ def _wait_for_job(sock: socket.socket) -> int:
         _prctl(_PR_SET_NAME, b"agentbay-keeper")
     except OSError:
         pass
-    for entry in os.listdir("/proc/self/fd"):  # nothing of the agent's: only our socket
-        fd = int(entry)
-        if fd > 2 and fd != sock.fileno():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    _close_fds_except({sock.fileno()})  # nothing of the agent's: only our socket
     message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
     sock.close()
     if not message or len(fds) < 3:
@@ -203,14 +180,6 @@ def _wait_for_job(sock: socket.socket) -> int:
     )
 
 
-class SpawnError(Exception):
-    """The keeper could not start the command; `kind` and the message say why."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 def spawn(
     command: str,
     *,
@@ -227,7 +196,7 @@ def spawn(
     what the keeper already reported: a quick command's exit may come with its start).
 
     The caller keeps its ends of the command's pipes and closes the child ends after this returns.
-    Raises SpawnError if the command could not be started (bad cwd, ...).
+    Raises AgentError (spawn_failed) if the command could not be started (bad cwd, ...).
     """
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     keep = {status_w, stdout_fd, stderr_fd} | ({stdin_fd} if stdin_fd is not None else set())
@@ -240,7 +209,7 @@ def spawn(
         except OSError:
             os.close(status_r)
             os.close(status_w)
-            raise SpawnError("spawn_failed", "the spare keeper is gone; retry") from None
+            raise AgentError(error_names.SPAWN_FAILED, "the spare keeper is gone; retry") from None
         finally:
             spare.sock.close()
     else:
@@ -271,8 +240,8 @@ def spawn(
     os.close(status_r)
     kill_below({keeper_pid}, include_roots=True)
     if isinstance(error, list) and len(error) == 2:
-        raise SpawnError(str(error[0]), str(error[1]))
-    raise SpawnError("spawn_failed", "the command could not be started (its keeper died first)")
+        raise AgentError(str(error[0]), str(error[1]))
+    raise AgentError(error_names.SPAWN_FAILED, "the command could not be started (its keeper died first)")
 
 
 def _read_start(fd: int, timeout: float) -> tuple[list[dict[str, object]], bytes]:
@@ -290,7 +259,7 @@ def _read_start(fd: int, timeout: float) -> tuple[list[dict[str, object]], bytes
                     return messages, data
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise SpawnError("spawn_failed", "the command's keeper did not start it in time")
+            raise AgentError(error_names.SPAWN_FAILED, "the command's keeper did not start it in time")
         chunk = os.read(fd, 4096)
         if not chunk:
             return messages, data
@@ -313,7 +282,7 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _refuse(status_w: int, message: str) -> int:
-    _send(status_w, {"error": ["spawn_failed", message]})
+    _send(status_w, {"error": [error_names.SPAWN_FAILED, message]})
     return 1
 
 
@@ -331,14 +300,7 @@ def _keeper(
 ) -> int:
     gc.disable()
     signal.set_wakeup_fd(-1)
-    # Everything the agent holds (its control socket, X connection, other commands' pipes) goes.
-    for entry in os.listdir("/proc/self/fd"):
-        fd = int(entry)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    _close_fds_except(keep)
     os.setsid()
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     try:
@@ -400,7 +362,7 @@ def _keeper(
             break
         if pid == child:
             status = raw
-    if foreground and children_of_self():  # whatever it left running, in its group or not, goes with it
+    if foreground and proc_table.children_of_self():  # whatever it left running, in its group or not, goes with it
         kill_below({os.getpid()}, reap=True)
     _send(status_w, {"exit": status if status is not None else 137 << 8})
     while True:  # background: reap the tree until it is gone

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -26,6 +27,15 @@ class ServerInfo(BaseModel):
     server_id: str
     pid: int
     started_at: float
+
+
+#: The shape of the server ids new_server_id makes.
+_SERVER_ID = re.compile(r"srv-[0-9a-f]{16}")
+
+
+def is_server_id(text: str) -> bool:
+    """Whether `text` has the shape of a server id this program makes (check ids read from foreign data)."""
+    return bool(_SERVER_ID.fullmatch(text))
 
 
 def new_server_id() -> str:
