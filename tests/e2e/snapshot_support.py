@@ -146,7 +146,7 @@ class Recorder:
 
 
 def check_snapshot(name: str, actual: Any) -> None:
-    """Compare `actual` with tests/snapshots/`name`, or rewrite the file when UPDATE_SNAPSHOTS=1."""
+    """Compare `actual` with tests/e2e/snapshots/`name`, or rewrite the file when UPDATE_SNAPSHOTS=1."""
     path = SNAPSHOTS / name
     text = json.dumps(actual, indent=2, ensure_ascii=False) + "\n"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":

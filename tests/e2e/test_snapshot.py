@@ -2,7 +2,7 @@
 
 The point is a refactor that must not change behaviour: a moved module or a split protocol that
 alters one byte of a description, a schema, a result or an error message fails here with a diff.
-`UPDATE_SNAPSHOTS=1` rewrites tests/snapshots/*.json when a change is intended. Run-to-run noise
+`UPDATE_SNAPSHOTS=1` rewrites tests/e2e/snapshots/*.json when a change is intended. Run-to-run noise
 (ids, times, durations, screenshot sizes) is replaced by placeholders; see snapshot_support.py.
 Imports stay few on purpose: only build_server and Settings, whose paths a refactor keeps.
 """
@@ -17,8 +17,8 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
-from tests.conftest import ERAS
-from tests.snapshot_support import Recorder, check_snapshot
+from agentbay_mcp.testing.calls import ERAS
+from tests.e2e.snapshot_support import Recorder, check_snapshot
 
 pytestmark = pytest.mark.anyio
 
