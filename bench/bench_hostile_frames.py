@@ -5,7 +5,7 @@
    of random bytes, a listing of 1000 long names, a screenshot of the desktop, and an incompressible
    screen compressed as the agent does (zlib level 1, base64).
 2. One conversation's `execute_command` latency over HTTP, quiet and then while three other
-   sessions' agents send 30 MB frames (tests/hostile_agent.py), measured in one run.
+   sessions' agents send 30 MB frames (tests/security/hostile_agent.py), measured in one run.
 
 Run: .venv/bin/python bench/bench_hostile_frames.py [--rounds N]
 """
@@ -29,7 +29,7 @@ from agentbay_mcp.backends.local import LocalBackend, desktop, files, processes
 from agentbay_mcp.backends.local.agent_client import capped, nesting_ok
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.backends.records import ReadSpan, ShellCommand
-from tests.test_hostile_frames import flooded_latency, hostile_server, p
+from tests.security.test_hostile_frames import flooded_latency, hostile_server, p
 
 CAP = 64 * 1024
 

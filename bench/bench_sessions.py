@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' load and leak helpers
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the checkout: agentbay_mcp.testing (load, leaks)
 import anyio
 from stdio_client import RawStdioServer
 
-from tests.conftest import HttpServer
-from tests.leaks import find_leaks
-from tests.load import PipelinedStdio, loaded_http_client
+from agentbay_mcp.testing.leaks import find_leaks
+from agentbay_mcp.testing.load import PipelinedStdio, loaded_http_client
+from agentbay_mcp.testing.servers import HttpServer
 
 
 def percentile(samples: list[float], pct: float) -> float:

@@ -47,7 +47,7 @@ def connection_of(request: ServerRequestContext[Any, Any]) -> Connection:
     One of the two private SDK attributes agentbay-mcp uses (the other: `MCPServer._lowlevel_server`
     in serve.py, to run stdio on our own cancellable streams): mcp 2.x hands tools a new
     `ServerSession` per request and keeps the connection in `ServerSession._connection`.
-    `tests/test_sdk_contract.py` fails loudly if either ever changes.
+    `tests/unit/test_sdk_contract.py` fails loudly if either ever changes.
     """
     connection = getattr(request.session, "_connection", None)
     if not isinstance(connection, Connection):

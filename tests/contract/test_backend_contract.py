@@ -23,8 +23,8 @@ from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.protocols import Files, Processes, ProcessHandles, SandboxBackend
 from agentbay_mcp.backends.records import ReadSpan, ShellCommand
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
+from agentbay_mcp.testing.agentbay import agentbay_backend, emulator
 from agentbay_mcp.testing.memory_backend import MemoryBackend
-from tests.agentbay_support import agentbay_backend, emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -221,32 +221,6 @@ async def test_large_output_is_capped_head_and_tail(backend: SandboxBackend) -> 
     assert stdout.head.startswith(b"1\n2\n3\n")
     assert stdout.tail.endswith(b"99999\n100000\n")
     assert len(stdout.head) + len(stdout.tail) <= 4096
-
-
-async def test_background_processes_take_input_and_report_output(backend: SandboxBackend) -> None:
-    requires(backend, "process_handles")
-    handles = backend.process_handles
-    assert handles is not None
-    session_id = await new_session(backend)
-    started = await handles.start_process(
-        session_id, ShellCommand(command="echo ready; cat"), stdin=True, foreground=False, cap=65536
-    )
-    assert started.running
-    assert started.stdin_open
-    assert [p.proc_id for p in await backend.processes.list_processes(session_id)] == [started.proc_id]
-    first = await backend.processes.read_process_output(session_id, started.proc_id, {}, 5000, 65536)
-    assert first.streams["stdout"].data == b"ready\n"
-    assert await handles.write_process_input(session_id, started.proc_id, b"hello\n", True) == 6
-    info = await backend.processes.wait_process(session_id, started.proc_id, 5000)
-    assert (info.running, info.exit_code, info.stdin_open) == (False, 0, False)
-    cursors = {"stdout": first.streams["stdout"].next_cursor, "stderr": 0}
-    rest = await backend.processes.read_process_output(session_id, started.proc_id, cursors, 0, 65536)
-    assert rest.streams["stdout"].data == b"hello\n"
-    assert rest.streams["stdout"].start == 6
-    tail = await backend.processes.process_tail(session_id, started.proc_id, 1)
-    assert tail["stdout"] == ["hello"]
-    await backend.processes.forget_process(session_id, started.proc_id)
-    assert await backend.processes.list_processes(session_id) == []
 
 
 # Files ------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // A TypeScript-SDK MCP client that goes away without HTTP DELETE, as client.close() and the MCP
-// Inspector CLI do. Driven by tests/test_http_client_gone.py over stdin/stdout, one JSON per line:
+// Inspector CLI do. Driven by tests/e2e/test_http_client_gone.py over stdin/stdout, one JSON per line:
 //   node close_without_delete.mjs URL COMMAND [close|exit]
 // 1. connects over streamable HTTP (2025-11-25, Mcp-Session-Id; the SDK opens its GET stream),
 // 2. creates a session and prints {"session_id": ...},

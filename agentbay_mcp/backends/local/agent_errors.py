@@ -92,7 +92,7 @@ def _io_error(exc: AgentCallError, call: _Call) -> AgentBayMCPError:
 
 
 #: Every error name the agent may report (agent/error_names.py) -> the exception the caller gets.
-#: A name missing here is a test failure (tests/test_agent_errors.py), not a generic error.
+#: A name missing here is a test failure (tests/unit/test_agent_errors.py), not a generic error.
 ERRORS: dict[str, Callable[[AgentCallError, _Call], AgentBayMCPError]] = {
     names.NOT_FOUND: _not_found,
     **{name: _file for name in FILE_ADVICE if name != names.NOT_FOUND},

@@ -1,0 +1,101 @@
+"""Real servers for tests: `python -m agentbay_mcp` as a stdio or HTTP subprocess on a private state dir."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from mcp import StdioServerParameters
+
+from agentbay_mcp.testing.waiting import wait_until
+
+
+def session_dirs(state_dir: Path) -> list[str]:
+    """Session ids present on disk in a state dir."""
+    sessions = state_dir / "sessions"
+    return sorted(p.name for p in sessions.iterdir() if p.name.startswith("session-")) if sessions.exists() else []
+
+
+def server_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a server subprocess on `state_dir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
+    env.update({"AGENTBAY_MCP_STATE_DIR": str(state_dir), "AGENTBAY_MCP_LOG_LEVEL": "INFO"}, **extra)
+    return env
+
+
+def stdio_params(state_dir: Path, *args: str, **env: str) -> StdioServerParameters:
+    """Parameters that start `python -m agentbay_mcp` as a stdio subprocess."""
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "agentbay_mcp", *args], env=server_env(state_dir, **env)
+    )
+
+
+def spawn_stdio(state_dir: Path, stderr: IO[bytes], *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """A stdio server subprocess with pipes on stdin and stdout, for clients that speak raw JSON-RPC."""
+    params = stdio_params(state_dir, *args, **env)
+    return subprocess.Popen(
+        [params.command, *params.args],
+        env=params.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
+def exit_code(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """The exit code, or None if the process is still running after `timeout` seconds."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class HttpServer:
+    """A real `agentbay-mcp --transport http` subprocess on 127.0.0.1."""
+
+    def __init__(self, state_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.state_dir = state_dir
+        self.log = state_dir.parent / f"http-{self.port}.log"
+        state_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agentbay_mcp", "--transport", "http", "--port", str(self.port), *args],
+            env=server_env(state_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_until(self._listening, timeout=20):
+            self.stop()
+            raise RuntimeError(f"HTTP server did not start:\n{self.log.read_text()}")
+
+    def _listening(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=5)
+            self._log_file.close()
+        return code

@@ -1,0 +1,183 @@
+"""Conformance: Alibaba's official SDK (wuying-agentbay-sdk) drives the emulator end to end.
+
+The emulator runs as `agentbay-mcp emulator` in a subprocess. The SDK hard-codes HTTPS in each
+generated request and builds its tea-openapi client without a protocol, so the one adjustment is
+to rebuild that client from the same tea-openapi `Config` with `protocol="HTTP"` (the documented
+tea-openapi setting, which wins over the per-request default). Everything else is the SDK as
+shipped: its request building, its envelope parsing, its LinkUrl and CallMcpTool paths, its
+chunked file transfer and its delete polling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import pytest
+
+from agentbay_mcp.testing.agentbay import API_KEY
+from agentbay_mcp.testing.servers import free_port, server_env
+from agentbay_mcp.testing.waiting import wait_until
+
+# The SDK configures its logger on import and writes ./agentbay.log unless told otherwise.
+os.environ.setdefault("AGENTBAY_LOG_FILE", str(Path(tempfile.gettempdir()) / "agentbay-sdk-tests.log"))
+os.environ.setdefault("AGENTBAY_LOG_LEVEL", "WARNING")
+agentbay = pytest.importorskip("agentbay")
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=[True, False], ids=["link", "api"])
+def emulator_port(request: pytest.FixtureRequest, state_dir: Path) -> Iterator[int]:
+    port = free_port()
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "agentbay_mcp", "emulator", "--port", str(port), "--state-dir", str(state_dir)]
+    if not request.param:
+        args.append("--no-link-url")
+    log = (state_dir.parent / "emulator.log").open("wb")
+    process = subprocess.Popen(
+        args, env={**server_env(state_dir), "AGENTBAY_API_KEY": API_KEY}, stdout=log, stderr=subprocess.STDOUT
+    )
+
+    def listening() -> bool:
+        assert process.poll() is None, (state_dir.parent / "emulator.log").read_text()
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        assert wait_until(listening, timeout=30)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def sdk_client(port: int) -> Any:
+    """The SDK's AsyncAgentBay, its API client pointed at the emulator over plain HTTP."""
+    from agentbay import AsyncAgentBay
+    from agentbay.api.client import Client
+    from alibabacloud_tea_openapi import models as open_api_models
+
+    bay = AsyncAgentBay(api_key=API_KEY)
+    config = open_api_models.Config(
+        endpoint=f"127.0.0.1:{port}", protocol="HTTP", read_timeout=60000, connect_timeout=60000
+    )
+    bay.client = Client(config)
+    return bay
+
+
+async def test_the_official_sdk_round_trip(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentbay import CreateSessionParams
+
+    # The SDK reads AGENTBAY_* from the environment (and a .env file): keep the test's own settings.
+    for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
+        monkeypatch.delenv(name)
+    bay = sdk_client(emulator_port)
+    created = await bay.create(CreateSessionParams(image_id="code_latest", labels={"project": "conformance"}))
+    assert created.success, created.error_message
+    session = created.session
+
+    ran = await session.command.execute_command("echo hello; echo oops >&2; exit 3")
+    assert (ran.exit_code, ran.stdout, ran.stderr) == (3, "hello\n", "oops\n")
+    ok = await session.command.execute_command("pwd", cwd="/tmp")
+    assert (ok.success, ok.stdout) == (True, "/tmp\n")
+
+    text = "".join(f"line {n}: conformance \u00e9\u00e8\n" for n in range(6000))  # ~150 KB: chunked without LinkUrl
+    wrote = await session.file_system.write_file("/home/user/big.txt", text)
+    assert wrote.success, wrote.error_message
+    read = await session.file_system.read_file("/home/user/big.txt")
+    assert read.success, read.error_message
+    assert read.content == text
+    info = await session.file_system.get_file_info("/home/user/big.txt")
+    assert info.file_info["size"] == len(text.encode())
+    listing = await session.file_system.list_directory("/home/user")
+    assert [(e.name, e.is_directory) for e in listing.entries] == [("big.txt", False)]
+
+    assert (await session.set_labels({"project": "conformance", "stage": "two"})).success
+    assert (await session.get_labels()).data == {"project": "conformance", "stage": "two"}
+    found = await bay.list(labels={"stage": "two"})
+    assert found.success, found.error_message
+    assert [s["sessionId"] for s in found.session_ids] == [session.session_id]
+    assert (await bay.list(labels={"stage": "three"})).session_ids == []
+
+    deleted = await session.delete()
+    assert deleted.success, deleted.error_message
+    assert (await bay.list(labels={"project": "conformance"})).session_ids == []
+
+
+async def test_the_sdk_sees_a_wrong_key_refused(emulator_port: int) -> None:
+    from agentbay import CreateSessionParams
+
+    bay = sdk_client(emulator_port)
+    bay.api_key = "not-the-key"
+    created = await bay.create(CreateSessionParams(image_id="code_latest"))
+    assert not created.success
+    assert "InvalidApiKey" in created.error_message or "401" in created.error_message
+
+
+async def test_the_official_sdk_drives_the_desktop(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's computer module (apps, windows, input, screenshots) against the emulated desktop."""
+    import httpx
+    from agentbay import CreateSessionParams
+
+    for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
+        monkeypatch.delenv(name)
+    bay = sdk_client(emulator_port)
+    created = await bay.create(CreateSessionParams(image_id="linux_latest"))
+    assert created.success, created.error_message
+    computer = created.session.computer
+
+    started = await computer.start_app("xterm -T sdk")
+    assert started.success, started.error_message
+    assert "xterm" in [p.pname for p in started.data]
+
+    def sdk_window() -> Any:
+        listed = anyio.from_thread.run(computer.list_root_windows)
+        return next((w for w in listed.windows if w.title == "sdk"), None)
+
+    assert await anyio.to_thread.run_sync(lambda: wait_until(lambda: sdk_window() is not None, timeout=10))
+    window = await anyio.to_thread.run_sync(sdk_window)
+    assert window.pname == "xterm"
+    size = await computer.get_screen_size()
+    assert (size.data["width"], size.data["height"]) == (1280, 800)
+    assert (await computer.maximize_window(window.window_id)).success
+
+    def maximized() -> bool:
+        current = sdk_window()
+        return current is not None and (current.width, current.height) == (1280, 800)
+
+    assert await anyio.to_thread.run_sync(lambda: wait_until(maximized, timeout=10))
+    assert (await computer.move_mouse(200, 300)).success
+    position = await computer.get_cursor_position()  # the SDK hands this one over as the JSON text
+    where = position.data if isinstance(position.data, dict) else json.loads(position.data)
+    assert (where["x"], where["y"]) == (200, 300)
+    assert (await computer.input_text("echo sdk-typed > /tmp/sdk.txt\n")).success
+
+    def typed() -> bool:
+        ran = anyio.from_thread.run(created.session.command.execute_command, "cat /tmp/sdk.txt")
+        return bool(ran.stdout == "sdk-typed\n")
+
+    assert await anyio.to_thread.run_sync(lambda: wait_until(typed, timeout=10))
+
+    if created.session.link_url:  # inline screenshot: LinkUrl sessions only
+        shot = await computer.beta_take_screenshot("png")
+        assert (shot.width, shot.height) == (1280, 800)
+        assert shot.data.startswith(b"\x89PNG")
+    else:  # a URL to download
+        shot_url = await computer.screenshot()
+        assert shot_url.success, shot_url.error_message
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(shot_url.data)).content.startswith(b"\x89PNG")
+
+    assert (await computer.stop_app_by_pname("xterm")).success
+    assert (await created.session.delete()).success
