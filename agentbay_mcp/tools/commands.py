@@ -15,7 +15,7 @@ from agentbay_mcp.services.commands.models import (
     ProcessStatus,
 )
 from agentbay_mcp.services.commands.service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
-from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SessionId, tool_call
+from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
 
 ProcessId = Annotated[str, Field(description="The process_id returned by start_process.")]
 Cwd = Annotated[
@@ -39,19 +39,7 @@ def progress_reporter(ctx: Context[Any, Any]) -> ProgressCallback | None:
 def register(mcp: MCPServer[Any]) -> None:
     """Add the command tools to `mcp`."""
 
-    @mcp.tool(
-        annotations=CHANGES,
-        description=(
-            "Run a shell command (sh -c) in the session's sandbox and wait for it. Returns exit_code, stdout "
-            "and stderr separately, duration_ms and timed_out. stdin is closed. Each stream is capped "
-            "(64 KiB by default): longer output keeps its start and end with a marker in between, and the "
-            "complete output is saved in the session at full_stdout_path / full_stderr_path. When "
-            "timeout_ms runs out the whole process group is killed and the output so far is returned. "
-            "Processes the command leaves behind in its process group are killed when it exits: use start_process "
-            "for servers "
-            "and other long-running work. The default directory is /home/user."
-        ),
-    )
+    @tool(mcp, CHANGES)
     async def execute_command(
         ctx: Context,
         session_id: SessionId,
@@ -68,14 +56,7 @@ def register(mcp: MCPServer[Any]) -> None:
                 call.conversation, session_id, command, timeout_ms, cwd, envs, progress_reporter(ctx)
             )
 
-    @mcp.tool(
-        annotations=CREATES,
-        description=(
-            "Start a long-running command (sh -c) in the background with stdin open and return its process_id "
-            "at once. Then use read_process_output (with wait_ms to wait for new output server-side), "
-            "write_process_input, wait_process and kill_process. It dies with the session."
-        ),
-    )
+    @tool(mcp, CREATES)
     async def start_process(
         ctx: Context,
         session_id: SessionId,
@@ -86,15 +67,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.commands.start_process(call.conversation, session_id, command, cwd, envs)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "Read a background process's output written since cursor (omit cursor to read from the start), and "
-            "its status. With wait_ms > 0 the call waits server-side until there is new output or the process "
-            "exits, so you do not need to poll in a loop. Pass the returned cursor next time. If more is true, "
-            "more output is ready now. Very old output may have been dropped (dropped_bytes says how much)."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def read_process_output(
         ctx: Context,
         session_id: SessionId,
@@ -108,10 +81,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.commands.read_process_output(call.conversation, session_id, process_id, cursor, wait_ms)
 
-    @mcp.tool(
-        annotations=CHANGES,
-        description="Write text to a background process's stdin; set eof=true to close stdin afterwards.",
-    )
+    @tool(mcp, CHANGES)
     async def write_process_input(
         ctx: Context,
         session_id: SessionId,
@@ -122,10 +92,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.commands.write_process_input(call.conversation, session_id, process_id, data, eof)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description="Wait up to timeout_ms for a background process to exit and return its status (running or not).",
-    )
+    @tool(mcp, READ_ONLY)
     async def wait_process(
         ctx: Context,
         session_id: SessionId,
@@ -135,13 +102,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.commands.wait_process(call.conversation, session_id, process_id, timeout_ms)
 
-    @mcp.tool(
-        annotations=REPLACES,
-        description=(
-            "Stop a background process and everything it started (its process group). TERM (default) is "
-            "followed by KILL after 1 s if it is still running; KILL is immediate."
-        ),
-    )
+    @tool(mcp, REPLACES)
     async def kill_process(
         ctx: Context,
         session_id: SessionId,
@@ -151,7 +112,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.commands.kill_process(call.conversation, session_id, process_id, signal)
 
-    @mcp.tool(annotations=READ_ONLY, description="List the session's background processes with their status.")
+    @tool(mcp, READ_ONLY)
     async def list_processes(ctx: Context, session_id: SessionId) -> ProcessList:
         async with tool_call(ctx) as call:
             return await call.commands.list_processes(call.conversation, session_id)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
@@ -20,6 +20,7 @@ from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.tools.descriptions import DESCRIPTIONS
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,22 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
         yield Call(state.service, state.commands, state.files, state.desktop, caller.conversation)
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
+
+
+_Tool = TypeVar("_Tool", bound=Callable[..., Any])
+
+
+def tool(mcp: MCPServer[Any], annotations: ToolAnnotations) -> Callable[[_Tool], _Tool]:
+    """`mcp.tool` with the description from tools/descriptions.py, found by the function's name.
+
+    The SDK names the tool after the function and builds its schema from the signature, so only the
+    description and the hints are passed; a tool without a description fails at start-up (KeyError).
+    """
+
+    def register(fn: _Tool) -> _Tool:
+        return mcp.tool(annotations=annotations, description=DESCRIPTIONS[fn.__name__])(fn)
+
+    return register
 
 
 #: The one spelling of a session_id parameter (the session tools add list_sessions, see tools/sessions.py).

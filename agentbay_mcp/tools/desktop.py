@@ -10,7 +10,7 @@ from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
 from agentbay_mcp.services.desktop import models
-from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
+from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SETS, SessionId, tool, tool_call
 
 WindowId = Annotated[int, Field(description="A window_id from list_windows or get_active_window.")]
 Coordinate = Annotated[int | None, Field(ge=0, description="Screen pixels from the top-left corner.")]
@@ -19,14 +19,7 @@ Coordinate = Annotated[int | None, Field(ge=0, description="Screen pixels from t
 def register(mcp: MCPServer[Any]) -> None:
     """Add the desktop tools to `mcp`."""
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "Applications installed in the session (from its .desktop entries): name, start_cmd to pass to "
-            "start_app, work_directory. include_system=true also lists hidden entries and settings tools. "
-            "The first desktop tool call on a session starts its desktop (a fraction of a second)."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def get_installed_apps(
         ctx: Context,
         session_id: SessionId,
@@ -35,15 +28,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.desktop.get_installed_apps(call.conversation, session_id, include_system)
 
-    @mcp.tool(
-        annotations=CREATES,
-        description=(
-            "Start an application on the session's desktop (a shell command, e.g. 'xterm' or a start_cmd from "
-            "get_installed_apps). Waits up to wait_ms for its window and returns it with the started processes "
-            "(pid, pname, cmdline) and a proc_id whose output read_process_output can show. Fails with the "
-            "application's error output if it is not found or exits at once."
-        ),
-    )
+    @tool(mcp, CREATES)
     async def start_app(
         ctx: Context,
         session_id: SessionId,
@@ -56,14 +41,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.desktop.start_app(call.conversation, session_id, start_cmd, work_directory, wait_ms)
 
-    @mcp.tool(
-        annotations=REPLACES,
-        description=(
-            "Stop an application, by exactly one of: pid (that process and all its children), pname (every "
-            "process with that name, and their children) or stop_cmd (a shell command to run). Only the "
-            "session's own processes; the desktop itself cannot be stopped this way."
-        ),
-    )
+    @tool(mcp, REPLACES)
     async def stop_app(
         ctx: Context,
         session_id: SessionId,
@@ -74,36 +52,22 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.desktop.stop_app(call.conversation, session_id, pid, pname, stop_cmd)
 
-    @mcp.tool(annotations=READ_ONLY, description="Processes that own a visible (not minimized) window.")
+    @tool(mcp, READ_ONLY)
     async def list_visible_apps(ctx: Context, session_id: SessionId) -> models.VisibleApps:
         async with tool_call(ctx) as call:
             return await call.desktop.list_visible_apps(call.conversation, session_id)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "Top-level windows on the session's desktop: window_id, title, outer x/y/width/height, pid and "
-            "pname of the owner, state (normal, minimized, maximized, fullscreen) and child windows."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def list_windows(ctx: Context, session_id: SessionId) -> models.WindowList:
         async with tool_call(ctx) as call:
             return await call.desktop.list_windows(call.conversation, session_id)
 
-    @mcp.tool(annotations=READ_ONLY, description="The window that has the keyboard focus (null if none).")
+    @tool(mcp, READ_ONLY)
     async def get_active_window(ctx: Context, session_id: SessionId) -> models.ActiveWindow:
         async with tool_call(ctx) as call:
             return await call.desktop.get_active_window(call.conversation, session_id)
 
-    @mcp.tool(
-        annotations=CHANGES,
-        description=(
-            "Control a window: activate, maximize, minimize, restore, close, fullscreen, or resize (with width "
-            "and height, the outer size in pixels). Checks the effect and returns the window afterwards; "
-            "verified=false says it did not happen in time (e.g. an app asking before it closes). Terminals "
-            "resize in whole character cells, so their size can differ by less than a cell."
-        ),
-    )
+    @tool(mcp, CHANGES)
     async def control_window(
         ctx: Context,
         session_id: SessionId,
@@ -115,27 +79,14 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.desktop.control_window(call.conversation, session_id, window_id, action, width, height)
 
-    @mcp.tool(
-        annotations=SETS,
-        description=(
-            "Focus mode: while on, the active window keeps the focus; any other window that takes it (a new "
-            "window, a click elsewhere) is sent back behind it at once. control_window activate moves the lock "
-            "to another window. Off restores normal focus."
-        ),
-    )
+    @tool(mcp, SETS)
     async def set_focus_mode(
         ctx: Context, session_id: SessionId, on: Annotated[bool, Field(description="true to lock the focus.")]
     ) -> models.FocusMode:
         async with tool_call(ctx) as call:
             return await call.desktop.set_focus_mode(call.conversation, session_id, on)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "Screenshot of the session's whole screen as an image (png, or jpeg for photos), scaled to "
-            "max_width if given and always under 1 MB (scaled down further if needed; the reply says)."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def take_screenshot(
         ctx: Context,
         session_id: SessionId,
@@ -158,15 +109,7 @@ def register(mcp: MCPServer[Any]) -> None:
             structured_content=info.model_dump(mode="json"),
         )
 
-    @mcp.tool(
-        annotations=CHANGES,
-        description=(
-            "Mouse and keyboard input on the session's desktop. action: click (x, y, button left|middle|right, "
-            "count 2 for a double click), move (x, y), drag (x, y to to_x, to_y), scroll (x, y, direction "
-            "up|down|left|right, amount), type (text, any Unicode; '\\n' presses Return), keys (a combination "
-            "held together, e.g. ['ctrl', 'c'] or ['alt', 'F4'] or ['Return']). Keys go to the active window."
-        ),
-    )
+    @tool(mcp, CHANGES)
     async def input_action(
         ctx: Context,
         session_id: SessionId,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from agentbay_mcp.backends.common.session_paths import SESSION_HOME
 from agentbay_mcp.services.files import models
 from agentbay_mcp.services.files.service import ImageRead
-from agentbay_mcp.tools.common import CHANGES, READ_ONLY, REPLACES, SETS, SessionId, tool_call
+from agentbay_mcp.tools.common import CHANGES, READ_ONLY, REPLACES, SETS, SessionId, tool, tool_call
 
 Path = Annotated[str, Field(description="Path in the session: absolute, or relative to /home/user.")]
 
@@ -40,15 +40,7 @@ def _as_result(content: models.FileContent | ImageRead) -> CallToolResult:
 def register(mcp: MCPServer[Any]) -> None:
     """Add the file tools to `mcp`."""
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "Read a file in the session. Text comes back as text (UTF-8; undecodable bytes are replaced and "
-            "invalid_utf8 says so), images (png, jpeg, gif, webp) as image content, other binary as base64. "
-            "At most 256 KiB per call: next_offset (or next_line in line mode) says where to continue and "
-            "size is the file's total size. Use start_line/line_count to read by lines."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def read_file(
         ctx: Context,
         session_id: SessionId,
@@ -64,14 +56,7 @@ def register(mcp: MCPServer[Any]) -> None:
             )
         return _as_result(content)
 
-    @mcp.tool(
-        annotations=REPLACES,
-        description=(
-            "Write text to a file in the session, creating parent directories. mode 'overwrite' (default) "
-            "replaces the file atomically (readers never see half a file); 'append' adds to its end. Only "
-            "/home/user and /tmp are writable."
-        ),
-    )
+    @tool(mcp, REPLACES)
     async def write_file(
         ctx: Context,
         session_id: SessionId,
@@ -82,14 +67,7 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.files.write_file(call.conversation, session_id, path, content, mode)
 
-    @mcp.tool(
-        annotations=CHANGES,
-        description=(
-            "Edit a text file by exact replacements, applied in order: each old_text must occur exactly once "
-            "(if not, the error says how many times it matched; add surrounding lines to make it unique). "
-            "Returns a unified diff. dry_run=true shows the diff without writing. The write is atomic."
-        ),
-    )
+    @tool(mcp, CHANGES)
     async def edit_file(
         ctx: Context,
         session_id: SessionId,
@@ -101,30 +79,17 @@ def register(mcp: MCPServer[Any]) -> None:
             pairs = [edit.model_dump() for edit in edits]
             return await call.files.edit_file(call.conversation, session_id, path, pairs, dry_run)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description="List a directory in the session (default /home/user): names, types, sizes, permissions, times.",
-    )
+    @tool(mcp, READ_ONLY)
     async def list_directory(ctx: Context, session_id: SessionId, path: Path = SESSION_HOME) -> models.DirectoryListing:
         async with tool_call(ctx) as call:
             return await call.files.list_directory(call.conversation, session_id, path)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description="Get a path's type, size, permissions and times (a symlink itself, with its target).",
-    )
+    @tool(mcp, READ_ONLY)
     async def get_file_info(ctx: Context, session_id: SessionId, path: Path) -> models.FileInfo:
         async with tool_call(ctx) as call:
             return await call.files.get_file_info(call.conversation, session_id, path)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "Find files and directories below path whose name matches a glob ('*.py'), or whose path relative "
-            "to path matches one containing '/' ('src/**/*.ts'). exclude_patterns prune matches and whole "
-            "directories (e.g. ['node_modules', '.git']). Symlinks are not followed; results are capped."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def search_files(
         ctx: Context,
         session_id: SessionId,
@@ -135,15 +100,12 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.files.search_files(call.conversation, session_id, path, pattern, exclude_patterns)
 
-    @mcp.tool(annotations=SETS, description="Create a directory (and its parents); fine if it already exists.")
+    @tool(mcp, SETS)
     async def create_directory(ctx: Context, session_id: SessionId, path: Path) -> models.DirectoryCreated:
         async with tool_call(ctx) as call:
             return await call.files.create_directory(call.conversation, session_id, path)
 
-    @mcp.tool(
-        annotations=CHANGES,
-        description="Move or rename a file or directory in the session. Fails if the destination already exists.",
-    )
+    @tool(mcp, CHANGES)
     async def move_file(
         ctx: Context,
         session_id: SessionId,

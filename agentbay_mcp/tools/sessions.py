@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
-from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool_call
+from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
 
 #: The session tools are also how sessions are found again, so their session_id names list_sessions too.
 ListedSessionId = Annotated[SessionId, Field(description="The session_id returned by create_session or list_sessions.")]
@@ -24,17 +24,7 @@ Labels = Annotated[
 def register(mcp: MCPServer[Any]) -> None:
     """Add the session tools to `mcp`."""
 
-    @mcp.tool(
-        annotations=CREATES,
-        description=(
-            "Create a new disposable sandbox session and return its session_id, which every other tool "
-            "needs. The session is yours alone, is deleted automatically when this conversation ends or "
-            "after it sits unused past its idle lease (see idle_expires_at), and can be deleted early with "
-            "delete_session. image_id 'linux_latest' has a desktop (apps, windows, screenshots); "
-            "'code_latest' is shell and files only. Optional labels let you find the session again with "
-            "list_sessions."
-        ),
-    )
+    @tool(mcp, CREATES)
     async def create_session(
         ctx: Context,
         image_id: Annotated[str, Field(description="Image to start: 'linux_latest' or 'code_latest'.")] = (
@@ -49,34 +39,17 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.service.create_session(call.conversation, image_id, labels, network)
 
-    @mcp.tool(
-        annotations=REPLACES,
-        description=(
-            "Delete a session now: its sandbox, files and processes are destroyed and cannot be recovered. "
-            "Use it when you are done with a session; sessions are also deleted automatically when the "
-            "conversation ends."
-        ),
-    )
+    @tool(mcp, REPLACES)
     async def delete_session(ctx: Context, session_id: ListedSessionId) -> DeletedSession:
         async with tool_call(ctx) as call:
             return await call.service.delete_session(call.conversation, session_id)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description="Get one session's details: image, status, labels, creation time and idle expiry.",
-    )
+    @tool(mcp, READ_ONLY)
     async def get_session(ctx: Context, session_id: ListedSessionId) -> SessionInfo:
         async with tool_call(ctx) as call:
             return await call.service.get_session(call.conversation, session_id)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description=(
-            "List your sessions, oldest first, optionally only those carrying ALL the given labels. "
-            "Returns at most max_results sessions, total_count (all matches) and next_token; when "
-            "next_token is not null, call again with the same labels and that next_token for the next page."
-        ),
-    )
+    @tool(mcp, READ_ONLY)
     async def list_sessions(
         ctx: Context,
         labels: Annotated[
@@ -92,21 +65,12 @@ def register(mcp: MCPServer[Any]) -> None:
         async with tool_call(ctx) as call:
             return await call.service.list_sessions(call.conversation, labels, max_results, next_token)
 
-    @mcp.tool(
-        annotations=REPLACES,
-        description=(
-            "Replace a session's labels with exactly the given map (labels not in the map are removed; "
-            "pass {} to clear them). To add one label, get_session_labels first and send the merged map."
-        ),
-    )
+    @tool(mcp, REPLACES)
     async def set_session_labels(ctx: Context, session_id: ListedSessionId, labels: Labels) -> SessionLabels:
         async with tool_call(ctx) as call:
             return await call.service.set_session_labels(call.conversation, session_id, labels)
 
-    @mcp.tool(
-        annotations=READ_ONLY,
-        description="Get a session's labels, the whole key/value map (use set_session_labels to change it).",
-    )
+    @tool(mcp, READ_ONLY)
     async def get_session_labels(ctx: Context, session_id: ListedSessionId) -> SessionLabels:
         async with tool_call(ctx) as call:
             return await call.service.get_session_labels(call.conversation, session_id)

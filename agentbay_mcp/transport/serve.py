@@ -48,7 +48,7 @@ async def serve_stdio(settings: Settings) -> None:
         tg.start_soon(stop_on_signal)
         options = lowlevel.create_initialization_options()
         if StdinLines.supported(0) and StdinLines.supported(1):
-            with StdinLines(0) as lines, StdoutWriter() as writer:
+            with contextlib.closing(StdinLines(0)) as lines, contextlib.closing(StdoutWriter()) as writer:
                 # Duck-typed: the SDK only iterates stdin and calls write/flush on stdout.
                 stdin = cast("anyio.AsyncFile[str]", lines)
                 stdout = cast("anyio.AsyncFile[str]", writer)

@@ -85,14 +85,6 @@ class StdinLines:
         """Put the descriptor back the way it was (it may be a terminal shared with a shell)."""
         os.set_blocking(self._fd, self._was_blocking)
 
-    def __enter__(self) -> StdinLines:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 class StdoutWriter:
     """Writes MCP messages to the original stdout without a worker thread per write.
@@ -128,14 +120,6 @@ class StdoutWriter:
         os.set_blocking(self._fd, True)
         os.dup2(self._fd, 1)
         os.close(self._fd)
-
-    def __enter__(self) -> StdoutWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class _Receiving(Protocol):

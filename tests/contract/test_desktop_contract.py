@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import anyio
 import pytest
 
 from agentbay_mcp.backends.protocols import Desktop, SandboxBackend
 from agentbay_mcp.backends.records_desktop import AppProcess
 from agentbay_mcp.errors import InvalidArgumentError, WindowNotFoundError
+from agentbay_mcp.testing.waiting import until
 from tests.contract.test_backend_contract import backend, requires  # noqa: F401 - the parametrized fixture
 
 pytestmark = pytest.mark.anyio
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> bool:
-    with anyio.move_on_after(timeout):
-        while not await check():  # noqa: ASYNC110 - polls state in the session
-            await anyio.sleep(0.05)
-        return True
-    return False
 
 
 def desktop_of(backend: SandboxBackend) -> Desktop:  # noqa: F811

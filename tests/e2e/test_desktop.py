@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error, structured
 from agentbay_mcp.testing.desktop import new_desktop_session, start_xterm, window_titles
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
-from agentbay_mcp.testing.waiting import wait_until
+from agentbay_mcp.testing.waiting import until, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,15 +37,6 @@ async def desk(settings: Settings) -> AsyncIterator[Client]:
 async def read_text(client: Client, session_id: str, path: str) -> str | None:
     result = await client.call_tool("read_file", {"session_id": session_id, "path": path})
     return None if result.is_error else str(structured(result)["content"])
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> bool:
-    """Poll an async check until it holds or `timeout` seconds pass."""
-    with anyio.move_on_after(timeout):
-        while not await check():  # noqa: ASYNC110 - polls state outside this process
-            await anyio.sleep(0.05)
-        return True
-    return False
 
 
 async def test_window_lifecycle_with_verified_geometry_and_states(desk: Client) -> None:
@@ -113,7 +104,7 @@ async def test_typing_and_key_combinations_reach_the_app(desk: Client) -> None:
     async def written() -> bool:
         return await read_text(desk, session_id, "out.txt") == "typed-ok-é\n"
 
-    assert await eventually(written), await read_text(desk, session_id, "out.txt")
+    assert await until(written), await read_text(desk, session_id, "out.txt")
 
     # A key combination: ctrl+d at the shell prompt ends the shell, and xterm closes with it.
     await call(desk, "input_action", session_id=session_id, action="keys", keys=["ctrl", "d"])
@@ -121,7 +112,7 @@ async def test_typing_and_key_combinations_reach_the_app(desk: Client) -> None:
     async def gone() -> bool:
         return "typing" not in await window_titles(desk, session_id)
 
-    assert await eventually(gone)
+    assert await until(gone)
 
 
 async def test_mouse_click_and_drag_are_delivered(desk: Client) -> None:
@@ -266,7 +257,7 @@ async def test_stop_app_by_pid_name_and_command(desk: Client) -> None:
     async def no_windows() -> bool:
         return await window_titles(desk, session_id) == []
 
-    assert await eventually(no_windows)
+    assert await until(no_windows)
     # The desktop itself survived all of it.
     assert (await call(desk, "list_windows", session_id=session_id))["windows"] == []
 
@@ -318,11 +309,11 @@ async def test_focus_mode_keeps_the_focus_on_the_locked_window(desk: Client) -> 
         active = await call(desk, "get_active_window", session_id=session_id)
         return bool(active["window"]) and active["window"]["window_id"] == window_id
 
-    assert await eventually(lambda: focus_on(locked))
+    assert await until(lambda: focus_on(locked))
 
     # Activating another window moves the lock; turning the mode off frees the focus.
     await call(desk, "control_window", session_id=session_id, window_id=intruder, action="activate")
-    assert await eventually(lambda: focus_on(intruder))
+    assert await until(lambda: focus_on(intruder))
     assert (await call(desk, "set_focus_mode", session_id=session_id, on=False))["on"] is False
     activated = await call(desk, "control_window", session_id=session_id, window_id=locked, action="activate")
     assert activated["verified"] is True

@@ -75,33 +75,21 @@ async def connect(task_group: TaskGroup) -> AsyncIterator[Connect]:
         sock.close()
 
 
-async def test_oversized_frame_kills_the_connection(connect: Connect) -> None:
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        pytest.param(HEADER.pack(1 << 30), "oversized", id="oversized_frame"),
+        pytest.param(HEADER.pack(5) + b"{{{{{", "not JSON", id="garbage"),
+        pytest.param(frame(["not", "an", "object"]), "not a JSON object", id="reply_without_id"),
+    ],
+)
+async def test_a_bad_reply_kills_the_connection(connect: Connect, reply: bytes, error: str) -> None:
     def peer(sock: socket.socket) -> None:
         read_request(sock)
-        sock.sendall(HEADER.pack(1 << 30))
+        sock.sendall(reply)
 
     client = await connect(peer)
-    with pytest.raises(SandboxDiedError, match="oversized"):
-        await client.call("ping", timeout=5)
-
-
-async def test_garbage_kills_the_connection(connect: Connect) -> None:
-    def peer(sock: socket.socket) -> None:
-        read_request(sock)
-        sock.sendall(HEADER.pack(5) + b"{{{{{")
-
-    client = await connect(peer)
-    with pytest.raises(SandboxDiedError, match="not JSON"):
-        await client.call("ping", timeout=5)
-
-
-async def test_a_reply_without_id_kills_the_connection(connect: Connect) -> None:
-    def peer(sock: socket.socket) -> None:
-        read_request(sock)
-        sock.sendall(frame(["not", "an", "object"]))
-
-    client = await connect(peer)
-    with pytest.raises(SandboxDiedError, match="not a JSON object"):
+    with pytest.raises(SandboxDiedError, match=error):
         await client.call("ping", timeout=5)
 
 
