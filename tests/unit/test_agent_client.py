@@ -26,6 +26,7 @@ from agentbay_mcp.backends.local.agent_client import (
     nesting_ok,
 )
 from agentbay_mcp.backends.local.agent_errors import translated
+from agentbay_mcp.backends.records import ReadSpan
 from agentbay_mcp.backends.records_desktop import AppLaunch
 from agentbay_mcp.errors import BackendError, ProcessNotFoundError
 from agentbay_mcp.testing.rss import PeakRss
@@ -274,7 +275,7 @@ async def test_a_large_legit_reply_is_decoded_off_the_loop_and_delivered(connect
         sock.sendall(frame({"id": request["id"], "ok": True, "result": result}))
 
     client = await connect(peer)
-    chunk = await files.read(client, "/f", offset=0, length=None, start_line=None, line_count=None, max_bytes=len(data))
+    chunk = await files.read(client, "/f", ReadSpan(offset=0), max_bytes=len(data))
     assert chunk.data == data
 
 
@@ -383,7 +384,7 @@ OPS: dict[str, Op] = {
     "write": lambda a: processes.write(a, "p1", b"hi", False),
     "kill": lambda a: processes.kill(a, "p1", 15, 0, "kill"),
     "list": processes.list_all,
-    "file_read": lambda a: files.read(a, "/f", offset=0, length=None, start_line=None, line_count=None, max_bytes=9),
+    "file_read": lambda a: files.read(a, "/f", ReadSpan(offset=0), max_bytes=9),
     "file_write": lambda a: files.write(a, "/f", b"x", "overwrite"),
     "file_edit": lambda a: files.edit(a, "/f", [{"old_text": "a", "new_text": "b"}], False),
     "file_info": lambda a: files.info(a, "/f"),

@@ -132,10 +132,7 @@ class AgentBayFiles:
         return await files.read(
             self._route.caller(session_id),
             path,
-            offset=span.offset,
-            length=span.length,
-            start_line=span.start_line,
-            line_count=span.line_count,
+            span,
             max_bytes=max_bytes,
             piece=self._route.read_piece(session_id),
         )

@@ -23,6 +23,7 @@ from agentbay_mcp.backends.records import (
     FileInfo,
     FileMoved,
     FileWritten,
+    ReadSpan,
     SearchResult,
     StreamSummary,
 )
@@ -105,15 +106,13 @@ async def _read_range(call: ToolCall, path: str, offset: int, length: int, piece
 async def read(
     call: ToolCall,
     path: str,
+    span: ReadSpan,
     *,
-    offset: int,
-    length: int | None,
-    start_line: int | None,
-    line_count: int | None,
     max_bytes: int,
     piece: int,
 ) -> FileChunk:
-    """A byte range, or whole lines from `start_line`, of at most `max_bytes`."""
+    """A byte range, or whole lines from `span.start_line`, of at most `max_bytes`."""
+    offset, length, start_line, line_count = span.offset, span.length, span.start_line, span.line_count
     meta = await info(call, path)
     if meta.type == "directory":
         raise FileOperationError("is_a_directory", f"{path!r} is a directory: use list_directory.")

@@ -112,15 +112,7 @@ class LocalFiles:
     async def read_file(self, session_id: str, path: str, span: records.ReadSpan, max_bytes: int) -> records.FileChunk:
         """A byte range or lines of a file."""
         agent = await self._agent(session_id)
-        return await files.read(
-            agent,
-            path,
-            offset=span.offset,
-            length=span.length,
-            start_line=span.start_line,
-            line_count=span.line_count,
-            max_bytes=max_bytes,
-        )
+        return await files.read(agent, path, span, max_bytes=max_bytes)
 
     async def write_file(self, session_id: str, path: str, data: bytes, mode: str) -> records.FileWritten:
         """Overwrite atomically or append."""

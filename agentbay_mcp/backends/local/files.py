@@ -27,6 +27,7 @@ from agentbay_mcp.backends.records import (
     FileInfo,
     FileMoved,
     FileWritten,
+    ReadSpan,
     SearchResult,
 )
 
@@ -61,14 +62,12 @@ def _info(raw: Any, path: str) -> FileInfo:
 async def read(
     agent: AgentClient,
     path: str,
+    span: ReadSpan,
     *,
-    offset: int,
-    length: int | None,
-    start_line: int | None,
-    line_count: int | None,
     max_bytes: int,
 ) -> FileChunk:
     """Bytes of a file."""
+    offset, length, start_line, line_count = span.offset, span.length, span.start_line, span.line_count
 
     def check(reply: dict[str, Any]) -> FileChunk:
         reply["data"] = base64_field(reply.get("data"), "data")

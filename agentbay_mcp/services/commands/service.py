@@ -12,6 +12,7 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import anyio
 
@@ -36,6 +37,17 @@ from agentbay_mcp.services.sessions.service import SessionService
 
 #: progress(elapsed_seconds, total_seconds, message)
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A foreground command still running after its first wait: what waiting it out needs."""
+
+    session_id: str
+    started: float
+    timeout_ms: int
+    progress: ProgressCallback | None
+
 
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
 MAX_COMMAND_BYTES = 128 * 1024
@@ -159,7 +171,8 @@ class CommandService:
             if outcome.summary is not None:  # the common case: done within the first wait, one round trip
                 final, streams = outcome.info, outcome.summary
             else:
-                final, streams, timed_out = await self._finish(session_id, outcome.info, started, timeout_ms, progress)
+                run = _Run(session_id, started, timeout_ms, progress)
+                final, streams, timed_out = await self._finish(run, outcome.info)
         duration_ms = int((time.monotonic() - started) * 1000)
         stdout, out_cut, out_path = capped_text("stdout", streams["stdout"])
         stderr, err_cut, err_path = capped_text("stderr", streams["stderr"])
@@ -190,19 +203,13 @@ class CommandService:
             message=message,
         )
 
-    async def _finish(
-        self,
-        session_id: str,
-        info: ProcessInfo,
-        started: float,
-        timeout_ms: int,
-        progress: ProgressCallback | None,
-    ) -> tuple[ProcessInfo, dict[str, StreamSummary], bool]:
+    async def _finish(self, run: _Run, info: ProcessInfo) -> tuple[ProcessInfo, dict[str, StreamSummary], bool]:
         """Wait out a command still running after the first wait; kill it on cancel or failure."""
+        session_id = run.session_id
         try:
-            if progress is not None:
-                await self._report(session_id, info, started, timeout_ms, progress)
-            info, timed_out = await self._wait(session_id, info, started, timeout_ms, progress)
+            if run.progress is not None:
+                await self._report(run, info, run.progress)
+            info, timed_out = await self._wait(run, info)
             summary = await self.processes.process_output_summary(session_id, info.proc_id, self.output_cap_bytes)
         except BaseException:
             # Cancelled by the client, its disconnect, or a failure: nothing may keep running.
@@ -214,15 +221,9 @@ class CommandService:
                 await self.processes.forget_process(session_id, info.proc_id)
         return summary.info, summary.streams, timed_out
 
-    async def _wait(
-        self,
-        session_id: str,
-        info: ProcessInfo,
-        started: float,
-        timeout_ms: int,
-        progress: ProgressCallback | None,
-    ) -> tuple[ProcessInfo, bool]:
-        deadline = started + timeout_ms / 1000
+    async def _wait(self, run: _Run, info: ProcessInfo) -> tuple[ProcessInfo, bool]:
+        session_id, progress = run.session_id, run.progress
+        deadline = run.started + run.timeout_ms / 1000
         while info.running:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -232,7 +233,7 @@ class CommandService:
             step = min(remaining, self.progress_interval_seconds) if progress else remaining
             info = await self.processes.wait_process(session_id, info.proc_id, max(1, int(step * 1000)))
             if info.running and progress is not None:
-                await self._report(session_id, info, started, timeout_ms, progress)
+                await self._report(run, info, progress)
         # A sandbox that stops commands at their timeout itself (AgentBay's shell tool) says which it stopped.
         return info, self.capabilities.sandbox_side_timeouts and info.killed_by == "timeout"
 
@@ -242,16 +243,14 @@ class CommandService:
             raise NotSupportedError(self.capabilities.unsupported.get("process_handles", "Not supported here."))
         return self.handles
 
-    async def _report(
-        self, session_id: str, info: ProcessInfo, started: float, timeout_ms: int, progress: ProgressCallback
-    ) -> None:
-        lines = await self.processes.process_tail(session_id, info.proc_id, 3)
+    async def _report(self, run: _Run, info: ProcessInfo, progress: ProgressCallback) -> None:
+        lines = await self.processes.process_tail(run.session_id, info.proc_id, 3)
         latest = [line.strip() for line in (lines.get("stdout") or []) + (lines.get("stderr") or []) if line.strip()]
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - run.started
         text = f"running for {elapsed:.1f} s"
         if latest:
             text += ": " + " | ".join(latest[-3:])[:300]
-        await progress(elapsed, timeout_ms / 1000, text)
+        await progress(elapsed, run.timeout_ms / 1000, text)
 
     # Background processes -------------------------------------------------------------------
 
