@@ -9,7 +9,7 @@ Desktop records are in records_desktop.py; what a backend can do is `Capabilitie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,6 +82,21 @@ class SessionRecord(BaseModel):
     status: SessionStatus = "RUNNING"
     network: bool = Field(default=False, description="Whether commands in the session may use the network.")
     notice: str | None = Field(default=None, description="Something the owner must be told (a sandbox that died).")
+
+    @classmethod
+    def new(
+        cls, session_id: str, *, image_id: str, labels: dict[str, str], owner: str, server_id: str, network: bool
+    ) -> SessionRecord:
+        """The record of a session being created now (status RUNNING)."""
+        return cls(
+            session_id=session_id,
+            image_id=image_id,
+            labels=dict(labels),
+            owner=owner,
+            server_id=server_id,
+            created_at=datetime.now(UTC),
+            network=network,
+        )
 
 
 class ProcessInfo(BaseModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from datetime import UTC, datetime
 from typing import Final
 
 from anyio.abc import TaskGroup
@@ -84,14 +83,8 @@ class MemoryBackend:
                 f"Unknown image_id {image_id!r}. The memory backend offers: {', '.join(i.image_id for i in IMAGES)}."
             )
         session_id = f"session-{next(self._ids):024d}"
-        record = SessionRecord(
-            session_id=session_id,
-            image_id=image_id,
-            labels=dict(labels),
-            owner=owner,
-            server_id=self.server_id,
-            created_at=datetime.now(UTC),
-            network=network,
+        record = SessionRecord.new(
+            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self.server_id, network=network
         )
         self._records[session_id] = record
         self._trees[session_id] = Tree()

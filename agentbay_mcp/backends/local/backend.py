@@ -241,14 +241,8 @@ class LocalBackend:
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
         session_id = new_session_id()
-        record = SessionRecord(
-            session_id=session_id,
-            image_id=image_id,
-            labels=dict(labels),
-            owner=owner,
-            server_id=self._server_id,
-            created_at=datetime.now(UTC),
-            network=network,
+        record = SessionRecord.new(
+            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
         )
         staging = self._state.staging_dir(self._server_id, session_id)
         try:
