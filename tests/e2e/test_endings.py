@@ -32,9 +32,10 @@ from agentbay_mcp.testing.waiting import wait_until
 
 #: docs/conversations.md promises 1.5 s, and bench/bench_sessions.py measures it on a quiet host (about
 #: 1.0 s for 100 busy desktops, 1.2 s over HTTP). Here the 100-session tests run one at a time but share
-#: 2 cores with the rest of the suite (seen: 2.01 s in CI), so they hold a looser bound; what they must
-#: never allow is a leak.
-RELEASE_BUDGET_SECONDS = 2.5
+#: 2 cores with the rest of the suite, so they hold a looser bound: seen 2.01 s in CI, then 2.7 s once the
+#: tests by level ran beside other heavy tests (1.40 s alone, the same before and after issue 13's
+#: refactor). The speed target is the bench's; what these tests must never allow is a hang or a leak.
+RELEASE_BUDGET_SECONDS = 5.0
 MANY = 100
 #: The 100-session tests run one at a time on one xdist worker (scripts/test.sh: --dist loadgroup):
 #: two of them at once on 2 cores measure each other, not the server's budgets.
