@@ -92,7 +92,7 @@ class ToolsetServer(MCPServer[LifespanT]):
         self.tool_kinds: dict[str, ToolKind] = {}
         self._toolset: str | None = None
 
-    def add_toolset(self, name: str, register: Callable[[MCPServer[Any]], None]) -> None:
+    def add_toolset(self, name: str, register: Callable[[ToolsetServer[Any]], None]) -> None:
         """Register toolset `name` (its module's `register` function), classifying its tools."""
         self._toolset = name
         try:
@@ -125,3 +125,23 @@ class ToolsetServer(MCPServer[LifespanT]):
         read_only = bool(annotations and annotations.read_only_hint)
         # A tool registered outside any toolset is "unclassified": only the `all` scope reaches it.
         self.tool_kinds[name or fn.__name__] = ToolKind(self._toolset or UNCLASSIFIED, read_only)
+
+    def publish_schemas(
+        self,
+        name: str,
+        parameters: Callable[[dict[str, Any]], dict[str, Any]],
+        output_schema: dict[str, Any] | None,
+    ) -> None:
+        """List tool `name` with its input schema passed through `parameters` and this output schema.
+
+        The SDK derives both from the function's signature; ours are trimmed for the model (see
+        tools/schemas.py). The tool builds its own `CallToolResult` (tools/shape.py), so the SDK gets
+        no output model to validate against: the tests check every result against the schema instead.
+        The SDK reads these fields live (see `FuncMetadata`), so setting them after `add_tool` is enough.
+        """
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            raise KeyError(name)
+        tool.parameters = parameters(tool.parameters)
+        tool.fn_metadata.output_schema = output_schema
+        tool.fn_metadata.output_model = None

@@ -62,7 +62,7 @@ ends or after they sit idle past their lease; delete_session releases one early.
 """
 
 #: toolset name -> function adding its tools.
-TOOLSETS: dict[str, Callable[[MCPServer[Any]], None]] = {
+TOOLSETS: dict[str, Callable[[ToolsetServer[Any]], None]] = {
     "sessions": sessions.register,
     "commands": commands.register,
     "files": files.register,

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult
 from pydantic import Field
 
-from agentbay_mcp.services.commands.models import (
-    CommandResult,
-    InputWritten,
-    ProcessList,
-    ProcessOutputChunk,
-    ProcessStatus,
-)
+from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.services.commands.service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
 from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
+from agentbay_mcp.tools.text.commands import COMMAND, OUTPUT, PROCESS, PROCESSES, WRITTEN
 
-ProcessId = Annotated[str, Field(description="The process_id returned by start_process.")]
-Cwd = Annotated[
-    str | None, Field(description="Working directory inside the session; relative paths start at /home/user.")
-]
+ProcessId = str
+Cwd = Annotated[str | None, Field(description="Default /home/user.")]
 Envs = Annotated[dict[str, str] | None, Field(description='Extra environment variables, e.g. {"DEBUG": "1"}.')]
 
 
@@ -36,83 +30,90 @@ def progress_reporter(ctx: Context[Any, Any]) -> ProgressCallback | None:
     return report
 
 
-def register(mcp: MCPServer[Any]) -> None:
+def register(mcp: ToolsetServer[Any]) -> None:
     """Add the command tools to `mcp`."""
 
-    @tool(mcp, CHANGES)
+    @tool(mcp, CHANGES, COMMAND)
     async def execute_command(
         ctx: Context,
         session_id: SessionId,
-        command: Annotated[str, Field(description="Shell command, e.g. 'make test 2>&1 | tail -50'.")],
+        command: Annotated[str, Field(description="e.g. 'make 2>&1 | tail -50'.")],
         timeout_ms: Annotated[
             int,
-            Field(ge=1, le=MAX_TIMEOUT_MS, description="Kill the command after this long (default 60 s)."),
+            Field(ge=1, le=MAX_TIMEOUT_MS),
         ] = 60000,
         cwd: Cwd = None,
         envs: Envs = None,
-    ) -> CommandResult:
+    ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.execute_command(
+            result = await call.commands.execute_command(
                 call.conversation, session_id, command, timeout_ms, cwd, envs, progress_reporter(ctx)
             )
+        return COMMAND.answer(result)
 
-    @tool(mcp, CREATES)
+    @tool(mcp, CREATES, PROCESS)
     async def start_process(
         ctx: Context,
         session_id: SessionId,
-        command: Annotated[str, Field(description="Shell command, e.g. 'python3 -m http.server 8000'.")],
+        command: str,
         cwd: Cwd = None,
         envs: Envs = None,
-    ) -> ProcessStatus:
+    ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.start_process(call.conversation, session_id, command, cwd, envs)
+            result = await call.commands.start_process(call.conversation, session_id, command, cwd, envs)
+        return PROCESS.answer(result)
 
-    @tool(mcp, READ_ONLY)
+    @tool(mcp, READ_ONLY, OUTPUT)
     async def read_process_output(
         ctx: Context,
         session_id: SessionId,
         process_id: ProcessId,
-        cursor: Annotated[str | None, Field(description="The cursor from the previous read.")] = None,
+        cursor: str | None = None,
         wait_ms: Annotated[
             int,
-            Field(ge=0, le=MAX_WAIT_MS, description="Wait up to this long for new output (0 = don't wait)."),
+            Field(ge=0, le=MAX_WAIT_MS),
         ] = 0,
-    ) -> ProcessOutputChunk:
+    ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.read_process_output(call.conversation, session_id, process_id, cursor, wait_ms)
+            result = await call.commands.read_process_output(call.conversation, session_id, process_id, cursor, wait_ms)
+        return OUTPUT.answer(result)
 
-    @tool(mcp, CHANGES)
+    @tool(mcp, CHANGES, WRITTEN)
     async def write_process_input(
         ctx: Context,
         session_id: SessionId,
         process_id: ProcessId,
-        data: Annotated[str, Field(description="Text to send; include '\\n' to end a line.")],
-        eof: Annotated[bool, Field(description="Close stdin after writing.")] = False,
-    ) -> InputWritten:
+        data: Annotated[str, Field(description="Include '\\n' to end a line.")],
+        eof: bool = False,
+    ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.write_process_input(call.conversation, session_id, process_id, data, eof)
+            result = await call.commands.write_process_input(call.conversation, session_id, process_id, data, eof)
+        return WRITTEN.answer(result)
 
-    @tool(mcp, READ_ONLY)
+    @tool(mcp, READ_ONLY, PROCESS)
     async def wait_process(
         ctx: Context,
         session_id: SessionId,
         process_id: ProcessId,
-        timeout_ms: Annotated[int, Field(ge=0, le=MAX_WAIT_MS, description="How long to wait at most.")] = 30000,
-    ) -> ProcessStatus:
+        timeout_ms: Annotated[int, Field(ge=0, le=MAX_WAIT_MS)] = 30000,
+    ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.wait_process(call.conversation, session_id, process_id, timeout_ms)
+            result = await call.commands.wait_process(call.conversation, session_id, process_id, timeout_ms)
+        return PROCESS.answer(result)
 
-    @tool(mcp, REPLACES)
+    @tool(mcp, REPLACES, PROCESS)
     async def kill_process(
         ctx: Context,
         session_id: SessionId,
         process_id: ProcessId,
-        signal: Annotated[Literal["TERM", "KILL", "INT", "HUP"], Field(description="Signal to send.")] = "TERM",
-    ) -> ProcessStatus:
+        signal: Literal["TERM", "KILL", "INT", "HUP"] = "TERM",
+    ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.kill_process(call.conversation, session_id, process_id, signal)
+            result = await call.commands.kill_process(call.conversation, session_id, process_id, signal)
+        return PROCESS.answer(result)
 
-    @tool(mcp, READ_ONLY)
-    async def list_processes(ctx: Context, session_id: SessionId) -> ProcessList:
+    @tool(mcp, READ_ONLY, PROCESSES)
+    async def list_processes(ctx: Context, session_id: SessionId) -> CallToolResult:
         async with tool_call(ctx) as call:
-            return await call.commands.list_processes(call.conversation, session_id)
+            result = await call.commands.list_processes(call.conversation, session_id)
+        return PROCESSES.answer(result)

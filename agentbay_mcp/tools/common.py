@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import Field
 
-from agentbay_mcp.auth.scopes import ToolKind
+from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.server.conversation import resolve_caller
 from agentbay_mcp.services.commands.service import CommandService
@@ -21,6 +20,8 @@ from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools.descriptions import DESCRIPTIONS
+from agentbay_mcp.tools.schemas import lean
+from agentbay_mcp.tools.shape import Shape
 
 
 @dataclass(frozen=True)
@@ -63,28 +64,45 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
 _Tool = TypeVar("_Tool", bound=Callable[..., Any])
 
 
-def tool(mcp: MCPServer[Any], annotations: ToolAnnotations) -> Callable[[_Tool], _Tool]:
-    """`mcp.tool` with the description from tools/descriptions.py, found by the function's name.
+def tool(mcp: ToolsetServer[Any], annotations: ToolAnnotations, shape: Shape[Any]) -> Callable[[_Tool], _Tool]:
+    """Register a tool: its description from tools/descriptions.py (by the function's name), lean schemas.
 
-    The SDK names the tool after the function and builds its schema from the signature, so only the
-    description and the hints are passed; a tool without a description fails at start-up (KeyError).
+    The SDK names the tool after the function and builds its input schema from the signature; that
+    schema is trimmed (tools/schemas.py) and the output schema is `shape`'s, since the tool answers
+    with `shape.answer(...)`. A tool without a description fails at start-up (KeyError).
     """
 
     def register(fn: _Tool) -> _Tool:
-        return mcp.tool(annotations=annotations, description=DESCRIPTIONS[fn.__name__])(fn)
+        mcp.add_tool(fn, annotations=annotations, description=DESCRIPTIONS[fn.__name__])
+        mcp.publish_schemas(fn.__name__, lean, shape.schema)
+        return fn
 
     return register
 
 
 #: The one spelling of a session_id parameter (the session tools add list_sessions, see tools/sessions.py).
-SessionId = Annotated[str, Field(description="The session_id returned by create_session.")]
+SessionId = str
 
 
 def _hints(*, destructive: bool, idempotent: bool, read_only: bool = False) -> ToolAnnotations:
+    """The hints, each sent only where it differs from the spec's default (readOnly false, destructive
+    true, idempotent false, openWorld true): a client reads an absent hint as its default, and the
+    tool list is read by the model on every conversation. The other two mean nothing for a read-only tool."""
     # Every tool acts inside its own session only: never open-world.
+    if read_only:
+        return ToolAnnotations(read_only_hint=True, open_world_hint=False)
     return ToolAnnotations(
-        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+        destructive_hint=None if destructive else False,
+        idempotent_hint=True if idempotent else None,
+        open_world_hint=False,
     )
+
+
+def hint(annotations: ToolAnnotations | None, name: str) -> bool:
+    """A hint's value as a client reads it: the sent value, else the spec's default."""
+    defaults = {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": False, "open_world_hint": True}
+    value = getattr(annotations, name, None) if annotations is not None else None
+    return defaults[name] if value is None else bool(value)
 
 
 # The five kinds of tool, by what calling one again does (the hints clients show and act on).

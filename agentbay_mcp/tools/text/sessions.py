@@ -1,0 +1,45 @@
+"""Session results as text: one line per session."""
+
+from __future__ import annotations
+
+from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
+from agentbay_mcp.tools.shape import Shape
+from agentbay_mcp.tools.text.common import labels, when
+
+
+def session_line(info: SessionInfo) -> str:
+    """id, image, status, network, labels, idle expiry (and a notice, when there is one)."""
+    line = (
+        f"{info.session_id} {info.image_id} {info.status}{' network' if info.network else ''} "
+        f"labels={labels(info.labels)} idle-expires={when(info.idle_expires_at)}"
+    )
+    return f"{line} NOTICE: {info.notice}" if info.notice else line
+
+
+def _created(info: SessionInfo) -> str:
+    return f"Created session {session_line(info)}\nPass its session_id to the other tools."
+
+
+def _listed(page: SessionList) -> str:
+    if not page.sessions:
+        return "No sessions match." if page.total_count == 0 else "No sessions on this page."
+    head = f"{len(page.sessions)} of {page.total_count} sessions (id image status labels expiry):"
+    lines = [head, *(session_line(s) for s in page.sessions)]
+    if page.next_token:
+        lines.append(f"More: call list_sessions again with next_token={page.next_token!r}.")
+    return "\n".join(lines)
+
+
+def _labels(found: SessionLabels) -> str:
+    return f"Labels of {found.session_id}: {labels(found.labels)}"
+
+
+CREATED = Shape(SessionInfo, _created)
+SESSION = Shape(SessionInfo, lambda info: f"Session {session_line(info)}")
+SESSIONS = Shape(SessionList, _listed, ("sessions",))
+LABELS = Shape(SessionLabels, _labels)
+DELETED = Shape(
+    DeletedSession,
+    lambda gone: f"Session {gone.session_id} deleted: its sandbox, files and processes are gone.",
+    ("message",),
+)
