@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentbay_mcp.testing.answers import unpack
+
 
 class RawStdioServer:
     """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake."""
@@ -56,11 +58,11 @@ class RawStdioServer:
                 return dict(reply["result"])
 
     def tool(self, name: str, **arguments: Any) -> dict[str, Any]:
-        """Call a tool and return its structured result."""
+        """Call a tool and return its structured result, with the fields sent only as text read back."""
         result = self.request("tools/call", {"name": name, "arguments": arguments})
         if result.get("isError"):
             raise RuntimeError(result["content"])
-        return dict(result["structuredContent"])
+        return unpack(name, result)
 
     def close_stdin(self) -> None:
         """End the conversation the way a client does."""

@@ -9,6 +9,8 @@ from typing import Any
 from mcp import Client
 from mcp_types import CallToolResult
 
+from agentbay_mcp.testing.answers import unpack
+
 #: The two protocol eras every in-memory tool test runs in.
 ERAS = ("legacy", "2026-07-28")
 #: A handshake-era initialize request, for tests that speak JSON-RPC themselves.
@@ -54,8 +56,9 @@ def error_text(result: CallToolResult) -> str:
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    """Call a tool that must succeed; returns its structured output."""
-    return structured(await client.call_tool(tool, arguments))
+    """Call a tool that must succeed; returns its structured output with its text-only fields read back
+    from the text (testing/answers.py)."""
+    return unpack(tool, await client.call_tool(tool, arguments))
 
 
 async def call_error(client: Client, tool: str, **arguments: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx2
 from mcp import Client
 
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
 
@@ -121,9 +122,7 @@ class RawLegacySession:
         assert response.status_code == 202, (response.status_code, response.text)
 
     async def call_tool(self, name: str, **arguments: Any) -> dict[str, Any]:
-        result = await self.request("tools/call", {"name": name, "arguments": arguments})
-        assert not result.get("isError"), result
-        return dict(result["structuredContent"])
+        return unpack(name, await self.request("tools/call", {"name": name, "arguments": arguments}))
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.servers import HttpServer, exit_code, spawn_stdio
 
 #: A command that stays in flight for the whole test.
@@ -180,9 +181,7 @@ async def loaded_http_client(
         async def tool(name: str, **arguments: Any) -> dict[str, Any]:
             async with limiter:
                 result = await client.call_tool(name, arguments)
-            assert not result.is_error, result.content
-            assert result.structured_content is not None
-            return dict(result.structured_content)
+            return unpack(name, result)
 
         ids: list[str] = []
 

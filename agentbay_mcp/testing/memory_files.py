@@ -259,7 +259,7 @@ class MemoryFiles:
         if source not in tree.nodes:
             raise _missing(source)
         if destination in tree.nodes:
-            raise FileOperationError("exists", f"{destination} already exists; move to a new name or delete it first")
+            raise FileOperationError("exists", f"{destination} already exists")
         if (destination + "/").startswith(source.rstrip("/") + "/"):
             raise FileOperationError("invalid", f"cannot move {source} into itself ({destination})")
         tree.writable(source)

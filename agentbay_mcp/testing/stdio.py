@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.servers import exit_code, spawn_stdio
 
 #: MCP clients send SIGTERM this long after closing stdin, and SIGKILL after that.
@@ -158,10 +159,7 @@ class RawStdioServer:
 
     def call_tool(self, name: str, **arguments: Any) -> dict[str, Any]:
         """Call a tool that must succeed; returns its structured output."""
-        result = self.call_tool_result(name, **arguments)
-        assert not result.get("isError"), result
-        structured: dict[str, Any] = result["structuredContent"]
-        return structured
+        return unpack(name, self.call_tool_result(name, **arguments))
 
     def call_tool_error(self, name: str, **arguments: Any) -> str:
         """Call a tool that must fail with a tool error; returns the message."""

@@ -12,6 +12,7 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import session_dirs
+from agentbay_mcp.tools.common import hint
 from agentbay_mcp.testing.tool_names import COMMAND_TOOLS, DESKTOP_TOOLS, FILE_TOOLS, SESSION_TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -21,24 +22,24 @@ async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS | DESKTOP_TOOLS
     for name in ("list_windows", "get_active_window", "take_screenshot", "get_installed_apps"):
-        assert tools[name].annotations is not None
-        assert tools[name].annotations.read_only_hint is True
+        assert hint(tools[name].annotations, "read_only_hint") is True
     for name in ("control_window", "input_action", "stop_app"):
-        assert tools[name].annotations is not None
-        assert tools[name].annotations.destructive_hint is True
+        assert hint(tools[name].annotations, "destructive_hint") is True
     for name in ("get_session", "list_sessions", "get_session_labels"):
-        assert tools[name].annotations is not None
-        assert tools[name].annotations.read_only_hint is True
+        assert hint(tools[name].annotations, "read_only_hint") is True
     delete = tools["delete_session"].annotations
-    assert delete is not None
-    assert delete.destructive_hint is True
-    assert delete.read_only_hint is False
+    assert hint(delete, "destructive_hint") is True
+    assert hint(delete, "read_only_hint") is False
+    assert hint(delete, "idempotent_hint") is True
     create = tools["create_session"].annotations
-    assert create is not None
-    assert create.read_only_hint is False
-    assert create.idempotent_hint is False
+    assert hint(create, "read_only_hint") is False
+    assert hint(create, "destructive_hint") is False
+    assert hint(create, "idempotent_hint") is False
+    assert all(hint(tool.annotations, "open_world_hint") is False for tool in tools.values())
+    # Listings answer in text only (README: "What a tool answers"); every other tool has structured output.
+    text_only = {"list_processes", "get_installed_apps", "list_visible_apps"}
     for tool in tools.values():
-        assert tool.output_schema is not None, f"{tool.name} has no structured output"
+        assert (tool.output_schema is None) == (tool.name in text_only), tool.name
         assert len(tool.description or "") > 40, f"{tool.name} needs a real description"
 
 

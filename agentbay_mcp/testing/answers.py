@@ -1,0 +1,244 @@
+"""Read a tool's answer back whole: its structured metadata plus the bulk that travels only as text.
+
+Results put their bulk (file text, command output, listings) only in the text block (README, "What a
+tool answers"). Tests that check that bulk read it back here, from the text alone, with the grammar
+the README documents: so every test that reads `stdout` or `entries` also proves the text carries it
+completely and unambiguously. tests/unit/test_answers.py checks these readers against the renderers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from mcp_types import CallToolResult
+
+STDERR_MARK = "--- stderr ---"
+
+_NAME = r'(?:"(?:[^"\\]|\\.)*"|.+?)'
+_PROCESS = re.compile(
+    r"^(?P<process_id>\S+) (?P<state>running|exited with code (?P<code>-?\d+|None)|killed by signal (?P<sig>\d+)) "
+    r"(?P<elapsed_ms>\d+) ms, (?P<stdout_bytes>\d+) B out, (?P<stderr_bytes>\d+) B err, "
+    r"stdin (?P<stdin>open|closed): (?P<command>.*)$"
+)
+_SESSION = re.compile(
+    r"^(?P<session_id>\S+) (?P<image_id>\S+) (?P<status>[A-Z_]+)(?P<network> network)? "
+    r"labels=(?P<labels>\{.*?\}) idle-expires=(?P<idle>\S+)(?: NOTICE: (?P<notice>.*))?$"
+)
+_ENTRY = re.compile(rf"^(?P<kind>file|dir|link|other) (?P<size>\d+) (?P<name>{_NAME})(?: -> (?P<target>.*))?$")
+_WINDOW = re.compile(
+    rf"^(?P<window_id>\d+) (?P<title>{_NAME}) (?P<width>\d+)x(?P<height>\d+)\+(?P<x>-?\d+)\+(?P<y>-?\d+)"
+    r"(?: (?P<state>normal|minimized|maximized|fullscreen|unknown)(?: pid (?P<pid>\d+) \((?P<pname>.*)\))?)?$"
+)
+_INSTALLED = re.compile(
+    r"^(?P<name>.*?): (?P<start_cmd>.*?)(?:; stop: (?P<stop_cmd>.*?))?(?:; in: (?P<work_directory>.*?))?"
+    r"(?P<system> \[system\])? \((?P<desktop_file>[^()]*)\)$"
+)
+_VISIBLE = re.compile(r"^pid (?P<pid>\d+) (?P<pname>\S+) windows (?P<ids>\[[\d, ]*\]): (?P<cmdline>.*)$")
+_KINDS = {"file": "file", "dir": "directory", "link": "symlink", "other": "other"}
+
+
+def unpack(tool: str, result: CallToolResult | dict[str, Any]) -> dict[str, Any]:
+    """The structured content of a successful call, with the text-only fields of `tool` recovered."""
+    if isinstance(result, CallToolResult):
+        assert not result.is_error, text_of(result)
+        structured = dict(result.structured_content or {})
+        text = text_of(result)
+    else:
+        assert not result.get("isError"), result
+        structured = dict(result.get("structuredContent") or {})
+        text = "\n".join(block["text"] for block in result["content"] if block.get("type") == "text")
+    reader = _READERS.get(tool)
+    return {**structured, **reader(text, structured)} if reader else structured
+
+
+def text_of(result: CallToolResult) -> str:
+    """The text blocks of a result, joined."""
+    return "\n".join(getattr(block, "text", "") for block in result.content if getattr(block, "type", "") == "text")
+
+
+def unquote(name: str) -> str:
+    """A name as rendered (JSON-quoted when it held control characters or edge spaces), as it is."""
+    return str(json.loads(name)) if name.startswith('"') and name.endswith('"') and len(name) > 1 else name
+
+
+def split_output(body: str) -> tuple[str, str]:
+    """(stdout, stderr) of a rendered output body (stdout, then stderr after the marker line)."""
+    if body.startswith(STDERR_MARK + "\n"):
+        return "", body[len(STDERR_MARK) + 1 :]
+    stdout, mark, stderr = body.partition(f"\n{STDERR_MARK}\n")
+    return (stdout + "\n", stderr) if mark else (body, "")
+
+
+def _command(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    message, _newline, body = text.partition("\n")
+    if not _newline:
+        message = message.removesuffix(" No output.")
+    stdout, stderr = split_output(body)
+    return {"message": message, "stdout": stdout, "stderr": stderr}
+
+
+def process(line: str) -> dict[str, Any]:
+    """A process line as the fields of a process status."""
+    match = _PROCESS.match(line)
+    assert match, line
+    code = match["code"]
+    return {
+        "process_id": match["process_id"],
+        "running": match["state"] == "running",
+        "exit_code": None if code in (None, "None") else int(code),
+        "signal": int(match["sig"]) if match["sig"] else None,
+        "elapsed_ms": int(match["elapsed_ms"]),
+        "stdout_bytes": int(match["stdout_bytes"]),
+        "stderr_bytes": int(match["stderr_bytes"]),
+        "stdin_open": match["stdin"] == "open",
+        "command": unquote(match["command"]),
+    }
+
+
+def _output(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    head, second, rest = [*text.split("\n", 2), "", ""][:3]
+    if second.endswith(" No new output."):
+        rest = ""
+    stdout, stderr = split_output(rest)
+    return {"stdout": stdout, "stderr": stderr, "status_line": head}
+
+
+def _processes(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    if text == "No background processes.":
+        return {"processes": []}
+    return {"processes": [process(line) for line in text.split("\n")]}
+
+
+def _content(text: str, structured: dict[str, Any]) -> dict[str, Any]:
+    head, _newline, content = text.partition("\n")
+    return {"content": content, "message": head.split("): ", 1)[1] if "): " in head else head}
+
+
+def _entries(text: str, structured: dict[str, Any]) -> dict[str, Any]:
+    head, *lines = text.split("\n")
+    entries = []
+    for line in lines:
+        match = _ENTRY.match(line)
+        if match is None:  # details=true: permissions size modified name
+            permissions, size, modified, rest = line.split(" ", 3)
+            name, _arrow, target = rest.partition(" -> ")
+            entries.append(
+                {"name": unquote(name), "size": int(size), "permissions": permissions, "modified": modified}
+                | ({"target": unquote(target)} if _arrow else {})
+            )
+            continue
+        entries.append(
+            {
+                "name": unquote(match["name"]),
+                "type": _KINDS[match["kind"]],
+                "size": int(match["size"]),
+                "target": unquote(match["target"]) if match["target"] is not None else None,
+            }
+        )
+    message = head.split(". ", 1)[1].rsplit(" (", 1)[0] if ". " in head else ""
+    return {"entries": entries, "message": message}
+
+
+def _matches(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    head, *lines = text.split("\n")
+    message = head.split("(stopped early: ", 1)[1].rsplit(")", 1)[0] if "(stopped early: " in head else ""
+    return {"matches": [unquote(line) for line in lines], "message": message}
+
+
+def _diff(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    return {"diff": text.partition("\n")[2]}
+
+
+def _sessions(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    sessions = []
+    for line in text.split("\n")[1:]:
+        match = _SESSION.match(line)
+        if match is None:
+            continue  # the header, the "More:" line
+        sessions.append(
+            {
+                "session_id": match["session_id"],
+                "image_id": match["image_id"],
+                "status": match["status"],
+                "network": bool(match["network"]),
+                "labels": json.loads(match["labels"]),
+                "idle_expires_at": match["idle"],
+                "notice": match["notice"],
+            }
+        )
+    return {"sessions": sessions}
+
+
+def window(line: str) -> dict[str, Any]:
+    """A window line (without its child lines) as the fields of a window."""
+    match = _WINDOW.match(line)
+    assert match, line
+    title = match["title"]
+    return {
+        "window_id": int(match["window_id"]),
+        "title": "" if title == "(untitled)" else unquote(title),
+        "x": int(match["x"]),
+        "y": int(match["y"]),
+        "width": int(match["width"]),
+        "height": int(match["height"]),
+        "state": match["state"],
+        "pid": int(match["pid"]) if match["pid"] else None,
+        "pname": match["pname"],
+        "child_windows": [],
+    }
+
+
+def _windows(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    windows: list[dict[str, Any]] = []
+    for line in text.split("\n")[1:]:
+        if line.startswith("  child "):
+            windows[-1]["child_windows"].append(window(line.removeprefix("  child ")))
+        else:
+            windows.append(window(line))
+    return {"windows": windows}
+
+
+def _installed(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    if text == "No applications found.":
+        return {"apps": []}
+    apps = []
+    for line in text.split("\n")[1:]:
+        match = _INSTALLED.match(line)
+        assert match, line
+        apps.append({**match.groupdict(), "system": bool(match["system"])})
+    return {"apps": apps}
+
+
+def _visible(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    if text == "No application has a visible window.":
+        return {"apps": []}
+    apps = []
+    for line in text.split("\n")[1:]:
+        match = _VISIBLE.match(line)
+        assert match, line
+        apps.append(
+            {
+                "pid": int(match["pid"]),
+                "pname": match["pname"],
+                "window_ids": json.loads(match["ids"]),
+                "cmdline": match["cmdline"],
+            }
+        )
+    return {"apps": apps}
+
+
+_READERS = {
+    "execute_command": _command,
+    "read_process_output": _output,
+    "list_processes": _processes,
+    "read_file": _content,
+    "list_directory": _entries,
+    "search_files": _matches,
+    "edit_file": _diff,
+    "list_sessions": _sessions,
+    "list_windows": _windows,
+    "get_installed_apps": _installed,
+    "list_visible_apps": _visible,
+}
