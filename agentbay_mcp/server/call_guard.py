@@ -19,7 +19,7 @@ from agentbay_mcp.auth.scopes import UNCLASSIFIED, ToolKind, allows, needed_for
 from agentbay_mcp.errors import AccessDeniedError
 from agentbay_mcp.observability.audit import AuditLog, safe_arguments
 from agentbay_mcp.observability.metrics import Metrics
-from agentbay_mcp.server import resources
+from agentbay_mcp.server import error_text, resources
 from agentbay_mcp.server.conversation import Caller, resolve_caller
 from agentbay_mcp.tools.common import AppState
 
@@ -111,7 +111,7 @@ class CallGuard:
                 )
             result = await call_next(ctx)
             outcome = "error" if _is_error(result) else "ok"
-            return result
+            return error_text.compacted(str(name), result) if outcome == "error" else result
         except AccessDeniedError as exc:
             outcome = "denied"
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)

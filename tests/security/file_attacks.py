@@ -97,7 +97,7 @@ def assert_clear_error(outcome: Outcome) -> None:
     """A refusal must say what went wrong: no crash, no timeout, not empty, not a wall of text."""
     assert not outcome.ok
     message = outcome.text
-    assert len(message) > len(f"Error executing tool {outcome.tool}: "), f"empty error: {outcome}"
+    assert len(message.strip()) > 10, f"empty error: {outcome}"
     assert len(message) < 6000, f"error too long: {outcome}"
     assert not any(marker in message for marker in UNCLEAR), f"unclear error: {outcome}"
 

@@ -72,7 +72,12 @@ def _file(exc: AgentCallError, call: _Call) -> AgentBayMCPError:
     advice = FILE_ADVICE.get(exc.kind, IO_ADVICE)
     if exc.kind == names.NO_SPACE and call.disk_quota_mb:
         advice = QUOTA_FULL_ADVICE.format(mb=call.disk_quota_mb)
-    return FileOperationError(exc.kind, f"{exc} {advice}".strip())
+    return FileOperationError(exc.kind, sentences(str(exc), advice))
+
+
+def sentences(*parts: str) -> str:
+    """Parts joined as sentences: each ends with a full stop (unless it has its own), empty ones left out."""
+    return " ".join(p if p[-1] in ".!?" else p + "." for p in (part.strip() for part in parts) if p)
 
 
 def _not_found(exc: AgentCallError, call: _Call) -> AgentBayMCPError:

@@ -356,7 +356,7 @@ def move(request: dict[str, object]) -> dict[str, object]:
     if not (stat.S_ISREG(info_.st_mode) or stat.S_ISDIR(info_.st_mode) or stat.S_ISLNK(info_.st_mode)):
         raise AgentError(error_names.NOT_A_REGULAR_FILE, f"{source} is a device, FIFO or socket: it cannot be moved")
     if os.path.lexists(destination):
-        raise AgentError(error_names.EXISTS, f"{destination} already exists; move to a new name or delete it first")
+        raise AgentError(error_names.EXISTS, f"{destination} already exists")
     real_source, real_destination = os.path.realpath(source), os.path.realpath(destination)
     if stat.S_ISDIR(info_.st_mode) and (real_destination + "/").startswith(real_source.rstrip("/") + "/"):
         raise AgentError(error_names.INVALID, f"cannot move {source} into itself ({destination})")
