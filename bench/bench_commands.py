@@ -36,6 +36,7 @@ from bench_sessions import percentile
 from stdio_client import RawStdioServer
 
 from agentbay_mcp.backends.local.sandbox import SANDBOX_UID, UNPRIVILEGED_UID, system_binds
+from agentbay_mcp.testing.answers import unpack
 
 #: The uid root's sandboxes run as.
 NOBODY = UNPRIVILEGED_UID
@@ -261,7 +262,7 @@ class AsyncStdioServer:
         result = await self.request("tools/call", {"name": name, "arguments": arguments})
         if result.get("isError"):
             raise RuntimeError(result["content"])
-        return dict(result["structuredContent"])
+        return unpack(name, result)
 
     async def stop(self) -> None:
         """Close stdin (the server releases its sessions and exits); kill if it does not."""

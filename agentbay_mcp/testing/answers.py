@@ -64,11 +64,9 @@ def unquote(name: str) -> str:
 
 
 def split_output(body: str) -> tuple[str, str]:
-    """(stdout, stderr) of a rendered output body (stdout, then stderr after the marker line)."""
-    if body.startswith(STDERR_MARK + "\n"):
-        return "", body[len(STDERR_MARK) + 1 :]
+    """(stdout, stderr) of a rendered output body: stdout, then a newline, the marker line and stderr."""
     stdout, mark, stderr = body.partition(f"\n{STDERR_MARK}\n")
-    return (stdout + "\n", stderr) if mark else (body, "")
+    return (stdout, stderr) if mark else (body, "")
 
 
 def _command(text: str, _: dict[str, Any]) -> dict[str, Any]:

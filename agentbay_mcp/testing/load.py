@@ -94,9 +94,7 @@ class PipelinedStdio:
         return self.reply(self.send_request(method, params), timeout)
 
     def tool(self, name: str, **arguments: Any) -> dict[str, Any]:
-        result = self.request("tools/call", {"name": name, "arguments": arguments})["result"]
-        assert not result.get("isError"), result
-        return dict(result["structuredContent"])
+        return unpack(name, self.request("tools/call", {"name": name, "arguments": arguments})["result"])
 
     def tools_pipelined(self, calls: list[tuple[str, dict[str, Any]]], window: int = 8) -> list[dict[str, Any]]:
         """Run calls with up to `window` in flight; every one must succeed."""
@@ -112,7 +110,7 @@ class PipelinedStdio:
     def _ok(self, request_id: int) -> dict[str, Any]:
         result = self.reply(request_id)["result"]
         assert not result.get("isError"), result
-        return dict(result["structuredContent"])
+        return dict(result.get("structuredContent") or {})
 
     def load(self, count: int, image_id: str) -> list[str]:
         """Create `count` loaded sessions, with a command left in flight in each; returns their ids."""

@@ -19,7 +19,7 @@ DESCRIPTIONS: dict[str, str] = {
     # tools/commands.py
     "execute_command": (
         "Run a shell command (sh -c, stdin closed, cwd /home/user) and wait for it. Answers a status line "
-        "(exit code, time), then stdout, then stderr after a '--- stderr ---' line. Long output keeps its "
+        "(exit code, time), then stdout, then stderr after a line '--- stderr ---'. Long output keeps its "
         "start and end; the full output is saved in the session (the marker says where). On timeout the "
         "process group is killed. Processes left behind die with it: use start_process for servers."
     ),

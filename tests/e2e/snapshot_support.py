@@ -41,6 +41,16 @@ SESSION_RE = re.compile(r"session-[0-9a-f]{24}")
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")
 #: Command summaries that carry the measured duration.
 DURATION_RE = re.compile(r"(Exited with code -?\d+|Killed by signal \d+) after \d+ ms")
+#: A process line's elapsed time (tools/text/commands.py: "<id> running 12 ms, ...").
+ELAPSED_RE = re.compile(r"(running|exited with code -?\d+|killed by signal \d+) \d+ ms,")
+#: Ids inside rendered text: window ids (a window line's first number, "window N", "child N",
+#: "active: N", "windows [N, M]") and pids ("pid N"), numbered like the same ids in structured content.
+TEXT_IDS = (
+    ("window", re.compile(r"(?m)^(\d+)(?= .* \d+x\d+\+-?\d+\+-?\d+)")),
+    ("window", re.compile(r"\b(?:[Ww]indow|child|active:) (\d+)\b")),
+    ("window", re.compile(r"(?<=windows \[)([\d, ]*)(?=\])")),
+    ("pid", re.compile(r"(?<=\bpid )(\d+)")),
+)
 JSON_STRING = r'"(?:[^"\\]|\\.)*"'
 #: `"key": value` inside JSON text, for the keys above (value: a string, a number, null or a list of ints).
 KEY_VALUE_RE = re.compile(
@@ -73,10 +83,20 @@ class Normaliser:
         value = SESSION_RE.sub(lambda m: self.placeholder("session", m.group()), value)
         value = TIME_RE.sub("<time>", value)
         value = DURATION_RE.sub(r"\1 after <ms> ms", value)
+        value = ELAPSED_RE.sub(r"\1 <ms> ms,", value)
+        for kind, pattern in TEXT_IDS:
+            value = pattern.sub(lambda m, kind=kind: self._ids(kind, m), value)
         # Longest first, so an id that contains another is replaced whole.
         for raw in sorted(self._raw_strings, key=len, reverse=True):
             value = value.replace(raw, self._raw_strings[raw])
         return value
+
+    def _ids(self, kind: str, match: re.Match[str]) -> str:
+        """The id numbers in `match`'s group 1 as placeholders, the rest of the match kept."""
+        numbered = re.sub(r"\d+", lambda n: self.placeholder(kind, int(n.group())), match.group(1))
+        start, end = match.span(1)
+        whole = match.group()
+        return whole[: start - match.start()] + numbered + whole[end - match.start() :]
 
     def _key_value(self, match: re.Match[str]) -> str:
         key, raw = match.group("key"), json.loads(match.group("value"))
@@ -106,11 +126,14 @@ class Recorder:
         self.client = client
         self.normaliser = Normaliser()
         self.calls: list[dict[str, Any]] = []
+        #: (tool, result) of every call as received, for checks the placeholders would spoil.
+        self.raw: list[tuple[str, CallToolResult]] = []
 
     async def __call__(self, tool: str, **arguments: Any) -> dict[str, Any]:
         """Call `tool`, record it, and return its raw structured content ({} for none)."""
         result = await self.client.call_tool(tool, arguments, read_timeout_seconds=60)
         self.calls.append(self.record(tool, arguments, result))
+        self.raw.append((tool, result))
         return dict(result.structured_content or {})
 
     def request(self, method: str, params: dict[str, Any], result: Any) -> None:

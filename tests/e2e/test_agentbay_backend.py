@@ -37,6 +37,7 @@ from agentbay_mcp.testing.agentbay import (
     live_session_ids,
     raw_call,
 )
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, call_error, structured
 from agentbay_mcp.testing.servers import server_env
 
@@ -241,7 +242,7 @@ async def test_desktop_tools_end_to_end_over_mcp(state_dir: Path, link_url: bool
 
         async def typed() -> bool:
             result = await client.call_tool("read_file", {"session_id": session_id, "path": "c.txt"})
-            return not result.is_error and structured(result)["content"] == "cloud\n"
+            return not result.is_error and unpack("read_file", result)["content"] == "cloud\n"
 
         assert await poll(typed)
         stopped = await call(client, "stop_app", session_id=session_id, pname="xterm")

@@ -18,6 +18,7 @@ import pytest
 from mcp import Client
 
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.rss import PeakRss
 from agentbay_mcp.testing.stdio import RawStdioServer
 from tests.e2e import command_output_support as support
@@ -137,7 +138,7 @@ def test_500mb_output_through_a_real_stdio_server_keeps_its_memory_flat(state_di
         assert "result" in response, response
         result = response["result"]
         assert not result.get("isError"), result
-        out = result["structuredContent"]
+        out = unpack("execute_command", result)
 
         assert took < 30, f"500 MB took {took:.1f} s"
         assert rss.growth("server") <= allowed, f"server RSS grew {rss.growth('server') / 2**20:.1f} MiB"
@@ -344,8 +345,7 @@ async def test_full_output_file_is_not_overwritten_after_a_sandbox_restart(clien
                     {"session_id": session_id, "command": "head -c 70000 /dev/zero | tr '\\0' B"},
                 )
                 if not result.is_error:
-                    assert result.structured_content is not None
-                    second = dict(result.structured_content)
+                    second = unpack("execute_command", result)
                     break
                 await anyio.sleep(0.1)  # the server may not have seen the sandbox die yet: retry, as told
         assert second.get("stdout_bytes") == 70_000, second

@@ -17,6 +17,7 @@ from PIL import Image
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, call_error, structured
 from agentbay_mcp.testing.desktop import new_desktop_session, start_xterm, window_titles
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
@@ -36,7 +37,7 @@ async def desk(settings: Settings) -> AsyncIterator[Client]:
 
 async def read_text(client: Client, session_id: str, path: str) -> str | None:
     result = await client.call_tool("read_file", {"session_id": session_id, "path": path})
-    return None if result.is_error else str(structured(result)["content"])
+    return None if result.is_error else str(unpack("read_file", result)["content"])
 
 
 async def test_window_lifecycle_with_verified_geometry_and_states(desk: Client) -> None:

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.agentbay import API_KEY, agentbay_settings, emulator
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import ERAS, call, call_error, error_text, structured
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
 from agentbay_mcp.testing.http_team import client_as, running_team
@@ -275,7 +276,7 @@ async def test_agentbay_desktop_tools_never_show_the_api_key(state_dir: Path, li
             missing = await tool(client, "start_app", session_id=desk, start_cmd="no-such-app-anywhere", wait_ms=500)
             assert missing.is_error or structured(missing)["window"] is None
             # The desktop survived all of it.
-            assert structured(await tool(client, "list_windows", session_id=desk))["windows"] == []
+            assert unpack("list_windows", await tool(client, "list_windows", session_id=desk))["windows"] == []
     assert seen
     for text in seen:
         assert API_KEY not in text

@@ -12,8 +12,8 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import session_dirs
-from agentbay_mcp.tools.common import hint
 from agentbay_mcp.testing.tool_names import COMMAND_TOOLS, DESKTOP_TOOLS, FILE_TOOLS, SESSION_TOOLS
+from agentbay_mcp.tools.common import hint
 
 pytestmark = pytest.mark.anyio
 

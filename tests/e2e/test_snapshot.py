@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 from mcp import Client
 
@@ -64,6 +65,14 @@ async def test_tool_results_snapshot(settings: Settings, era: str) -> None:
         await call("delete_session", session_id=code)
         await call("delete_session", session_id=desk)
         await call("list_sessions")
+        schemas = {tool.name: tool.output_schema for tool in (await client.list_tools()).tools}
+    for tool, result in call.raw:  # what each tool promises in tools/list, it keeps
+        if result.is_error:
+            continue
+        schema = schemas[tool]
+        assert (result.structured_content is None) == (schema is None), tool
+        if schema is not None:
+            jsonschema.validate(result.structured_content, schema)
     check_snapshot("results.json", call.calls)
 
 

@@ -47,7 +47,7 @@ def test_typescript_client_accepts_every_answer(state_dir: Path) -> None:
         assert line["text"], f"{line['tool']} answered no text"
         assert (line["structured"] is not None) == listed[line["tool"]], line
     command = next(line for line in lines if line.get("tool") == "execute_command")
-    assert command["text"] == "Exited with code 3 after {ms} ms.\nout\n--- stderr ---\nerr\n".format(
+    assert command["text"] == "Exited with code 3 after {ms} ms.\nout\n\n--- stderr ---\nerr\n".format(
         ms=command["structured"]["duration_ms"]
     )
     assert "stdout" not in command["structured"], "command output travels once, in the text"

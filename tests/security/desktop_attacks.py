@@ -21,6 +21,7 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, error_text, unwrapped
 from agentbay_mcp.testing.desktop import new_desktop_session, window_titles
 from agentbay_mcp.testing.host import processes_in, sandbox_namespace
@@ -259,8 +260,7 @@ async def desktop_answers(client: Client, session_id: str, attempts: int = 5) ->
         with anyio.fail_after(20):
             result = await client.call_tool("list_windows", {"session_id": session_id})
         if not result.is_error:
-            assert result.structured_content is not None
-            return list(result.structured_content["windows"])
+            return list(unpack("list_windows", result)["windows"])
         message = error_text(result)
         assert any(clear in message for clear in CLEAR_ERRORS), message
         errors.append(message)

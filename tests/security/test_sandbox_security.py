@@ -203,10 +203,12 @@ def call(name, args):
                "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name}
     request = urllib.request.Request(sys.argv[1], data=json.dumps(body).encode(), headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())["result"]["structuredContent"]
-for session in call("list_sessions", {"max_results": 100})["sessions"]:
-    ran = call("execute_command", {"session_id": session["session_id"], "command": "cat secret.txt"})
-    print(session["session_id"], ran["stdout"])
+        return json.loads(response.read())["result"]["content"][0]["text"]
+# list_sessions answers one session per line after its header, the id first; a command's output follows its status line.
+for line in call("list_sessions", {"max_results": 100}).splitlines()[1:]:
+    session_id = line.split(" ", 1)[0]
+    ran = call("execute_command", {"session_id": session_id, "command": "cat secret.txt"})
+    print(session_id, ran.partition("\n")[2])
 """
 
 

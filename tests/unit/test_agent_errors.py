@@ -106,7 +106,7 @@ def test_names_that_used_to_fall_through_are_file_errors() -> None:
 def test_the_mapping_keeps_its_messages() -> None:
     assert isinstance(translate(AgentCallError("not_found", "no process 'p9'"), "wait", "p9"), ProcessNotFoundError)
     missing = translate(AgentCallError("not_found", "/x: No such file or directory"), "file_read")
-    assert str(missing) == "/x: No such file or directory Check the path with list_directory or search_files."
+    assert str(missing) == "/x: No such file or directory. Check the path with list_directory or search_files."
     full = translate(AgentCallError("no_space", "/home/user/f: No space left"), "file_write", disk_quota_mb=64)
     assert "disk quota of 64 MB is full" in str(full)
     assert isinstance(translate(AgentCallError("spawn_failed", "no such cwd"), "spawn"), InvalidArgumentError)

@@ -75,7 +75,8 @@ def command_result(stdout: str, stderr: str) -> CommandResult:
 
 
 @pytest.mark.parametrize(
-    ("stdout", "stderr"), [("hi\n", ""), ("", "oops\n"), ("a\nb\n", "c\n"), ("", ""), ("x" * 5000, "y")]
+    ("stdout", "stderr"),
+    [("hi\n", ""), ("", "oops\n"), ("a\nb\n", "c\n"), ("", ""), ("x" * 5000, "y"), ("partial", "err"), ("\n", "\n")],
 )
 def test_command_output_once_under_one_status_line(stdout: str, stderr: str) -> None:
     result = command_result(stdout, stderr)
@@ -85,8 +86,7 @@ def test_command_output_once_under_one_status_line(stdout: str, stderr: str) -> 
     assert answer.structured_content is not None
     assert not {"stdout", "stderr", "message"} & set(answer.structured_content), "the output is not sent twice"
     back = unpack("execute_command", answer)
-    expected_stdout = stdout + "\n" if stderr and stdout and not stdout.endswith("\n") else stdout
-    assert (back["stdout"], back["stderr"]) == (expected_stdout, stderr)
+    assert (back["stdout"], back["stderr"]) == (stdout, stderr)
     assert len(rendered) <= len(stdout) + len(stderr) + 50
 
 

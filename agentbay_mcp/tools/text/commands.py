@@ -16,12 +16,12 @@ STDERR_MARK = "--- stderr ---"
 
 
 def output(stdout: str, stderr: str) -> str:
-    """stdout, then stderr under a marker line (each only when not empty)."""
-    if not stderr:
-        return stdout
-    if stdout and not stdout.endswith("\n"):
-        stdout += "\n"
-    return f"{stdout}{STDERR_MARK}\n{stderr}"
+    """stdout as is, then (when there is any) stderr after a marker line of its own.
+
+    The marker always follows a newline of its own, so the split is exact: a stdout without a final
+    newline stays without one (the line before the marker is then stdout's last, not a blank one).
+    """
+    return f"{stdout}\n{STDERR_MARK}\n{stderr}" if stderr else stdout
 
 
 def _command(result: CommandResult) -> str:
