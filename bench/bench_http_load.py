@@ -42,6 +42,9 @@ from mcp.client.streamable_http import streamable_http_client
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_sessions import percentile
 
+from agentbay_mcp.testing.servers import free_port
+from agentbay_mcp.testing.waiting import wait_until
+
 #: Issue 14's figures for today (50 conversations x 20 `echo hi`).
 TODAY_CALLS_PER_SECOND = (190.0, 200.0)
 TODAY_P50_MS = (105.0, 113.0)
@@ -113,12 +116,6 @@ def profile_by_layer(path: Path) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda item: -item[1])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(
     state_dir: Path, profile: Path | None, clock: str, extra: list[str]
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -129,18 +126,20 @@ def start_server(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent.parent), env.get("PYTHONPATH")]))
     runner = ["-c", PROFILED_SERVER, str(profile), clock] if profile else ["-m", "agentbay_mcp"]
     command = [sys.executable, *runner, "--transport", "http", "--port", str(port), *extra]
-    log = (state_dir.parent / "server.log").open("wb")  # kept with --keep-log
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    log_path = state_dir.parent / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def listening() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited: {(state_dir.parent / 'server.log').read_text()}")
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return process, f"http://127.0.0.1:{port}/mcp"
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("server did not start")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    if not wait_until(listening, timeout=30):
+        process.kill()
+        raise RuntimeError("server did not start")
+    return process, f"http://127.0.0.1:{port}/mcp"
 
 
 def cpu_seconds(server_pid: int) -> dict[str, float]:
