@@ -148,6 +148,12 @@ def _structured(result: Any) -> dict[str, Any]:
     return content
 
 
+def _text(result: Any) -> str:
+    """What the model reads: the text block (file text, command output and listings travel only there)."""
+    _structured(result)  # raises on a tool error
+    return "\n".join(getattr(block, "text", "") for block in result.content if getattr(block, "type", "") == "text")
+
+
 async def _desktop_steps(client: Client, session_id: str, step: Any) -> None:
     """Start the session's desktop, open a terminal if the host has one, and take a screenshot."""
     windows = _structured(await client.call_tool("list_windows", {"session_id": session_id}))
@@ -184,27 +190,28 @@ async def run_conversation(settings: Settings, say: Any) -> None:
         created = _structured(await client.call_tool("create_session", {"labels": run_label}))
         session_id = created["session_id"]
         step(f"create_session -> {session_id} ({created['image_id']}, labels {created['labels']})")
-        found = _structured(await client.call_tool("list_sessions", {"labels": run_label}))
-        ids = [s["session_id"] for s in found["sessions"]]
+        listed = await client.call_tool("list_sessions", {"labels": run_label})
+        found, lines = _structured(listed), _text(listed).splitlines()[1:]  # one line per session, its id first
+        ids = [line.split(" ", 1)[0] for line in lines]
         if ids != [session_id]:
             raise RuntimeError(f"list_sessions by label returned {ids}, expected [{session_id}]")
         step(f"list_sessions(labels={run_label}) -> found it (total_count {found['total_count']})")
         labels = _structured(await client.call_tool("get_session_labels", {"session_id": session_id}))
         step(f"get_session_labels -> {labels['labels']}")
-        ran = _structured(
-            await client.call_tool("execute_command", {"session_id": session_id, "command": "id -un; uname -n"})
-        )
+        result = await client.call_tool("execute_command", {"session_id": session_id, "command": "id -un; uname -n"})
+        ran, (status, _, output) = _structured(result), _text(result).partition("\n")  # a status line, the output
         if ran["exit_code"] != 0:
-            raise RuntimeError(f"execute_command failed: {ran['stderr'] or ran['message']}")
-        who, host = ([*ran["stdout"].split(), "?", "?"])[:2]
+            raise RuntimeError(f"execute_command failed: {status} {output}")
+        who, host = ([*output.split(), "?", "?"])[:2]
         step(f"execute_command('id -un; uname -n') -> user {who!r} on host {host!r} in {ran['duration_ms']} ms")
         note = f"written by doctor {run_label['doctor-run']}\n"
         _structured(
             await client.call_tool("write_file", {"session_id": session_id, "path": "doctor.txt", "content": note})
         )
-        back = _structured(await client.call_tool("read_file", {"session_id": session_id, "path": "doctor.txt"}))
-        if back["content"] != note:
-            raise RuntimeError(f"read_file returned {back['content']!r}, expected {note!r}")
+        read = _text(await client.call_tool("read_file", {"session_id": session_id, "path": "doctor.txt"}))
+        back = read.partition("\n")[2]  # one header line, then the file's text
+        if back != note:
+            raise RuntimeError(f"read_file returned {back!r}, expected {note!r}")
         step("write_file + read_file('doctor.txt') -> same text back")
         await _desktop_steps(client, session_id, step)
         _structured(await client.call_tool("delete_session", {"session_id": session_id}))

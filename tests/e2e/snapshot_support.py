@@ -66,12 +66,15 @@ class Normaliser:
         self._seen: dict[tuple[str, str], str] = {}
         self._raw_strings: dict[str, str] = {}
         self._counts: Counter[str] = Counter()
+        self._window_ids: dict[str, str] = {}
 
     def placeholder(self, kind: str, raw: object) -> str:
         key = (kind, str(raw))
         if key not in self._seen:
             self._counts[kind] += 1
             self._seen[key] = f"<{kind}:{self._counts[kind]}>"
+            if kind == "window":  # X ids are large: found by value anywhere in rendered text
+                self._window_ids[str(raw)] = self._seen[key]
             if isinstance(raw, str) and len(raw) >= 4:
                 # Ids the server invented also appear inside messages: replace them there too.
                 self._raw_strings[raw] = self._seen[key]
@@ -86,6 +89,7 @@ class Normaliser:
         value = ELAPSED_RE.sub(r"\1 <ms> ms,", value)
         for kind, pattern in TEXT_IDS:
             value = pattern.sub(lambda m, kind=kind: self._ids(kind, m), value)
+        value = re.sub(r"\b\d{5,}\b", lambda m: self._window_ids.get(m.group(), m.group()), value)
         # Longest first, so an id that contains another is replaced whole.
         for raw in sorted(self._raw_strings, key=len, reverse=True):
             value = value.replace(raw, self._raw_strings[raw])

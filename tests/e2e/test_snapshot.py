@@ -9,6 +9,7 @@ Imports stay few on purpose: only build_server and Settings, whose paths a refac
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -18,6 +19,7 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import ERAS
 from tests.e2e.snapshot_support import Recorder, check_snapshot
 
@@ -49,6 +51,8 @@ async def test_tool_list_snapshot(settings: Settings) -> None:
                 "resource_templates": dumped((await client.list_resource_templates()).resource_templates),
             }
     legacy, modern = (listings[era] for era in ERAS)
+    # The budget issue 14 set: the whole list (what the model reads each conversation) in 24 KB.
+    assert len(json.dumps({"tools": legacy["tools"]}, separators=(",", ":"))) <= 24_000
     same = ("tools", "prompts", "resources", "resource_templates")
     assert {k: legacy[k] for k in same} == {k: modern[k] for k in same}, "the protocol eras list different things"
     check_snapshot("tools.json", legacy)
@@ -164,8 +168,8 @@ async def read_until(call: Recorder, session: str, process: str, expected: str) 
             if cursor is not None:
                 arguments["cursor"] = cursor
             result = await call.client.call_tool("read_process_output", arguments, read_timeout_seconds=30)
-            chunk = dict(result.structured_content or {})
-            seen += chunk.get("stdout", "")
+            chunk = unpack("read_process_output", result)
+            seen += chunk["stdout"]
             if seen == expected and cursor is None:
                 call.calls.append(call.record("read_process_output", arguments, result))
                 return chunk
