@@ -12,11 +12,11 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+from agentbay_mcp.backends.local.agent.framing import BLOB
 from agentbay_mcp.backends.local.agent_client import (
     ESCAPED_PER_BYTE,
     MAX_REPLY_BYTES,
     AgentClient,
-    base64_bytes,
 )
 from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, base64_field, exchange, field, records
 from agentbay_mcp.backends.records import (
@@ -70,12 +70,14 @@ async def read(
     offset, length, start_line, line_count = span.offset, span.length, span.start_line, span.line_count
 
     def check(reply: dict[str, Any]) -> FileChunk:
-        reply["data"] = base64_field(reply.get("data"), "data")
-        reply["head"] = base64_field(reply.get("head"), "head")
-        chunk = FileChunk.model_validate(reply)
-        if len(chunk.data) > max_bytes:
+        data = reply.pop(BLOB, None)  # the file's bytes came raw, after the reply's JSON
+        if not isinstance(data, bytes):
+            raise ReplyShapeError("'data' is missing: the reply carried no bytes")
+        if len(data) > max_bytes:
             raise ReplyShapeError("more bytes than asked for")
-        return chunk
+        reply["data"] = data
+        reply["head"] = base64_field(reply.get("head"), "head")
+        return FileChunk.model_validate(reply)
 
     return await exchange(
         agent,
@@ -88,7 +90,7 @@ async def read(
         line_count=line_count,
         max_bytes=max_bytes,
         timeout=_CALL_SECONDS,
-        reply_budget=base64_bytes(max_bytes) + 4096,
+        reply_budget=max_bytes + 4096,
     )
 
 

@@ -19,10 +19,11 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
-    from agentbay_mcp.backends.local.agent import error_names
+    from agentbay_mcp.backends.local.agent import error_names, framing
     from agentbay_mcp.backends.local.agent.error_names import AgentError
 else:
     import error_names
+    import framing
     from error_names import AgentError
 
 READ_CHUNK = 1024 * 1024
@@ -95,7 +96,7 @@ def read(request: dict[str, object]) -> dict[str, object]:
         # procfs/sysfs files report size 0 but have content: read them anyway.
         data = os.pread(fd, max(0, want), offset) if offset < info.st_size or info.st_size == 0 else b""
         return {
-            "data": _b64(data),
+            framing.BLOB: data,  # raw after the reply's JSON: no base64, no escaping
             "offset": offset,
             "size": info.st_size,
             "next_offset": offset + len(data),
@@ -173,7 +174,7 @@ def _lines_reply(
     out: bytearray, start_line: int, lines: int, offset: int, info: os.stat_result, head: bytes, *, more: bool
 ) -> dict[str, object]:
     return {
-        "data": _b64(bytes(out)),
+        framing.BLOB: out,
         "offset": offset,
         "size": info.st_size,
         "next_offset": offset + len(out),
