@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         "about 64k tokens, a page a model can afford.",
     )
     read_max_bytes: int = Field(
-        default=8 * 1024 * 1024,
+        default=1024 * 1024,
         ge=4096,
         le=16 * 1024 * 1024,
         description="Bytes read_file returns per call at most when the client asks for more with length; "

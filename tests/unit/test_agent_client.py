@@ -394,6 +394,7 @@ FIELDS = [
     "name",
     "type",
     "entries",
+    "rows",
     "total",
     "truncated",
     "matches",

@@ -73,14 +73,15 @@ class FileService:
         files: Files,
         *,
         read_cap_bytes: int = 256 * 1024,
-        read_max_bytes: int = 8 * 1024 * 1024,
+        read_max_bytes: int = 1024 * 1024,
     ) -> None:
         self.sessions = sessions
         self.files = files
         #: Per call without `length` (and in line mode): a page a model can afford (256 KiB, ~64k tokens).
         self.read_cap_bytes = read_cap_bytes
         #: Per call at most when the client names a `length`: fewer calls for clients that want whole
-        #: files (1 MB in one call), bounded so one reply stays a few MB.
+        #: files (1 MiB in one call). Larger pages are slower, not faster, through the Python client,
+        #: which joins a long message's pieces quadratically (bench/bench_reads.py).
         self.read_max_bytes = max(read_max_bytes, read_cap_bytes)
 
     async def read_file(

@@ -188,9 +188,7 @@ def _lines_reply(
 
 def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None:
     directory = os.path.dirname(path) or "."
-    name = os.path.basename(path)
-    del name  # the temp name must stay short: the real name may already be 255 bytes long
-    tmp = os.path.join(directory, f".agentbay-{os.urandom(6).hex()}.tmp")
+    tmp = os.path.join(directory, f".agentbay-{os.urandom(6).hex()}.tmp")  # short: the real name may be 255 bytes
     mode = 0o644
     if keep_mode:
         try:
@@ -255,7 +253,7 @@ def write(request: dict[str, object]) -> dict[str, object]:
 
 def _shown(name: str) -> str:
     """A file name as valid text: undecodable bytes (surrogate escapes) become U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return name if name.isascii() else name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _makedirs(path: str) -> None:
@@ -314,7 +312,7 @@ def info(request: dict[str, object]) -> dict[str, object]:
 
 
 def listing(request: dict[str, object]) -> dict[str, object]:
-    """Entries of a directory, sorted by name, at most `max_entries`."""
+    """Entries sorted by name, at most `max_entries`: a compact row (framing.LIST_COLUMNS) and one lstat each."""
     path = _path(request)
     limit = int(request.get("max_entries", 1000))  # type: ignore[call-overload]
     try:
@@ -322,14 +320,17 @@ def listing(request: dict[str, object]) -> dict[str, object]:
             if os.path.lexists(path):
                 raise AgentError(error_names.NOT_A_DIRECTORY, f"{path} is not a directory")
             raise AgentError(error_names.NOT_FOUND, f"{path}: No such file or directory")
-        names = sorted(os.listdir(path))
-        entries = []
-        for name in names[:limit]:
+        with os.scandir(path) as found:
+            entries = sorted(found, key=lambda entry: entry.name)
+        rows: list[list[object]] = []
+        for entry in entries[: max(0, limit)]:
             try:
-                entries.append(_describe(os.path.join(path, name), name))
+                st = entry.stat(follow_symlinks=False)
+                target = _shown(os.readlink(entry.path)) if stat.S_ISLNK(st.st_mode) else None
             except OSError:
                 continue  # vanished meanwhile
-        return {"path": path, "entries": entries, "total": len(names), "truncated": len(names) > limit}
+            rows.append([_shown(entry.name), st.st_mode, st.st_size, st.st_mtime, st.st_ctime, st.st_atime, target])
+        return {"path": path, "rows": rows, "total": len(entries), "truncated": len(entries) > limit}
     except OSError as exc:
         raise _fail(exc, path) from None
 

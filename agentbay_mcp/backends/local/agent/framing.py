@@ -24,6 +24,9 @@ MAX_FRAME = 16 * 1024 * 1024
 BLOB_FLAG = 0x8000_0000
 #: The result key whose bytes travel raw after the JSON (and come back under it on the host).
 BLOB = "blob"
+#: The columns of a `file_list` reply's rows (a list each, not an object: a third of the bytes and no
+#: repeated keys); the host derives the type, permissions and mode from st_mode.
+LIST_COLUMNS = ("name", "st_mode", "size", "modified", "changed", "accessed", "target")
 
 
 class FrameTooLargeError(Exception):
