@@ -332,6 +332,50 @@ async def test_a_frame_with_raw_bytes_over_the_budget_is_refused_at_its_header(c
         await client.call("ping", timeout=30)
 
 
+GOOD_ROW = ["a", 0o100644, 3, 1.5, 1.5, 1.5, None]
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        pytest.param(GOOD_ROW[:6], "not a list of 7", id="short"),
+        pytest.param(["a", "0o100644", *GOOD_ROW[2:]], "name or mode", id="mode_as_text"),
+        pytest.param(["a", 1 << 40, *GOOD_ROW[2:]], "name or mode", id="mode_too_large"),
+        pytest.param([*GOOD_ROW[:3], 1e300, *GOOD_ROW[4:]], "out of range", id="time_out_of_range"),
+        pytest.param([*GOOD_ROW[:3], "yesterday", *GOOD_ROW[4:]], "not a number", id="time_as_text"),
+    ],
+)
+async def test_a_lying_listing_row_is_a_clear_error(connect: Connect, row: list[object], error: str) -> None:
+    def peer(sock: socket.socket) -> None:
+        request = read_request(sock)
+        rows = [GOOD_ROW, row]
+        sock.sendall(frame({"id": request["id"], "ok": True, "result": {"rows": rows, "total": 2, "truncated": False}}))
+
+    client = await connect(peer)
+    with pytest.raises(SandboxDiedError, match=f"wrong shape: .*{error}"):
+        await files.listing(client, "/d", 10)
+
+
+async def test_a_listing_row_becomes_an_entry_with_its_type_derived_from_the_mode(connect: Connect) -> None:
+    def peer(sock: socket.socket) -> None:
+        request = read_request(sock)
+        rows = [GOOD_ROW, ["l", 0o120777, 1, 0, 0, 0, "a"]]
+        sock.sendall(frame({"id": request["id"], "ok": True, "result": {"rows": rows, "total": 3, "truncated": True}}))
+
+    client = await connect(peer)
+    listing = await files.listing(client, "/d/", 10)
+    first, link = listing.entries
+    assert (first.path, first.type, first.permissions, first.mode, first.size) == (
+        "/d/a",
+        "file",
+        "-rw-r--r--",
+        "0o644",
+        3,
+    )
+    assert first.modified.timestamp() == 1.5
+    assert (link.type, link.target, listing.total, listing.truncated) == ("symlink", "a", 3, True)
+
+
 # ---- the screenshot: inflated only up to the server's own screen ----------------------------------
 
 
