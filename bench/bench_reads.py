@@ -49,10 +49,14 @@ PEERS = {"read 1 MB": 12.6, "read 20 MB": 332.0, "list 1000 files": 1.6}
 TARGETS = {"read 1 MB": 10.0, "list 1000 files": 3.0}
 
 
-def server_parameters(state_dir: Path, root: str) -> StdioServerParameters:
+#: Settings for the server under test (not the baseline), e.g. AGENTBAY_MCP_READ_MAX_BYTES (--set).
+EXTRA_ENV: dict[str, str] = {}
+
+
+def server_parameters(state_dir: Path, root: str, extra: dict[str, str] | None = None) -> StdioServerParameters:
     """The server of the checkout at `root` (this one by default: --root compares another, e.g. main)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
-    env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING")
+    env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING", **(extra or {}))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return StdioServerParameters(command=sys.executable, args=["-m", "agentbay_mcp"], env=env, cwd=root)
 
@@ -120,7 +124,8 @@ class Served:
 
 
 async def serve(stack: AsyncExitStack, name: str, state_dir: Path, root: str) -> Served:
-    read, write = await stack.enter_async_context(stdio_client(server_parameters(state_dir, root)))
+    extra = EXTRA_ENV if name == "now" else None
+    read, write = await stack.enter_async_context(stdio_client(server_parameters(state_dir, root, extra)))
     session = await stack.enter_async_context(ClientSession(read, write))
     await session.initialize()
     session_id = (await call(session, "create_session")).structured_content["session_id"]
@@ -189,7 +194,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="rounds per scenario (20 MB: a fifth)")
     parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent), help="checkout to serve")
     parser.add_argument("--baseline", help="a checkout of main before this work, served beside it (today/now)")
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for the server under test")
     args = parser.parse_args()
+    EXTRA_ENV.update(item.split("=", 1) for item in args.set)
     tmp = tempfile.TemporaryDirectory(prefix="agentbay-bench-")
     if os.geteuid() == 0:
         Path(tmp.name).chmod(0o711)  # root's sandboxes run as nobody, who must traverse it
