@@ -124,7 +124,10 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes of each output stream returned."
     )
     read_cap_bytes: int = Field(
-        default=256 * 1024, ge=4096, le=4 * 1024 * 1024, description="Bytes read_file returns per call."
+        default=256 * 1024, ge=4096, le=4 * 1024 * 1024, description="read_file's page without a length, or by lines."
+    )
+    read_max_bytes: int = Field(
+        default=1024 * 1024, ge=4096, le=16 * 1024 * 1024, description="read_file's largest page, when a length asks."
     )
     memory_limit_mb: int = Field(default=2048, ge=64, description="Memory per session (cgroup) / process (rlimit).")
     process_limit: int = Field(default=256, ge=8, description="Processes per session.")

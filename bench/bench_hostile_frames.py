@@ -61,7 +61,7 @@ async def reply_sizes(root: Path) -> None:
         agent = await backend._agent(sid)
         budgets = {
             "run": processes.summary_budget(CAP),
-            "file_read": files.base64_bytes(256 * 1024) + 4096,
+            "file_read": 256 * 1024 + 4096,  # the bytes raw after the JSON (agent/framing.py)
             "file_list": 1000 * files.ENTRY_BYTES + files.PATH_BYTES + 1024,
             "desktop_screenshot": desktop.screenshot_budget(1280, 800),
         }

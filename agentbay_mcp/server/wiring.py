@@ -126,7 +126,12 @@ async def _serving(
             yield AppState(
                 service=service,
                 commands=commands,
-                files=FileService(service, backend.files, read_cap_bytes=settings.read_cap_bytes),
+                files=FileService(
+                    service,
+                    backend.files,
+                    read_cap_bytes=settings.read_cap_bytes,
+                    read_max_bytes=settings.read_max_bytes,
+                ),
                 desktop=desktop,
                 settings=settings,
                 tool_kinds=tool_kinds,

@@ -324,6 +324,25 @@ async def test_file_rules_on_the_memory_backend(memory: tuple[MemoryBackend, Ses
     assert read_only.value.kind == "read_only"
 
 
+async def test_a_named_length_lifts_the_read_page_to_the_maximum(memory: tuple[MemoryBackend, SessionService]) -> None:
+    backend, svc = memory
+    files = FileService(svc, backend.files, read_cap_bytes=2, read_max_bytes=5)
+    session = await svc.create_session("c1", "code_latest", {})
+    await files.write_file("c1", session.session_id, "a.txt", "abcdefgh\nij\n")
+    pages = [
+        await files.read_file("c1", session.session_id, "a.txt"),  # no length: the page a model can afford
+        await files.read_file("c1", session.session_id, "a.txt", length=100),  # more asked: up to the maximum
+        await files.read_file("c1", session.session_id, "a.txt", length=3),
+        await files.read_file("c1", session.session_id, "a.txt", start_line=1, line_count=5),  # lines: the page
+    ]
+    assert [(p.content, p.next_offset) for p in pages if not isinstance(p, ImageRead)] == [
+        ("ab", 2),
+        ("abcde", 5),
+        ("abc", 3),
+        ("ab", 2),
+    ]
+
+
 async def test_the_desktop_service_refuses_a_backend_without_one(memory: tuple[MemoryBackend, SessionService]) -> None:
     backend, svc = memory
     desktop = DesktopService(svc, backend.desktop, backend.processes, backend.capabilities)

@@ -18,6 +18,7 @@ import pytest
 from anyio.abc import TaskGroup, UNIXSocketStream
 
 from agentbay_mcp.backends.local import desktop, files, processes
+from agentbay_mcp.backends.local.agent import framing
 from agentbay_mcp.backends.local.agent_client import (
     SMALL_REPLY_BYTES,
     AgentClient,
@@ -266,17 +267,113 @@ async def test_late_replies_to_a_call_given_up_on_are_no_violation(connect: Conn
 
 
 async def test_a_large_legit_reply_is_decoded_off_the_loop_and_delivered(connect: Connect) -> None:
-    data = bytes(range(256)) * 4096  # 1 MiB: over the inline-decoding size
+    filler = "".join(chr(32 + i % 90) for i in range(1 << 20))  # 1 MiB of JSON: over the inline-decoding size
 
     def peer(sock: socket.socket) -> None:
         request = read_request(sock)
-        result = {"data": base64.b64encode(data).decode(), "offset": 0, "size": len(data)}
-        result |= {"next_offset": len(data), "head": base64.b64encode(data[:16]).decode()}
-        sock.sendall(frame({"id": request["id"], "ok": True, "result": result}))
+        sock.sendall(frame({"id": request["id"], "ok": True, "result": {"filler": filler}}))
+
+    client = await connect(peer)
+    reply = await client.call("big", timeout=5, reply_budget=4 * SMALL_REPLY_BYTES)
+    assert reply == {"filler": filler}
+
+
+async def test_a_file_read_comes_as_raw_bytes_after_the_json(connect: Connect) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB, every byte value: nothing is escaped or base64'd
+
+    def peer(sock: socket.socket) -> None:
+        request = read_request(sock)
+        result = {framing.BLOB: data, "offset": 0, "size": len(data), "next_offset": len(data)}
+        result["head"] = base64.b64encode(data[:16]).decode()
+        sock.sendall(framing.encode({"id": request["id"], "ok": True, "result": result}))
 
     client = await connect(peer)
     chunk = await files.read(client, "/f", ReadSpan(offset=0), max_bytes=len(data))
     assert chunk.data == data
+    assert client.largest_replies["file_read"] < len(data) + 200
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        pytest.param(HEADER.pack(1000) + b"{}" + b"x" * 10, "JSON .* is longer than the frame", id="json_length_lies"),
+        pytest.param(b"{}", "no JSON length", id="no_json_length"),
+        pytest.param(HEADER.pack(2) + b"[]" + b"xy", "not a JSON object", id="not_an_object"),
+    ],
+)
+async def test_a_lying_frame_with_raw_bytes_ends_the_sandbox(connect: Connect, body: bytes, error: str) -> None:
+    def peer(sock: socket.socket) -> None:
+        read_request(sock)
+        sock.sendall(HEADER.pack(framing.BLOB_FLAG | len(body)) + body)
+
+    client = await connect(peer)
+    with pytest.raises(SandboxDiedError, match=error):
+        await client.call("ping", timeout=5)
+
+
+async def test_raw_bytes_never_ride_an_error(connect: Connect) -> None:
+    def peer(sock: socket.socket) -> None:
+        request = read_request(sock)
+        error = {"kind": "not_found", "message": "no"}
+        sock.sendall(framing.encode({"id": request["id"], "ok": False, "error": error, "result": {framing.BLOB: b"x"}}))
+
+    client = await connect(peer)
+    with pytest.raises(SandboxDiedError, match="raw bytes on an error"):
+        await client.call("ping", timeout=5)
+
+
+async def test_a_frame_with_raw_bytes_over_the_budget_is_refused_at_its_header(connect: Connect) -> None:
+    def peer(sock: socket.socket) -> None:
+        read_request(sock)
+        sock.sendall(HEADER.pack(framing.BLOB_FLAG | (SMALL_REPLY_BYTES + 1)))  # and never the body
+
+    client = await connect(peer)
+    with anyio.fail_after(3), pytest.raises(SandboxDiedError, match="oversized message to ping"):
+        await client.call("ping", timeout=30)
+
+
+GOOD_ROW = ["a", 0o100644, 3, 1.5, 1.5, 1.5, None]
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        pytest.param(GOOD_ROW[:6], "not a list of 7", id="short"),
+        pytest.param(["a", "0o100644", *GOOD_ROW[2:]], "name or mode", id="mode_as_text"),
+        pytest.param(["a", 1 << 40, *GOOD_ROW[2:]], "name or mode", id="mode_too_large"),
+        pytest.param([*GOOD_ROW[:3], 1e300, *GOOD_ROW[4:]], "out of range", id="time_out_of_range"),
+        pytest.param([*GOOD_ROW[:3], "yesterday", *GOOD_ROW[4:]], "not a number", id="time_as_text"),
+    ],
+)
+async def test_a_lying_listing_row_is_a_clear_error(connect: Connect, row: list[object], error: str) -> None:
+    def peer(sock: socket.socket) -> None:
+        request = read_request(sock)
+        rows = [GOOD_ROW, row]
+        sock.sendall(frame({"id": request["id"], "ok": True, "result": {"rows": rows, "total": 2, "truncated": False}}))
+
+    client = await connect(peer)
+    with pytest.raises(SandboxDiedError, match=f"wrong shape: .*{error}"):
+        await files.listing(client, "/d", 10)
+
+
+async def test_a_listing_row_becomes_an_entry_with_its_type_derived_from_the_mode(connect: Connect) -> None:
+    def peer(sock: socket.socket) -> None:
+        request = read_request(sock)
+        rows = [GOOD_ROW, ["l", 0o120777, 1, 0, 0, 0, "a"]]
+        sock.sendall(frame({"id": request["id"], "ok": True, "result": {"rows": rows, "total": 3, "truncated": True}}))
+
+    client = await connect(peer)
+    listing = await files.listing(client, "/d/", 10)
+    first, link = listing.entries
+    assert (first.path, first.type, first.permissions, first.mode, first.size) == (
+        "/d/a",
+        "file",
+        "-rw-r--r--",
+        "0o644",
+        3,
+    )
+    assert first.modified.timestamp() == 1.5
+    assert (link.type, link.target, listing.total, listing.truncated) == ("symlink", "a", 3, True)
 
 
 # ---- the screenshot: inflated only up to the server's own screen ----------------------------------
@@ -341,6 +438,7 @@ FIELDS = [
     "name",
     "type",
     "entries",
+    "rows",
     "total",
     "truncated",
     "matches",

@@ -8,6 +8,9 @@ is hostile until checked, and every check happens before the work it guards:
   pending call of the session may receive is a violation before a byte of it is buffered;
 - nesting: a cheap bracket count (strings stripped) before `json.loads`, which also runs with
   RecursionError/MemoryError caught; large frames are decoded in a worker thread, off the loop;
+- raw bytes: a frame with BLOB_FLAG carries bytes after its JSON (a file's content, see
+  agent/framing.py); only the JSON part is parsed and nesting-checked, the bytes are copied once
+  into the result (under `BLOB`), and the whole frame is held to the same budget first;
 - addressing: a reply must answer a call we made (pending, or one we gave up on recently); an
   unsolicited id is a violation; the envelope (`ok`, `result`/`error`) must have its shape.
 
@@ -30,6 +33,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream
 
+from agentbay_mcp.backends.local.agent.framing import BLOB, BLOB_FLAG
 from agentbay_mcp.errors import AgentCallError, BackendError, SandboxDiedError
 
 logger = logging.getLogger(__name__)
@@ -106,6 +110,21 @@ def decode_frame(frame: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise FrameError("not a JSON object")
     return message
+
+
+def split_frame(buffer: bytearray, length: int, *, blob: bool) -> tuple[bytes, bytes | None]:
+    """The frame at the start of `buffer` (its header says `length`): its JSON and, for a frame with
+    raw bytes, those bytes; each copied once out of the buffer. FrameError if the JSON length lies."""
+    with memoryview(buffer) as view, view[HEADER.size : HEADER.size + length] as body:
+        if not blob:
+            return bytes(body), None
+        if length < HEADER.size:
+            raise FrameError("a frame with raw bytes but no JSON length")
+        (json_length,) = HEADER.unpack_from(body)
+        if json_length > length - HEADER.size:
+            raise FrameError(f"a frame whose JSON ({json_length:,} bytes) is longer than the frame ({length:,})")
+        end = HEADER.size + json_length
+        return bytes(body[HEADER.size : end]), bytes(body[end:])
 
 
 class _Pending:
@@ -233,7 +252,8 @@ class AgentClient:
                     return
                 buffer += chunk
                 while len(buffer) >= HEADER.size:
-                    (length,) = HEADER.unpack_from(buffer)
+                    (word,) = HEADER.unpack_from(buffer)
+                    length = word & ~BLOB_FLAG
                     budget = self._frame_budget()
                     if length > budget:  # before buffering it: a header costs the sandbox nothing
                         detail = (
@@ -245,17 +265,17 @@ class AgentClient:
                         return
                     if len(buffer) < HEADER.size + length:
                         break
-                    frame = bytes(buffer[HEADER.size : HEADER.size + length])
-                    del buffer[: HEADER.size + length]
                     try:
-                        if length > OFF_LOOP_BYTES:
+                        frame, blob = split_frame(buffer, length, blob=bool(word & BLOB_FLAG))
+                        del buffer[: HEADER.size + length]
+                        if len(frame) > OFF_LOOP_BYTES:
                             message = await anyio.to_thread.run_sync(decode_frame, frame)
                         else:
                             message = decode_frame(frame)
                     except FrameError as exc:
                         self._die(f"it sent a message to {self._expected_op()} that is {exc}", violation=True)
                         return
-                    if not self._deliver(message, length):
+                    if not self._deliver(message, length, blob):
                         return
         finally:
             if self._dead_reason is None:
@@ -263,8 +283,9 @@ class AgentClient:
             self._served.set()
             await self._stream.aclose()
 
-    def _deliver(self, reply: dict[str, Any], length: int) -> bool:
-        """Hand a decoded frame to the call it answers; False (and the sandbox ends) if it answers none."""
+    def _deliver(self, reply: dict[str, Any], length: int, blob: bytes | None = None) -> bool:
+        """Hand a decoded frame (and its raw bytes, if any) to the call it answers; False (and the
+        sandbox ends) if it answers none."""
         request_id = reply.get("id")
         if type(request_id) is not int:
             self._die(f"it sent a malformed message to {self._expected_op()} (no request id)", violation=True)
@@ -282,6 +303,11 @@ class AgentClient:
             return False
         budget = pending.budget if pending is not None else late[1] if late is not None else 0
         problem = _envelope_problem(reply)
+        if blob is not None and problem is None:
+            if reply["ok"] is not True:
+                problem = "malformed reply: raw bytes on an error"
+            else:
+                reply["result"][BLOB] = blob
         if length > budget:
             problem = f"{length:,} bytes, over the {budget:,} this call may receive"
         if problem is not None:

@@ -9,16 +9,20 @@ shape is checked before use.
 from __future__ import annotations
 
 import base64
+import functools
+import stat
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from agentbay_mcp.backends.local.agent.framing import BLOB, LIST_COLUMNS
 from agentbay_mcp.backends.local.agent_client import (
     ESCAPED_PER_BYTE,
     MAX_REPLY_BYTES,
     AgentClient,
-    base64_bytes,
 )
-from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, base64_field, exchange, field, records
+from agentbay_mcp.backends.local.agent_errors import ReplyShapeError, base64_field, exchange, field
 from agentbay_mcp.backends.records import (
     DirectoryCreated,
     DirectoryListing,
@@ -70,12 +74,14 @@ async def read(
     offset, length, start_line, line_count = span.offset, span.length, span.start_line, span.line_count
 
     def check(reply: dict[str, Any]) -> FileChunk:
-        reply["data"] = base64_field(reply.get("data"), "data")
-        reply["head"] = base64_field(reply.get("head"), "head")
-        chunk = FileChunk.model_validate(reply)
-        if len(chunk.data) > max_bytes:
+        data = reply.pop(BLOB, None)  # the file's bytes came raw, after the reply's JSON
+        if not isinstance(data, bytes):
+            raise ReplyShapeError("'data' is missing: the reply carried no bytes")
+        if len(data) > max_bytes:
             raise ReplyShapeError("more bytes than asked for")
-        return chunk
+        reply["data"] = data
+        reply["head"] = base64_field(reply.get("head"), "head")
+        return FileChunk.model_validate(reply)
 
     return await exchange(
         agent,
@@ -88,7 +94,7 @@ async def read(
         line_count=line_count,
         max_bytes=max_bytes,
         timeout=_CALL_SECONDS,
-        reply_budget=base64_bytes(max_bytes) + 4096,
+        reply_budget=max_bytes + 4096,
     )
 
 
@@ -117,14 +123,77 @@ async def info(agent: AgentClient, path: str) -> FileInfo:
     return await exchange(agent, "file_info", lambda reply: _info(reply, path), path=path)
 
 
+@functools.lru_cache(maxsize=1024)
+def _mode_fields(mode: int) -> tuple[str, str, str]:
+    """The type, ls-style permissions and octal mode of an st_mode (a listing has few distinct ones)."""
+    kind = (
+        "directory"
+        if stat.S_ISDIR(mode)
+        else "file"
+        if stat.S_ISREG(mode)
+        else "symlink"
+        if stat.S_ISLNK(mode)
+        else "other"
+    )
+    return kind, stat.filemode(mode), oct(stat.S_IMODE(mode))
+
+
+class _Rows:
+    """Listing rows (agent/framing.py LIST_COLUMNS) -> FileInfo's fields. The type, permissions and mode
+    are derived here from st_mode, so the sandbox cannot make them disagree; a time seen before (files
+    made together share them) is converted once."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.times: dict[float, datetime] = {}
+
+    def time(self, value: Any) -> datetime:
+        if type(value) is not float and type(value) is not int:
+            raise ReplyShapeError("a listing row's time is not a number")
+        known = self.times.get(value)
+        if known is None:
+            try:
+                known = self.times[value] = datetime.fromtimestamp(value, UTC)
+            except (OverflowError, ValueError, OSError):
+                raise ReplyShapeError("a listing row's time is out of range") from None
+        return known
+
+    def entry(self, row: Any) -> dict[str, Any]:
+        if not isinstance(row, list) or len(row) != len(LIST_COLUMNS):
+            raise ReplyShapeError(f"a listing row is not a list of {len(LIST_COLUMNS)} values")
+        name, mode, size, modified, changed, accessed, target = row
+        if not isinstance(name, str) or type(mode) is not int or not 0 <= mode < 1 << 32:
+            raise ReplyShapeError("a listing row's name or mode is not a string and a 32-bit number")
+        kind, permissions, octal = _mode_fields(mode)
+        return {
+            "path": f"{self.directory}/{name}",
+            "name": name,
+            "type": kind,
+            "size": size,
+            "permissions": permissions,
+            "mode": octal,
+            "modified": self.time(modified),
+            "changed": self.time(changed),
+            "accessed": self.time(accessed),
+            "target": target,
+        }
+
+
+#: Every entry of a listing validated in one call (the fields of each are checked as FileInfo's).
+_ENTRIES: TypeAdapter[list[FileInfo]] = TypeAdapter(list[FileInfo])
+
+
 async def listing(agent: AgentClient, path: str, max_entries: int) -> DirectoryListing:
-    """A directory's entries."""
+    """A directory's entries: compact rows from the agent, checked and made records in one pass."""
 
     def check(reply: dict[str, Any]) -> DirectoryListing:
-        entries = [
-            _info(e, f"{path.rstrip('/')}/{field(e, 'name', str)}") for e in records(reply, "entries", max_entries)
-        ]
-        return DirectoryListing.model_validate({**reply, "path": path, "entries": entries})
+        rows = field(reply, "rows", list)
+        if len(rows) > max_entries:
+            raise ReplyShapeError(f"'rows' has {len(rows)} entries, more than the {max_entries} asked for")
+        made = _Rows(path.rstrip("/"))
+        entries = _ENTRIES.validate_python([made.entry(row) for row in rows])
+        total, truncated = field(reply, "total", int), field(reply, "truncated", bool)
+        return DirectoryListing(path=path, entries=entries, total=total, truncated=truncated)
 
     budget = max_entries * ENTRY_BYTES + PATH_BYTES + 1024
     return await exchange(

@@ -67,10 +67,22 @@ class ImageRead:
 class FileService:
     """Files in sessions."""
 
-    def __init__(self, sessions: SessionService, files: Files, *, read_cap_bytes: int = 256 * 1024) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        files: Files,
+        *,
+        read_cap_bytes: int = 256 * 1024,
+        read_max_bytes: int = 1024 * 1024,
+    ) -> None:
         self.sessions = sessions
         self.files = files
+        #: Per call without `length` (and in line mode): a page a model can afford (256 KiB, ~64k tokens).
         self.read_cap_bytes = read_cap_bytes
+        #: Per call at most when the client names a `length`: fewer calls for clients that want whole
+        #: files (1 MiB in one call). Larger pages are slower, not faster, through the Python client,
+        #: which joins a long message's pieces quadratically (bench/bench_reads.py).
+        self.read_max_bytes = max(read_max_bytes, read_cap_bytes)
 
     async def read_file(
         self,
@@ -94,7 +106,9 @@ class FileService:
             raise InvalidArgumentError("line_count must be at least 1")
         async with self.sessions.in_use(conversation, session_id):
             span = ReadSpan(offset=offset, length=length, start_line=start_line, line_count=line_count)
-            chunk = await self.files.read_file(session_id, path, span, self.read_cap_bytes)
+            # Only bytes asked for by number lift the page: a line count says nothing of their size.
+            cap = self.read_max_bytes if length is not None and start_line is None else self.read_cap_bytes
+            chunk = await self.files.read_file(session_id, path, span, cap)
             image = image_type(chunk.head) if offset == 0 and start_line is None else None
             if image is not None and chunk.size <= MAX_IMAGE_BYTES:
                 if chunk.size > len(chunk.data):
@@ -127,15 +141,15 @@ class FileService:
             mime = image or mimetypes.guess_type(path)[0] or "application/octet-stream"
             _encoding, text, invalid = "base64", base64.b64encode(data).decode(), False
         else:
-            if not at_end and start_line is None and complete_utf8_prefix(data) > 0:
-                data = data[: complete_utf8_prefix(data)]  # never split a character across reads
+            if not at_end and start_line is None:
+                whole = complete_utf8_prefix(data)
+                if 0 < whole < len(data):
+                    data = data[:whole]  # never split a character across reads
             mime = mimetypes.guess_type(path)[0] or "text/plain"
-            text = data.decode("utf-8", errors="replace")
-            try:
-                data.decode("utf-8")
-                invalid = False
+            try:  # one pass when the text is valid, as it nearly always is
+                text, invalid = data.decode("utf-8"), False
             except UnicodeDecodeError:
-                invalid = True
+                text, invalid = data.decode("utf-8", errors="replace"), True
         next_offset = chunk.offset + len(data)
         done = next_offset >= chunk.size
         if start_line is not None:

@@ -19,10 +19,11 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the type checker sees the package; the sandbox runs these files as top-level modules
-    from agentbay_mcp.backends.local.agent import error_names
+    from agentbay_mcp.backends.local.agent import error_names, framing
     from agentbay_mcp.backends.local.agent.error_names import AgentError
 else:
     import error_names
+    import framing
     from error_names import AgentError
 
 READ_CHUNK = 1024 * 1024
@@ -95,7 +96,7 @@ def read(request: dict[str, object]) -> dict[str, object]:
         # procfs/sysfs files report size 0 but have content: read them anyway.
         data = os.pread(fd, max(0, want), offset) if offset < info.st_size or info.st_size == 0 else b""
         return {
-            "data": _b64(data),
+            framing.BLOB: data,  # raw after the reply's JSON: no base64, no escaping
             "offset": offset,
             "size": info.st_size,
             "next_offset": offset + len(data),
@@ -173,7 +174,7 @@ def _lines_reply(
     out: bytearray, start_line: int, lines: int, offset: int, info: os.stat_result, head: bytes, *, more: bool
 ) -> dict[str, object]:
     return {
-        "data": _b64(bytes(out)),
+        framing.BLOB: out,
         "offset": offset,
         "size": info.st_size,
         "next_offset": offset + len(out),
@@ -187,9 +188,7 @@ def _lines_reply(
 
 def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None:
     directory = os.path.dirname(path) or "."
-    name = os.path.basename(path)
-    del name  # the temp name must stay short: the real name may already be 255 bytes long
-    tmp = os.path.join(directory, f".agentbay-{os.urandom(6).hex()}.tmp")
+    tmp = os.path.join(directory, f".agentbay-{os.urandom(6).hex()}.tmp")  # short: the real name may be 255 bytes
     mode = 0o644
     if keep_mode:
         try:
@@ -254,7 +253,7 @@ def write(request: dict[str, object]) -> dict[str, object]:
 
 def _shown(name: str) -> str:
     """A file name as valid text: undecodable bytes (surrogate escapes) become U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return name if name.isascii() else name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _makedirs(path: str) -> None:
@@ -313,7 +312,7 @@ def info(request: dict[str, object]) -> dict[str, object]:
 
 
 def listing(request: dict[str, object]) -> dict[str, object]:
-    """Entries of a directory, sorted by name, at most `max_entries`."""
+    """Entries sorted by name, at most `max_entries`: a compact row (framing.LIST_COLUMNS) and one lstat each."""
     path = _path(request)
     limit = int(request.get("max_entries", 1000))  # type: ignore[call-overload]
     try:
@@ -321,14 +320,17 @@ def listing(request: dict[str, object]) -> dict[str, object]:
             if os.path.lexists(path):
                 raise AgentError(error_names.NOT_A_DIRECTORY, f"{path} is not a directory")
             raise AgentError(error_names.NOT_FOUND, f"{path}: No such file or directory")
-        names = sorted(os.listdir(path))
-        entries = []
-        for name in names[:limit]:
+        with os.scandir(path) as found:
+            entries = sorted(found, key=lambda entry: entry.name)
+        rows: list[list[object]] = []
+        for entry in entries[: max(0, limit)]:
             try:
-                entries.append(_describe(os.path.join(path, name), name))
+                st = entry.stat(follow_symlinks=False)
+                target = _shown(os.readlink(entry.path)) if stat.S_ISLNK(st.st_mode) else None
             except OSError:
                 continue  # vanished meanwhile
-        return {"path": path, "entries": entries, "total": len(names), "truncated": len(names) > limit}
+            rows.append([_shown(entry.name), st.st_mode, st.st_size, st.st_mtime, st.st_ctime, st.st_atime, target])
+        return {"path": path, "rows": rows, "total": len(entries), "truncated": len(entries) > limit}
     except OSError as exc:
         raise _fail(exc, path) from None
 
