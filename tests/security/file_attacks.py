@@ -20,6 +20,7 @@ from mcp_types import CallToolResult
 
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, unwrapped
 
 AS_ROOT = os.geteuid() == 0
@@ -89,7 +90,8 @@ async def attempt(client: Client, tool: str, **arguments: Any) -> Outcome:
     with anyio.fail_after(CALL_SECONDS + 5):
         result = await client.call_tool(tool, arguments)
     seconds = time.monotonic() - started
-    structured = dict(result.structured_content) if result.structured_content is not None else None
+    # With the fields sent only as text read back (testing/answers.py): entries, matches, content.
+    structured = unpack(tool, result) if not result.is_error else None
     return Outcome(tool, arguments, not result.is_error, result_text(result), structured, seconds)
 
 

@@ -403,8 +403,11 @@ async def test_symlink_swap_race_never_reaches_outside(
     assert all(o.structured and o.structured["content"] == f"{inside}\n" for o in reads)
     # The race was real: some calls saw the directory, some saw the symlink.
     listings = [o for o in outcomes if o.tool == "list_directory" and o.arguments["path"] == "d"]
-    as_dir = [o for o in listings if o.ok and '"sub"' in o.text]
-    as_root = [o for o in listings if o.ok and '"usr"' in o.text]
+    def names(outcome: attacks.Outcome) -> set[str]:
+        return {entry["name"] for entry in (outcome.structured or {}).get("entries", [])}
+
+    as_dir = [o for o in listings if o.ok and "sub" in names(o)]
+    as_root = [o for o in listings if o.ok and "usr" in names(o)]
     missing = [o for o in outcomes if not o.ok and name in str(o.arguments.get("path"))]
     assert as_dir, "list_directory never saw d as the directory"
     assert as_root or missing, f"no call ever saw d as a symlink ({swaps} swaps): the race did not happen"
