@@ -54,10 +54,12 @@ class SessionPool:
         self._usable = usable
         self._delete = delete
         self._ready: collections.deque[str] = collections.deque()
-        self._wanted = anyio.Event()
-        self._scope = anyio.CancelScope()
-        self._stopped = anyio.Event()
+        self._closed = False
+        # Made by `start`, on the event loop (a backend may be built before one runs, e.g. by the CLI).
         self._task_group: TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._wanted: anyio.Event | None = None
+        self._stopped: anyio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._ready)
@@ -68,14 +70,15 @@ class SessionPool:
 
     def start(self, task_group: TaskGroup) -> None:
         """Fill the pool in the background, and keep it filled until `close`."""
-        if self.size > 0 and self._task_group is None:
+        if self.size > 0 and self._task_group is None and not self._closed:
             self._task_group = task_group
-            task_group.start_soon(self._refill)
+            self._scope, self._wanted, self._stopped = anyio.CancelScope(), anyio.Event(), anyio.Event()
+            task_group.start_soon(self._refill, self._scope, self._stopped)
 
     def take(self) -> str | None:
         """A pooled session, removed from the pool for good; None if none is ready."""
         taken = None
-        while not self._scope.cancel_called and self._ready and taken is None:
+        while not self._closed and self._ready and taken is None:
             session_id = self._ready.popleft()
             if self._usable(session_id):
                 taken = session_id
@@ -83,26 +86,29 @@ class SessionPool:
                 logger.info("pooled session %s lost its sandbox; discarding it", session_id)
                 if self._task_group is not None:
                     self._task_group.start_soon(self._delete_quietly, session_id)
-        self._wanted.set()
+        if self._wanted is not None:
+            self._wanted.set()
         return taken
 
     async def close(self) -> None:
         """Stop refilling and delete every pooled session (bounded in time; start-up reaps the rest)."""
-        self._scope.cancel()
+        self._closed = True
+        if self._scope is not None:
+            self._scope.cancel()
         with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-            if self._task_group is not None:
+            if self._stopped is not None:
                 await self._stopped.wait()  # a refill in progress finishes, into the pool
             pooled, self._ready = list(self._ready), collections.deque()
             async with anyio.create_task_group() as tg:
                 for session_id in pooled:
                     tg.start_soon(self._delete_quietly, session_id)
 
-    async def _refill(self) -> None:
+    async def _refill(self, scope: anyio.CancelScope, stopped: anyio.Event) -> None:
         retry = RETRY_SECONDS
         try:
-            with self._scope:
+            with scope:
                 while True:
-                    while len(self._ready) < self.size and not self._scope.cancel_called:
+                    while len(self._ready) < self.size and not self._closed:
                         try:
                             # Shielded: a start cut short could leave half a session behind. `close`
                             # waits for it (a sandbox starts in well under its bound) and deletes it.
@@ -114,10 +120,11 @@ class SessionPool:
                             logger.warning("could not pre-start a pooled session (%s); retrying in %.0f s", exc, retry)
                             await anyio.sleep(retry)
                             retry = min(retry * 2, MAX_RETRY_SECONDS)
+                    assert self._wanted is not None
                     await self._wanted.wait()
                     self._wanted = anyio.Event()
         finally:
-            self._stopped.set()
+            stopped.set()
 
     async def _delete_quietly(self, session_id: str) -> None:
         try:
