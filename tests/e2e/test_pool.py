@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
+from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.pool import POOL_OWNER
+from agentbay_mcp.cli import build_parser, settings_from_args
+from agentbay_mcp.server.wiring import default_backend
+from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call
 from agentbay_mcp.testing.http_clients import legacy
 from agentbay_mcp.testing.leaks import cgroup_scope, find_leaks
@@ -47,8 +53,11 @@ def pooled(state_dir: Path) -> list[str]:
     return sorted(sid for sid, owner in owners(state_dir).items() if owner == POOL_OWNER)
 
 
-def wait_for_pool(state_dir: Path, size: int) -> list[str]:
-    assert wait_until(lambda: len(pooled(state_dir)) == size, timeout=20), owners(state_dir)
+def wait_for_pool(state_dir: Path, size: int, log: Callable[[], str], started: int) -> list[str]:
+    """Wait until the server has started `started` pooled sessions in all (its debug log tells when each
+    answers), and returns the `size` waiting in the pool."""
+    assert wait_until(lambda: log().count(" is ready (") >= started, timeout=20), log()
+    assert wait_until(lambda: len(pooled(state_dir)) == size, timeout=5), owners(state_dir)
     return pooled(state_dir)
 
 
@@ -58,14 +67,15 @@ def seen(result: dict[str, Any]) -> str:
 
 
 def pool_server(state_dir: Path, size: int, *args: str) -> RawStdioServer:
-    server = RawStdioServer(state_dir, "--pool-size", str(size), *args)
+    server = RawStdioServer(state_dir, "--pool-size", str(size), "--log-level", "DEBUG", *args)
     server.initialize()
     return server
 
 
 def test_a_handed_out_session_is_fresh_and_the_pool_refills(state_dir: Path) -> None:
     with pool_server(state_dir, 2) as server:
-        first_pool = wait_for_pool(state_dir, 2)
+        log = lambda: server.stderr_text  # noqa: E731
+        first_pool = wait_for_pool(state_dir, 2, log, started=2)
         first = server.call_tool("create_session", image_id="code_latest", labels={"who": "first"})
         assert first["session_id"] in first_pool, "create_session did not take a pooled session"
         # Create options are applied at hand-out: the record, the tool result and the operator's view.
@@ -80,7 +90,7 @@ def test_a_handed_out_session_is_fresh_and_the_pool_refills(state_dir: Path) -> 
 
         # The other pre-started one, then one the pool started after the traces were left: both fresh.
         second = server.call_tool("create_session")
-        refilled = wait_for_pool(state_dir, 2)
+        refilled = wait_for_pool(state_dir, 2, log, started=4)
         assert first["session_id"] not in refilled
         assert second["session_id"] not in refilled
         server.call_tool("delete_session", session_id=first["session_id"])
@@ -100,9 +110,9 @@ def test_a_handed_out_session_is_fresh_and_the_pool_refills(state_dir: Path) -> 
 
 @pytest.mark.anyio
 async def test_two_conversations_never_get_the_same_sandbox(state_dir: Path) -> None:
-    server = HttpServer(state_dir, "--pool-size", "2")
+    server = HttpServer(state_dir, "--pool-size", "2", "--log-level", "DEBUG")
     try:
-        wait_for_pool(state_dir, 2)
+        wait_for_pool(state_dir, 2, server.log.read_text, started=2)
         ids: dict[int, list[str]] = {}
 
         async def conversation(number: int) -> None:
@@ -132,8 +142,9 @@ async def test_two_conversations_never_get_the_same_sandbox(state_dir: Path) -> 
 @pytest.mark.parametrize("how", ["eof", "sigterm"])
 def test_pooled_sessions_are_released_at_shutdown(state_dir: Path, how: str) -> None:
     with pool_server(state_dir, 2) as server:
+        wait_for_pool(state_dir, 2, lambda: server.stderr_text, started=2)
         server.call_tool("create_session")
-        wait_for_pool(state_dir, 2)
+        wait_for_pool(state_dir, 2, lambda: server.stderr_text, started=3)
         assert len(session_dirs(state_dir)) == 3
         assert find_leaks(state_dir).processes, "no sandbox runs: this test would prove nothing"
         if how == "eof":
@@ -146,12 +157,11 @@ def test_pooled_sessions_are_released_at_shutdown(state_dir: Path, how: str) -> 
 
 def test_pooled_sessions_of_a_sigkilled_server_are_reaped_at_the_next_start(state_dir: Path) -> None:
     with pool_server(state_dir, 2) as server:
+        wait_for_pool(state_dir, 2, lambda: server.stderr_text, started=2)
         handed_out = server.call_tool("create_session")["session_id"]
-        waiting = wait_for_pool(state_dir, 2)
-        # Killed once all three sandboxes run (their agents answer): a server killed while a sandbox is
-        # still being started is a different race, that of any create_session (see leftovers.py).
-        agents = lambda: sum(p.endswith(" python3") for p in find_leaks(state_dir).processes)  # noqa: E731
-        assert wait_until(lambda: agents() == 3, timeout=20), find_leaks(state_dir)
+        # Killed once all three sandboxes answer: a server killed while a sandbox is still being started
+        # is a different race, that of any create_session (see leftovers.py).
+        waiting = wait_for_pool(state_dir, 2, lambda: server.stderr_text, started=3)
         server.kill()
     assert session_dirs(state_dir) == sorted([handed_out, *waiting])
     with pool_server(state_dir, 0) as next_server:  # its start-up reaps before it answers initialize
@@ -180,7 +190,7 @@ def test_pooled_sessions_count_like_sessions(state_dir: Path) -> None:
     and a conversation's quota counts what it was handed, not what waits in the pool."""
     args = ("--max-sessions", "1", "--memory-limit-mb", "300", "--process-limit", "77")
     with pool_server(state_dir, 2, *args) as server:
-        waiting = wait_for_pool(state_dir, 2)
+        waiting = wait_for_pool(state_dir, 2, lambda: server.stderr_text, started=2)
         rows = list_json(state_dir)
         assert {sid: rows[sid]["owner"] for sid in waiting} == dict.fromkeys(waiting, POOL_OWNER)
         memory = Path("/sys/fs/cgroup/memory/agentbay-mcp")
@@ -195,7 +205,7 @@ def test_pooled_sessions_count_like_sessions(state_dir: Path) -> None:
             assert len(find_leaks(state_dir).mounts) >= 2, find_leaks(state_dir)
 
         server.call_tool("create_session")
-        wait_for_pool(state_dir, 2)
+        wait_for_pool(state_dir, 2, lambda: server.stderr_text, started=3)
         refused = server.call_tool_error("create_session")
         assert "limit" in refused.lower(), refused
         assert len(pooled(state_dir)) == 2, "a refused creation used up a pooled session"
@@ -203,3 +213,21 @@ def test_pooled_sessions_count_like_sessions(state_dir: Path) -> None:
         server.close_stdin()
         assert server.wait_exit(timeout=10) == 0, server.stderr_text
     assert wait_until(lambda: find_leaks(state_dir).total == 0, timeout=5), find_leaks(state_dir)
+
+
+def test_pool_size_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTBAY_MCP_POOL_SIZE")  # the suite's own default (conftest.py) is 0
+    assert Settings().pool_size == 1
+    monkeypatch.setenv("AGENTBAY_MCP_POOL_SIZE", "3")
+    assert Settings().pool_size == 3
+    assert settings_from_args(build_parser().parse_args(["serve", "--pool-size", "0"])).pool_size == 0
+    for bad in (-1, 17):
+        with pytest.raises(ValidationError):
+            Settings(pool_size=bad)
+    # The backend the server builds gets it, with the network a session gets by default.
+    backend = default_backend(Settings(pool_size=2, network="on"))
+    assert isinstance(backend, LocalBackend)
+    assert (backend.pool.size, backend.pool.network) == (2, True)
+    backend = default_backend(Settings(pool_size=2))
+    assert isinstance(backend, LocalBackend)
+    assert (backend.pool.size, backend.pool.network) == (2, False)

@@ -31,6 +31,9 @@ POOL_OWNER = "(pool)"
 #: After a failed refill, wait this long before the next try (doubling up to the maximum).
 RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
+#: A refill waits this long after a hand-out: the new session's first commands usually follow at once,
+#: and should not share this host's cores with a sandbox start.
+REFILL_DELAY_SECONDS = 0.1
 #: Upper bound for deleting the pool at shutdown (part of the server's 2 s exit budget).
 CLOSE_TIMEOUT_SECONDS = 1.0
 
@@ -113,7 +116,9 @@ class SessionPool:
                             # Shielded: a start cut short could leave half a session behind. `close`
                             # waits for it (a sandbox starts in well under its bound) and deletes it.
                             with anyio.CancelScope(shield=True):
-                                self._ready.append((await self._make()).session_id)
+                                session_id = (await self._make()).session_id
+                            self._ready.append(session_id)
+                            logger.debug("pooled session %s is ready (%d of %d)", session_id, len(self), self.size)
                             retry = RETRY_SECONDS
                         except Exception as exc:
                             # Not fatal: create_session still works without the pool (and says why if not).
@@ -123,6 +128,7 @@ class SessionPool:
                     assert self._wanted is not None
                     await self._wanted.wait()
                     self._wanted = anyio.Event()
+                    await anyio.sleep(REFILL_DELAY_SECONDS)
         finally:
             stopped.set()
 
