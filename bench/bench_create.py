@@ -11,9 +11,9 @@ Beside them, in the same run: a raw bubblewrap spawn of `echo` (the sandbox floo
 and a raw unsandboxed spawn, and the peer figure: Daytona's published create-to-first-command
 median, 110 ms.
 
-Then what a refill costs the calls running beside it: right after a hand-out (the refill starts a
-sandbox on this host) a few `echo`s on another session are timed, against the same on the pool-0
-server, where nothing runs in the background after create_session.
+Then what a refill costs the calls running beside it: for half a second after a hand-out (the
+refill starts a sandbox on this host) `echo`s on another session are timed, against the same on the
+pool-0 server, where nothing runs in the background after create_session.
 
 Run: .venv/bin/python bench/bench_create.py [--rounds N] [--today /path/to/main-checkout]
 """
@@ -27,12 +27,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from stdio_client import RawStdioServer
 
 DAYTONA_CREATE_TO_FIRST_COMMAND_MS = 110.0
+#: How long after create_session the neighbour's `echo`s are timed: the refill's delay and sandbox start.
+NEIGHBOUR_WINDOW_SECONDS = 0.5
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -73,6 +76,27 @@ def bwrap_echo_argv() -> list[str] | None:
     return [bwrap, "--unshare-all", "--die-with-parent", *binds, "--proc", "/proc", "--dev", "/dev", "echo", "hi"]
 
 
+def round_robin(
+    servers: dict[str, RawStdioServer], rounds: int, pause: float, one_round: Callable[[RawStdioServer], list[float]]
+) -> dict[str, list[float]]:
+    """`one_round` on each server in turn, `pause` seconds apart; every server is shut down after."""
+    samples: dict[str, list[float]] = {name: [] for name in servers}
+    try:
+        time.sleep(1.0)  # the pools fill
+        for server in servers.values():  # warm imports and caches
+            for _ in range(3):
+                one_round(server)
+                time.sleep(pause)
+        for _ in range(rounds):
+            for name, server in servers.items():
+                samples[name] += one_round(server)
+                time.sleep(pause)
+    finally:
+        for server in servers.values():
+            shut(server)
+    return samples
+
+
 def bench_create(root: Path, rounds: int, pause: float, today: Path | None) -> dict[str, list[float]]:
     servers: dict[str, RawStdioServer] = {
         "pool warm (--pool-size 1)": RawStdioServer(root / "pool", "--pool-size", "1"),
@@ -80,49 +104,36 @@ def bench_create(root: Path, rounds: int, pause: float, today: Path | None) -> d
     }
     if today is not None:
         servers[f"today ({today})"] = RawStdioServer(root / "today", checkout=today)
-    samples: dict[str, list[float]] = {name: [] for name in servers}
-    try:
-        time.sleep(1.0)  # the pool fills
-        for server in servers.values():  # warm imports and caches
-            for _ in range(3):
-                server.tool("delete_session", session_id=create_and_echo(server)[1])
-                time.sleep(pause)
-        for _ in range(rounds):
-            for name, server in servers.items():
-                elapsed, session_id = create_and_echo(server)
-                samples[name].append(elapsed)
-                server.tool("delete_session", session_id=session_id)
-                time.sleep(pause)
-    finally:
-        for server in servers.values():
-            shut(server)
-    return samples
+
+    def one_round(server: RawStdioServer) -> list[float]:
+        elapsed, session_id = create_and_echo(server)
+        server.tool("delete_session", session_id=session_id)
+        return [elapsed]
+
+    return round_robin(servers, rounds, pause, one_round)
 
 
 def bench_refill_neighbours(root: Path, rounds: int, pause: float) -> dict[str, list[float]]:
-    """`echo` on a long-lived session right after create_session: beside a refill, and without one."""
+    """`echo` on a long-lived session for NEIGHBOUR_WINDOW_SECONDS after create_session: beside the
+    refill that a hand-out starts, and on a server without a pool, where nothing runs after it."""
     servers = {
-        "right after a hand-out (a refill runs)": RawStdioServer(root / "n-pool", "--pool-size", "1"),
-        "right after a create without a pool": RawStdioServer(root / "n-nopool", "--pool-size", "0"),
+        "after a hand-out (a refill runs)": RawStdioServer(root / "n-pool", "--pool-size", "1"),
+        "after a create without a pool": RawStdioServer(root / "n-nopool", "--pool-size", "0"),
     }
-    samples: dict[str, list[float]] = {name: [] for name in servers}
-    try:
-        time.sleep(1.0)
-        neighbours = {name: server.tool("create_session")["session_id"] for name, server in servers.items()}
-        time.sleep(pause)
-        for _ in range(rounds):
-            for name, server in servers.items():
-                created = server.tool("create_session")["session_id"]
-                for _ in range(5):
-                    started = time.perf_counter()
-                    server.tool("execute_command", session_id=neighbours[name], command="echo hi")
-                    samples[name].append((time.perf_counter() - started) * 1000)
-                server.tool("delete_session", session_id=created)
-                time.sleep(pause)
-    finally:
-        for server in servers.values():
-            shut(server)
-    return samples
+    neighbours = {id(server): server.tool("create_session")["session_id"] for server in servers.values()}
+
+    def one_round(server: RawStdioServer) -> list[float]:
+        created = server.tool("create_session")["session_id"]
+        found = []
+        window_ends = time.perf_counter() + NEIGHBOUR_WINDOW_SECONDS
+        while time.perf_counter() < window_ends:
+            started = time.perf_counter()
+            server.tool("execute_command", session_id=neighbours[id(server)], command="echo hi")
+            found.append((time.perf_counter() - started) * 1000)
+        server.tool("delete_session", session_id=created)
+        return found
+
+    return round_robin(servers, rounds, pause, one_round)
 
 
 def main() -> None:
@@ -156,9 +167,10 @@ def main() -> None:
     print(f"  raw bwrap spawn of echo (no agent, no MCP): median {floor:.2f} ms")
     print(f"  raw unsandboxed spawn of /bin/echo:          median {statistics.median(raw_plain):.2f} ms")
     print(f"  peer: Daytona's published create-to-first-command median: {DAYTONA_CREATE_TO_FIRST_COMMAND_MS:.0f} ms")
-    print("`echo hi` on another session of the same server, 5 calls right after create_session:")
+    print(f"`echo hi` on another session of the same server, for {NEIGHBOUR_WINDOW_SECONDS} s after create_session:")
     for name, found in neighbours.items():
-        print(f"  {name:40} median {statistics.median(found):6.2f} ms   p90 {percentile(found, 90):6.2f} ms")
+        median, p90 = statistics.median(found), percentile(found, 90)
+        print(f"  {name:34} median {median:6.2f} ms   p90 {p90:6.2f} ms   ({len(found)} calls)")
 
 
 if __name__ == "__main__":

@@ -67,10 +67,6 @@ class SessionPool:
     def __len__(self) -> int:
         return len(self._ready)
 
-    def session_ids(self) -> list[str]:
-        """The sessions waiting in the pool."""
-        return list(self._ready)
-
     def start(self, task_group: TaskGroup) -> None:
         """Fill the pool in the background, and keep it filled until `close`."""
         if self.size > 0 and self._task_group is None and not self._closed:
