@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     read_max_bytes: int = Field(
         default=1024 * 1024, ge=4096, le=16 * 1024 * 1024, description="read_file's largest page, when a length asks."
     )
+    pool_size: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="Local backend: sessions kept pre-started (a sandbox already answering), so create_session "
+        "takes milliseconds; each costs an idle sandbox's memory. 0 turns the pool off.",
+    )
     memory_limit_mb: int = Field(default=2048, ge=64, description="Memory per session (cgroup) / process (rlimit).")
     process_limit: int = Field(default=256, ge=8, description="Processes per session.")
     cpu_limit_seconds: int = Field(default=3600, ge=1, description="CPU seconds per process.")

@@ -5,7 +5,7 @@
   (get_session: the JSON-RPC + service floor, no process), (a) a plain
   `asyncio.create_subprocess_exec("sh", "-c", "true")` without a sandbox and (b) a fresh `bwrap`
   per command building the same kind of sandbox. Medians, p99s, ratios, and the MCP - plain gap.
-- create_session + first command (the sandbox starts in create_session).
+- create_session + first command (the sandbox starts in create_session: --pool-size 0).
 - 20 sessions running commands concurrently: one stdio server with 20 sessions and 20 requests
   in flight on its one pipe (an async client matching replies by id), and, for comparison, 20
   stdio servers with one session each.
@@ -75,9 +75,9 @@ def watchdog(process: subprocess.Popen[bytes], seconds: float, what: str) -> Ite
 
 
 @contextlib.contextmanager
-def watched_server(state_dir: Path, seconds: float, what: str) -> Iterator[RawStdioServer]:
+def watched_server(state_dir: Path, seconds: float, what: str, *args: str) -> Iterator[RawStdioServer]:
     """A stdio server under a watchdog: ended as a client ends it (stdin EOF) when the block is done, gone after."""
-    server = RawStdioServer(state_dir)
+    server = RawStdioServer(state_dir, *args)
     try:
         with watchdog(server.process, seconds, what):
             yield server
@@ -172,7 +172,9 @@ def bench_true(state_dir: Path, rounds: int) -> dict[str, list[float]]:
 
 def bench_first_command(state_dir: Path, rounds: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"both": [], "create": [], "first": []}
-    with watched_server(state_dir, 60 + rounds * 2, "create_session rounds") as server:
+    # Without a session pool: back-to-back rounds would find it empty as often as not (bench_create.py
+    # measures the pool, with an assistant's pause between creations).
+    with watched_server(state_dir, 60 + rounds * 2, "create_session rounds", "--pool-size", "0") as server:
         for _ in range(5):  # warm up
             session_id = server.tool("create_session")["session_id"]
             command_ok(server.tool("execute_command", session_id=session_id, command="true"))

@@ -37,7 +37,11 @@ def percentile(samples: list[float], pct: float) -> float:
 
 def bench_round_trips(state_dir: Path, rounds: int) -> tuple[list[float], list[float]]:
     """Rounds alternating between a server with the default disk quota and one without (same noise)."""
-    servers = [RawStdioServer(state_dir / "quota"), RawStdioServer(state_dir / "none", "--disk-limit-mb", "0")]
+    # Without a session pool: these rounds time the sandbox's start and stop (bench_create.py times the pool).
+    servers = [
+        RawStdioServer(state_dir / "quota", "--pool-size", "0"),
+        RawStdioServer(state_dir / "none", "--disk-limit-mb", "0", "--pool-size", "0"),
+    ]
     try:
         samples: tuple[list[float], list[float]] = ([], [])
         for server in servers:

@@ -19,7 +19,8 @@ from agentbay_mcp.testing.answers import unpack
 class RawStdioServer:
     """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake."""
 
-    def __init__(self, state_dir: Path, *args: str) -> None:
+    def __init__(self, state_dir: Path, *args: str, checkout: Path | None = None) -> None:
+        """`checkout`: run that checkout's code (python -m puts the working directory first on the path)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
         env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING")
         self.process = subprocess.Popen(
@@ -28,6 +29,7 @@ class RawStdioServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=checkout,
         )
         self._next_id = 0
         self.request(

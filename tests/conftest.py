@@ -18,7 +18,11 @@ from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import ERAS
-from agentbay_mcp.testing.servers import HttpServer
+from agentbay_mcp.testing.servers import NO_POOL, HttpServer
+
+# Servers built in this process (Settings() reads the environment) run without a session pool, like
+# the subprocess servers (testing/servers.py says why); the pool's own tests set pool_size.
+os.environ.update(NO_POOL)
 
 
 @pytest.fixture

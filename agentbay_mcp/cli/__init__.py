@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--isolation", choices=["bwrap", "none"], help="'none' runs commands unconfined (unsafe)")
     serve.add_argument("--network", choices=["off", "on-request", "on"], help="sandbox network policy")
     serve.add_argument("--output-cap", type=int, dest="output_cap_bytes", help="bytes of each output stream returned")
+    serve.add_argument(
+        "--pool-size", type=int, dest="pool_size", help="sessions kept pre-started (local backend; 0: none)"
+    )
     serve.add_argument("--memory-limit-mb", type=int, dest="memory_limit_mb", help="memory per session")
     serve.add_argument("--process-limit", type=int, dest="process_limit", help="processes per session")
     serve.add_argument("--cpu-limit-seconds", type=int, dest="cpu_limit_seconds", help="CPU seconds per process")

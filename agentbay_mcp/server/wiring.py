@@ -93,7 +93,12 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
         if http is None:
             raise ValueError("the agentbay backend needs the server's httpx2.AsyncClient")
         return agentbay.from_settings(settings, http)
-    return LocalBackend(settings.state_dir, sandbox=sandbox_options(settings))
+    return LocalBackend(
+        settings.state_dir,
+        sandbox=sandbox_options(settings),
+        pool_size=settings.pool_size,
+        pool_network=settings.network == "on",  # what a create_session without network=true gets
+    )
 
 
 def build_service(settings: Settings, backend: SandboxBackend) -> SessionService:

@@ -20,10 +20,16 @@ def session_dirs(state_dir: Path) -> list[str]:
     return sorted(p.name for p in sessions.iterdir() if p.name.startswith("session-")) if sessions.exists() else []
 
 
+#: Test and benchmark servers run without a session pool unless they ask for one: a pooled session is a
+#: session directory and a sandbox of its own, which tests counting either would see, and every server
+#: start would pay for one sandbox more.
+NO_POOL = {"AGENTBAY_MCP_POOL_SIZE": "0"}
+
+
 def server_env(state_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a server subprocess on `state_dir`."""
+    """Environment for a server subprocess on `state_dir` (no session pool unless `extra` sets one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
-    env.update({"AGENTBAY_MCP_STATE_DIR": str(state_dir), "AGENTBAY_MCP_LOG_LEVEL": "INFO"}, **extra)
+    env.update({"AGENTBAY_MCP_STATE_DIR": str(state_dir), "AGENTBAY_MCP_LOG_LEVEL": "INFO"}, **NO_POOL, **extra)
     return env
 
 

@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.pool import POOL_OWNER
 from agentbay_mcp.backends.protocols import Files, Processes, ProcessHandles, SandboxBackend
-from agentbay_mcp.backends.records import ReadSpan, ShellCommand
+from agentbay_mcp.backends.records import ReadSpan, SessionRecord, ShellCommand
 from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.testing.agentbay import agentbay_backend, emulator
 from agentbay_mcp.testing.memory_backend import MemoryBackend
@@ -32,6 +34,12 @@ pytestmark = pytest.mark.anyio
 @contextlib.asynccontextmanager
 async def _local(state_dir: Path) -> AsyncIterator[SandboxBackend]:
     yield LocalBackend(state_dir)
+
+
+@contextlib.asynccontextmanager
+async def _local_pooled(state_dir: Path) -> AsyncIterator[SandboxBackend]:
+    """The local backend with a session pool: sessions handed out pre-started keep the whole contract."""
+    yield LocalBackend(state_dir, pool_size=1)
 
 
 def _agentbay(link_url: bool) -> Callable[[Path], AbstractAsyncContextManager[SandboxBackend]]:
@@ -50,6 +58,7 @@ async def _memory(state_dir: Path) -> AsyncIterator[SandboxBackend]:
 
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[SandboxBackend]]] = {
     "local": _local,
+    "local-pooled": _local_pooled,
     "memory": _memory,
     "agentbay": _agentbay(link_url=True),
     "agentbay-api": _agentbay(link_url=False),
@@ -62,12 +71,21 @@ async def backend(
 ) -> AsyncIterator[SandboxBackend]:
     async with BACKENDS[request.param](state_dir) as instance:
         await instance.start(task_group)
+        if isinstance(instance, LocalBackend):  # a pooled one hands out its first session pre-started
+            with anyio.fail_after(20):
+                while len(instance.pool) < instance.pool.size:  # noqa: ASYNC110 - a test may poll
+                    await anyio.sleep(0.01)
         try:
             yield instance
         finally:
             for record in await instance.list_all():
                 await instance.delete_session(record.session_id)
             await instance.close()
+
+
+def made(records: list[SessionRecord]) -> set[str]:
+    """Ids of the sessions callers made: an operator's listing also shows those waiting in a pool."""
+    return {record.session_id for record in records if record.owner != POOL_OWNER}
 
 
 def requires(backend: SandboxBackend, *flags: str) -> None:
@@ -137,7 +155,7 @@ async def test_delete_is_idempotent_and_final(backend: SandboxBackend) -> None:
 async def test_unknown_image_is_refused(backend: SandboxBackend) -> None:
     with pytest.raises(UnknownImageError, match="linux_latest"):
         await backend.create_session(image_id="no_such_image", labels={}, owner="c")
-    assert await backend.list_all() == []
+    assert made(await backend.list_all()) == set()
 
 
 @pytest.mark.parametrize("session_id", ["session-000000000000000000000000", "../x", "", "a/b", "\x00"])
@@ -151,7 +169,7 @@ async def test_unknown_ids_are_not_found(backend: SandboxBackend, session_id: st
 async def test_ids_are_unique(backend: SandboxBackend) -> None:
     records = [await backend.create_session(image_id="linux_latest", labels={}, owner="c") for _ in range(20)]
     assert len({r.session_id for r in records}) == 20
-    assert {r.session_id for r in await backend.list_all()} == {r.session_id for r in records}
+    assert made(await backend.list_all()) == {r.session_id for r in records}
 
 
 async def test_reaping_spares_the_live_servers_sessions(backend: SandboxBackend) -> None:

@@ -39,6 +39,7 @@ from agentbay_mcp.backends.local.layout import (
     write_record,
 )
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
+from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
 from agentbay_mcp.backends.local.reaping import reap_orphans_sync
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
@@ -96,6 +97,8 @@ class LocalBackend:
         server_id: str | None = None,
         sandbox: SandboxOptions | None = None,
         use_cgroups: bool = True,
+        pool_size: int = 0,
+        pool_network: bool = False,
     ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
@@ -119,6 +122,13 @@ class LocalBackend:
         #: session -> when its sandbox was stopped for breaking the protocol, in the last minute
         self._violations: dict[str, list[float]] = {}
         self._task_group: TaskGroup | None = None
+        self.pool: Final = SessionPool(  # pre-started sessions for create_session, see pool.py
+            pool_size,
+            network=pool_network,
+            make=lambda: self._create(IMAGES[0].image_id, {}, POOL_OWNER, pool_network),
+            usable=lambda session_id: self._live_agent(session_id) is not None,
+            delete=self.delete_session,
+        )
         # What it can do (everything), and its capability objects (see backends/protocols.py).
         self.capabilities: Final = CAPABILITIES
         self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
@@ -181,6 +191,8 @@ class LocalBackend:
                 "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
             ) from exc
         await self._prepare_disk_quota()
+        if self._options.isolation == "none" or self._options.bwrap_path:  # else no sandbox to pre-start
+            self.pool.start(task_group)  # fills in the background, beside the reaping
         return await self.reap_orphans()
 
     async def _detect_cgroups(self) -> None:
@@ -217,8 +229,9 @@ class LocalBackend:
             )
 
     async def close(self) -> None:
-        """Stop any sandbox still running and give up the server lock."""
+        """Delete the pool, stop any sandbox still running and give up the server lock."""
         with anyio.CancelScope(shield=True):
+            await self.pool.close()
             for session_id in list(self._sandboxes):
                 await self._stop_sandbox(session_id)
             if self._disk is not None:
@@ -235,11 +248,23 @@ class LocalBackend:
     async def create_session(
         self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
     ) -> SessionRecord:
-        """Assemble a session in staging, publish it with one rename, then start its sandbox."""
+        """Hand out a pooled session (any image: a desktop's display starts on first use), else build one."""
         if image_id not in self._images:
             raise UnknownImageError(
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
+        if (pooled := self.pool.take() if network == self.pool.network else None) is not None:
+            record = SessionRecord.new(
+                pooled, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
+            )
+            with contextlib.suppress(OSError):  # else the slow path says what is wrong with the state dir
+                write_record(self._state.meta_path(pooled), record)
+                return record
+            await self.delete_session(pooled)
+        return await self._create(image_id, labels, owner, network)
+
+    async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: bool) -> SessionRecord:
+        """Assemble a session in staging, publish it with one rename, then start its sandbox."""
         session_id = new_session_id()
         record = SessionRecord.new(
             session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
