@@ -10,21 +10,32 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 class RawStdioServer:
-    """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake."""
+    """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake.
 
-    def __init__(self, state_dir: Path, *args: str) -> None:
+    `command` replaces the server's command line (bench_start.py runs a minimal SDK server with it);
+    `stderr` keeps the server's stderr (bench_start.py reads `-X importtime` from it).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *args: str,
+        command: Sequence[str] | None = None,
+        stderr: int | IO[bytes] = subprocess.DEVNULL,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
         env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentbay_mcp", *args],
+            [sys.executable, "-m", "agentbay_mcp", *args] if command is None else list(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             env=env,
         )
         self._next_id = 0
