@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,8 +18,8 @@ from typing import IO, Any
 class RawStdioServer:
     """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake.
 
-    `command` replaces the server's command line (bench_start.py runs a minimal SDK server with it);
-    `stderr` keeps the server's stderr (bench_start.py reads `-X importtime` from it).
+    `command` replaces the server's command line (bench_start.py runs a minimal SDK server with it),
+    `env` adds to its environment, `stderr` keeps its stderr (bench_start.py reads `-X importtime`).
     """
 
     def __init__(
@@ -27,16 +27,17 @@ class RawStdioServer:
         state_dir: Path,
         *args: str,
         command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
         stderr: int | IO[bytes] = subprocess.DEVNULL,
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
-        env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
+        environ.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING", **(env or {}))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agentbay_mcp", *args] if command is None else list(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=env,
+            env=environ,
         )
         self._next_id = 0
         self.request(

@@ -101,7 +101,8 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
         from agentbay_mcp.backends import agentbay  # noqa: PLC0415 - see the module docstring
 
         return agentbay.from_settings(settings, http)
-    return LocalBackend(settings.state_dir, sandbox=sandbox_options(settings))
+    # Installing the agent and preparing the disk quota wait for no request: in the background.
+    return LocalBackend(settings.state_dir, sandbox=sandbox_options(settings), prepare_in_background=True)
 
 
 def build_service(settings: Settings, backend: SandboxBackend) -> SessionService:

@@ -96,6 +96,7 @@ class LocalBackend:
         server_id: str | None = None,
         sandbox: SandboxOptions | None = None,
         use_cgroups: bool = True,
+        prepare_in_background: bool = False,
     ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
@@ -119,6 +120,9 @@ class LocalBackend:
         #: session -> when its sandbox was stopped for breaking the protocol, in the last minute
         self._violations: dict[str, list[float]] = {}
         self._task_group: TaskGroup | None = None
+        self._prepare_in_background = prepare_in_background
+        #: Set once the agent is installed and the disk quota prepared (see start); None before start.
+        self._prepared: anyio.Event | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
         self.capabilities: Final = CAPABILITIES
         self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
@@ -162,8 +166,11 @@ class LocalBackend:
         return list(IMAGES)
 
     async def start(self, task_group: TaskGroup) -> list[str]:
-        """Claim this server's lock and reap what dead servers left behind."""
+        """Claim this server's lock and reap what dead servers left behind, then prepare for sandboxes
+        (install the agent, prepare the disk quota): with `prepare_in_background` (the server's choice)
+        in `task_group`, so that a server answers its first requests sooner; create_session waits for it."""
         self._task_group = task_group
+        prepared = self._prepared = anyio.Event()
         await self._detect_cgroups()
         try:
             self._state.ensure()
@@ -172,16 +179,31 @@ class LocalBackend:
                 for path in (self._state.root, self._state.sessions):
                     path.chmod(0o711)
                 check_reachable(self._state.root)
-            if self._options.isolation == "bwrap":
-                self._options = dataclasses.replace(self._options, agent_dir=install_agent(self._state.root))
             self._lock.acquire()
         except OSError as exc:
-            raise BackendUnavailableError(
-                f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
-                "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
-            ) from exc
+            raise self._unusable(exc) from exc
+        reaped = await self.reap_orphans()
+        if self._prepare_in_background:
+            task_group.start_soon(self._prepare, prepared)
+        else:
+            await self._prepare(prepared)
+        return reaped
+
+    async def _prepare(self, prepared: anyio.Event) -> None:
+        if self._options.isolation == "bwrap":
+            try:
+                agent_dir = await anyio.to_thread.run_sync(install_agent, self._state.root)
+            except OSError as exc:
+                raise self._unusable(exc) from exc
+            self._options = dataclasses.replace(self._options, agent_dir=agent_dir)
         await self._prepare_disk_quota()
-        return await self.reap_orphans()
+        prepared.set()
+
+    def _unusable(self, exc: OSError) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
+            "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
+        )
 
     async def _detect_cgroups(self) -> None:
         if (
@@ -240,6 +262,8 @@ class LocalBackend:
             raise UnknownImageError(
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
+        if self._prepared is not None:
+            await self._prepared.wait()
         session_id = new_session_id()
         record = SessionRecord.new(
             session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
