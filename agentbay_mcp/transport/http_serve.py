@@ -15,6 +15,7 @@ from agentbay_mcp.auth.config import check_http_safety
 from agentbay_mcp.server.wiring import Running
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.transport.http_app import http_app
+from agentbay_mcp.transport.serve import resume_collection
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ async def serve_http(settings: Settings) -> None:
         logger.warning("%s", warning)  # every start, so nobody forgets it is on
     running = Running()
     app = http_app(settings, running)
+    resume_collection()
     logger.info(
         "serving MCP at http://%s:%d/mcp (authentication: %s)",
         settings.host,

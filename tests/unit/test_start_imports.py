@@ -9,6 +9,7 @@ bench/bench_start.py measures what this buys.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -17,6 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from agentbay_mcp.cli import main
+from agentbay_mcp.transport.serve import resume_collection
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,3 +95,21 @@ def test_the_list_names_real_modules() -> None:
     """A misspelt name would never be imported, so the check above would pass for nothing."""
     missing = [name for name in NOT_FOR_STDIO_LOCAL if importlib.util.find_spec(name) is None]
     assert missing == []
+
+
+def test_collection_pauses_for_the_start_only(tmp_path: Path) -> None:
+    """The CLI pauses the cyclic collector for a server's start; serving turns it back on, and every
+    other command runs with it on (cli.main, transport/serve.py)."""
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        resume_collection()
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    assert main(["tokens", "list", "--token-file", str(tmp_path / "missing.json")]) == 1  # runs, then fails
+    assert gc.isenabled()
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert gc.isenabled()
