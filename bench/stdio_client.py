@@ -10,25 +10,38 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from agentbay_mcp.testing.answers import unpack
 
 
 class RawStdioServer:
-    """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake."""
+    """`python -m agentbay_mcp` on pipes, spoken to with the 2025-11-25 handshake.
 
-    def __init__(self, state_dir: Path, *args: str, checkout: Path | None = None) -> None:
-        """`checkout`: run that checkout's code (python -m puts the working directory first on the path)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
-        env.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING")
+    `command` replaces the server's command line (bench_start.py runs a minimal SDK server with it),
+    `env` adds to its environment, `stderr` keeps its stderr (bench_start.py reads `-X importtime`),
+    `checkout` runs that checkout's code (python -m puts the working directory first on the path).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *args: str,
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        stderr: int | IO[bytes] = subprocess.DEVNULL,
+        checkout: Path | None = None,
+    ) -> None:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBAY_MCP_")}
+        environ.update(AGENTBAY_MCP_STATE_DIR=str(state_dir), AGENTBAY_MCP_LOG_LEVEL="WARNING", **(env or {}))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentbay_mcp", *args],
+            [sys.executable, "-m", "agentbay_mcp", *args] if command is None else list(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
+            stderr=stderr,
+            env=environ,
             cwd=checkout,
         )
         self._next_id = 0

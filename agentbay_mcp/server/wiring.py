@@ -1,20 +1,23 @@
-"""MCPServer wiring: the lifespan that owns the service, the toolsets, the prompts, and transports."""
+"""MCPServer wiring: the lifespan that owns the service, the toolsets, the prompts, and transports.
+
+What only some servers need is imported or built when it is needed, so that a stdio server on the
+local backend starts fast (bench/bench_start.py): the agentbay backend and its HTTP client only for
+`--backend agentbay`, the HTTP authentication only for type checking (http_app.py builds it).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
 from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp import __version__
-from agentbay_mcp.auth.config import HttpAuth
 from agentbay_mcp.auth.scopes import ToolsetServer
-from agentbay_mcp.backends import agentbay
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
 from agentbay_mcp.backends.protocols import SandboxBackend
@@ -30,6 +33,9 @@ from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools import commands, desktop, files, sessions
 from agentbay_mcp.tools.common import AppState
+
+if TYPE_CHECKING:
+    from agentbay_mcp.auth.config import HttpAuth
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +98,16 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
     if settings.backend == "agentbay":
         if http is None:
             raise ValueError("the agentbay backend needs the server's httpx2.AsyncClient")
+        from agentbay_mcp.backends import agentbay  # noqa: PLC0415 - see the module docstring
+
         return agentbay.from_settings(settings, http)
+    # Installing the agent and preparing the disk quota wait for no request: in the background.
     return LocalBackend(
         settings.state_dir,
         sandbox=sandbox_options(settings),
         pool_size=settings.pool_size,
         pool_network=settings.network == "on",  # what a create_session without network=true gets
+        prepare_in_background=True,
     )
 
 
@@ -146,6 +156,16 @@ async def _serving(
             tg.cancel_scope.cancel()
 
 
+def _http_client(
+    settings: Settings, backend_factory: BackendFactory | None, transport: httpx2.AsyncBaseTransport | None
+) -> AbstractAsyncContextManager[httpx2.AsyncClient | None]:
+    """The server's HTTP client, when the default factory builds the agentbay backend (it alone uses
+    one); None otherwise: building one loads TLS certificates, tens of ms of a local server's start."""
+    if backend_factory is None and settings.backend == "agentbay":
+        return httpx2.AsyncClient(transport=transport, follow_redirects=False)
+    return nullcontext(None)
+
+
 def build_server(
     settings: Settings,
     backend_factory: BackendFactory | None = None,
@@ -156,8 +176,8 @@ def build_server(
     running: Running | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server. Each lifespan (one per stdio process, HTTP app or in-memory client) gets its
-    own backend and service, built by `backend_factory` (tests inject theirs here), and one
-    `httpx2.AsyncClient` that the default backend factory hands to the agentbay backend (tests
+    own backend and service, built by `backend_factory` (tests inject theirs here), and, when the
+    default factory builds the agentbay backend, one `httpx2.AsyncClient` handed to it (tests
     inject its transport with `http_transport`). With `auth` (HTTP only) every request needs a
     bearer token; `metrics` collects what /metrics serves; `running` is told the live service."""
     audit = AuditLog(settings.audit_log)
@@ -167,7 +187,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with httpx2.AsyncClient(transport=http_transport, follow_redirects=False) as http:
+        async with _http_client(settings, backend_factory, http_transport) as http:
             backend = backend_factory(settings) if backend_factory else default_backend(settings, http)
             service = build_service(settings, backend)
             audit.open()

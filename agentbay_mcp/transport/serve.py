@@ -1,29 +1,37 @@
-"""Run the server over a transport: stdio (one conversation per process) or streamable HTTP."""
+"""Run the server over a transport: stdio (one conversation per process) or streamable HTTP.
+
+The HTTP stack (uvicorn, the app, authentication) lives in http_serve.py and is imported only to
+serve HTTP: a stdio server's cold start does not pay for it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
-import socket
-import threading
-from collections.abc import Iterator
 from typing import cast
 
 import anyio
-import uvicorn
 from mcp.server.stdio import stdio_server
 
-from agentbay_mcp.auth.config import check_http_safety
 from agentbay_mcp.server.wiring import Running, build_server
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.transport.http_app import http_app
 from agentbay_mcp.transport.stdin_reader import AnswerUnreadable, StdinLines, StdoutWriter
 
 logger = logging.getLogger(__name__)
 
-#: How long uvicorn waits for open streams at shutdown before closing them (clients reconnect).
-HTTP_GRACEFUL_SHUTDOWN_SECONDS = 1
+
+def resume_collection() -> None:
+    """The server is built: turn the cyclic collector back on (the CLI paused it, see cli.main).
+
+    What start-up allocated lives as long as the process, so it is frozen out of every later
+    collection first (gc.freeze), which keeps those as short as before. The few thousand objects
+    of start-up garbage (about 1 MB) are kept with it.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -34,6 +42,7 @@ async def serve_stdio(settings: Settings) -> None:
     """
     running = Running()
     server = build_server(settings, running=running)
+    resume_collection()
     lowlevel = server._lowlevel_server
     async with anyio.create_task_group() as tg:
 
@@ -62,66 +71,11 @@ async def serve_stdio(settings: Settings) -> None:
         tg.cancel_scope.cancel()
 
 
-class _HttpServer(uvicorn.Server):
-    """uvicorn, minus re-raising the stop signal after a graceful shutdown.
-
-    uvicorn re-delivers SIGTERM to itself once it has shut down, so the process dies of the signal
-    (status 143) even though every session was released. SIGTERM is this server's normal stop: exit 0.
-
-    Shutdown releases the sessions before uvicorn closes connections: otherwise it first waits
-    out its graceful timeout for the calls in flight, and the release starts too late for clients
-    that SIGKILL 2 s after SIGTERM.
-    """
-
-    def __init__(self, config: uvicorn.Config, running: Running) -> None:
-        super().__init__(config)
-        self.running = running
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        logger.info("stopping: releasing sessions, then closing connections")
-        await self.running.release()
-        await super().shutdown(sockets)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-
-
-async def serve_http(settings: Settings) -> None:
-    """Serve streamable HTTP until SIGTERM/SIGINT; shutdown releases every session."""
-    for warning in check_http_safety(settings):
-        logger.warning("%s", warning)  # every start, so nobody forgets it is on
-    running = Running()
-    app = http_app(settings, running)
-    logger.info(
-        "serving MCP at http://%s:%d/mcp (authentication: %s)",
-        settings.host,
-        settings.port,
-        "required" if settings.auth_enabled else "none",
-    )
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        # A line per HTTP request costs about 2% of the server's CPU under load (bench_http_load.py)
-        # and repeats what the audit log and /metrics already say: only when debugging.
-        access_log=settings.log_level == "DEBUG",
-        timeout_graceful_shutdown=HTTP_GRACEFUL_SHUTDOWN_SECONDS,
-        lifespan="on",
-    )
-    server = _HttpServer(config, running)
-    await server.serve()
-
-
 def run(settings: Settings) -> None:
     """Serve with the transport named in the settings."""
-    anyio.run(serve_stdio if settings.transport == "stdio" else serve_http, settings)
+    if settings.transport == "stdio":
+        anyio.run(serve_stdio, settings)
+        return
+    from agentbay_mcp.transport.http_serve import serve_http  # noqa: PLC0415 - see the module docstring
+
+    anyio.run(serve_http, settings)

@@ -403,6 +403,7 @@ async def test_symlink_swap_race_never_reaches_outside(
     assert all(o.structured and o.structured["content"] == f"{inside}\n" for o in reads)
     # The race was real: some calls saw the directory, some saw the symlink.
     listings = [o for o in outcomes if o.tool == "list_directory" and o.arguments["path"] == "d"]
+
     def names(outcome: attacks.Outcome) -> set[str]:
         return {entry["name"] for entry in (outcome.structured or {}).get("entries", [])}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import time
@@ -28,9 +27,16 @@ from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
-from agentbay_mcp.backends.local.disk_quota import DiskQuota, DiskQuotaError, on_quota_disk, unmount_under
+from agentbay_mcp.backends.local.disk_quota import (
+    DiskQuota,
+    DiskQuotaError,
+    on_quota_disk,
+    prepare_quota,
+    unmount_under,
+)
 from agentbay_mcp.backends.local.layout import (
     StateDir,
+    check_reachable,
     discard,
     is_session_id,
     new_session_id,
@@ -76,17 +82,6 @@ IMAGES: tuple[ImageInfo, ...] = (
 )
 
 
-def check_reachable(path: Path) -> None:
-    """Refuse a state dir the unprivileged sandbox uid cannot traverse to (root servers only)."""
-    for parent in [path, *path.parents]:
-        if parent.stat().st_mode & 0o001 == 0:
-            raise BackendUnavailableError(
-                f"The sandbox user (uid {UNPRIVILEGED_UID}) cannot reach the state dir {path}: {parent} "
-                f"is not traversable by others. Run 'chmod o+x {parent}', or use a state dir such as "
-                "/var/lib/agentbay-mcp (the default for root)."
-            )
-
-
 class LocalBackend:
     """Sessions on this host. One instance per server process."""
 
@@ -99,6 +94,7 @@ class LocalBackend:
         use_cgroups: bool = True,
         pool_size: int = 0,
         pool_network: bool = False,
+        prepare_in_background: bool = False,
     ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
@@ -129,6 +125,9 @@ class LocalBackend:
             usable=lambda session_id: self._live_agent(session_id) is not None,
             delete=self.delete_session,
         )
+        self._prepare_in_background = prepare_in_background
+        #: Set once the agent is installed and the disk quota prepared (see start); None before start.
+        self._prepared: anyio.Event | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
         self.capabilities: Final = CAPABILITIES
         self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
@@ -172,8 +171,11 @@ class LocalBackend:
         return list(IMAGES)
 
     async def start(self, task_group: TaskGroup) -> list[str]:
-        """Claim this server's lock and reap what dead servers left behind."""
+        """Claim this server's lock and reap what dead servers left behind, then prepare for sandboxes
+        (install the agent, prepare the disk quota): with `prepare_in_background` (the server's choice)
+        in `task_group`, so that a server answers its first requests sooner; create_session waits for it."""
         self._task_group = task_group
+        prepared = self._prepared = anyio.Event()
         await self._detect_cgroups()
         try:
             self._state.ensure()
@@ -182,51 +184,44 @@ class LocalBackend:
                 for path in (self._state.root, self._state.sessions):
                     path.chmod(0o711)
                 check_reachable(self._state.root)
-            if self._options.isolation == "bwrap":
-                self._options = dataclasses.replace(self._options, agent_dir=install_agent(self._state.root))
             self._lock.acquire()
         except OSError as exc:
-            raise BackendUnavailableError(
-                f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
-                "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
-            ) from exc
-        await self._prepare_disk_quota()
-        if self._options.isolation == "none" or self._options.bwrap_path:  # else no sandbox to pre-start
-            self.pool.start(task_group)  # fills in the background, beside the reaping
-        return await self.reap_orphans()
+            raise self._unusable(exc) from exc
+        reaped = await self.reap_orphans()
+        if self._prepare_in_background:
+            task_group.start_soon(self._prepare, prepared)
+        else:
+            await self._prepare(prepared)
+        return reaped
+
+    async def _prepare(self, prepared: anyio.Event) -> None:
+        if self._options.isolation == "bwrap":
+            try:
+                agent_dir = await anyio.to_thread.run_sync(install_agent, self._state.root)
+            except OSError as exc:
+                raise self._unusable(exc) from exc
+            self._options = dataclasses.replace(self._options, agent_dir=agent_dir)
+        disk_bytes = self._options.limits.disk_bytes
+        bwrap = self._options.isolation == "bwrap" and bool(self._options.bwrap_path)
+        self._disk = await anyio.to_thread.run_sync(prepare_quota, self._state.root, disk_bytes, bwrap)
+        prepared.set()
+        if self._task_group is not None and (self._options.isolation == "none" or self._options.bwrap_path):
+            self.pool.start(self._task_group)  # fills in the background, once sandboxes can start
+
+    def _unusable(self, exc: OSError) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
+            "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
+        )
 
     async def _detect_cgroups(self) -> None:
         if (
             self._cgroups is None
             and self._use_cgroups
             and self._options.isolation == "bwrap"
-            and self._options.bwrap_path
+            and bool(self._options.bwrap_path)
         ):
-            found = await anyio.to_thread.run_sync(Cgroups.detect)
-            if found is not None:
-                scope = hashlib.sha256(str(self._state.root).encode()).hexdigest()[:10]
-                self._cgroups = found.scoped(scope)
-
-    async def _prepare_disk_quota(self) -> None:
-        size = self._options.limits.disk_bytes
-        if size <= 0:
-            return
-        if self._options.isolation != "bwrap" or not self._options.bwrap_path:
-            logger.warning(
-                "the per-session disk quota (%d MB) is not enforced without bubblewrap isolation: "
-                "sessions can fill this host's disk",
-                size // 2**20,
-            )
-            return
-        try:
-            self._disk = await anyio.to_thread.run_sync(DiskQuota.prepare, self._state.root, size)
-        except OSError as exc:
-            logger.warning(
-                "the per-session disk quota (%d MB) is NOT enforced: %s. Sessions can fill this host's disk; "
-                "'agentbay-mcp doctor' checks this.",
-                size // 2**20,
-                exc.strerror or exc,
-            )
+            self._cgroups = await anyio.to_thread.run_sync(Cgroups.detect_for, self._state.root)
 
     async def close(self) -> None:
         """Delete the pool, stop any sandbox still running and give up the server lock."""
@@ -265,6 +260,8 @@ class LocalBackend:
 
     async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: bool) -> SessionRecord:
         """Assemble a session in staging, publish it with one rename, then start its sandbox."""
+        if self._prepared is not None:  # the agent is installed in the background at start
+            await self._prepared.wait()
         session_id = new_session_id()
         record = SessionRecord.new(
             session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network

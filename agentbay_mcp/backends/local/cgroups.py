@@ -10,6 +10,7 @@ reported by `agentbay-mcp doctor`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -41,6 +42,12 @@ class Cgroups:
     def scoped(self, scope: str) -> Cgroups:
         """The same cgroups, for the sessions of one state dir."""
         return Cgroups(self._dirs, self.version, scope)
+
+    @classmethod
+    def detect_for(cls, state_root: Path) -> Cgroups | None:
+        """Usable cgroups, scoped to the sessions of the state dir `state_root`, or None."""
+        found = cls.detect()
+        return None if found is None else found.scoped(hashlib.sha256(str(state_root).encode()).hexdigest()[:10])
 
     @classmethod
     def detect(cls, root: Path = ROOT) -> Cgroups | None:

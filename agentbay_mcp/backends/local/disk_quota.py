@@ -289,3 +289,26 @@ def unmount_under(path: Path) -> list[str]:
     if left:
         logger.warning("could not unmount %s (is this server root?)", ", ".join(left))
     return left
+
+
+def prepare_quota(state_root: Path, size_bytes: int, bwrap: bool) -> DiskQuota | None:
+    """The per-session disk quota of a server, or None (with a warning saying why it is not enforced)."""
+    if size_bytes <= 0:
+        return None
+    if not bwrap:
+        logger.warning(
+            "the per-session disk quota (%d MB) is not enforced without bubblewrap isolation: "
+            "sessions can fill this host's disk",
+            size_bytes // 2**20,
+        )
+        return None
+    try:
+        return DiskQuota.prepare(state_root, size_bytes)
+    except OSError as exc:
+        logger.warning(
+            "the per-session disk quota (%d MB) is NOT enforced: %s. Sessions can fill this host's disk; "
+            "'agentbay-mcp doctor' checks this.",
+            size_bytes // 2**20,
+            exc.strerror or exc,
+        )
+        return None

@@ -28,11 +28,24 @@ import sys
 from pathlib import Path
 
 from agentbay_mcp.backends.local.disk_quota import unmount_under
+from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.backends.records import SessionRecord
+from agentbay_mcp.errors import BackendUnavailableError
 
 SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
+
+
+def check_reachable(path: Path) -> None:
+    """Refuse a state dir the unprivileged sandbox uid cannot traverse to (root servers only)."""
+    for parent in [path, *path.parents]:
+        if parent.stat().st_mode & 0o001 == 0:
+            raise BackendUnavailableError(
+                f"The sandbox user (uid {UNPRIVILEGED_UID}) cannot reach the state dir {path}: {parent} "
+                f"is not traversable by others. Run 'chmod o+x {parent}', or use a state dir such as "
+                "/var/lib/agentbay-mcp (the default for root)."
+            )
 
 
 def new_session_id() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import anyio
 
@@ -33,10 +33,12 @@ from agentbay_mcp.services.desktop.models import (
     WindowControlResult,
     WindowList,
 )
-from agentbay_mcp.services.desktop.screenshot_encoding import EncodedImage, encode
 from agentbay_mcp.services.model_base import from_records
 from agentbay_mcp.services.session_paths import session_path
 from agentbay_mcp.services.sessions.service import SessionService
+
+if TYPE_CHECKING:
+    from agentbay_mcp.services.desktop.screenshot_encoding import EncodedImage
 
 VERIFY_SECONDS = 3.0
 POLL_SECONDS = 0.02
@@ -288,6 +290,9 @@ class DesktopService:
             raise InvalidArgumentError(f"max_width must be between 16 and {MAX_SIZE}")
         async with self._desktop(conversation, session_id) as desktop:
             shot = await desktop.screenshot(session_id)
+        # Pillow is imported by the first screenshot, not by every server's start (bench/bench_start.py).
+        from agentbay_mcp.services.desktop.screenshot_encoding import encode  # noqa: PLC0415
+
         image = await anyio.to_thread.run_sync(encode, shot, fmt, max_width)
         info = ScreenshotInfo(
             format=image.format,
