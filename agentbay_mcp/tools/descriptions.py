@@ -15,7 +15,7 @@ DESCRIPTIONS: dict[str, str] = {
         "List your sessions, oldest first; with labels, only those carrying all of them. Page with next_token."
     ),
     "set_session_labels": "Replace a session's labels with exactly this map ({} clears them).",
-    "get_session_labels": "A session's labels.",
+    "get_session_labels": "A session's labels, the whole key/value map.",
     # tools/commands.py
     "execute_command": (
         "Run a shell command (sh -c, stdin closed, cwd /home/user) and wait for it. Answers a status line "
@@ -38,8 +38,8 @@ DESCRIPTIONS: dict[str, str] = {
     # tools/files.py
     "read_file": (
         "Read a file: one header line (path, range, size, where to continue), then the text. Images come "
-        "as images, other binary as base64. Large files come in parts: pass the offset (or start_line) the "
-        "header names. start_line/line_count read by lines."
+        "as images, other binary as base64. Large files come in parts (256 KiB; a length of up to 1 MiB "
+        "reads more): pass the offset (or start_line) the header names. start_line/line_count read by lines."
     ),
     "write_file": (
         "Write text to a file, creating parent directories; overwrite is atomic, append adds to the end. "
@@ -64,7 +64,7 @@ DESCRIPTIONS: dict[str, str] = {
         "answers its processes, the window and a process_id for read_process_output."
     ),
     "stop_app": "Stop an application by exactly one of: pid (and its children), pname, or stop_cmd.",
-    "list_visible_apps": "Processes that own a visible window.",
+    "list_visible_apps": "Processes that own a visible window, one per line with window ids.",
     "list_windows": "Top-level windows, one per line: window_id, title, WxH+X+Y, state, owner; child windows below.",
     "get_active_window": "The window that has the keyboard focus.",
     "control_window": (
