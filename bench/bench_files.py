@@ -132,7 +132,9 @@ def main() -> None:
         print(
             f"    per read_file call:   median {statistics.median(calls):6.2f} ms   p99 {percentile(calls, 99):6.2f} ms"
         )
-        print(f"    one 256 KiB reply:    {data['wire']:,} bytes of JSON-RPC (text block + structuredContent)")
+        print(
+            f"    one 256 KiB reply:    {data['wire']:,} bytes of JSON-RPC (the text once, metadata as structuredContent)"
+        )
     print(
         f"  for scale, a no-op tool round trip (get_session, 200 calls): median {statistics.median(noop):.2f} ms   "
         f"p99 {percentile(noop, 99):.2f} ms"

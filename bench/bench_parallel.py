@@ -25,12 +25,14 @@ from mcp import Client, StdioServerParameters
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_sessions import percentile
 
+from agentbay_mcp.testing.answers import unpack
+
 
 async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(name, arguments)
     if result.is_error:
         raise RuntimeError(" ".join(getattr(block, "text", "") for block in result.content)[:200])
-    return dict(result.structured_content or {})
+    return unpack(name, result)
 
 
 async def agent_start(client: Client, session_id: str) -> str:

@@ -22,6 +22,7 @@ from mcp import Client
 
 from agentbay_mcp.server.wiring import build_server, default_backend
 from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, unwrapped
 
 pytestmark = [
@@ -43,7 +44,7 @@ async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
     if result.is_error:
         text = " ".join(getattr(block, "text", "") for block in result.content)
         raise AssertionError(f"{name} failed: {text}")
-    return dict(result.structured_content or {})
+    return unpack(name, result)
 
 
 async def command(client: Client, session_id: str, n: int) -> None:

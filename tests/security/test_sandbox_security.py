@@ -208,7 +208,7 @@ def call(name, args):
 for line in call("list_sessions", {"max_results": 100}).splitlines()[1:]:
     session_id = line.split(" ", 1)[0]
     ran = call("execute_command", {"session_id": session_id, "command": "cat secret.txt"})
-    print(session_id, ran.partition("\n")[2])
+    print(session_id, ran.partition("\\n")[2])
 """
 
 
