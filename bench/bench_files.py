@@ -132,9 +132,7 @@ def main() -> None:
         print(
             f"    per read_file call:   median {statistics.median(calls):6.2f} ms   p99 {percentile(calls, 99):6.2f} ms"
         )
-        print(
-            f"    one 256 KiB reply:    {data['wire']:,} bytes of JSON-RPC (text once, metadata structured)"
-        )
+        print(f"    one 256 KiB reply:    {data['wire']:,} bytes of JSON-RPC (text once, metadata structured)")
     print(
         f"  for scale, a no-op tool round trip (get_session, 200 calls): median {statistics.median(noop):.2f} ms   "
         f"p99 {percentile(noop, 99):.2f} ms"
