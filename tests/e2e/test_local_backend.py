@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 from anyio.abc import TaskGroup
+from mcp import Client
 
 from agentbay_mcp.backends.common.server_lock import live_servers, server_alive
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.errors import BackendUnavailableError
+from agentbay_mcp.server.wiring import build_server
+from agentbay_mcp.settings import Settings
+from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import session_dirs
 
 pytestmark = pytest.mark.anyio
@@ -99,3 +103,31 @@ async def test_delete_copes_with_read_only_trees(state_dir: Path, task_group: Ta
     assert session_dirs(state_dir) == []
     assert [p.name for p in (state_dir / "sessions").iterdir()] == []
     await backend.close()
+
+
+@pytest.fixture
+def agentless_state_dir(state_dir: Path) -> Path:
+    """A state dir where the sandbox agent cannot be installed: a file holds its directory's name."""
+    state_dir.mkdir(parents=True)
+    (state_dir / "agent").write_text("not a directory")
+    return state_dir
+
+
+async def test_a_failed_background_preparation_is_a_clear_error_not_a_dead_server(agentless_state_dir: Path) -> None:
+    """The server installs the sandbox agent after it starts answering; if that fails, every
+    create_session says why, and the server stays up."""
+    state_dir = agentless_state_dir
+    async with Client(build_server(Settings(state_dir=state_dir, pool_size=1))) as client:
+        for _ in range(2):  # the same clear answer every time, not a hang after the first
+            message = await call_error(client, "create_session", image_id="code_latest")
+            assert "is not usable" in message, message
+            assert "AGENTBAY_MCP_STATE_DIR" in message, message
+        assert (await call(client, "list_sessions"))["total_count"] == 0
+    assert session_dirs(state_dir) == [], "nothing was pre-started or left behind"
+
+
+async def test_without_background_preparation_start_itself_refuses(
+    agentless_state_dir: Path, task_group: TaskGroup
+) -> None:
+    with pytest.raises(BackendUnavailableError, match="is not usable"):
+        await LocalBackend(agentless_state_dir).start(task_group)

@@ -20,7 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.backends.local.backend import RESTARTS_AFTER_VIOLATION
+from agentbay_mcp.backends.local.restarts import RESTARTS_AFTER_VIOLATION
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.server.wiring import build_server

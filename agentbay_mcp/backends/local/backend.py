@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -47,6 +46,7 @@ from agentbay_mcp.backends.local.layout import (
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
 from agentbay_mcp.backends.local.reaping import reap_orphans_sync
+from agentbay_mcp.backends.local.restarts import RestartBudget
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
     UNPRIVILEGED_UID,
@@ -65,10 +65,6 @@ from agentbay_mcp.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Sandbox restarts a session may cause per minute by breaking the protocol (see _check_restart_backoff).
-RESTARTS_AFTER_VIOLATION = 3
-VIOLATION_WINDOW_SECONDS = 60.0
 
 CAPABILITIES = Capabilities(process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True)
 
@@ -115,8 +111,7 @@ class LocalBackend:
         self._lost: dict[str, str] = {}
         #: Sessions whose sandbox has had its desktop started (a restart loses its windows and apps).
         self._desktop_used: set[str] = set()
-        #: session -> when its sandbox was stopped for breaking the protocol, in the last minute
-        self._violations: dict[str, list[float]] = {}
+        self._restarts = RestartBudget()  # of sandboxes that broke the protocol
         self._task_group: TaskGroup | None = None
         self.pool: Final = SessionPool(  # pre-started sessions for create_session, see pool.py
             pool_size,
@@ -128,6 +123,8 @@ class LocalBackend:
         self._prepare_in_background = prepare_in_background
         #: Set once the agent is installed and the disk quota prepared (see start); None before start.
         self._prepared: anyio.Event | None = None
+        #: Why that preparation failed, if it did: every create_session says so.
+        self._unprepared: BackendUnavailableError | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
         self.capabilities: Final = CAPABILITIES
         self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
@@ -192,19 +189,29 @@ class LocalBackend:
             task_group.start_soon(self._prepare, prepared)
         else:
             await self._prepare(prepared)
+            if self._unprepared is not None:
+                raise self._unprepared
         return reaped
 
     async def _prepare(self, prepared: anyio.Event) -> None:
-        if self._options.isolation == "bwrap":
-            try:
-                agent_dir = await anyio.to_thread.run_sync(install_agent, self._state.root)
-            except OSError as exc:
-                raise self._unusable(exc) from exc
-            self._options = dataclasses.replace(self._options, agent_dir=agent_dir)
-        disk_bytes = self._options.limits.disk_bytes
-        bwrap = self._options.isolation == "bwrap" and bool(self._options.bwrap_path)
-        self._disk = await anyio.to_thread.run_sync(prepare_quota, self._state.root, disk_bytes, bwrap)
-        prepared.set()
+        """Install the agent and prepare the disk quota, then fill the pool. A failure is kept, logged and
+        raised by every create_session (not by the task group: in the background it would end the server)."""
+        try:
+            if self._options.isolation == "bwrap":
+                try:
+                    agent_dir = await anyio.to_thread.run_sync(install_agent, self._state.root)
+                except OSError as exc:
+                    raise self._unusable(exc) from exc
+                self._options = dataclasses.replace(self._options, agent_dir=agent_dir)
+            disk_bytes = self._options.limits.disk_bytes
+            bwrap = self._options.isolation == "bwrap" and bool(self._options.bwrap_path)
+            self._disk = await anyio.to_thread.run_sync(prepare_quota, self._state.root, disk_bytes, bwrap)
+        except BackendUnavailableError as exc:
+            logger.error("sessions cannot start: %s", exc)
+            self._unprepared = exc
+            return
+        finally:
+            prepared.set()
         if self._task_group is not None and (self._options.isolation == "none" or self._options.bwrap_path):
             self.pool.start(self._task_group)  # fills in the background, once sandboxes can start
 
@@ -262,6 +269,8 @@ class LocalBackend:
         """Assemble a session in staging, publish it with one rename, then start its sandbox."""
         if self._prepared is not None:  # the agent is installed in the background at start
             await self._prepared.wait()
+        if self._unprepared is not None:
+            raise BackendUnavailableError(str(self._unprepared))
         session_id = new_session_id()
         record = SessionRecord.new(
             session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
@@ -357,7 +366,7 @@ class LocalBackend:
             self._background.pop(session_id, None)
             self._lost.pop(session_id, None)
             self._desktop_used.discard(session_id)
-            self._violations.pop(session_id, None)
+            self._restarts.forget(session_id)
             if self._cgroups is not None:  # also after a launch that failed half-way
                 await anyio.to_thread.run_sync(self._cgroups.remove, session_id)
             try:
@@ -412,7 +421,7 @@ class LocalBackend:
         async with lock:
             sandbox = self._sandboxes.get(session_id)
             if sandbox is None or not sandbox.agent.alive:
-                self._check_restart_backoff(session_id, sandbox)
+                self._restarts.check(session_id, sandbox)
                 if sandbox is not None:
                     logger.info("session %s: sandbox died; restarting it", session_id)
                     if self._background.get(session_id) or session_id in self._desktop_used:
@@ -426,28 +435,6 @@ class LocalBackend:
         if report is not None:  # told once, by this call, which did not run: the model retries it
             raise SandboxLostError(report)
         return sandbox.agent
-
-    def _check_restart_backoff(self, session_id: str, dead: Sandbox | None) -> None:
-        """Limit the restarts of a sandbox that keeps breaking the protocol.
-
-        A session whose agent was taken over could otherwise make the server start a sandbox for every
-        call, and each start costs a process launch on this host's cores, shared by every conversation.
-        At most RESTARTS_AFTER_VIOLATION per minute: past that, calls fail at once until the oldest of
-        them is a minute old.
-        """
-        now = time.monotonic()
-        recent = [t for t in self._violations.get(session_id, []) if now - t < VIOLATION_WINDOW_SECONDS]
-        if dead is not None and dead.agent.violated and not dead.violation_counted:
-            dead.violation_counted = True
-            recent.append(now)
-        self._violations[session_id] = recent
-        if len(recent) > RESTARTS_AFTER_VIOLATION:
-            wait = recent[-RESTARTS_AFTER_VIOLATION - 1] + VIOLATION_WINDOW_SECONDS - now
-            raise BackendError(
-                f"The session's sandbox broke the protocol {len(recent)} times in the last minute (something in "
-                f"the session is tampering with its agent); it can be restarted in {wait:.0f} s. Delete the "
-                "session and create a new one, or retry later."
-            )
 
     def _live_agent(self, session_id: str) -> AgentClient | None:
         """The session's agent if its sandbox runs (never starts one)."""
