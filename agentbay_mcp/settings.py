@@ -13,8 +13,10 @@ from typing import Annotated, Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agentbay_mcp.backends.common.egress import parse_rules
+
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
-KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files", "desktop")
+KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files", "desktop", "network")
 
 
 def default_state_dir(euid: int | None = None) -> Path:
@@ -117,8 +119,16 @@ class Settings(BaseSettings):
     )
     network: Literal["off", "on-request", "on"] = Field(
         default="off",
-        description="Sandbox network: never (default), only for sessions created with network=true, or "
-        "always. A network session shares the host's network, loopback services included.",
+        description="Sandbox network: never (default), only for sessions that ask (create_session network=, "
+        "set_session_network), or on by default. Each session has a network namespace of its own either way.",
+    )
+    network_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Operator allow-list (domains such as pypi.org or *.github.com, and CIDRs): sessions reach "
+        "only these, whatever they ask. Empty: the public internet. Naming a private range allows it.",
+    )
+    network_deny: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Operator deny-list (domains and CIDRs): never reachable from any session."
     )
     output_cap_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes of each output stream returned."
@@ -189,12 +199,17 @@ class Settings(BaseSettings):
         "instance reap each other's orphans. Default: derived from this host and the state dir.",
     )
 
-    @field_validator("toolsets", "allowed_origins", mode="before")
+    @field_validator("toolsets", "allowed_origins", "network_allow", "network_deny", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("network_allow", "network_deny")
+    @classmethod
+    def _network_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(parse_rules(value, what="operator network rule").as_strings())
 
     @field_validator("public_url", "jwt_issuer")
     @classmethod

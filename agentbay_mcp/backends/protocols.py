@@ -9,8 +9,8 @@ primitives only; ownership, leases, quotas, paging and truncation belong to the 
 Implementations raise only `agentbay_mcp.errors` exceptions. Every backend runs the shared
 contract suite in `tests/contract/`, which skips what a backend declares absent.
 
-The network and contexts capabilities add their protocol here (a section each, after Desktop), a
-property on `SandboxBackend` and a flag on `Capabilities`.
+The contexts capability will add its protocol here (a section after Network), a property on
+`SandboxBackend` and a flag on `Capabilities`.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class Sessions(Protocol):
         ...
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: records.NetworkPolicy | None = None
     ) -> records.SessionRecord:
-        """Create a session (with network access if `network`). Never leaves half a session behind."""
+        """Create a session with the egress `network` (None: off). Never leaves half a session behind."""
         ...
 
     async def get_session(self, session_id: str) -> records.SessionRecord:
@@ -252,6 +252,20 @@ class Desktop(Protocol):
 
 
 @runtime_checkable
+@runtime_checkable
+class Network(Protocol):
+    """A session's network: egress policy (where `capabilities.egress_rules`) and port links (where
+    `capabilities.port_links`); a method whose flag is False raises `BackendUnavailableError`."""
+
+    async def set_egress(self, session_id: str, policy: records.NetworkPolicy) -> None:
+        """Change what the session may reach, at once, while it runs."""
+        ...
+
+    async def open_link(self, session_id: str, port: int, protocol: str) -> records.LinkRecord:
+        """A URL that reaches `port` inside the session (it dies with the session)."""
+        ...
+
+
 class SandboxBackend(Sessions, Protocol):
     """A whole backend: the session lifecycle, its capability objects, and what it declares it can do."""
 
@@ -278,4 +292,9 @@ class SandboxBackend(Sessions, Protocol):
     @property
     def desktop(self) -> Desktop | None:
         """The desktop; None where `capabilities.desktop` is False."""
+        ...
+
+    @property
+    def network(self) -> Network | None:
+        """Egress policies and port links; None where neither capability exists."""
         ...

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: SANDBOX_DIED: the sandbox died (processes lost, files kept); the next call says what was lost and restarts it.
 SessionStatus = Literal["RUNNING", "SANDBOX_DIED", "DELETING", "DELETED"]
@@ -27,8 +27,7 @@ class Record(BaseModel):
 class Capabilities(Record):
     """What a backend can do, declared once: services and the contract suite ask this, never guess.
 
-    Capabilities still to come (network policies, contexts) add their flag here and their protocol
-    in protocols.py.
+    Capabilities still to come (contexts) add their flag here and their protocol in protocols.py.
     """
 
     process_handles: bool = Field(
@@ -44,6 +43,11 @@ class Capabilities(Record):
         "'timeout' (otherwise only the command service's own kill does)."
     )
     desktop: bool = Field(description="Desktop images exist: apps, windows, screenshots, input.")
+    egress_rules: bool = Field(
+        default=False,
+        description="Per-session egress policies (on, off, allow-lists), changed while running: set_egress.",
+    )
+    port_links: bool = Field(default=False, description="URLs that reach a port inside a session: open_link.")
     unsupported: dict[str, str] = Field(
         default_factory=dict,
         description="Why an absent capability is absent, by flag name: the error message a tool returns.",
@@ -68,6 +72,34 @@ class ReadSpan(Record):
     line_count: int | None = None
 
 
+NetworkMode = Literal["off", "on", "allow"]
+
+
+class NetworkPolicy(Record):
+    """A session's egress as asked for: off, on (the public internet), or allow (only `allow`: domains such
+    as 'pypi.org' or '*.github.com', and CIDRs), normalised by the service. The operator's bounds apply on top."""
+
+    mode: NetworkMode = "off"
+    allow: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the session has any network at all."""
+        return self.mode != "off"
+
+    def describe(self) -> str:
+        """As answers show it: `off`, `on`, or the allow-list, comma-separated (`pypi.org,*.github.com`)."""
+        return ",".join(self.allow) if self.mode == "allow" else self.mode
+
+
+class LinkRecord(Record):
+    """A URL that reaches a port inside a session."""
+
+    url: str
+    port: int
+    protocol: str
+
+
 class SessionRecord(BaseModel):
     """What a backend knows about one session."""
 
@@ -80,12 +112,19 @@ class SessionRecord(BaseModel):
     server_id: str = Field(description="The server instance that created the session (for reaping).")
     created_at: datetime
     status: SessionStatus = "RUNNING"
-    network: bool = Field(default=False, description="Whether commands in the session may use the network.")
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy, description="What the session may reach.")
     notice: str | None = Field(default=None, description="Something the owner must be told (a sandbox that died).")
 
     @classmethod
     def new(
-        cls, session_id: str, *, image_id: str, labels: dict[str, str], owner: str, server_id: str, network: bool
+        cls,
+        session_id: str,
+        *,
+        image_id: str,
+        labels: dict[str, str],
+        owner: str,
+        server_id: str,
+        network: NetworkPolicy | None = None,
     ) -> SessionRecord:
         """The record of a session being created now (status RUNNING)."""
         return cls(
@@ -95,8 +134,14 @@ class SessionRecord(BaseModel):
             owner=owner,
             server_id=server_id,
             created_at=datetime.now(UTC),
-            network=network,
+            network=network or NetworkPolicy(),
         )
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _old_flag(cls, value: object) -> object:
+        """Records written before policies said `network: true/false`."""
+        return NetworkPolicy(mode="on" if value else "off") if isinstance(value, bool) else value
 
 
 class ProcessInfo(BaseModel):

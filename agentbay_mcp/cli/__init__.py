@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--toolsets", help=f"comma-separated subset of: {','.join(KNOWN_TOOLSETS)}")
     serve.add_argument("--isolation", choices=["bwrap", "none"], help="'none' runs commands unconfined (unsafe)")
     serve.add_argument("--network", choices=["off", "on-request", "on"], help="sandbox network policy")
+    serve.add_argument("--network-allow", help="comma-separated domains/CIDRs sessions may reach (default: public)")
+    serve.add_argument("--network-deny", help="comma-separated domains/CIDRs no session may reach")
     serve.add_argument("--output-cap", type=int, dest="output_cap_bytes", help="bytes of each output stream returned")
     serve.add_argument(
         "--pool-size", type=int, dest="pool_size", help="sessions kept pre-started (local backend; 0: none)"

@@ -18,7 +18,9 @@ from mcp.server.mcpserver import MCPServer
 
 from agentbay_mcp import __version__
 from agentbay_mcp.auth.scopes import ToolsetServer
+from agentbay_mcp.backends.common.egress import parse_rules
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.network import NetworkBounds
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
 from agentbay_mcp.backends.protocols import SandboxBackend
 from agentbay_mcp.observability.audit import AuditLog
@@ -28,10 +30,11 @@ from agentbay_mcp.server.call_guard import CallGuard
 from agentbay_mcp.services.commands.service import CommandService
 from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
+from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import commands, desktop, files, sessions
+from agentbay_mcp.tools import commands, desktop, files, network, sessions
 from agentbay_mcp.tools.common import AppState
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ TOOLSETS: dict[str, Callable[[ToolsetServer[Any]], None]] = {
     "commands": commands.register,
     "files": files.register,
     "desktop": desktop.register,
+    "network": network.register,
 }
 
 
@@ -93,6 +97,11 @@ def sandbox_options(settings: Settings) -> SandboxOptions:
     return SandboxOptions(isolation=settings.isolation, limits=limits, desktop=screen)
 
 
+def network_bounds(settings: Settings) -> NetworkBounds:
+    """The operator's allow- and deny-lists, as the local backend enforces them."""
+    return NetworkBounds(allow=parse_rules(settings.network_allow), deny=parse_rules(settings.network_deny))
+
+
 def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) -> SandboxBackend:
     """The backend named in the settings; the agentbay backend needs the server's HTTP client."""
     if settings.backend == "agentbay":
@@ -106,7 +115,7 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
         settings.state_dir,
         sandbox=sandbox_options(settings),
         pool_size=settings.pool_size,
-        pool_network=settings.network == "on",  # what a create_session without network=true gets
+        network_bounds=network_bounds(settings),
         prepare_in_background=True,
     )
 
@@ -148,6 +157,7 @@ async def _serving(
                     read_max_bytes=settings.read_max_bytes,
                 ),
                 desktop=desktop,
+                network=NetworkService(service, backend.network, capabilities, settings.network),
                 settings=settings,
                 tool_kinds=tool_kinds,
             )

@@ -23,7 +23,7 @@ _PROCESS = re.compile(
     r"stdin (?P<stdin>open|closed): (?P<command>.*)$"
 )
 _SESSION = re.compile(
-    r"^(?P<session_id>\S+) (?P<image_id>\S+) (?P<status>[A-Z_]+)(?P<network> network)? "
+    r"^(?P<session_id>\S+) (?P<image_id>\S+) (?P<status>[A-Z_]+)(?: network=(?P<network>\S+))? "
     r"labels=(?P<labels>\{.*?\}) idle-expires=(?P<idle>\S+)(?: NOTICE: (?P<notice>.*))?$"
 )
 _ENTRY = re.compile(rf"^(?P<kind>file|dir|link|other) (?P<size>\d+) (?P<name>{_NAME})(?: -> (?P<target>.*))?$")
@@ -160,7 +160,7 @@ def _sessions(text: str, _: dict[str, Any]) -> dict[str, Any]:
                 "session_id": match["session_id"],
                 "image_id": match["image_id"],
                 "status": match["status"],
-                "network": bool(match["network"]),
+                "network": match["network"] or "off",
                 "labels": json.loads(match["labels"]),
                 "idle_expires_at": match["idle"],
                 "notice": match["notice"],

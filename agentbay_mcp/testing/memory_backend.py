@@ -14,8 +14,8 @@ from typing import Final
 
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
-from agentbay_mcp.errors import SessionNotFoundError, UnknownImageError
+from agentbay_mcp.backends.records import Capabilities, ImageInfo, LinkRecord, NetworkPolicy, SessionRecord
+from agentbay_mcp.errors import BackendUnavailableError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.testing.memory_files import MemoryFiles, Tree
 from agentbay_mcp.testing.memory_processes import MemoryProcesses
 
@@ -24,11 +24,31 @@ CAPABILITIES = Capabilities(
     window_states=False,
     sandbox_side_timeouts=False,
     desktop=False,
+    egress_rules=True,
     unsupported={
         "desktop": "The memory backend has no desktop: apps, windows and screenshots need the local or agentbay "
         "backend.",
+        "port_links": "The memory backend serves no ports: links need the local or agentbay backend.",
     },
 )
+
+
+class MemoryNetwork:
+    """Egress policies kept in the records (nothing runs to enforce them); no port links."""
+
+    def __init__(self, records: dict[str, SessionRecord]) -> None:
+        self._records = records
+
+    async def set_egress(self, session_id: str, policy: NetworkPolicy) -> None:
+        """Keep the policy in the session's record."""
+        if session_id not in self._records:
+            raise SessionNotFoundError(session_id)
+        self._records[session_id] = self._records[session_id].model_copy(update={"network": policy})
+
+    async def open_link(self, session_id: str, port: int, protocol: str) -> LinkRecord:
+        """Not here: see CAPABILITIES.unsupported."""
+        raise BackendUnavailableError(CAPABILITIES.unsupported["port_links"])
+
 
 IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(
@@ -53,6 +73,7 @@ class MemoryBackend:
         self.processes: Final = MemoryProcesses(self._known, self._read)
         self.process_handles: Final = self.processes
         self.desktop: Final = None
+        self.network: Final = MemoryNetwork(self._records)
         #: Session ids whose keep_alive was called, in order (tests look).
         self.kept_alive: list[str] = []
 
@@ -75,7 +96,7 @@ class MemoryBackend:
             self.processes.drop_session(session_id)
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
     ) -> SessionRecord:
         """A record and an empty tree (with /home/user and /tmp)."""
         if image_id not in {image.image_id for image in IMAGES}:

@@ -17,6 +17,7 @@ from agentbay_mcp.server.conversation import resolve_caller
 from agentbay_mcp.services.commands.service import CommandService
 from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
+from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools.descriptions import DESCRIPTIONS
@@ -32,6 +33,7 @@ class AppState:
     commands: CommandService
     files: FileService
     desktop: DesktopService
+    network: NetworkService
     settings: Settings
     tool_kinds: dict[str, ToolKind]
 
@@ -44,6 +46,7 @@ class Call:
     commands: CommandService
     files: FileService
     desktop: DesktopService
+    network: NetworkService
     conversation: str
 
 
@@ -56,7 +59,7 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
     try:
         caller = resolve_caller(ctx.request_context, state.service.release_conversation)
         state.service.enter(caller.conversation, caller.principal)
-        yield Call(state.service, state.commands, state.files, state.desktop, caller.conversation)
+        yield Call(state.service, state.commands, state.files, state.desktop, state.network, caller.conversation)
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 

@@ -9,6 +9,14 @@ DESCRIPTIONS: dict[str, str] = {
         "when this conversation ends or after its idle lease. 'linux_latest' has a desktop; 'code_latest' "
         "is shell and files only. Labels help list_sessions find it again."
     ),
+    "set_session_network": (
+        "Change what a session's commands may reach, at once: 'off', 'on' (the public internet), or an "
+        "allow-list of domains ('pypi.org', '*.github.com') and CIDRs. HTTP(S) goes through the session's proxy."
+    ),
+    "get_link": (
+        "A URL that reaches a port a session serves (e.g. a dev server started with start_process), from "
+        "this machine; it works without outbound network and stops when the session ends."
+    ),
     "delete_session": "Delete a session now: its sandbox, files and processes are gone for good.",
     "get_session": "A session's image, status, labels and idle expiry.",
     "list_sessions": (

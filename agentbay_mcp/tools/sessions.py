@@ -10,6 +10,7 @@ from pydantic import Field
 
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
+from agentbay_mcp.tools.network import NetworkArg
 from agentbay_mcp.tools.text.sessions import CREATED, DELETED, LABELS, SESSION, SESSIONS
 
 #: The session tools are also how sessions are found again, so their session_id names list_sessions too.
@@ -28,10 +29,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
         ctx: Context,
         image_id: Annotated[str, Field(description="'linux_latest' or 'code_latest'.")] = ("linux_latest"),
         labels: Labels | None = None,
-        network: Annotated[
-            bool,
-            Field(description="Allow network access (if the operator does)."),
-        ] = False,
+        network: NetworkArg | None = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.service.create_session(call.conversation, image_id, labels, network)

@@ -25,7 +25,7 @@ from agentbay_mcp.backends.agentbay.commands import BACKGROUND_UNSUPPORTED
 from agentbay_mcp.backends.agentbay.routing import ToolRouter
 from agentbay_mcp.backends.agentbay.sessions import CloudSessions, default_instance
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
-from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
+from agentbay_mcp.backends.records import Capabilities, ImageInfo, NetworkPolicy, SessionRecord
 from agentbay_mcp.errors import (
     BackendUnavailableError,
 )
@@ -83,6 +83,7 @@ class AgentBayBackend:
         self.process_handles: Final = None
         self.files: Final = AgentBayFiles(self._route)
         self.desktop: Final = AgentBayDesktop(self._route, self._fetch_screenshot)
+        self.network: Final = None  # GetLink: see agentbay/network.py (port links), once there
 
     @property
     def name(self) -> str:
@@ -120,7 +121,7 @@ class AgentBayBackend:
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
     ) -> SessionRecord:
         """CreateMcpSession, never retried once sent; an answer lost in transit is found and deleted."""
         return await self._sessions.create(image_id=image_id, labels=labels, owner=owner, network=network)

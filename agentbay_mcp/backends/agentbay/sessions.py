@@ -27,8 +27,14 @@ from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.backends.common.server_lock import is_server_id, server_alive
-from agentbay_mcp.backends.records import SessionRecord, SessionStatus
-from agentbay_mcp.errors import AgentBayMCPError, BackendError, CloudAPIError, SessionNotFoundError
+from agentbay_mcp.backends.records import NetworkPolicy, SessionRecord, SessionStatus
+from agentbay_mcp.errors import (
+    AgentBayMCPError,
+    BackendError,
+    BackendUnavailableError,
+    CloudAPIError,
+    SessionNotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,14 @@ def default_instance(state_dir: Path) -> str:
     """This host and state dir, hashed: servers that share both reap each other's orphans."""
     seed = f"{socket.gethostname()}:{state_dir.expanduser().absolute()}"
     return "inst-" + hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+#: A cloud session has the cloud's own network: always on, and no egress rules to apply.
+CLOUD_NETWORK = NetworkPolicy(mode="on")
+EGRESS_UNSUPPORTED = (
+    "The agentbay backend cannot apply egress rules: a cloud session has AgentBay's own network. Use "
+    "network='on' (or leave it out), or the local backend for allow-lists."
+)
 
 
 @dataclass
@@ -99,9 +113,11 @@ class CloudSessions:
         self.channels: dict[str, Channel] = {}
 
     async def create(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
     ) -> SessionRecord:
         """CreateMcpSession, never retried once sent; an answer lost in transit is found and deleted."""
+        if network is not None and network.mode == "allow":
+            raise BackendUnavailableError(EGRESS_UNSUPPORTED)
         created_at = datetime.now(UTC)
         nonce = secrets.token_hex(8)
         cloud_labels = {
@@ -140,7 +156,7 @@ class CloudSessions:
             owner=owner,
             server_id=self.server_id,
             created_at=created_at,
-            network=True,
+            network=CLOUD_NETWORK,
         )
 
     async def get(self, session_id: str) -> SessionRecord:
@@ -290,5 +306,5 @@ def _record(session_id: str, cloud_labels: dict[str, str], status: str, image_id
         server_id=cloud_labels.get(LABEL_SERVER, ""),
         created_at=created_at,
         status=shown,
-        network=True,
+        network=CLOUD_NETWORK,
     )

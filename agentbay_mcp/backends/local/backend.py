@@ -21,7 +21,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
-from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
@@ -44,9 +43,10 @@ from agentbay_mcp.backends.local.layout import (
     write_record,
 )
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
+from agentbay_mcp.backends.local.network import UNCONFINED_NETWORK, LocalNetwork, NetworkBounds
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
 from agentbay_mcp.backends.local.reaping import reap_orphans_sync
-from agentbay_mcp.backends.local.restarts import RestartBudget
+from agentbay_mcp.backends.local.restarts import RestartBudget, loss_report
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
     UNPRIVILEGED_UID,
@@ -55,7 +55,7 @@ from agentbay_mcp.backends.local.sandbox import (
     find_bwrap,
     launch,
 )
-from agentbay_mcp.backends.records import Capabilities, ImageInfo, SessionRecord
+from agentbay_mcp.backends.records import Capabilities, ImageInfo, NetworkPolicy, SessionRecord
 from agentbay_mcp.errors import (
     BackendError,
     BackendUnavailableError,
@@ -66,7 +66,9 @@ from agentbay_mcp.errors import (
 
 logger = logging.getLogger(__name__)
 
-CAPABILITIES = Capabilities(process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True)
+CAPABILITIES = Capabilities(
+    process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True, egress_rules=True
+).model_copy(update={"port_links": True})
 
 IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(
@@ -89,7 +91,7 @@ class LocalBackend:
         sandbox: SandboxOptions | None = None,
         use_cgroups: bool = True,
         pool_size: int = 0,
-        pool_network: bool = False,
+        network_bounds: NetworkBounds | None = None,
         prepare_in_background: bool = False,
     ) -> None:
         self._state = StateDir(state_dir)
@@ -115,8 +117,7 @@ class LocalBackend:
         self._task_group: TaskGroup | None = None
         self.pool: Final = SessionPool(  # pre-started sessions for create_session, see pool.py
             pool_size,
-            network=pool_network,
-            make=lambda: self._create(IMAGES[0].image_id, {}, POOL_OWNER, pool_network),
+            make=lambda: self._create(IMAGES[0].image_id, {}, POOL_OWNER, NetworkPolicy()),
             usable=lambda session_id: self._live_agent(session_id) is not None,
             delete=self.delete_session,
         )
@@ -126,7 +127,12 @@ class LocalBackend:
         #: Why that preparation failed, if it did: every create_session says so.
         self._unprepared: BackendUnavailableError | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
-        self.capabilities: Final = CAPABILITIES
+        confined = options.isolation == "bwrap"
+        self.capabilities: Final = CAPABILITIES.model_copy(
+            update={} if confined else {"egress_rules": False, "unsupported": {"egress_rules": UNCONFINED_NETWORK}}
+        )
+        bounds = network_bounds or NetworkBounds()
+        self.network: Final = LocalNetwork(bounds, confined=confined, saved=self._save_policy)
         self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
         self.process_handles: Final = self.processes
         self.files: Final = LocalFiles(self._agent, self._quota_mb_for)
@@ -172,6 +178,7 @@ class LocalBackend:
         (install the agent, prepare the disk quota): with `prepare_in_background` (the server's choice)
         in `task_group`, so that a server answers its first requests sooner; create_session waits for it."""
         self._task_group = task_group
+        self.network.start(task_group)
         prepared = self._prepared = anyio.Event()
         await self._detect_cgroups()
         try:
@@ -248,24 +255,36 @@ class LocalBackend:
                     unmount_under(self._state.session_dir(session_id))
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
     ) -> SessionRecord:
-        """Hand out a pooled session (any image: a desktop's display starts on first use), else build one."""
+        """Hand out a pooled session (any image: a desktop's display starts on first use; the network is
+        switched on if asked), else build one."""
         if image_id not in self._images:
             raise UnknownImageError(
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
-        if (pooled := self.pool.take() if network == self.pool.network else None) is not None:
+        network = network or NetworkPolicy()
+        if network.enabled and not self.capabilities.egress_rules:
+            raise BackendUnavailableError(UNCONFINED_NETWORK)
+        if (pooled := self.pool.take()) is not None:
             record = SessionRecord.new(
                 pooled, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
             )
-            with contextlib.suppress(OSError):  # else the slow path says what is wrong with the state dir
+            try:
                 write_record(self._state.meta_path(pooled), record)
+                if network.enabled:
+                    await self.network.set_egress(pooled, network)
+            except OSError:  # the slow path says what is wrong with the state dir
+                await self.delete_session(pooled)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.delete_session(pooled)
+                raise
+            else:
                 return record
-            await self.delete_session(pooled)
         return await self._create(image_id, labels, owner, network)
 
-    async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: bool) -> SessionRecord:
+    async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy) -> SessionRecord:
         """Assemble a session in staging, publish it with one rename, then start its sandbox."""
         if self._prepared is not None:  # the agent is installed in the background at start
             await self._prepared.wait()
@@ -326,19 +345,7 @@ class LocalBackend:
         return record
 
     def _loss_report(self, session_id: str) -> str:
-        """What died with the session's sandbox, for a model reading it cold."""
-        lost = self._background.get(session_id, {})
-        shown = "; ".join(f"{proc_id} ({command[:80]})" for proc_id, command in sorted(lost.items())[:10])
-        if len(lost) > 10:
-            shown += f"; and {len(lost) - 10} more"
-        what = f"its {len(lost)} background process(es) were lost: {shown}" if lost else "no background process"
-        if session_id in self._desktop_used:
-            what += "; its desktop, with every window and application on it"
-        return (
-            f"The sandbox of session {session_id} died (its agent was killed or crashed), and with it everything "
-            f"running in it: {what}. Files in {SESSION_HOME} and {SESSION_TMP} are kept. The sandbox has been "
-            "restarted empty: retry your call, and start again any process or application you still need."
-        )
+        return loss_report(session_id, self._background.get(session_id, {}), session_id in self._desktop_used)
 
     async def set_labels(self, session_id: str, labels: dict[str, str]) -> SessionRecord:
         """Rewrite the record with the new label map."""
@@ -363,6 +370,7 @@ class LocalBackend:
             return
         with anyio.CancelScope(shield=True):
             await self._stop_sandbox(session_id)
+            await self.network.forget(session_id)
             self._background.pop(session_id, None)
             self._lost.pop(session_id, None)
             self._desktop_used.discard(session_id)
@@ -389,15 +397,17 @@ class LocalBackend:
             await anyio.to_thread.run_sync(
                 self._cgroups.create, session_id, CgroupLimits(limits.processes, limits.memory_bytes)
             )
-        sandbox = await launch(
-            session_id,
-            self._state.session_dir(session_id),
-            self._options,
-            network=record.network,
-            task_group=self._task_group,
-            cgroups=self._cgroups,
-        )
+        session_dir = self._state.session_dir(session_id)
+        options, tg = self._options, self._task_group
+        sandbox = await launch(session_id, session_dir, options, task_group=tg, cgroups=self._cgroups)
         self._sandboxes[session_id] = sandbox
+        # The proxy in its namespace, and slirp with the routes if its policy has any (a restart: again).
+        try:
+            await self.network.attach(session_id, sandbox.netns, record.network, session_dir / "sandbox.log")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._stop_sandbox(session_id)
+            raise
         if self._options.isolation == "none":  # bwrap sandboxes record theirs before they start
             write_sandbox_pids(self._state.session_dir(session_id), sandbox.child_pid)
         return sandbox
@@ -405,6 +415,7 @@ class LocalBackend:
     async def _stop_sandbox(self, session_id: str) -> None:
         sandbox = self._sandboxes.pop(session_id, None)
         if sandbox is not None:
+            await self.network.detach(session_id)
             await sandbox.stop()
 
     async def _agent(self, session_id: str) -> AgentClient:
@@ -473,6 +484,12 @@ class LocalBackend:
         except OSError:
             return None
         return datetime.fromtimestamp(mtime, UTC)
+
+    def _save_policy(self, session_id: str, policy: NetworkPolicy) -> None:
+        """Keep a changed egress policy in the record (what get_session and a restart see)."""
+        with contextlib.suppress(OSError, SessionNotFoundError):
+            record = self._read(session_id).model_copy(update={"network": policy})
+            write_record(self._state.meta_path(session_id), record)
 
     def _read(self, session_id: str) -> SessionRecord:
         if not is_session_id(session_id):

@@ -45,14 +45,11 @@ class SessionPool:
         self,
         size: int,
         *,
-        network: bool,
         make: Callable[[], Awaitable[SessionRecord]],
         usable: Callable[[str], bool],
         delete: Callable[[str], Awaitable[None]],
     ) -> None:
         self.size = size
-        #: Whether the pooled sandboxes share the host's network (the server's default for new sessions).
-        self.network = network
         self._make = make
         self._usable = usable
         self._delete = delete

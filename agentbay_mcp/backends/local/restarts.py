@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 from agentbay_mcp.backends.local.sandbox import Sandbox
 from agentbay_mcp.errors import BackendError
 
@@ -42,3 +43,18 @@ class RestartBudget:
     def forget(self, session_id: str) -> None:
         """The session is gone."""
         self._violations.pop(session_id, None)
+
+
+def loss_report(session_id: str, lost: dict[str, str], desktop_used: bool) -> str:
+    """What died with the session's sandbox (its background processes `lost`, by id), for a model reading it cold."""
+    shown = "; ".join(f"{proc_id} ({command[:80]})" for proc_id, command in sorted(lost.items())[:10])
+    if len(lost) > 10:
+        shown += f"; and {len(lost) - 10} more"
+    what = f"its {len(lost)} background process(es) were lost: {shown}" if lost else "no background process"
+    if desktop_used:
+        what += "; its desktop, with every window and application on it"
+    return (
+        f"The sandbox of session {session_id} died (its agent was killed or crashed), and with it everything "
+        f"running in it: {what}. Files in {SESSION_HOME} and {SESSION_TMP} are kept. The sandbox has been "
+        "restarted empty: retry your call, and start again any process or application you still need."
+    )

@@ -1,8 +1,8 @@
 """Start and stop a session's sandbox: bubblewrap around the in-sandbox agent.
 
-    bwrap --unshare-all [--share-net] --unshare-user --disable-userns --uid 1000 --gid 1000
+    bwrap --unshare-all --unshare-user --disable-userns --uid 1000 --gid 1000
           --as-pid-1 --die-with-parent --new-session --ro-bind /usr /usr (+ /bin, /lib...)
-          --ro-bind /etc /etc  (+ a passwd/group naming the sandbox user)
+          --ro-bind /etc /etc  (+ a passwd/group naming the sandbox user, resolv.conf naming slirp's DNS)
           --bind HOME /home/user --bind TMP /tmp --proc /proc --dev /dev
           --ro-bind AGENT /opt/agentbay --chdir /home/user --clearenv --setenv (agent fd, config)
           --info-fd I --block-fd B --seccomp S   python3 -I -S /opt/agentbay/sandbox_agent.py
@@ -11,6 +11,9 @@
   then maps to that uid, so no root-owned file is readable inside, not even through the
   user-namespace mapping. That uid must be able to traverse to the session directories, which is
   why root's default state dir is /var/lib/agentbay-mcp (checked at start-up).
+- Every sandbox has a network namespace of its own with only loopback (never --share-net): the
+  server opens it before the sandbox runs anything and keeps the descriptor, for the session's egress
+  proxy, slirp4netns and port links (network.py); commands get the proxy in their environment.
 - bwrap reports the sandbox's pid on --info-fd and waits on --block-fd: the server moves that pid
   into the session's cgroups before anything in the sandbox runs, then lets it go.
 - The agent is pid 1 of the sandbox (--as-pid-1): commands cannot kill it, and if it dies the
@@ -46,7 +49,9 @@ from agentbay_mcp.backends.local import seccomp
 from agentbay_mcp.backends.local.agent import AGENT_DIR, vendor_path
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.backends.local.egress_proxy import PROXY_ENV
 from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox_pid, write_sandbox_pids
+from agentbay_mcp.backends.local.slirp import RESOLV_CONF
 from agentbay_mcp.errors import BackendError, BackendUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -183,6 +188,8 @@ class Sandbox:
     process: subprocess.Popen[bytes]
     child_pid: int
     cgroups: Cgroups | None
+    #: The sandbox's network namespace (None: unconfined, the host's); closed by `stop`.
+    netns: int | None = None
     started_at: float = field(default_factory=time.monotonic)
     #: Whether the backend already counted its protocol violation (restart backoff).
     violation_counted: bool = False
@@ -202,6 +209,10 @@ class Sandbox:
                 await anyio.to_thread.run_sync(_kill_sandbox, self.process, self.child_pid)
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove, self.session_id)
+            if self.netns is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.netns)
+                self.netns = None
 
 
 async def _exited(process: subprocess.Popen[bytes]) -> None:
@@ -267,17 +278,14 @@ def bwrap_argv(
     *,
     paths: dict[str, Path],
     fds: dict[str, int],
-    network: bool,
     python: str,
     python_prefix: Path | None,
     config: str,
     disable_userns: bool = True,
 ) -> list[str]:
     """The bubblewrap command line (pure: tests read it)."""
-    args = [bwrap, "--unshare-all"]
-    if network:
-        args.append("--share-net")
-    args += [
+    args = [
+        bwrap, "--unshare-all",  # a network namespace of its own included: see network.py
         # No nested user namespaces: they would give commands root (and mount) inside the sandbox.
         "--unshare-user", *(["--disable-userns"] if disable_userns else []),
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
@@ -285,6 +293,7 @@ def bwrap_argv(
         *system_binds(),
         "--perms", "0644", "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
         "--perms", "0644", "--ro-bind-data", str(fds["group"]), "/etc/group",
+        "--perms", "0644", "--ro-bind-data", str(fds["resolv"]), "/etc/resolv.conf",
         "--proc", "/proc", "--dev", "/dev",
         # /dev/shm is RAM charged to the session: keep it small.
         "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",  # noqa: S108 - the sandbox's own
@@ -314,7 +323,6 @@ async def launch(
     session_dir: Path,
     options: SandboxOptions,
     *,
-    network: bool,
     task_group: TaskGroup,
     cgroups: Cgroups | None,
 ) -> Sandbox:
@@ -326,11 +334,12 @@ async def launch(
     log = (session_dir / "sandbox.log").open("ab")
     try:
         if options.isolation == "bwrap":
-            process, child_pid = await _spawn_bwrap(
-                session_id, session_dir, options, network, agent_sock, opened, log, cgroups
+            process, child_pid, namespace = await _spawn_bwrap(
+                session_id, session_dir, options, agent_sock, opened, log, cgroups
             )
         else:
             process, child_pid = _spawn_unconfined(session_dir, options, agent_sock, log)
+            namespace = None
     finally:
         log.close()
         for fd in opened:
@@ -343,24 +352,23 @@ async def launch(
     with anyio.move_on_after(START_TIMEOUT_SECONDS):
         await agent.ready.wait()
     if not agent.ready.is_set() or not agent.alive:
-        sandbox = Sandbox(session_id, agent, process, child_pid, cgroups)
+        sandbox = Sandbox(session_id, agent, process, child_pid, cgroups, namespace)
         await sandbox.stop()
         detail = (session_dir / "sandbox.log").read_text(errors="replace").strip()[-500:]
         status = process.returncode
         raise BackendError(f"The session sandbox did not start (exit status {status}): {detail or 'no output'}")
-    return Sandbox(session_id, agent, process, child_pid, cgroups)
+    return Sandbox(session_id, agent, process, child_pid, cgroups, namespace)
 
 
 async def _spawn_bwrap(
     session_id: str,
     session_dir: Path,
     options: SandboxOptions,
-    network: bool,
     agent_sock: socket.socket,
     opened: list[int],
     log: BinaryIO,
     cgroups: Cgroups | None,
-) -> tuple[subprocess.Popen[bytes], int]:
+) -> tuple[subprocess.Popen[bytes], int, int]:
     assert options.bwrap_path is not None
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
@@ -372,6 +380,7 @@ async def _spawn_bwrap(
         "block": block_r,
         "passwd": _data_fd(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}:Sandbox user:{SESSION_HOME}:/bin/sh\n".encode()),
         "group": _data_fd(f"user:x:{SANDBOX_UID}:\n".encode()),
+        "resolv": _data_fd(RESOLV_CONF.encode()),
     }
     if seccomp.supported():
         fds["seccomp"] = _data_fd(seccomp.program())
@@ -381,12 +390,13 @@ async def _spawn_bwrap(
         "agent": options.agent_dir or AGENT_DIR,
     }
     opened += [fd for name, fd in fds.items() if name not in ("socket", "info", "block")]
-    config = json.dumps(agent_config(options, SESSION_HOME, SANDBOX_OUTPUT_DIR, "/usr/local/bin:/usr/bin:/bin"))
+    settings = agent_config(options, SESSION_HOME, SANDBOX_OUTPUT_DIR, "/usr/local/bin:/usr/bin:/bin")
+    settings["env"] = {**settings["env"], **PROXY_ENV}  # type: ignore[dict-item]
+    config = json.dumps(settings)
     argv = bwrap_argv(
         options.bwrap_path,
         paths=paths,
         fds=fds,
-        network=network,
         python=python,
         python_prefix=prefix,
         config=config,
@@ -417,6 +427,7 @@ async def _spawn_bwrap(
     os.close(info_w)
     opened.remove(info_w)
     child_pid: int | None = None
+    namespace: int | None = None
     try:
         child_pid = await _read_child_pid(info_r)
         if child_pid is None:
@@ -425,6 +436,7 @@ async def _spawn_bwrap(
             raise BackendUnavailableError(f"bubblewrap could not build the sandbox: {detail}. {INSTALL_BWRAP_HINT}")
         # Recorded before it runs anything, so a reaper finds it even if we die right now.
         write_sandbox_pids(session_dir, child_pid)
+        namespace = _open_namespace(child_pid)
         if cgroups is not None:
             try:
                 cgroups.add(session_id, child_pid)
@@ -434,11 +446,22 @@ async def _spawn_bwrap(
         os.write(block_w, b"go")
     except BaseException:
         _kill_sandbox(process, child_pid or 0)
+        if namespace is not None:
+            os.close(namespace)
         raise
     finally:
         os.close(info_r)
         os.close(block_w)
-    return process, child_pid
+    return process, child_pid, namespace
+
+
+def _open_namespace(child_pid: int) -> int:
+    """The sandbox's network namespace, opened now, while bwrap's child (not yet the non-dumpable agent)
+    holds it."""
+    try:
+        return os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BackendError(f"The session sandbox did not start: its network namespace is gone ({exc})") from exc
 
 
 async def _read_child_pid(info_fd: int) -> int | None:

@@ -25,6 +25,7 @@ from agentbay_mcp.errors import (
     SandboxLostError,
     SessionNotFoundError,
 )
+from agentbay_mcp.services.network.policy import NetworkRequest, OperatorMode, requested_policy
 from agentbay_mcp.services.sessions.labels import matches, validate_labels
 from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.services.sessions.paging import PageTokens
@@ -55,7 +56,7 @@ class SessionService:
         lease_seconds: float,
         max_sessions_per_conversation: int,
         page_tokens: PageTokens | None = None,
-        network_policy: str = "off",
+        network_policy: OperatorMode = "off",
         max_sessions_per_principal: int | None = None,
         max_commands_per_principal: int | None = None,
     ) -> None:
@@ -166,23 +167,17 @@ class SessionService:
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
-        self, conversation: str, image_id: str, labels: Mapping[str, str] | None, network: bool = False
+        self, conversation: str, image_id: str, labels: Mapping[str, str] | None, network: NetworkRequest = None
     ) -> SessionInfo:
-        """Create a session owned by `conversation` (with network access if asked and allowed)."""
+        """Create a session owned by `conversation` (with the network asked for, if the operator allows it)."""
         clean = validate_labels(labels)
-        if self.network_policy == "off" and network:
-            raise InvalidArgumentError(
-                "This server does not allow network access from sessions (operator setting network=off, "
-                "the default); create the session without network=true, or ask the operator to start the "
-                "server with --network on-request."
-            )
-        network = network or self.network_policy == "on"
+        policy = requested_policy(network, self.network_policy)
         if not isinstance(image_id, str) or not image_id.strip():
             raise InvalidArgumentError("image_id must be a non-empty string such as 'linux_latest'")
         self.registry.reserve(conversation, self.max_sessions_per_conversation, self._principal_limit(conversation))
         try:
             record = await self.backend.create_session(
-                image_id=image_id, labels=clean, owner=conversation, network=network
+                image_id=image_id, labels=clean, owner=conversation, network=policy
             )
         finally:
             self.registry.unreserve(conversation)
@@ -312,7 +307,7 @@ class SessionService:
             image_id=record.image_id,
             status=record.status,
             labels=dict(record.labels),
-            network=record.network,
+            network=record.network.describe(),
             created_at=record.created_at,
             idle_expires_at=expires.replace(microsecond=0),
             notice=record.notice,

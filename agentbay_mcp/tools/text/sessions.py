@@ -10,7 +10,7 @@ from agentbay_mcp.tools.text.common import labels, when
 def session_line(info: SessionInfo) -> str:
     """id, image, status, network, labels, idle expiry (and a notice, when there is one)."""
     line = (
-        f"{info.session_id} {info.image_id} {info.status}{' network' if info.network else ''} "
+        f"{info.session_id} {info.image_id} {info.status}{'' if info.network == 'off' else f' network={info.network}'} "
         f"labels={labels(info.labels)} idle-expires={when(info.idle_expires_at)}"
     )
     return f"{line} NOTICE: {info.notice}" if info.notice else line

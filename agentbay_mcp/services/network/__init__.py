@@ -1,0 +1,1 @@
+"""Network: a session's egress policy (what its commands may reach) and links to its ports."""

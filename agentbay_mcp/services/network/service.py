@@ -1,0 +1,52 @@
+"""NetworkService: a session's egress policy, changed while it runs, and links to its ports. Never imports mcp."""
+
+from __future__ import annotations
+
+from agentbay_mcp.backends.protocols import Network
+from agentbay_mcp.backends.records import Capabilities
+from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError
+from agentbay_mcp.services.network.models import PortLink, SessionNetwork
+from agentbay_mcp.services.network.policy import NetworkRequest, OperatorMode, requested_policy
+from agentbay_mcp.services.sessions.service import SessionService
+
+PROTOCOLS = ("http", "https", "ws", "wss", "tcp")
+
+
+class NetworkService:
+    """Egress policies and port links of sessions."""
+
+    def __init__(
+        self, sessions: SessionService, network: Network | None, capabilities: Capabilities, operator: OperatorMode
+    ) -> None:
+        self.sessions = sessions
+        self.network = network
+        self.capabilities = capabilities
+        self.operator = operator
+
+    async def set_session_network(self, conversation: str, session_id: str, network: NetworkRequest) -> SessionNetwork:
+        """Change what the session may reach, at once (connections already open stay open)."""
+        if network is None:
+            raise InvalidArgumentError("Give network: 'off', 'on', or a list of domains and CIDRs.")
+        policy = requested_policy(network, self.operator)
+        backend = self._needs("egress_rules", "Network policies")
+        async with self.sessions.in_use(conversation, session_id):
+            await backend.set_egress(session_id, policy)
+        await self.sessions.get_session(conversation, session_id)  # the registry's record, fresh
+        return SessionNetwork(session_id=session_id, network=policy.describe())
+
+    async def get_link(self, conversation: str, session_id: str, port: int, protocol: str) -> PortLink:
+        """A URL that reaches `port` inside the session (whether or not it has outbound network)."""
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise InvalidArgumentError(f"port must be 1-65535 (got {port!r}).")
+        if protocol not in PROTOCOLS:
+            raise InvalidArgumentError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {protocol!r}).")
+        backend = self._needs("port_links", "Port links")
+        async with self.sessions.in_use(conversation, session_id):
+            link = await backend.open_link(session_id, port, protocol)
+        return PortLink(session_id=session_id, port=link.port, protocol=link.protocol, url=link.url)
+
+    def _needs(self, flag: str, what: str) -> Network:
+        if self.network is None or not getattr(self.capabilities, flag):
+            reason = self.capabilities.unsupported.get(flag, f"{what} are not available on this backend.")
+            raise BackendUnavailableError(reason)
+        return self.network
