@@ -186,23 +186,10 @@ def listening_sockets(pid: int) -> list[str]:
     return sorted(found)
 
 
-def host_listens(kind: str, address: str) -> bool:
-    """Whether something in this (the host's) network namespace already listens on `address`."""
-    if kind == "unix":
-        paths = {
-            line.split()[7] for line in Path("/proc/net/unix").read_text().splitlines()[1:] if len(line.split()) > 7
-        }
-        return address in paths
-    port = int(address.rsplit(":", 1)[1])
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextlib.contextmanager
 def host_listener(kind: str) -> Iterator[str]:
-    """A listener in the host's network namespace that accepts and closes connections (a control:
-    a session sharing the host's network must reach it). Yields its address as probe_x takes it."""
+    """A listener in the host's network namespace that accepts and closes connections (a control: no
+    session reaches it, network or not). Yields its address as probe_x takes it."""
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         name = f"agentbay-test-{secrets.token_hex(6)}"

@@ -41,13 +41,10 @@ async def test_another_session_cannot_reach_the_x_server(state_dir: Path, policy
             for _ in range(2)
         ]
         session_a, session_b = (str(c["session_id"]) for c in created)
-        shared = policy != "off"
-        assert all(c["network"] is shared for c in created)
-        # Names and ports B will try. Sharing the host's network, B would also reach whatever the host
-        # itself serves there (a host X server on :0 is not A's): those are left out, decided before
-        # A's display exists.
+        assert [c["network"] for c in created] == ["off" if policy == "off" else "on"] * 2
+        # Names and ports B will try. Every session has a network namespace of its own, network or not:
+        # the host's loopback and abstract unix sockets (a host X server on :0) are out of its reach too.
         by_name = [("unix", "@" + attacks.SOCKET), ("tcp", "127.0.0.1:6000")]
-        by_name = [t for t in by_name if not (shared and attacks.host_listens(*t))]
         assert await window_titles(client, session_a) == []  # A's desktop runs
         cookie = attacks.read_cookie(state_dir, session_a)
 
@@ -71,9 +68,9 @@ async def test_another_session_cannot_reach_the_x_server(state_dir: Path, policy
             controls = [("unix", abstract_control), ("tcp", tcp_control)]
             found = await attacks.probe_from(client, session_b, cookie, targets + controls)
         expected = {t[1]: ("ENOENT" if t[1].startswith("/") else "ECONNREFUSED") for t in targets}
-        # The controls: a session sharing the host's network reaches the host's listeners; one without cannot.
-        expected[abstract_control] = "closed" if shared else "ECONNREFUSED"
-        expected[tcp_control] = "closed" if shared else "ECONNREFUSED"
+        # The controls: the host's own listeners (abstract unix, loopback TCP), out of reach with network too.
+        expected[abstract_control] = "ECONNREFUSED"
+        expected[tcp_control] = "ECONNREFUSED"
         assert found == expected
 
         # Every socket file B can see anywhere: none is A's X server.

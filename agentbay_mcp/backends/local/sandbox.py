@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from agentbay_mcp.backends.common.session_paths import SESSION_HOME, SESSION_TMP
 from agentbay_mcp.backends.local import seccomp
 from agentbay_mcp.backends.local.agent import AGENT_DIR, vendor_path
 from agentbay_mcp.backends.local.agent_client import AgentClient
+from agentbay_mcp.backends.local.bwrap_probe import supports_disable_userns
 from agentbay_mcp.backends.local.cgroups import Cgroups
 from agentbay_mcp.backends.local.egress_proxy import PROXY_ENV
 from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox_pid, write_sandbox_pids
@@ -147,29 +147,6 @@ def drop_privileges_prefix() -> list[str]:
         raise BackendUnavailableError("setpriv (util-linux) is needed to run sandboxes as nobody when running as root")
     uid = str(UNPRIVILEGED_UID)
     return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-
-
-@functools.cache
-def supports_disable_userns(bwrap: str) -> bool:
-    """Whether this bwrap has --disable-userns (0.8.0 and later). Blocks: call it off the event loop."""
-    try:
-        probe = subprocess.Popen(
-            [bwrap, "--help"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            process_group=0,  # whatever it starts goes with it on a timeout
-        )
-    except OSError:
-        return False
-    try:
-        shown, _ = probe.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(probe.pid, signal.SIGKILL)
-        probe.communicate()
-        return False
-    return b"--disable-userns" in shown
 
 
 def _data_fd(data: bytes) -> int:

@@ -17,7 +17,7 @@ class SessionInfo(OutputModel):
     image_id: str = Field(description="The image the session was created from, e.g. linux_latest.")
     status: SessionStatus
     labels: dict[str, str] = Field(description="The session's labels (the whole map).")
-    network: str = Field(default="off", description="What commands may reach: off, on, or the allow-list (comma-separated).")
+    network: str = Field(default="off", description="What commands may reach: off, on, or the allow-list.")
     created_at: datetime
     idle_expires_at: datetime = Field(
         description="When the session is deleted if no tool touches it before then; any call renews it."
