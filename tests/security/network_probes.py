@@ -56,7 +56,9 @@ async def install(client: Client, session_id: str) -> None:
 async def fetch(client: Client, session_id: str, mode: str, *targets: str) -> list[str]:
     """One line per target (see FETCH)."""
     command = f"python3 /tmp/fetch.py {mode} " + " ".join(shlex.quote(t) for t in targets)
-    ran: dict[str, Any] = await call(client, "execute_command", session_id=session_id, command=command, timeout_ms=60_000)
+    ran: dict[str, Any] = await call(
+        client, "execute_command", session_id=session_id, command=command, timeout_ms=60_000
+    )
     assert ran["exit_code"] == 0, ran
     lines = str(ran["stdout"]).splitlines()
     assert len(lines) == len(targets), ran

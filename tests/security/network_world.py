@@ -131,7 +131,7 @@ def world() -> Iterator[World]:
 #: Every world server answers (run inside the world's inside namespace).
 _PROBE = f"""
 import socket
-for address in ({ALLOWED!r}, {DENIED!r}, {PRIVATE!r}, {INSIDE_LOOPBACK[0]!r}, {INSIDE_ADDRESS[0]!r}):
-    port = {{{INSIDE_LOOPBACK[0]!r}: {INSIDE_LOOPBACK[1]}, {INSIDE_ADDRESS[0]!r}: {INSIDE_ADDRESS[1]}}}.get(address, {REMOTE_PORT})
+targets = [({ALLOWED!r}, {REMOTE_PORT}), ({DENIED!r}, {REMOTE_PORT}), ({PRIVATE!r}, {REMOTE_PORT})]
+for address, port in targets + [{INSIDE_LOOPBACK!r}, {INSIDE_ADDRESS!r}]:
     socket.create_connection((address, port), timeout=2).close()
 """

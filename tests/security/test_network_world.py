@@ -59,21 +59,39 @@ async def test_network_on_reaches_the_public_test_hosts_and_nothing_of_the_host_
         online = await session(client, network="on")
         assert (await call(client, "get_session", session_id=online))["network"] == "on"
         raw = await fetch(
-            client, online, "raw", REMOTE["allowed"], REMOTE["denied"], REMOTE["private"], HOST_LOOPBACK,
-            SLIRP_HOST, HOST_ADDRESS, METADATA,
-        )  # fmt: skip
+            client,
+            online,
+            "raw",
+            REMOTE["allowed"],
+            REMOTE["denied"],
+            REMOTE["private"],
+            HOST_LOOPBACK,
+            SLIRP_HOST,
+            HOST_ADDRESS,
+            METADATA,
+        )
         assert raw[:2] == [f"OK remote:{ALLOWED}", f"OK remote:{DENIED}"], raw
         assert reached(raw[2:]) == [False] * 5, raw  # private, host loopback (both ways), host address, metadata
         assert "unreachable" in raw[2].lower(), raw  # no route at all: nothing is even sent
 
         proxied = await fetch(
-            client, online, "proxy", "http://allowed.test:8080/", "http://private.test:8080/", REMOTE["private"],
-            HOST_ADDRESS, METADATA,
-        )  # fmt: skip
+            client,
+            online,
+            "proxy",
+            "http://allowed.test:8080/",
+            "http://private.test:8080/",
+            REMOTE["private"],
+            HOST_ADDRESS,
+            METADATA,
+        )
         assert proxied[0] == f"OK remote:{ALLOWED}", proxied
-        assert proxied[1] == f"ERR 403 agentbay-mcp egress proxy: private.test is not allowed by this session's network policy (on (the public internet)): it resolves to {PRIVATE}", proxied  # noqa: E501
+        assert proxied[1] == (
+            "ERR 403 agentbay-mcp egress proxy: private.test is not allowed by this session's network policy "
+            f"(on (the public internet)): it resolves to {PRIVATE}"
+        ), proxied
         assert all(line.startswith("ERR 403 agentbay-mcp egress proxy:") for line in proxied[2:]), proxied
-        tunnel = await fetch(client, online, "connect", "allowed.test:8080", f"{INSIDE_LOOPBACK[0]}:{INSIDE_LOOPBACK[1]}")
+        loopback = f"{INSIDE_LOOPBACK[0]}:{INSIDE_LOOPBACK[1]}"
+        tunnel = await fetch(client, online, "connect", "allowed.test:8080", loopback)
         assert tunnel[0] == f"OK remote:{ALLOWED}", tunnel
         assert tunnel[1].startswith("ERR HTTP/1.1 403"), tunnel
 
@@ -92,8 +110,15 @@ async def test_allow_lists_of_domains_and_cidrs_change_while_the_session_runs(wo
     async with server_in(world, state_dir, "--network", "on-request") as client:
         sid = await session(client, network=["allowed.test"])
         # Domains only: the proxy is the only way out (no routes, no device).
-        assert await fetch(client, sid, "proxy", "http://allowed.test:8080/", "http://api.allowed.test:8080/",
-                           "http://denied.test:8080/", REMOTE["allowed"]) == [  # fmt: skip
+        assert await fetch(
+            client,
+            sid,
+            "proxy",
+            "http://allowed.test:8080/",
+            "http://api.allowed.test:8080/",
+            "http://denied.test:8080/",
+            REMOTE["allowed"],
+        ) == [
             f"OK remote:{ALLOWED}",
             "ERR 403 agentbay-mcp egress proxy: api.allowed.test is not allowed by this session's network policy "
             "(allow allowed.test)",
@@ -106,10 +131,19 @@ async def test_allow_lists_of_domains_and_cidrs_change_while_the_session_runs(wo
         devices = await call(client, "execute_command", session_id=sid, command="tail -n +3 /proc/net/dev")
         assert [line.split(":")[0].strip() for line in devices["stdout"].splitlines()] == ["lo"]
 
-        changed = await call(client, "set_session_network", session_id=sid, network=["*.allowed.test", "198.51.100.0/24"])
+        rules = ["*.allowed.test", "198.51.100.0/24"]
+        changed = await call(client, "set_session_network", session_id=sid, network=rules)
         assert changed == {"session_id": sid, "network": "*.allowed.test,198.51.100.0/24"}
-        assert reached(await fetch(client, sid, "proxy", "http://api.allowed.test:8080/", "http://allowed.test:8080/",
-                                   "http://denied.test:8080/")) == [True, False, True]  # fmt: skip
+        assert reached(
+            await fetch(
+                client,
+                sid,
+                "proxy",
+                "http://api.allowed.test:8080/",
+                "http://allowed.test:8080/",
+                "http://denied.test:8080/",
+            )
+        ) == [True, False, True]
         assert reached(await fetch(client, sid, "raw", REMOTE["denied"], REMOTE["allowed"])) == [True, False]
         assert (await call(client, "get_session", session_id=sid))["network"] == "*.allowed.test,198.51.100.0/24"
 
@@ -149,7 +183,8 @@ async def test_the_operators_deny_list_wins_and_its_allow_list_bounds_every_sess
         ]
         # Asking for it by name does not get past the operator.
         await call(client, "set_session_network", session_id=sid, network=["denied.test", f"{ALLOWED}/32"])
-        assert reached(await fetch(client, sid, "proxy", "http://denied.test:8080/", REMOTE["allowed"])) == [False, False]
+        asked = await fetch(client, sid, "proxy", "http://denied.test:8080/", REMOTE["allowed"])
+        assert reached(asked) == [False, False], asked
 
     allow = ("--network", "on", "--network-allow", "allowed.test,10.99.0.0/24")
     async with server_in(world, state_dir / "allow", *allow) as client:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import sys
 from pathlib import Path
 
 import anyio
@@ -159,27 +161,51 @@ async def test_other_sessions_files_and_processes_are_invisible_and_unkillable(s
 # 4. Network ------------------------------------------------------------------------------------------
 
 
-async def test_no_network_by_default_but_network_true_reaches_the_host(state_dir: Path) -> None:
+async def test_no_session_reaches_the_hosts_loopback_network_or_not(state_dir: Path) -> None:
     with tcp_listener() as (port, received):
         async with serve(state_dir, network="on-request") as client:
             offline = await new_session(client)
-            token = secrets.token_hex(8)
-            attempt = await run(client, offline, connect_probe(port, token))
-            assert attempt["exit_code"] != 0, attempt
-            assert "connected" not in attempt["stdout"]
-            devices = (await run(client, offline, "cat /proc/net/dev"))["stdout"].splitlines()[2:]
-            assert [line.split(":")[0].strip() for line in devices] == ["lo"]
-            await anyio.sleep(0.3)
-            assert received == [], "a session without network reached the host"
-
             online = await new_session(client, network=True)
-            assert (await call(client, "get_session", session_id=online))["network"] is True
-            other = secrets.token_hex(8)
-            reached = await run(client, online, connect_probe(port, other))
-            assert reached["exit_code"] == 0, reached
-            assert reached["stdout"] == "connected\n"
-            assert await eventually(lambda: other.encode() in received, timeout=5), received
-            assert token.encode() not in b"".join(received)
+            assert (await call(client, "get_session", session_id=online))["network"] == "on"
+            for session_id in (offline, online):
+                # Its own 127.0.0.1, slirp's mapping of the host's (disabled), and the proxy: none is the host's.
+                for address in ("127.0.0.1", "10.0.2.2"):
+                    token = secrets.token_hex(8)
+                    attempt = await run(client, session_id, connect_probe(port, token).replace("127.0.0.1", address))
+                    assert attempt["exit_code"] != 0, attempt
+                    assert "connected" not in attempt["stdout"]
+                tunnel = await run(
+                    client,
+                    session_id,
+                    python(
+                        "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n"
+                        f"s.sendall(b'CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\n\\r\\n')\nprint(s.recv(200))"
+                    ),
+                )
+                assert "403 Forbidden" in tunnel["stdout"], tunnel
+            # Devices: only loopback offline; loopback and slirp's tap online. No host socket is listed.
+            devices = (await run(client, offline, "tail -n +3 /proc/net/dev"))["stdout"].splitlines()
+            assert [line.split(":")[0].strip() for line in devices] == ["lo"]
+            devices = (await run(client, online, "tail -n +3 /proc/net/dev"))["stdout"].splitlines()
+            assert sorted(line.split(":")[0].strip() for line in devices) == ["lo", "tap0"]
+            marker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a named socket of the host's
+            name = f"agentbay-test-{secrets.token_hex(6)}"
+            marker.bind("\0" + name)
+            marker.listen(1)
+            assert f"@{name}" in await anyio.Path("/proc/net/unix").read_text(errors="replace")
+            for session_id in (offline, online):
+                unix = (await run(client, session_id, "tail -n +2 /proc/net/unix"))["stdout"]
+                assert name not in unix, unix
+                # Only the sandbox's own unnamed sockets (its namespace's): none of the host's named ones.
+                assert [line for line in unix.splitlines() if len(line.split()) > 7] == [], unix
+            # The sandbox cannot change its routes (no capability in its namespace).
+            route = await run(
+                client, online, "ip route add 1.0.0.0/8 via 10.0.2.2 dev tap0 2>&1; ip route flush all 2>&1"
+            )
+            assert "Operation not permitted" in route["stdout"], route
+            marker.close()
+            await anyio.sleep(0.3)
+            assert received == [], "a session reached the host's loopback"
 
 
 async def test_network_off_refuses_network_sessions(state_dir: Path) -> None:
@@ -188,41 +214,41 @@ async def test_network_off_refuses_network_sessions(state_dir: Path) -> None:
         assert "network=off" in message, message
         assert session_dirs(state_dir) == []
         session_id = await new_session(client)
-        assert (await call(client, "get_session", session_id=session_id))["network"] is False
+        assert (await call(client, "get_session", session_id=session_id))["network"] == "off"
 
 
-#: Run inside a network session: drive the host's agentbay-mcp HTTP endpoint like any MCP client
-#: (sessionless era: no authentication, so it is the same `anonymous` principal as the real client).
+#: Drive agentbay-mcp's HTTP endpoint like any MCP client (sessionless era) and read every session's
+#: secret.txt. Arguments: the server's URL, the route (direct: no proxy; proxy: the session's egress
+#: proxy; slirp: slirp's mapping of the host's loopback, 10.0.2.2) and, optionally, a bearer token.
 HTTP_ATTACK = """
 import json, sys, urllib.request
+url, route, token = sys.argv[1], sys.argv[2], (sys.argv[3:] or [""])[0]
+if route == "slirp":
+    url = url.replace("127.0.0.1", "10.0.2.2")
+opener = urllib.request.build_opener(*([] if route == "proxy" else [urllib.request.ProxyHandler({})]))
 def call(name, args):
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     params = {"name": name, "arguments": args, "_meta": meta}
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
                "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name}
-    request = urllib.request.Request(sys.argv[1], data=json.dumps(body).encode(), headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with opener.open(request, timeout=5) as response:
         return json.loads(response.read())["result"]["content"][0]["text"]
-# list_sessions answers one session per line after its header, the id first; a command's output follows its status line.
-for line in call("list_sessions", {"max_results": 100}).splitlines()[1:]:
-    session_id = line.split(" ", 1)[0]
-    ran = call("execute_command", {"session_id": session_id, "command": "cat secret.txt"})
-    print(session_id, ran.partition("\\n")[2])
+try:
+    # list_sessions answers one session per line after its header, the id first; a command's output
+    # follows its status line.
+    for line in call("list_sessions", {"max_results": 100}).splitlines()[1:]:
+        session_id = line.split(" ", 1)[0]
+        ran = call("execute_command", {"session_id": session_id, "command": "cat secret.txt"})
+        print(session_id, ran.partition("\\n")[2])
+except Exception as exc:
+    print("failed:", type(exc).__name__, exc)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SECURITY (high; network is now off unless the operator allows it): network=true shares the "
-    "host's network namespace (bwrap --share-net), so a "
-    "sandboxed command reaches every loopback service of the host, including agentbay-mcp's own "
-    "unauthenticated HTTP endpoint: as the shared 'anonymous' principal it lists the other sessions and "
-    "runs commands in them (here: reads a file of a session created WITHOUT network). Fix: give network "
-    "sessions their own netns (slirp4netns/pasta without host loopback) or block 127.0.0.0/8 and ::1 for the "
-    "sandbox uid; and authenticate the HTTP endpoint (a per-server token).",
-)
 async def test_a_network_session_cannot_use_the_servers_http_endpoint(state_dir: Path) -> None:
     server = HttpServer(state_dir, "--network", "on-request")
     try:
@@ -232,8 +258,18 @@ async def test_a_network_session_cannot_use_the_servers_http_endpoint(state_dir:
                 secret = secrets.token_hex(16)
                 assert (await run(client, victim, f"echo {secret} > secret.txt"))["exit_code"] == 0
                 online = await new_session(client, network=True)
-                attack = await run(client, online, f"{python(HTTP_ATTACK)} {server.url}")
-                assert secret not in attack["stdout"], f"session {online} read session {victim}: {attack['stdout']}"
+                for route in ("direct", "proxy", "slirp"):
+                    # no_proxy emptied: the session's proxy is asked for 127.0.0.1 too.
+                    command = f"no_proxy= NO_PROXY= {python(HTTP_ATTACK)} {server.url} {route}"
+                    attack = await run(client, online, command)
+                    assert secret not in attack["stdout"], f"{route}: session {online} read {victim}: {attack}"
+                    assert attack["stdout"].startswith("failed:"), attack
+                # The control: the same attack from the host, as the server's own client, reads the secret.
+                control = await anyio.run_process(
+                    [sys.executable, "-c", HTTP_ATTACK, server.url, "direct", getattr(server, "token", "")],
+                    check=False,
+                )
+                assert f"{victim} {secret}" in control.stdout.decode(), control
     finally:
         server.stop()
 
