@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(doctor)
     doctor.add_argument("--isolation", choices=["bwrap", "none"], help="check with this isolation")
     doctor.add_argument("--disk-limit-mb", type=int, dest="disk_limit_mb", help="check with this disk quota")
+    doctor.add_argument("--network", choices=["off", "on-request", "on"], help="report this network policy")
+    doctor.add_argument("--network-allow", help="report with this operator allow-list")
+    doctor.add_argument("--network-deny", help="report with this operator deny-list")
 
     sessions = sub.add_parser("sessions", help="operator view of the sessions in a state dir")
     _add_common(sessions)

@@ -77,7 +77,30 @@ def check_isolation(settings: Settings) -> Check:
             "!!! --isolation none: commands run UNCONFINED on this host, with this user's rights !!!",
             "use the default --isolation bwrap for anything but development",
         )
-    return Check("isolation", "OK", f"bubblewrap; network {settings.network}")
+    return Check("isolation", "OK", "bubblewrap; every session in a network namespace of its own")
+
+
+def check_network(settings: Settings) -> Check:
+    """The user-mode network stack network sessions need, and the effective policy in one line."""
+    name = "network (slirp4netns)"
+    if settings.network == "off":
+        effective = "off for every session (--network on-request lets sessions ask)"
+    else:
+        reach = ",".join(settings.network_allow) or "the public internet"
+        deny = f" except {','.join(settings.network_deny)}" if settings.network_deny else ""
+        effective = (
+            f"{'on by default' if settings.network == 'on' else 'off unless a session asks'}; sessions may reach "
+            f"{reach}{deny}; never loopback, link-local, this host or (unless allowed) private ranges"
+        )
+    missing = [program for program in ("slirp4netns", "ip", "nsenter") if shutil.which(program) is None]
+    if settings.isolation == "none":
+        return Check(name, "WARN", "--isolation none: sessions share this host's network, no policy applies")
+    if missing and settings.network != "off":
+        fix = "apt-get install slirp4netns iproute2"
+        return Check(name, "FAIL", f"{', '.join(missing)} not found: network sessions cannot start", fix)
+    if missing:
+        return Check(name, "OK", f"network off ({', '.join(missing)} not installed, not needed)")
+    return Check(name, "OK", effective)
 
 
 def check_cgroups() -> Check:
@@ -234,6 +257,7 @@ def run_doctor(settings: Settings) -> int:
         Check("python", "OK", sys.version.split()[0]),
         check_bwrap(settings),
         check_isolation(settings),
+        check_network(settings),
         check_cgroups(),
         # It makes and mounts a real image in the state dir, so only once that is known to work.
         *([check_disk_quota(settings)] if state.status == "OK" else []),
