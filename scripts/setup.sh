@@ -20,6 +20,8 @@ need=()
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v openbox >/dev/null || need+=(openbox)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)  # outbound network for sessions that ask for it
+command -v ip >/dev/null || need+=(iproute2)               # their routes (the egress policy)
 "$python" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((dev)); then
   command -v xdpyinfo >/dev/null || need+=(x11-utils)  # tests check displays with it
