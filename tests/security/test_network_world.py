@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from mcp import Client
 
 from agentbay_mcp.testing.calls import call, call_error, unwrapped
+from agentbay_mcp.testing.stdio import RawStdioServer
+from agentbay_mcp.testing.waiting import eventually, wait_until
 from tests.security.network_probes import fetch, install, reached
 from tests.security.network_world import ALLOWED, DENIED, INSIDE_ADDRESS, INSIDE_LOOPBACK, PRIVATE, World, available
 from tests.security.network_world import world as build_world
@@ -203,3 +206,31 @@ async def test_network_off_on_the_server_refuses_every_request_for_network(world
         sid = await session(client)
         assert "network=off" in await call_error(client, "set_session_network", session_id=sid, network=["a.test"])
         assert reached(await fetch(client, sid, "raw", REMOTE["allowed"])) == [False]
+
+
+def slirps() -> list[psutil.Process]:
+    """The slirp4netns processes this test's servers started."""
+    return [p for p in psutil.Process().children(recursive=True) if p.name() == "slirp4netns"]
+
+
+async def test_a_slirp_that_dies_is_started_again(world: World, state_dir: Path) -> None:
+    async with server_in(world, state_dir, "--network", "on-request") as client:
+        sid = await session(client, network="on")
+        assert reached(await fetch(client, sid, "raw", REMOTE["allowed"])) == [True]
+        [first] = slirps()
+        first.kill()
+        assert await eventually(lambda: [p.pid for p in slirps() if p.status() != "zombie"] not in ([], [first.pid]))
+        assert reached(await fetch(client, sid, "raw", REMOTE["allowed"])) == [True]
+        await call(client, "delete_session", session_id=sid)
+        assert await eventually(lambda: slirps() == [])
+
+
+def test_no_slirp_outlives_a_sigkilled_server(state_dir: Path) -> None:
+    with RawStdioServer(state_dir, "--network", "on-request") as server:
+        server.initialize()
+        server.create_sessions(2, network="on", image_id="code_latest")
+        helpers = [p for p in psutil.Process(server.pid).children(recursive=True) if p.name() == "slirp4netns"]
+        assert len(helpers) == 2, helpers
+        server.kill()
+        # Their exit fd's other end was the server's: they go with it, whoever reaps the sessions.
+        assert wait_until(lambda: not any(p.is_running() and p.status() != "zombie" for p in helpers), timeout=10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from agentbay_mcp.backends.local.layout import (
     new_session_id,
     read_record,
     remove_tree,
+    save_network,
     write_record,
 )
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
@@ -131,8 +133,12 @@ class LocalBackend:
         self.capabilities: Final = CAPABILITIES.model_copy(
             update={} if confined else {"egress_rules": False, "unsupported": {"egress_rules": UNCONFINED_NETWORK}}
         )
-        bounds = network_bounds or NetworkBounds()
-        self.network: Final = LocalNetwork(bounds, confined=confined, saved=self._save_policy)
+        self.network: Final = LocalNetwork(  # its slirp4netns counts against the session's cgroups
+            network_bounds or NetworkBounds(),
+            confined=confined,
+            saved=functools.partial(save_network, self._state),
+            place=lambda session_id, pid: None if self._cgroups is None else self._cgroups.add(session_id, pid),
+        )
         self.processes: Final = LocalProcesses(self._agent, self._live_agent, self._background)
         self.process_handles: Final = self.processes
         self.files: Final = LocalFiles(self._agent, self._quota_mb_for)
@@ -484,12 +490,6 @@ class LocalBackend:
         except OSError:
             return None
         return datetime.fromtimestamp(mtime, UTC)
-
-    def _save_policy(self, session_id: str, policy: NetworkPolicy) -> None:
-        """Keep a changed egress policy in the record (what get_session and a restart see)."""
-        with contextlib.suppress(OSError, SessionNotFoundError):
-            record = self._read(session_id).model_copy(update={"network": policy})
-            write_record(self._state.meta_path(session_id), record)
 
     def _read(self, session_id: str) -> SessionRecord:
         if not is_session_id(session_id):

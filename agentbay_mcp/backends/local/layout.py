@@ -29,7 +29,7 @@ from pathlib import Path
 
 from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
-from agentbay_mcp.backends.records import SessionRecord
+from agentbay_mcp.backends.records import NetworkPolicy, SessionRecord
 from agentbay_mcp.errors import BackendUnavailableError
 
 SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
@@ -103,6 +103,14 @@ def write_record(path: Path, record: SessionRecord) -> None:
 def read_record(path: Path) -> SessionRecord:
     """Read a record; raises OSError or ValueError if it is missing or damaged."""
     return SessionRecord.model_validate_json(path.read_bytes())
+
+
+def save_network(state: StateDir, session_id: str, policy: NetworkPolicy) -> None:
+    """Keep a changed egress policy in the session's record (what get_session and a restart see)."""
+    if is_session_id(session_id):
+        with contextlib.suppress(OSError, ValueError):
+            record = read_record(state.meta_path(session_id)).model_copy(update={"network": policy})
+            write_record(state.meta_path(session_id), record)
 
 
 def _make_writable_and_retry(func: object, path: str, _exc: object) -> None:

@@ -37,6 +37,8 @@ from agentbay_mcp.errors import BackendError, BackendUnavailableError, InvalidAr
 logger = logging.getLogger(__name__)
 
 HOST_ADDRESSES_TTL = 30.0
+#: slirp4netns restarts per session per minute after it died on its own (killed, out of memory).
+SLIRP_RESTARTS_PER_MINUTE = 3
 UNCONFINED_NETWORK = (
     "This server runs sessions with --isolation none: they share the host's network and no egress policy "
     "can be enforced. Use bubblewrap isolation for sessions with network."
@@ -61,6 +63,8 @@ class _SessionNet:
     slirp: slirp.Slirp | None = None
     proxy: anyio.CancelScope | None = None
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    #: When slirp4netns died on its own lately (a restart budget).
+    deaths: list[float] = field(default_factory=list)
 
 
 class LocalNetwork:
@@ -72,8 +76,11 @@ class LocalNetwork:
         *,
         confined: bool,
         saved: Callable[[str, NetworkPolicy], None] = lambda _session, _policy: None,
+        place: Callable[[str, int], None] = lambda _session, _pid: None,
         resolver: Resolver = resolve_on_host,
     ) -> None:
+        #: Puts a session's slirp4netns in the session's cgroups: its CPU and memory are the session's.
+        self._place = place
         self._bounds = bounds
         #: Keeps a changed policy in the session's record.
         self._saved = saved
@@ -124,9 +131,7 @@ class LocalNetwork:
             with anyio.CancelScope(shield=True):
                 async with net.lock:
                     self._down(net)
-                    if net.slirp is not None:
-                        await anyio.to_thread.run_sync(net.slirp.stop)
-                        net.slirp = None
+                    await self._stop_slirp(net)
 
     async def forget(self, session_id: str) -> None:
         """The session is deleted: everything goes, links included."""
@@ -189,10 +194,39 @@ class LocalNetwork:
         if egress.raw:
             if net.slirp is None or net.slirp.process.poll() is not None:
                 net.slirp = await slirp.start(net.netns, net.log_path)
+                with contextlib.suppress(OSError):
+                    self._place(net.links.session_id, net.slirp.process.pid)
+                assert self._task_group is not None
+                self._task_group.start_soon(self._watch, net, net.slirp)
             await slirp.set_routes(net.netns, egress.routes())
-        elif net.slirp is not None:  # no routes at all: take the device away (no DNS either)
-            await anyio.to_thread.run_sync(net.slirp.stop)
+        else:  # no routes at all: take the device away (no DNS either)
+            await self._stop_slirp(net)
+
+    async def _stop_slirp(self, net: _SessionNet) -> None:
+        running, net.slirp = net.slirp, None  # first: its watcher then knows the exit is ours
+        if running is not None:
+            await anyio.to_thread.run_sync(running.stop)
+
+    async def _watch(self, net: _SessionNet, running: slirp.Slirp) -> None:
+        """Start slirp4netns again if it dies on its own while the session should have routes."""
+        status = await slirp.exited(running)
+        if net.slirp is not running:
+            return  # stopped on purpose
+        session_id = net.links.session_id
+        now = time.monotonic()
+        net.deaths = [t for t in net.deaths if now - t < 60] + [now]
+        logger.warning("session %s: slirp4netns exited (status %s)", session_id, status)
+        async with net.lock:
+            if net.slirp is not running or net.netns is None:
+                return
             net.slirp = None
+            if len(net.deaths) > SLIRP_RESTARTS_PER_MINUTE:
+                logger.error("session %s: slirp4netns keeps dying; its routed network stays down", session_id)
+                return
+            try:
+                await self._apply(net)
+            except Exception:
+                logger.exception("session %s: could not restart slirp4netns", session_id)
 
     async def _start_proxy(self, session_id: str, namespace: int) -> anyio.CancelScope:
         assert self._task_group is not None, "LocalNetwork.start() was not called"

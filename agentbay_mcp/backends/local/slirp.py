@@ -119,6 +119,21 @@ async def start(netns: int, log_path: Path) -> Slirp:
     return slirp
 
 
+async def exited(running: Slirp) -> int:
+    """Wait until slirp4netns exits (a pidfd turns readable when it does); its exit status."""
+    process = running.process
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:  # already gone
+        return process.wait()
+    try:
+        while process.poll() is None:
+            await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+    return process.returncode
+
+
 async def set_routes(netns: int, routes: list[ipaddress.IPv4Network]) -> None:
     """Replace the namespace's outbound routes with `routes` (none: only slirp's own subnet)."""
     commands = ["route flush proto static"]
