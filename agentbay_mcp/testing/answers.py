@@ -227,7 +227,21 @@ def _visible(text: str, _: dict[str, Any]) -> dict[str, Any]:
     return {"apps": apps}
 
 
+def _network(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Network of (?P<session_id>\S+): (?P<network>\S+)$", text)
+    assert match, text
+    return {"session_id": match["session_id"]}
+
+
+def _link(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.search(r"^Reaches (?P<protocol>\S+) port \d+ of (?P<session_id>\S+) until", text, re.M)
+    assert match, text
+    return {"protocol": match["protocol"], "session_id": match["session_id"]}
+
+
 _READERS = {
+    "set_session_network": _network,
+    "get_link": _link,
     "execute_command": _command,
     "read_process_output": _output,
     "list_processes": _processes,

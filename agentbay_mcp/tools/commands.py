@@ -10,7 +10,7 @@ from pydantic import Field
 
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.services.commands.service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
-from agentbay_mcp.tools.common import CHANGES, CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
+from agentbay_mcp.tools.common import READ_ONLY, REPLACES, RUNS, STARTS, SessionId, tool, tool_call
 from agentbay_mcp.tools.text.commands import COMMAND, OUTPUT, PROCESS, PROCESSES, WRITTEN
 
 ProcessId = str
@@ -33,7 +33,7 @@ def progress_reporter(ctx: Context[Any, Any]) -> ProgressCallback | None:
 def register(mcp: ToolsetServer[Any]) -> None:
     """Add the command tools to `mcp`."""
 
-    @tool(mcp, CHANGES, COMMAND)
+    @tool(mcp, RUNS, COMMAND)
     async def execute_command(
         ctx: Context,
         session_id: SessionId,
@@ -51,13 +51,13 @@ def register(mcp: ToolsetServer[Any]) -> None:
             )
         return COMMAND.answer(result)
 
-    @tool(mcp, CREATES, PROCESS)
+    @tool(mcp, STARTS, PROCESS)
     async def start_process(
         ctx: Context,
         session_id: SessionId,
         command: str,
         cwd: Cwd = None,
-        envs: Envs = None,
+        envs: dict[str, str] | None = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.commands.start_process(call.conversation, session_id, command, cwd, envs)
@@ -78,7 +78,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
             result = await call.commands.read_process_output(call.conversation, session_id, process_id, cursor, wait_ms)
         return OUTPUT.answer(result)
 
-    @tool(mcp, CHANGES, WRITTEN)
+    @tool(mcp, RUNS, WRITTEN)
     async def write_process_input(
         ctx: Context,
         session_id: SessionId,

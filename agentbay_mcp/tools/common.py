@@ -87,17 +87,20 @@ def tool(mcp: ToolsetServer[Any], annotations: ToolAnnotations, shape: Shape[Any
 SessionId = str
 
 
-def _hints(*, destructive: bool, idempotent: bool, read_only: bool = False) -> ToolAnnotations:
+def _hints(
+    *, destructive: bool, idempotent: bool, read_only: bool = False, open_world: bool = False
+) -> ToolAnnotations:
     """The hints, each sent only where it differs from the spec's default (readOnly false, destructive
     true, idempotent false, openWorld true): a client reads an absent hint as its default, and the
     tool list is read by the model on every conversation. The other two mean nothing for a read-only tool."""
-    # Every tool acts inside its own session only: never open-world.
+    # Tools act inside their own session only (closed world), but for the commands, which reach the
+    # internet in a session with network.
     if read_only:
         return ToolAnnotations(read_only_hint=True, open_world_hint=False)
     return ToolAnnotations(
         destructive_hint=None if destructive else False,
         idempotent_hint=True if idempotent else None,
-        open_world_hint=False,
+        open_world_hint=None if open_world else False,
     )
 
 
@@ -119,3 +122,6 @@ SETS = _hints(destructive=False, idempotent=True)
 REPLACES = _hints(destructive=True, idempotent=True)
 #: Changes the session, and again changes it again: a command, an edit, a move, input on the desktop.
 CHANGES = _hints(destructive=True, idempotent=False)
+#: Commands: CHANGES and CREATES, and open-world (a session with network reaches the internet).
+RUNS = _hints(destructive=True, idempotent=False, open_world=True)
+STARTS = _hints(destructive=False, idempotent=False, open_world=True)

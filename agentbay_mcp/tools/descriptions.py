@@ -5,17 +5,17 @@ from __future__ import annotations
 DESCRIPTIONS: dict[str, str] = {
     # tools/sessions.py
     "create_session": (
-        "Create a disposable sandbox session; returns the session_id every other tool needs. It is deleted "
-        "when this conversation ends or after its idle lease. 'linux_latest' has a desktop; 'code_latest' "
-        "is shell and files only. Labels help list_sessions find it again."
+        "Create a disposable sandbox session; returns the session_id the other tools need. Deleted when this "
+        "conversation ends or after its idle lease. image_id: 'linux_latest' (desktop) or 'code_latest' "
+        "(shell, files). network: as for set_session_network."
     ),
     "set_session_network": (
-        "Change what a session's commands may reach, at once: 'off', 'on' (the public internet), or an "
-        "allow-list of domains ('pypi.org', '*.github.com') and CIDRs. HTTP(S) goes through the session's proxy."
+        "Change what a session may reach, at once: 'off', 'on' (public internet) or an allow-list of domains "
+        "and CIDRs, e.g. ['pypi.org', '*.github.com', '203.0.113.0/24']."
     ),
     "get_link": (
-        "A URL that reaches a port a session serves (e.g. a dev server started with start_process), from "
-        "this machine; it works without outbound network and stops when the session ends."
+        "A URL on this host that reaches a port the session serves (a dev server); works without network; "
+        "dies with the session."
     ),
     "delete_session": "Delete a session now: its sandbox, files and processes are gone for good.",
     "get_session": "A session's image, status, labels and idle expiry.",
@@ -26,10 +26,10 @@ DESCRIPTIONS: dict[str, str] = {
     "get_session_labels": "A session's labels, the whole key/value map.",
     # tools/commands.py
     "execute_command": (
-        "Run a shell command (sh -c, stdin closed, cwd /home/user) and wait for it. Answers a status line "
-        "(exit code, time), then stdout, then stderr after a line '--- stderr ---'. Long output keeps its "
-        "start and end; the full output is saved in the session (the marker says where). On timeout the "
-        "process group is killed. Processes left behind die with it: use start_process for servers."
+        "Run a shell command (sh -c, stdin closed, cwd /home/user) and wait for it. Answers a status line, "
+        "stdout, then stderr after a line '--- stderr ---'. Long output keeps its start and end; the full "
+        "output is saved in the session (the marker says where). On timeout the process group is killed, "
+        "and so is what it left running: use start_process for servers."
     ),
     "start_process": (
         "Start a long-running command (sh -c) in the background, stdin open; returns its process_id at "
@@ -45,9 +45,9 @@ DESCRIPTIONS: dict[str, str] = {
     "list_processes": "The session's background processes, one per line with status.",
     # tools/files.py
     "read_file": (
-        "Read a file: one header line (path, range, size, where to continue), then the text. Images come "
-        "as images, other binary as base64. Large files come in parts (256 KiB; a length of up to 1 MiB "
-        "reads more): pass the offset (or start_line) the header names. start_line/line_count read by lines."
+        "Read a file: a header line (path, range, size, where to continue), then the text. Images come as "
+        "images, other binary as base64. Large files come in 256 KiB parts (length: up to 1 MiB): continue at "
+        "the offset or start_line the header names. start_line/line_count read by lines."
     ),
     "write_file": (
         "Write text to a file, creating parent directories; overwrite is atomic, append adds to the end. "

@@ -16,7 +16,9 @@ from agentbay_mcp.services.files.service import ImageRead
 from agentbay_mcp.tools.common import CHANGES, READ_ONLY, REPLACES, SETS, SessionId, tool, tool_call
 from agentbay_mcp.tools.text import files as answers
 
+#: Said on read_file and write_file, the first file tools a model reads; every path parameter works so.
 Path = Annotated[str, Field(description="Absolute, or relative to /home/user.")]
+OtherPath = str
 
 
 class Edit(BaseModel):
@@ -70,7 +72,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
     async def edit_file(
         ctx: Context,
         session_id: SessionId,
-        path: Path,
+        path: OtherPath,
         edits: Annotated[list[Edit], Field(min_length=1)],
         dry_run: bool = False,
     ) -> CallToolResult:
@@ -83,7 +85,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
     async def list_directory(
         ctx: Context,
         session_id: SessionId,
-        path: Path = SESSION_HOME,
+        path: OtherPath = SESSION_HOME,
         details: bool = False,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
@@ -91,7 +93,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
         return answers.LISTING.answer(result, text=answers.listing(result, details=details))
 
     @tool(mcp, READ_ONLY, answers.INFO)
-    async def get_file_info(ctx: Context, session_id: SessionId, path: Path) -> CallToolResult:
+    async def get_file_info(ctx: Context, session_id: SessionId, path: OtherPath) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.files.get_file_info(call.conversation, session_id, path)
         return answers.INFO.answer(result)
@@ -100,7 +102,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
     async def search_files(
         ctx: Context,
         session_id: SessionId,
-        path: Path,
+        path: OtherPath,
         pattern: str,
         exclude_patterns: list[str] | None = None,
     ) -> CallToolResult:
@@ -109,7 +111,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
         return answers.MATCHES.answer(result)
 
     @tool(mcp, SETS, answers.DIRECTORY)
-    async def create_directory(ctx: Context, session_id: SessionId, path: Path) -> CallToolResult:
+    async def create_directory(ctx: Context, session_id: SessionId, path: OtherPath) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.files.create_directory(call.conversation, session_id, path)
         return answers.DIRECTORY.answer(result)

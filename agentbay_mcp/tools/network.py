@@ -6,17 +6,22 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.tools.common import READ_ONLY, REPLACES, SessionId, tool, tool_call
 from agentbay_mcp.tools.text.network import LINK, NETWORK
 
-#: create_session's `network` too: what a session may reach.
-NetworkArg = Annotated[
-    bool | Literal["off", "on"] | list[str],
-    Field(description="'off', 'on' (public internet), or allowed domains/CIDRs, e.g. ['pypi.org', '*.github.com']."),
-]
+
+def _flag(value: object) -> object:
+    """`true`/`false`, as clients sent before policies, mean 'on'/'off' (the schema shows the words only)."""
+    return ("on" if value else "off") if isinstance(value, bool) else value
+
+
+#: What a session may reach: 'off', 'on' or an allow-list (the tool's description says how; the service checks).
+NetworkArg = Annotated[str | list[str], BeforeValidator(_flag)]
+#: create_session's: None is the operator's default.
+OptionalNetworkArg = Annotated[str | list[str] | None, BeforeValidator(_flag)]
 
 
 def register(mcp: ToolsetServer[Any]) -> None:

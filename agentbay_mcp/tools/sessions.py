@@ -10,7 +10,7 @@ from pydantic import Field
 
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
-from agentbay_mcp.tools.network import NetworkArg
+from agentbay_mcp.tools.network import OptionalNetworkArg
 from agentbay_mcp.tools.text.sessions import CREATED, DELETED, LABELS, SESSION, SESSIONS
 
 #: The session tools are also how sessions are found again, so their session_id names list_sessions too.
@@ -27,9 +27,9 @@ def register(mcp: ToolsetServer[Any]) -> None:
     @tool(mcp, CREATES, CREATED)
     async def create_session(
         ctx: Context,
-        image_id: Annotated[str, Field(description="'linux_latest' or 'code_latest'.")] = ("linux_latest"),
+        image_id: str = "linux_latest",
         labels: Labels | None = None,
-        network: NetworkArg | None = None,
+        network: OptionalNetworkArg = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.service.create_session(call.conversation, image_id, labels, network)
@@ -59,7 +59,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
         return SESSIONS.answer(result)
 
     @tool(mcp, REPLACES, LABELS)
-    async def set_session_labels(ctx: Context, session_id: ListedSessionId, labels: Labels) -> CallToolResult:
+    async def set_session_labels(ctx: Context, session_id: ListedSessionId, labels: dict[str, str]) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.service.set_session_labels(call.conversation, session_id, labels)
         return LABELS.answer(result)

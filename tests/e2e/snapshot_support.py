@@ -50,6 +50,7 @@ TEXT_IDS = (
     ("window", re.compile(r"\b(?:[Ww]indow|child|active:) (\d+)\b")),
     ("window", re.compile(r"(?<=windows \[)([\d, ]*)(?=\])")),
     ("pid", re.compile(r"(?<=\bpid )(\d+)")),
+    ("port", re.compile(r"(?<=127\.0\.0\.1:)(\d+)")),  # a port link's host port
 )
 JSON_STRING = r'"(?:[^"\\]|\\.)*"'
 #: `"key": value` inside JSON text, for the keys above (value: a string, a number, null or a list of ints).

@@ -10,14 +10,14 @@ from agentbay_mcp.services.model_base import OutputModel
 class SessionNetwork(OutputModel):
     """A session's egress policy, as it now is."""
 
-    session_id: str
+    session_id: str = Field(exclude=True)
     network: str = Field(description="off, on (the public internet), or the allow-list (comma-separated).")
 
 
 class PortLink(OutputModel):
     """A URL that reaches a port inside a session."""
 
-    session_id: str
-    port: int
-    protocol: str
     url: str = Field(description="Open this to reach the port; it stops working when the session ends.")
+    port: int
+    protocol: str = Field(exclude=True)
+    session_id: str = Field(exclude=True)
