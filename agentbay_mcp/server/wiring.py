@@ -55,6 +55,8 @@ class Running:
 
     def __init__(self) -> None:
         self.service: SessionService | None = None
+        #: The live network service (the HTTP app serves its public links).
+        self.network: NetworkService | None = None
 
     async def release(self) -> None:
         """Release every session of every conversation now (bounded; no-op outside a lifespan)."""
@@ -157,7 +159,13 @@ async def _serving(
                     read_max_bytes=settings.read_max_bytes,
                 ),
                 desktop=desktop,
-                network=NetworkService(service, backend.network, capabilities, settings.network),
+                network=NetworkService(
+                    service,
+                    backend.network,
+                    capabilities,
+                    settings.network,
+                    public_url=settings.public_url if settings.transport == "http" else None,
+                ),
                 settings=settings,
                 tool_kinds=tool_kinds,
             )
@@ -205,12 +213,12 @@ def build_server(
             try:
                 async with _serving(settings, backend, service, mcp.tool_kinds) as state:
                     if running is not None:
-                        running.service = service
+                        running.service, running.network = service, state.network
                     try:
                         yield state
                     finally:
                         if running is not None:
-                            running.service = None
+                            running.service = running.network = None
             finally:
                 audit.close()
 

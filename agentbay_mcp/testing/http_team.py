@@ -35,7 +35,7 @@ async def client_as(team: Team, who: str, mode: str = "auto") -> AsyncIterator[C
         yield client
 
 
-def start_team(state_dir: Path, *extra: str) -> Team:
+def start_team(state_dir: Path, *extra: str, port: int | None = None) -> Team:
     token_file = state_dir.parent / "tokens.json"
     tokens = {
         "alice": add_token(token_file, "alice", ("all",)),
@@ -43,14 +43,14 @@ def start_team(state_dir: Path, *extra: str) -> Team:
         "reader": add_token(token_file, "reader", ("read",)),
     }
     audit = state_dir.parent / "audit.jsonl"
-    server = HttpServer(state_dir, "--token-file", str(token_file), "--audit-log", str(audit), *extra)
+    server = HttpServer(state_dir, "--token-file", str(token_file), "--audit-log", str(audit), *extra, port=port)
     return Team(server, tokens, audit)
 
 
 @contextmanager
-def running_team(state_dir: Path, *extra: str) -> Iterator[Team]:
+def running_team(state_dir: Path, *extra: str, port: int | None = None) -> Iterator[Team]:
     """The team's server for the block; stopped when it ends, however it ends."""
-    team = start_team(state_dir, *extra)
+    team = start_team(state_dir, *extra, port=port)
     try:
         yield team
     finally:

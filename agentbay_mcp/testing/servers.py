@@ -70,8 +70,8 @@ def free_port() -> int:
 class HttpServer:
     """A real `agentbay-mcp --transport http` subprocess on 127.0.0.1."""
 
-    def __init__(self, state_dir: Path, *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, state_dir: Path, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.state_dir = state_dir
         self.log = state_dir.parent / f"http-{self.port}.log"

@@ -21,6 +21,7 @@ from agentbay_mcp.observability.metrics import CONTENT_TYPE, Metrics
 from agentbay_mcp.server.wiring import Running, build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.transport.client_presence import ClientPresence
+from agentbay_mcp.transport.http_links import LINKS_PATH, METHODS, links_endpoint
 
 
 class _RacedTerminationFilter(logging.Filter):
@@ -107,6 +108,7 @@ def http_app(settings: Settings, running: Running | None = None) -> ASGIApp:
     `running` is told the live service (for the stop signal)."""
     auth = build_auth(settings)
     metrics = Metrics()
+    running = running or Running()
     server = build_server(settings, auth=auth, metrics=metrics, running=running)
 
     async def healthz(_: Request) -> Response:
@@ -131,6 +133,9 @@ def http_app(settings: Settings, running: Running | None = None) -> ASGIApp:
     # guarded by it: /metrics checks for itself.
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/metrics", methods=["GET"])(metrics_page)
+    # Port links under the public URL: authenticated by their own token (see http_links.py).
+    live = running
+    server.custom_route(LINKS_PATH, methods=METHODS)(links_endpoint(lambda: live.network))
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         session_idle_timeout=settings.http_idle_timeout_seconds,

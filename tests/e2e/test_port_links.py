@@ -15,6 +15,7 @@ from mcp import Client
 
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.http_team import client_as, running_team
+from agentbay_mcp.testing.servers import free_port
 from agentbay_mcp.testing.waiting import eventually
 from tests.security.sandbox_attacks import serve
 
@@ -143,3 +144,31 @@ async def test_policy_changes_and_links_in_parallel_on_one_session(state_dir: Pa
         assert len(slirps) == 1, slirps
         await call(client, "delete_session", session_id=session_id)
         assert await eventually(lambda: not any(p.is_running() and p.status() != "zombie" for p in slirps))
+
+
+async def test_links_through_the_servers_public_url_die_with_the_session(state_dir: Path) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    with running_team(state_dir, "--public-url", public, port=port) as team:
+        async with client_as(team, "alice") as alice, client_as(team, "bob") as bob:
+            session_id = (await call(alice, "create_session", image_id="code_latest"))["session_id"]
+            await serving(alice, session_id, "through-the-server")
+            link = await call(alice, "get_link", session_id=session_id, port=8000)
+            assert link["url"].startswith(f"{public}/links/"), link
+            assert link["url"] == (await call(alice, "get_link", session_id=session_id, port=8000))["url"]
+            # No bearer token needed (a browser has none): the link's own token is the capability.
+            assert await get(link["url"]) == "through-the-server\n"
+            assert await get(link["url"] + "index.html?x=1") == "through-the-server\n"
+            async with httpx2.AsyncClient(timeout=10) as http:
+                missing = await http.get(link["url"] + "nothing-here")
+                assert missing.status_code == 404  # the dev server's own answer, passed on
+                forged = await http.get(f"{public}/links/{'A' * 22}/")
+                assert forged.status_code == 404
+                assert "Unknown or expired link" in forged.text
+                closed = await http.get((await call(alice, "get_link", session_id=session_id, port=9))["url"])
+                assert closed.status_code == 502
+                assert "Nothing answers on port 9" in closed.text
+            assert "not found" in (await call_error(bob, "get_link", session_id=session_id, port=8000)).lower()
+            await call(alice, "delete_session", session_id=session_id)
+            async with httpx2.AsyncClient(timeout=10) as http:
+                assert (await http.get(link["url"])).status_code == 404

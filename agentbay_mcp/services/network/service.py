@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from agentbay_mcp.backends.protocols import Network
 from agentbay_mcp.backends.records import Capabilities
-from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError
+from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError, SessionNotFoundError
 from agentbay_mcp.services.network.models import PortLink, SessionNetwork
 from agentbay_mcp.services.network.policy import NetworkRequest, OperatorMode, requested_policy
+from agentbay_mcp.services.network.public_links import PublicLinks
 from agentbay_mcp.services.sessions.service import SessionService
 
 PROTOCOLS = ("http", "https", "ws", "wss", "tcp")
@@ -16,12 +17,20 @@ class NetworkService:
     """Egress policies and port links of sessions."""
 
     def __init__(
-        self, sessions: SessionService, network: Network | None, capabilities: Capabilities, operator: OperatorMode
+        self,
+        sessions: SessionService,
+        network: Network | None,
+        capabilities: Capabilities,
+        operator: OperatorMode,
+        *,
+        public_url: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.network = network
         self.capabilities = capabilities
         self.operator = operator
+        #: Links under the server's public URL (HTTP deployments), for the loopback links of the local backend.
+        self.public = PublicLinks(public_url, self._alive) if public_url else None
 
     async def set_session_network(self, conversation: str, session_id: str, network: NetworkRequest) -> SessionNetwork:
         """Change what the session may reach, at once (connections already open stay open)."""
@@ -43,7 +52,17 @@ class NetworkService:
         backend = self._needs("port_links", "Port links")
         async with self.sessions.in_use(conversation, session_id):
             link = await backend.open_link(session_id, port, protocol)
-        return PortLink(session_id=session_id, port=link.port, protocol=link.protocol, url=link.url)
+        url = link.url
+        if self.public is not None and protocol in ("http", "https") and url.startswith("http://127.0.0.1:"):
+            url = self.public.publish(session_id, port, url)
+        return PortLink(session_id=session_id, port=link.port, protocol=link.protocol, url=url)
+
+    def _alive(self, session_id: str) -> bool:
+        try:
+            entry = self.sessions.registry.entry(session_id)
+        except SessionNotFoundError:
+            return False
+        return not entry.deleting
 
     def _needs(self, flag: str, what: str) -> Network:
         if self.network is None or not getattr(self.capabilities, flag):
