@@ -90,7 +90,7 @@ async def test_network_on_reaches_the_public_test_hosts_and_nothing_of_the_host_
         assert proxied[0] == f"OK remote:{ALLOWED}", proxied
         assert proxied[1] == (
             "ERR 403 agentbay-mcp egress proxy: private.test is not allowed by this session's network policy "
-            f"(on (the public internet)): it resolves to {PRIVATE}"
+            f"(on: the public internet): it resolves to {PRIVATE}"
         ), proxied
         assert all(line.startswith("ERR 403 agentbay-mcp egress proxy:") for line in proxied[2:]), proxied
         loopback = f"{INSIDE_LOOPBACK[0]}:{INSIDE_LOOPBACK[1]}"

@@ -193,7 +193,7 @@ class Egress:
         if self.mode == "off":
             return "off"
         if self.mode == "on":
-            return "on (the public internet)"
+            return "on: the public internet"
         return "allow " + ", ".join(self.session.as_strings())
 
 

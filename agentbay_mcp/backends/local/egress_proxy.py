@@ -49,9 +49,20 @@ PROXY_ENV = {
 Resolver = Callable[[str], Awaitable[list[Address]]]
 
 
+#: Lookups in flight for all sessions together: the system resolver blocks a thread each, and the
+#: server's other work (file I/O, every conversation's) must keep its threads.
+RESOLVER_THREADS = 8
+_resolver_threads: anyio.CapacityLimiter | None = None
+
+
 async def resolve_on_host(host: str) -> list[Address]:
-    """The host resolver's addresses for `host` (TCP, any family)."""
-    found = await anyio.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    """The host resolver's addresses for `host` (TCP, any family), on at most RESOLVER_THREADS threads."""
+    global _resolver_threads  # noqa: PLW0603 - made on first use, inside the event loop
+    if _resolver_threads is None:
+        _resolver_threads = anyio.CapacityLimiter(RESOLVER_THREADS)
+    found = await anyio.to_thread.run_sync(
+        lambda: socket.getaddrinfo(host, None, type=socket.SOCK_STREAM), limiter=_resolver_threads
+    )
     out: list[Address] = []
     for _family, _type, _proto, _name, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
@@ -77,6 +88,8 @@ class EgressProxy:
         self._policy = policy
         self._resolve = resolver
         self._slots = anyio.Semaphore(MAX_CONNECTIONS)
+        #: Lookups of this session at once: one session cannot take every resolver thread.
+        self._lookups = anyio.Semaphore(2)
 
     async def serve(self, listener: SocketListener) -> None:
         """Accept connections until cancelled (each handled in its own task)."""
@@ -150,7 +163,8 @@ class EgressProxy:
             raise RefusedError("403 Forbidden", denied)
         try:
             with anyio.fail_after(RESOLVE_TIMEOUT):
-                addresses = await self._resolve(host)
+                async with self._lookups:
+                    addresses = await self._resolve(host)
         except (OSError, TimeoutError) as exc:
             raise RefusedError("502 Bad Gateway", f"could not resolve {host} ({exc})") from exc
         if not addresses:
