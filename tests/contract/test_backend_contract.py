@@ -23,8 +23,8 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.pool import POOL_OWNER
 from agentbay_mcp.backends.protocols import Files, Processes, ProcessHandles, SandboxBackend
-from agentbay_mcp.backends.records import ReadSpan, SessionRecord, ShellCommand
-from agentbay_mcp.errors import FileOperationError, SessionNotFoundError, UnknownImageError
+from agentbay_mcp.backends.records import NetworkPolicy, ReadSpan, SessionRecord, ShellCommand
+from agentbay_mcp.errors import BackendUnavailableError, FileOperationError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.testing.agentbay import agentbay_backend, emulator
 from agentbay_mcp.testing.memory_backend import MemoryBackend
 
@@ -321,3 +321,43 @@ async def test_tools_on_a_deleted_session_are_not_found(backend: SandboxBackend)
         await backend.processes.run_process(session_id, ShellCommand(command="true"), wait_ms=5000, cap=1024)
     with pytest.raises(SessionNotFoundError):
         await backend.files.file_info(session_id, "/tmp")
+
+
+# Network ----------------------------------------------------------------------------------------
+
+
+async def test_an_egress_policy_is_kept_and_changed_while_the_session_runs(backend: SandboxBackend) -> None:
+    requires(backend, "egress_rules")
+    assert backend.network is not None
+    policy = NetworkPolicy(mode="allow", allow=("pypi.org", "203.0.113.0/24"))
+    session_id = (await backend.create_session(image_id="code_latest", labels={}, owner="c", network=policy)).session_id
+    assert (await backend.get_session(session_id)).network == policy
+    await backend.network.set_egress(session_id, NetworkPolicy(mode="off"))
+    assert (await backend.get_session(session_id)).network == NetworkPolicy(mode="off")
+    with pytest.raises(SessionNotFoundError):
+        await backend.network.set_egress("session-" + "0" * 24, policy)
+
+
+async def test_without_egress_rules_an_allow_list_is_refused_clearly(backend: SandboxBackend) -> None:
+    if backend.capabilities.egress_rules:
+        pytest.skip(f"the {backend.name} backend has egress rules")
+    assert "egress_rules" in backend.capabilities.unsupported
+    with pytest.raises(BackendUnavailableError):
+        await backend.create_session(
+            image_id="code_latest", labels={}, owner="c", network=NetworkPolicy(mode="allow", allow=("a.test",))
+        )
+
+
+async def test_a_port_link_is_a_url_for_that_port(backend: SandboxBackend) -> None:
+    session_id = await new_session(backend)
+    if not backend.capabilities.port_links:
+        assert backend.network is None or "port_links" in backend.capabilities.unsupported
+        if backend.network is not None:
+            with pytest.raises(BackendUnavailableError):
+                await backend.network.open_link(session_id, 8000, "http")
+        return
+    assert backend.network is not None
+    link = await backend.network.open_link(session_id, 8000, "http")
+    assert (link.port, link.protocol) == (8000, "http")
+    assert link.url.startswith(("http://", "https://"))
+    assert (await backend.network.open_link(session_id, 8000, "http")).url == link.url
