@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx2
@@ -172,3 +173,42 @@ async def test_links_through_the_servers_public_url_die_with_the_session(state_d
             await call(alice, "delete_session", session_id=session_id)
             async with httpx2.AsyncClient(timeout=10) as http:
                 assert (await http.get(link["url"])).status_code == 404
+
+
+async def test_a_network_session_cannot_reach_another_sessions_server_or_link(state_dir: Path) -> None:
+    async with serve(state_dir, network="on-request") as client:
+        server = (await call(client, "create_session", image_id="code_latest"))["session_id"]
+        await serving(client, server, "private-to-b")
+        link = urlsplit((await call(client, "get_link", session_id=server, port=8000))["url"])
+        attacker = (await call(client, "create_session", image_id="code_latest", network="on"))["session_id"]
+        probe = (
+            "import socket, sys\n"
+            "for host, port in [(a.rsplit(':', 1)[0], int(a.rsplit(':', 1)[1])) for a in sys.argv[1:]]:\n"
+            "    try:\n"
+            "        s = socket.create_connection((host, port), timeout=3)\n"
+            "        s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print('reached', host, port, s.recv(200))\n"
+            "    except OSError as exc:\n"
+            "        print('refused', host, port, type(exc).__name__)\n"
+        )
+        await call(client, "write_file", session_id=attacker, path="probe.py", content=probe)
+        # Its own loopback and address (the other session's namespace is not there), slirp's host
+        # mapping of the link's port, and the link's port itself.
+        targets = ["127.0.0.1:8000", "10.0.2.100:8000", f"10.0.2.2:{link.port}", f"127.0.0.1:{link.port}"]
+        ran = await call(
+            client, "execute_command", session_id=attacker, command="python3 probe.py " + " ".join(targets)
+        )
+        assert [line.split()[0] for line in ran["stdout"].splitlines()] == ["refused"] * 4, ran
+        assert "private-to-b" not in ran["stdout"]
+        # Through its proxy: refused by policy (loopback).
+        via_proxy = (
+            "import urllib.error, urllib.request\n"
+            "opener = urllib.request.build_opener(urllib.request.ProxyHandler({'http': 'http://127.0.0.1:3128'}))\n"
+            "try:\n"
+            f"    print(opener.open('http://127.0.0.1:{link.port}/', timeout=5).read())\n"
+            "except urllib.error.HTTPError as exc:\n"
+            "    print(exc.code, exc.read().decode())\n"
+        )
+        await call(client, "write_file", session_id=attacker, path="via_proxy.py", content=via_proxy)
+        tunnel = await call(client, "execute_command", session_id=attacker, command="python3 via_proxy.py")
+        assert tunnel["stdout"].startswith("403 agentbay-mcp egress proxy: 127.0.0.1 is not allowed"), tunnel
+        assert await get(urlunsplit(link)) == "private-to-b\n"  # the owner's link works all along
