@@ -209,6 +209,8 @@ async def test_a_network_session_cannot_reach_another_sessions_server_or_link(st
             "    print(exc.code, exc.read().decode())\n"
         )
         await call(client, "write_file", session_id=attacker, path="via_proxy.py", content=via_proxy)
-        tunnel = await call(client, "execute_command", session_id=attacker, command="python3 via_proxy.py")
+        tunnel = await call(
+            client, "execute_command", session_id=attacker, command="no_proxy= NO_PROXY= python3 via_proxy.py"
+        )
         assert tunnel["stdout"].startswith("403 agentbay-mcp egress proxy: 127.0.0.1 is not allowed"), tunnel
         assert await get(urlunsplit(link)) == "private-to-b\n"  # the owner's link works all along
