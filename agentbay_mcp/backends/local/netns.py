@@ -13,6 +13,7 @@ setns(2) switches only the calling thread; it runs on one dedicated thread that 
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import ctypes
 import ctypes.util
@@ -80,9 +81,9 @@ async def socket_in(netns: int | None, family: int = socket.AF_INET, kind: int =
         sock = socket.socket(family, kind)
     else:
         try:
-            future = _pool().submit(_make, netns, family, kind)
-            sock = await anyio.to_thread.run_sync(future.result, 5.0)
-        except (OSError, concurrent.futures.TimeoutError) as exc:
+            with anyio.fail_after(5.0):  # the server runs on asyncio (anyio's default backend)
+                sock = await asyncio.wrap_future(_pool().submit(_make, netns, family, kind))
+        except (OSError, TimeoutError) as exc:
             raise BackendError(f"Could not open a socket in the session's network namespace: {exc}") from exc
     sock.setblocking(False)
     return sock
