@@ -69,17 +69,29 @@ def remove_token(path: Path, token: str) -> None:
         logger.warning("could not remove the token file %s: %s", path, exc.strerror or exc)
 
 
-def announcement(token: str, url: str, path: Path) -> str:
-    """The start-up message telling the operator the token and how a client sends it (printed once)."""
+def announcement(token: str, url: str, path: Path | None) -> str:
+    """The start-up message telling the operator the token and how a client sends it (printed once);
+    `path` is the token file, None if it could not be written."""
     header = f"Bearer {token}"
     config = {"mcpServers": {"agentbay": {"type": "http", "url": url, "headers": {"Authorization": header}}}}
-    return (
-        f"agentbay-mcp: HTTP clients must send this token (a new one at every start; also in {path}, mode 0600):\n"
-        f"\n    Authorization: {header}\n"
-        f"\nMCP client configuration (mcpServers entry):\n"
-        f"\n    {json.dumps(config)}\n"
-        f"\nClaude Code:\n"
-        f"\n    claude mcp add --transport http agentbay {url} --header 'Authorization: {header}'\n"
-        f"\nA client started by a script can read the file instead: Authorization: Bearer $(cat {path})\n"
-        "Pass --allow-unauthenticated to serve without a token (any local process could then use this server).\n"
+    where = f"also in {path}, mode 0600" if path else "the token file could not be written"
+    lines = [
+        f"agentbay-mcp: HTTP clients must send this token (a new one at every start; {where}):",
+        "",
+        f"    Authorization: {header}",
+        "",
+        "MCP client configuration (mcpServers entry):",
+        "",
+        f"    {json.dumps(config)}",
+        "",
+        "Claude Code:",
+        "",
+        f"    claude mcp add --transport http agentbay {url} --header 'Authorization: {header}'",
+        "",
+    ]
+    if path:
+        lines.append(f"A client started by a script can read the file instead: Authorization: Bearer $(cat {path})")
+    lines.append(
+        "Pass --allow-unauthenticated to serve without a token (any local process could then use this server)."
     )
+    return "\n".join(lines) + "\n"

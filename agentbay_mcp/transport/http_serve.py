@@ -54,7 +54,12 @@ class _HttpServer(uvicorn.Server):
         if self.started and self.token is not None:
             port = int(self.servers[0].sockets[0].getsockname()[1])
             self.token_file = start_token.token_path(self.settings.state_dir, port)
-            start_token.write_token(self.token_file, self.token)
+            try:
+                start_token.write_token(self.token_file, self.token)
+            except OSError as exc:
+                # The token is still required and printed below: serving stays safe, only the file is missing.
+                logger.warning("cannot write the token file %s: %s", self.token_file, exc.strerror or exc)
+                self.token_file = None
             url = base_url(self.settings, port) + MCP_PATH
             # Straight to stderr, never through logging: the one place the token is ever shown.
             print(start_token.announcement(self.token, url, self.token_file), file=sys.stderr, flush=True)

@@ -83,3 +83,8 @@ def test_the_announcement_gives_the_header_and_a_client_configuration() -> None:
     assert '{"mcpServers": {"agentbay": {"type": "http", "url": "http://127.0.0.1:8765/mcp", "headers": ' in text
     assert str(path) in text
     assert "--allow-unauthenticated" in text
+    assert "$(cat /state/http-token-8765)" in text
+    unfiled = announcement(token, url, None)
+    assert "the token file could not be written" in unfiled
+    assert f"Authorization: Bearer {token}" in unfiled
+    assert "$(cat" not in unfiled
