@@ -103,7 +103,9 @@ class Settings(BaseSettings):
         default=True, description="HTTP: refuse requests whose Host or Origin is not allowed."
     )
     allow_unauthenticated: bool = Field(
-        default=False, description="HTTP: serve a non-loopback address without authentication (unsafe)."
+        default=False,
+        description="HTTP: serve without any authentication: no per-start token on loopback, and a non-loopback "
+        "address allowed (unsafe).",
     )
     audit_log: str | None = Field(
         default=None, description="Write one JSON line per tool call to this file, or to 'stderr'."

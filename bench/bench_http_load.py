@@ -1,12 +1,13 @@
 """50 conversations over streamable HTTP at once (numbers printed, not asserted).
 
 One real `agentbay-mcp --transport http` server on 127.0.0.1 (a free port, a fresh state dir,
-default settings). Each conversation is its own MCP session (its own client and connections):
-it creates a sandbox session, waits until every conversation has one, runs 20
-`execute_command("echo hi")` one after another, then deletes its session and closes. Printed:
-calls/s over the command phase (first command started to last one answered), p50/p90/p99 of one
-call, and in the same run the single-conversation round trip (one conversation alone, same
-server), with ratios against the figures issue 14 quotes for today.
+default settings but --allow-unauthenticated: without the per-start token, as issue 14's figures
+were taken; bench_http_auth.py measures what the token costs a call). Each conversation is its
+own MCP session (its own client and connections): it creates a sandbox session, waits until
+every conversation has one, runs 20 `execute_command("echo hi")` one after another, then deletes
+its session and closes. Printed: calls/s over the command phase (first command started to last
+one answered), p50/p90/p99 of one call, and in the same run the single-conversation round trip
+(one conversation alone, same server), with ratios against the figures issue 14 quotes for today.
 
 Clients: `--client sdk` (default) is the Python SDK's `Client` over `streamable_http_client`, as the
 issue's figures were taken; `--client raw` speaks JSON-RPC over httpx2 directly (no GET stream, far
@@ -125,7 +126,8 @@ def start_server(
     # The checkout's package, whatever the current directory.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent.parent), env.get("PYTHONPATH")]))
     runner = ["-c", PROFILED_SERVER, str(profile), clock] if profile else ["-m", "agentbay_mcp"]
-    command = [sys.executable, *runner, "--transport", "http", "--port", str(port), *extra]
+    command = [sys.executable, *runner, "--transport", "http", "--port", str(port), "--allow-unauthenticated"]
+    command += extra
     log_path = state_dir.parent / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

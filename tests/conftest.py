@@ -70,7 +70,7 @@ async def client(settings: Settings, era: str) -> AsyncIterator[Client]:
 
 @pytest.fixture
 def http_server(state_dir: Path) -> Iterator[HttpServer]:
-    """A real HTTP server with default settings."""
-    server = HttpServer(state_dir)
+    """A real HTTP server with default settings: its per-start token required, which its clients send."""
+    server = HttpServer(state_dir, start_token=True)
     yield server
     server.stop()

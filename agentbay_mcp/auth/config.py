@@ -1,7 +1,8 @@
 """From settings to the SDK's own auth hooks: `AuthSettings`, a `TokenVerifier`, `TransportSecuritySettings`.
 
 It also holds the start-up rules for HTTP: without authentication only loopback is served (unless
-the operator insists with `--allow-unauthenticated`), and Host/Origin allow-lists are always on
+the operator insists with `--allow-unauthenticated`), and then with a per-start token
+(start_token.py) unless `--allow-unauthenticated` again; Host/Origin allow-lists are always on
 unless switched off explicitly.
 """
 
@@ -17,6 +18,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 
 from agentbay_mcp.auth.jwt_verifier import JwtVerifier
+from agentbay_mcp.auth.start_token import StartTokenVerifier
 from agentbay_mcp.auth.token_file import TOKEN_PREFIX, TokenFileVerifier
 from agentbay_mcp.errors import UnsafeConfigurationError
 from agentbay_mcp.settings import Settings
@@ -65,22 +67,27 @@ class HttpAuth:
     verifier: TokenVerifier
 
 
-def base_url(settings: Settings) -> str:
-    """The URL clients reach this server at: `--public-url`, else the bind address."""
+def base_url(settings: Settings, port: int | None = None) -> str:
+    """The URL clients reach this server at: `--public-url`, else the bind address (on `port` once bound)."""
     if settings.public_url:
         return settings.public_url
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{settings.port if port is None else port}"
 
 
-def build_auth(settings: Settings) -> HttpAuth | None:
-    """The SDK auth configuration, or None when no token file or JWT issuer is configured.
+def build_auth(settings: Settings, start_token: str | None = None) -> HttpAuth | None:
+    """The SDK auth configuration: the token file and/or JWT issuer configured, else the per-start token
+    when there is one, else None (an unauthenticated server).
 
     Raises AuthConfigurationError when a token or JWKS file is unusable: refusing to start beats
     serving with no (or the wrong) credentials.
     """
     if not settings.auth_enabled:
-        return None
+        if start_token is None:
+            return None
+        # Like static tokens, the per-start token has no authorization server to point clients at.
+        auth = AuthSettings(issuer_url=base_url(settings), resource_server_url=None, validate_token_resource=False)
+        return HttpAuth(auth, StartTokenVerifier(start_token))
     resource = base_url(settings) + MCP_PATH
     tokens = TokenFileVerifier(settings.token_file) if settings.token_file else None
     jwts = None
@@ -142,6 +149,12 @@ def check_http_safety(settings: Settings) -> list[str]:
         warnings.append(
             f"serving HTTP on {settings.host} WITHOUT authentication (--allow-unauthenticated): every client "
             "is the same anonymous principal and can run sandboxes; make sure a proxy authenticates them"
+        )
+    elif not settings.auth_enabled and settings.allow_unauthenticated:
+        warnings.append(
+            f"serving HTTP on {settings.host} WITHOUT authentication (--allow-unauthenticated): no per-start "
+            "token, so every process on this host can drive this server as the anonymous principal (sessions "
+            "cannot: each has a network namespace of its own)"
         )
     if settings.dns_rebinding_protection and not transport_security(settings).allowed_hosts:
         raise UnsafeConfigurationError(

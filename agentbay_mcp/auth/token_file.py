@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import stat
@@ -26,6 +25,7 @@ from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 
+from agentbay_mcp.auth.private_file import write_private
 from agentbay_mcp.auth.scopes import ALL, parse_scopes
 from agentbay_mcp.auth.watched_file import WatchedFile
 from agentbay_mcp.errors import AuthConfigurationError, InvalidArgumentError
@@ -124,17 +124,7 @@ def write_entries(path: Path, entries: list[TokenEntry]) -> None:
             for e in entries
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 def add_token(path: Path, principal: str, scopes: tuple[str, ...]) -> str:

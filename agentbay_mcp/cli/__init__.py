@@ -176,7 +176,8 @@ def _add_http_security(serve: argparse.ArgumentParser) -> None:
         "--allow-unauthenticated",
         action="store_true",
         default=None,
-        help="serve a non-loopback address without authentication (unsafe; warns on every start)",
+        help="serve without any authentication: no per-start token on loopback, and a non-loopback address "
+        "allowed (unsafe; warns on every start)",
     )
     group.add_argument("--audit-log", help="JSON lines per tool call to this file, or 'stderr'")
     group.add_argument(

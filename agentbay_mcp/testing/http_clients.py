@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from agentbay_mcp.testing.answers import unpack
 from agentbay_mcp.testing.calls import call, call_error
@@ -53,14 +54,24 @@ async def assert_not_visible(client: Client, session_id: str) -> None:
         assert foreign.replace(session_id, "<id>") == unknown.replace(made_up, "<id>"), tool
 
 
-def legacy(server: HttpServer) -> Client:
+@asynccontextmanager
+async def connected(server: HttpServer, mode: str = "auto") -> AsyncIterator[Client]:
+    """An SDK client of `server` sending its token if it has one; the timeouts are the SDK's own defaults."""
+    async with (
+        httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http,
+        Client(streamable_http_client(server.url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def legacy(server: HttpServer) -> AbstractAsyncContextManager[Client]:
     """A handshake-era (2025-11-25) client: initialize, then every request carries its Mcp-Session-Id."""
-    return Client(server.url, mode="legacy")
+    return connected(server, "legacy")
 
 
-def sessionless(server: HttpServer) -> Client:
+def sessionless(server: HttpServer) -> AbstractAsyncContextManager[Client]:
     """A default (`mode="auto"`) client: it discovers the server and speaks the sessionless era."""
-    return Client(server.url)
+    return connected(server)
 
 
 def legacy_headers(mcp_session_id: str | None) -> dict[str, str]:
@@ -126,14 +137,16 @@ class RawLegacySession:
 
 
 @asynccontextmanager
-async def raw_legacy_session(url: str) -> AsyncIterator[RawLegacySession]:
-    """Open a raw handshake-era session; leaving the block only closes the TCP connections."""
+async def raw_legacy_session(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[RawLegacySession]:
+    """Open a raw handshake-era session (every request with `headers`, e.g. the bearer token); leaving the
+    block only closes the TCP connections."""
 
     async def remember_session_id(response: httpx2.Response) -> None:
         if session.session_id is None and "mcp-session-id" in response.headers:
             session.session_id = response.headers["mcp-session-id"]
 
-    async with httpx2.AsyncClient(timeout=10, event_hooks={"response": [remember_session_id]}) as http:
+    hooks = {"response": [remember_session_id]}
+    async with httpx2.AsyncClient(timeout=10, headers=headers, event_hooks=hooks) as http:
         session = RawLegacySession(http, url)
         await session.initialize()
         yield session

@@ -163,14 +163,14 @@ async def loaded_http_client(
     sessionless era. With `hold_from_create` each session's command starts as soon as the session
     exists, so no session is ever idle while the others load (a short idle lease cannot race the load).
     """
-    url = server if isinstance(server, str) else server.url
+    url, headers = (server, {}) if isinstance(server, str) else (server.url, server.headers)
     # Every call in flight holds a connection of its own: room for all of them, the load window and the
     # GET stream (httpx's default pool of 100 would make the last calls wait, or time out). Timeouts are
     # the SDK's own defaults (create_mcp_http_client).
     limits = httpx2.Limits(max_connections=count + 16)
     timeout = httpx2.Timeout(30.0, read=300.0)
     async with (
-        httpx2.AsyncClient(limits=limits, timeout=timeout) as http,
+        httpx2.AsyncClient(limits=limits, timeout=timeout, headers=headers) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
         anyio.create_task_group() as tg,
     ):

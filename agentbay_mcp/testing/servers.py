@@ -11,6 +11,7 @@ from typing import IO
 
 from mcp import StdioServerParameters
 
+from agentbay_mcp.auth.start_token import token_path
 from agentbay_mcp.testing.waiting import wait_until
 
 
@@ -67,15 +68,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class HttpServer:
-    """A real `agentbay-mcp --transport http` subprocess on 127.0.0.1."""
+#: Flags that configure authentication of their own: no per-start token, and no --allow-unauthenticated.
+_AUTH_FLAGS = ("--token-file", "--jwt-issuer", "--allow-unauthenticated")
 
-    def __init__(self, state_dir: Path, *args: str, port: int | None = None) -> None:
+
+class HttpServer:
+    """A real `agentbay-mcp --transport http` subprocess on 127.0.0.1.
+
+    With `start_token=True` it runs as `serve --transport http` does by default, with a per-start
+    token, which it reads from the token file the way a script-driven client would (`token`,
+    `headers`). Otherwise, unless `args` configure authentication, it runs with
+    --allow-unauthenticated: for tests about something else, and for those that connect without a
+    token (the sandbox attack through the HTTP endpoint measures the network isolation alone).
+    """
+
+    def __init__(self, state_dir: Path, *args: str, start_token: bool = False, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.state_dir = state_dir
+        self.token_file = token_path(state_dir, self.port)
+        self.token: str | None = None
         self.log = state_dir.parent / f"http-{self.port}.log"
         state_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.token_file.unlink(missing_ok=True)  # so that its presence says this server wrote it
+        if not start_token and not any(flag in args for flag in _AUTH_FLAGS):
+            args = ("--allow-unauthenticated", *args)
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agentbay_mcp", "--transport", "http", "--port", str(self.port), *args],
@@ -84,9 +101,22 @@ class HttpServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        if not wait_until(self._listening, timeout=20):
+        # The token file is written once the socket is bound: waiting for it is waiting for the server.
+        ready = self._token_written if start_token else self._listening
+        if not wait_until(ready, timeout=20):
             self.stop()
             raise RuntimeError(f"HTTP server did not start:\n{self.log.read_text()}")
+        if start_token:
+            self.token = self.token_file.read_text(encoding="utf-8")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers a client sends: the bearer token when the server has one."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _token_written(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        return self.token_file.exists()
 
     def _listening(self) -> bool:
         assert self.process.poll() is None, self.log.read_text()

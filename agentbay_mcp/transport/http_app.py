@@ -103,10 +103,11 @@ class CountResponses:
         await self.app(scope, receive, counting_send)
 
 
-def http_app(settings: Settings, running: Running | None = None) -> ASGIApp:
+def http_app(settings: Settings, running: Running | None = None, start_token: str | None = None) -> ASGIApp:
     """The whole HTTP application for `settings` (raises AuthConfigurationError on a broken token/JWKS file);
-    `running` is told the live service (for the stop signal)."""
-    auth = build_auth(settings)
+    `running` is told the live service (for the stop signal); `start_token`, without other authentication,
+    is the one bearer token accepted (start_token.py)."""
+    auth = build_auth(settings, start_token)
     metrics = Metrics()
     running = running or Running()
     server = build_server(settings, auth=auth, metrics=metrics, running=running)

@@ -112,7 +112,8 @@ async def test_disconnect_without_delete_keeps_sessions_until_explicit_delete(
         if "mcp-session-id" in response.headers and not seen_ids:
             seen_ids.append(response.headers["mcp-session-id"])
 
-    async with httpx2.AsyncClient(timeout=10, event_hooks={"response": [remember_session_id]}) as http:
+    hooks = {"response": [remember_session_id]}
+    async with httpx2.AsyncClient(timeout=10, headers=http_server.headers, event_hooks=hooks) as http:
         transport = streamable_http_client(http_server.url, http_client=http, terminate_on_close=False)
         async with Client(transport, mode="legacy") as client:
             ids = [(await call(client, "create_session"))["session_id"] for _ in range(2)]
@@ -120,7 +121,7 @@ async def test_disconnect_without_delete_keeps_sessions_until_explicit_delete(
     await anyio.sleep(0.5)
     assert session_dirs(state_dir) == sorted(ids)
 
-    async with httpx2.AsyncClient(timeout=10) as http:
+    async with httpx2.AsyncClient(timeout=10, headers=http_server.headers) as http:
         response = await http.delete(
             http_server.url,
             headers={"Mcp-Session-Id": mcp_session_id, "mcp-protocol-version": LEGACY_VERSION},
@@ -136,9 +137,9 @@ async def test_disconnect_without_delete_keeps_sessions_until_explicit_delete(
 
 
 async def test_http_idle_timeout_releases_abandoned_sessions(state_dir: Path) -> None:
-    server = HttpServer(state_dir, "--http-idle-timeout", "1")
+    server = HttpServer(state_dir, "--http-idle-timeout", "1", start_token=True)
     try:
-        async with raw_legacy_session(server.url) as raw:
+        async with raw_legacy_session(server.url, server.headers) as raw:
             ids = [(await raw.call_tool("create_session"))["session_id"] for _ in range(2)]
             assert session_dirs(state_dir) == sorted(ids)
             listed = await raw.call_tool("list_sessions")
@@ -150,7 +151,7 @@ async def test_http_idle_timeout_releases_abandoned_sessions(state_dir: Path) ->
         assert session_dirs(state_dir) == []
 
         # The abandoned MCP session is gone too, and the server still serves new ones.
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10, headers=server.headers) as http:
             response = await post_tools_list(http, server.url, abandoned)
             assert response.status_code == 404
         async with legacy(server) as client:
@@ -163,9 +164,9 @@ async def test_http_idle_timeout_releases_abandoned_sessions(state_dir: Path) ->
 
 async def test_http_idle_timeout_spares_active_sessions(state_dir: Path) -> None:
     """A session that keeps sending requests is never idle, however long it lives."""
-    server = HttpServer(state_dir, "--http-idle-timeout", "1")
+    server = HttpServer(state_dir, "--http-idle-timeout", "1", start_token=True)
     try:
-        async with raw_legacy_session(server.url) as raw:
+        async with raw_legacy_session(server.url, server.headers) as raw:
             session_id = (await raw.call_tool("create_session"))["session_id"]
             deadline = time.monotonic() + 2.5
             while time.monotonic() < deadline:
@@ -238,7 +239,7 @@ async def test_sessionless_anonymous_clients_share_sessions(http_server: HttpSer
 
 
 async def test_sessionless_idle_lease_expires_unused_sessions_only(state_dir: Path) -> None:
-    server = HttpServer(state_dir, "--idle-lease", "1")
+    server = HttpServer(state_dir, "--idle-lease", "1", start_token=True)
     try:
         async with sessionless(server) as client:
             unused = (await call(client, "create_session"))["session_id"]
@@ -282,7 +283,7 @@ async def test_sessionless_idle_lease_expires_unused_sessions_only(state_dir: Pa
 
 
 async def test_sigterm_releases_sessions_of_both_eras_promptly(state_dir: Path) -> None:
-    server = HttpServer(state_dir)
+    server = HttpServer(state_dir, start_token=True)
     try:
         async with legacy(server) as old, sessionless(server) as new:
             ids = [(await call(old, "create_session"))["session_id"] for _ in range(2)]
@@ -313,7 +314,7 @@ async def test_sigterm_releases_sessions_of_both_eras_promptly(state_dir: Path) 
     ],
 )
 async def test_stop_signal_exits_zero(state_dir: Path, signum: signal.Signals) -> None:
-    server = HttpServer(state_dir)
+    server = HttpServer(state_dir, start_token=True)
     try:
         async with legacy(server) as old, sessionless(server) as new:
             await call(old, "create_session")

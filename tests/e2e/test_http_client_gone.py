@@ -8,6 +8,7 @@ rules are in docs/conversations.md ("When an HTTP client goes away") and client_
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import time
@@ -46,7 +47,7 @@ JS_DIR = Path(__file__).parent.parent / "js"
 
 @pytest.fixture
 def server(state_dir: Path) -> Any:
-    http = HttpServer(state_dir, "--http-disconnect-grace", str(GRACE))
+    http = HttpServer(state_dir, "--http-disconnect-grace", str(GRACE), start_token=True)
     yield http
     http.stop()
 
@@ -63,13 +64,17 @@ def stopped(marker: str) -> bool:
 
 
 @asynccontextmanager
-async def node_client(url: str, command: str, how: str) -> AsyncIterator[tuple[Process, Any]]:
+async def node_client(server: HttpServer, command: str, how: str) -> AsyncIterator[tuple[Process, Any]]:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed: the TypeScript SDK client cannot run (CI has node)")
     if not (JS_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
         pytest.fail("tests/js/node_modules is missing: run `bash scripts/setup.sh --dev` (it runs npm ci)")
-    process = await anyio.open_process([node, str(JS_DIR / "close_without_delete.mjs"), url, command, how])
+    # The token in the environment, not the command line, where every local user could read it.
+    env = {**os.environ, "MCP_BEARER_TOKEN": server.token or ""}
+    process = await anyio.open_process(
+        [node, str(JS_DIR / "close_without_delete.mjs"), server.url, command, how], env=env
+    )
     assert process.stdout is not None
     buffered = BufferedByteReceiveStream(process.stdout)
 
@@ -93,7 +98,7 @@ async def test_typescript_client_gone_without_delete_releases_its_sessions(
     marker = f"m{secrets.token_hex(4)}"
     async with legacy(server) as control:  # connected (the SDK holds its GET stream) but idle throughout
         kept = (await call(control, "create_session", image_id="code_latest"))["session_id"]
-        async with node_client(server.url, sleeper(marker), how) as (process, next_line):
+        async with node_client(server, sleeper(marker), how) as (process, next_line):
             leaving = (await next_line())["session_id"]
             assert (await next_line()) == {"started": True}
             assert await eventually(lambda: running(marker), timeout=15), "the long command never started"
@@ -121,7 +126,7 @@ async def test_typescript_client_gone_without_delete_releases_its_sessions(
 async def test_legacy_call_is_cancelled_when_its_connection_closes(server: HttpServer, state_dir: Path) -> None:
     """Raw HTTP, so nothing but the closed connection can be what cancels the call."""
     marker = f"m{secrets.token_hex(4)}"
-    async with raw_legacy_session(server.url) as raw:
+    async with raw_legacy_session(server.url, server.headers) as raw:
         session_id = (await raw.call_tool("create_session", image_id="code_latest"))["session_id"]
         body = {
             "jsonrpc": "2.0",
@@ -173,7 +178,7 @@ async def open_and_close_get_stream(raw: RawLegacySession, url: str) -> None:
 
 
 async def test_a_client_calling_within_the_grace_keeps_its_sessions(server: HttpServer, state_dir: Path) -> None:
-    async with raw_legacy_session(server.url) as raw:
+    async with raw_legacy_session(server.url, server.headers) as raw:
         session_id = (await raw.call_tool("create_session", image_id="code_latest"))["session_id"]
         await open_and_close_get_stream(raw, server.url)
         # No stream open from here on; calls come every GRACE / 2 for three graces.
@@ -188,7 +193,7 @@ async def test_a_client_calling_within_the_grace_keeps_its_sessions(server: Http
 
 async def test_a_client_that_never_held_a_stream_is_not_judged_gone(server: HttpServer, state_dir: Path) -> None:
     """No stream ever opened: thinking and leaving look the same, so only the idle timeout applies."""
-    async with raw_legacy_session(server.url) as raw:
+    async with raw_legacy_session(server.url, server.headers) as raw:
         session_id = (await raw.call_tool("create_session", image_id="code_latest"))["session_id"]
         await anyio.sleep(GRACE + 1.5)
         assert (await raw.call_tool("get_session", session_id=session_id))["status"] == "RUNNING"

@@ -21,6 +21,7 @@ from mcp import Client
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.testing.calls import call, call_error, unwrapped
 from agentbay_mcp.testing.host import marked, nonce
+from agentbay_mcp.testing.http_clients import sessionless
 from agentbay_mcp.testing.servers import HttpServer, session_dirs
 from agentbay_mcp.testing.waiting import eventually
 from tests.security.sandbox_attacks import (
@@ -249,11 +250,15 @@ except Exception as exc:
 """
 
 
-async def test_a_network_session_cannot_use_the_servers_http_endpoint(state_dir: Path) -> None:
-    server = HttpServer(state_dir, "--network", "on-request")
+@pytest.mark.parametrize("token", [True, False], ids=["per-start-token", "allow-unauthenticated"])
+async def test_a_network_session_cannot_use_the_servers_http_endpoint(state_dir: Path, token: bool) -> None:
+    """Two layers, each enough alone: the session's own network namespace (the endpoint is out of
+    its reach by every route, even with --allow-unauthenticated), and the per-start token (the same
+    attack run on the host, where the port is reachable, gets 401 without it)."""
+    server = HttpServer(state_dir, "--network", "on-request", start_token=token)
     try:
         with unwrapped():
-            async with Client(server.url) as client:  # the sessionless (2026-07-28) era
+            async with sessionless(server) as client:
                 victim = await new_session(client)
                 secret = secrets.token_hex(16)
                 assert (await run(client, victim, f"echo {secret} > secret.txt"))["exit_code"] == 0
@@ -264,12 +269,20 @@ async def test_a_network_session_cannot_use_the_servers_http_endpoint(state_dir:
                     attack = await run(client, online, command)
                     assert secret not in attack["stdout"], f"{route}: session {online} read {victim}: {attack}"
                     assert attack["stdout"].startswith("failed:"), attack
-                # The control: the same attack from the host, as the server's own client, reads the secret.
-                control = await anyio.run_process(
-                    [sys.executable, "-c", HTTP_ATTACK, server.url, "direct", getattr(server, "token", "")],
-                    check=False,
-                )
-                assert f"{victim} {secret}" in control.stdout.decode(), control
+                if server.token is not None:  # nor can it read the token from the state dir
+                    stolen = await run(client, online, f"cat {server.token_file}; ls -a {state_dir}")
+                    assert server.token not in stolen["stdout"]
+                    assert server.token_file.name not in stolen["stdout"], stolen
+
+                async def from_host(*token_argument: str) -> str:
+                    argv = [sys.executable, "-c", HTTP_ATTACK, server.url, "direct", *token_argument]
+                    return (await anyio.run_process(argv, check=False)).stdout.decode()
+
+                # The controls, on the host: the attack works with the token (or without, when the
+                # operator allowed that), and gets 401 without it.
+                assert f"{victim} {secret}" in await from_host(*([server.token] if server.token else []))
+                if server.token is not None:
+                    assert (await from_host()).startswith("failed: HTTPError HTTP Error 401"), await from_host()
     finally:
         server.stop()
 
