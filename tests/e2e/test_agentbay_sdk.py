@@ -25,7 +25,7 @@ import anyio.from_thread
 import anyio.to_thread
 import pytest
 
-from agentbay_mcp.testing.agentbay import API_KEY
+from agentbay_mcp.testing.agentbay import API_KEY, get_when_served, serve_once
 from agentbay_mcp.testing.servers import free_port, server_env
 from agentbay_mcp.testing.waiting import wait_until
 
@@ -181,3 +181,37 @@ async def test_the_official_sdk_drives_the_desktop(emulator_port: int, monkeypat
 
     assert (await computer.stop_app_by_pname("xterm")).success
     assert (await created.session.delete()).success
+
+
+@pytest.mark.parametrize("emulator_port", [True], indirect=True, ids=["link"])
+async def test_the_official_sdk_gets_a_link_that_works(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """session.get_link (GetLink) hands out a URL that reaches a server in the session; the cloud's limits hold."""
+    from agentbay import CreateSessionParams, SessionError
+
+    for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
+        monkeypatch.delenv(name)
+    bay = sdk_client(emulator_port)
+    created = await bay.create(CreateSessionParams(image_id="code_latest"))
+    assert created.success, created.error_message
+    session = created.session
+    assert (await session.file_system.write_file("/home/user/site/index.html", "hello sdk")).success
+
+    link = await session.get_link(protocol_type="https", port=30150)
+    assert link.success, link.error_message
+    assert link.data.startswith("http://127.0.0.1:")  # the cloud's would be https://; loopback has no TLS
+    ran: list[Any] = []
+
+    async def serve() -> None:
+        ran.append(await session.command.execute_command(serve_once(30150, "/home/user/site"), timeout_ms=30000))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        response = await get_when_served(link.data + "/index.html")
+    assert (response.status_code, response.text) == (200, "hello sdk")
+    assert ran[0].exit_code == 0, ran[0]
+
+    with pytest.raises(SessionError, match=r"\[30100, 30199\]"):
+        await session.get_link(protocol_type="https", port=8080)
+    with pytest.raises(SessionError, match=r"ProtocolTypeEnum\.http"):
+        await session.get_link(protocol_type="http", port=30150)
+    assert (await session.delete()).success
