@@ -25,6 +25,7 @@ from starlette.routing import Route
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
 from agentbay_mcp.emulator import tools
+from agentbay_mcp.emulator.links import get_link
 from agentbay_mcp.emulator.sessions import ApiFaultError, Sessions
 
 logger = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ ACTIONS: dict[str, Handler] = {
     "GetMcpResource": get_resource,
     "ListMcpTools": list_tools,
     "CallMcpTool": call_tool,
+    "GetLink": get_link,
 }
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend, AgentBayClient, RetryPolicy
@@ -34,7 +35,8 @@ class FaultTransport(httpx2.AsyncBaseTransport):
 
     `plan[action]` is a list of faults consumed one per request of that action. "connect" fails
     before anything is sent; "drop" and "timeout" fail *after* the emulator did the work (the
-    reply is lost), the worst case for a create.
+    reply is lost), the worst case for a create. `spoil` plans hostile answers instead: the emulator
+    does the work and its reply's `Data` is replaced.
     """
 
     def __init__(self) -> None:
@@ -43,6 +45,12 @@ class FaultTransport(httpx2.AsyncBaseTransport):
         self.seen: collections.Counter[str] = collections.Counter()
         #: action -> the read timeouts (seconds) its requests were sent with, in order
         self.read_timeouts: dict[str, list[float]] = collections.defaultdict(list)
+        #: action -> replacement `Data` for its next successful replies, one per request
+        self.spoiled: dict[str, list[Any]] = collections.defaultdict(list)
+
+    def spoil(self, action: str, data: Any) -> None:
+        """Replace the `Data` of the next successful reply to `action` with `data` (a hostile cloud)."""
+        self.spoiled[action].append(data)
 
     def fail(self, action: str, fault: str, times: int = 1) -> None:
         """Plan `times` faults for the next requests of `action`."""
@@ -71,6 +79,10 @@ class FaultTransport(httpx2.AsyncBaseTransport):
             raise httpx2.ReadTimeout("timed out", request=request)
         if fault == "truncated":
             return httpx2.Response(response.status_code, content=content[: len(content) // 2])
+        if self.spoiled[action] and response.status_code == 200:
+            body = json.loads(content)
+            body["Data"] = self.spoiled[action].pop(0)
+            return httpx2.Response(200, json=body)
         return httpx2.Response(response.status_code, headers=response.headers, content=content)
 
     async def aclose(self) -> None:
@@ -136,3 +148,28 @@ def agentbay_settings(state_dir: Path, url: str, *, instance: str = "mcp-test", 
         agentbay_instance=instance,
         **extra,
     )
+
+
+def serve_once(port: int, directory: str) -> str:
+    """A shell command serving `directory` over HTTP on `port` (all addresses) for one request, then ending.
+
+    Foreground on purpose: whatever a command leaves running in the background dies with it in the
+    emulator's local sandboxes, so a test runs this beside its other calls and the GET ends it.
+    """
+    code = (
+        "import functools, http.server as s; "
+        f"h = functools.partial(s.SimpleHTTPRequestHandler, directory={directory!r}); "
+        f"s.HTTPServer(('0.0.0.0', {port}), h).handle_request()"
+    )
+    return f'python3 -c "{code}"'
+
+
+async def get_when_served(url: str, *, timeout: float = 20.0) -> httpx2.Response:
+    """GET `url`, again until something answers (the server in the session may still be starting)."""
+    async with httpx2.AsyncClient(timeout=5.0) as http:
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    return await http.get(url)
+                except httpx2.TransportError:
+                    await anyio.sleep(0.1)

@@ -23,9 +23,9 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.pool import POOL_OWNER
 from agentbay_mcp.backends.protocols import Files, Processes, ProcessHandles, SandboxBackend
-from agentbay_mcp.backends.records import NetworkPolicy, ReadSpan, SessionRecord, ShellCommand
+from agentbay_mcp.backends.records import NetworkPolicy, ReadSpan, RunOutcome, SessionRecord, ShellCommand
 from agentbay_mcp.errors import BackendUnavailableError, FileOperationError, SessionNotFoundError, UnknownImageError
-from agentbay_mcp.testing.agentbay import agentbay_backend, emulator
+from agentbay_mcp.testing.agentbay import agentbay_backend, emulator, get_when_served, serve_once
 from agentbay_mcp.testing.memory_backend import MemoryBackend
 
 pytestmark = pytest.mark.anyio
@@ -348,16 +348,39 @@ async def test_without_egress_rules_an_allow_list_is_refused_clearly(backend: Sa
         )
 
 
-async def test_a_port_link_is_a_url_for_that_port(backend: SandboxBackend) -> None:
-    session_id = await new_session(backend)
-    if not backend.capabilities.port_links:
-        assert backend.network is None or "port_links" in backend.capabilities.unsupported
-        if backend.network is not None:
-            with pytest.raises(BackendUnavailableError):
-                await backend.network.open_link(session_id, 8000, "http")
-        return
+LINK_PORT = 30123  # within every backend's range (the cloud links 30100-30199 only)
+
+
+async def test_a_port_link_reaches_a_server_in_the_session(backend: SandboxBackend) -> None:
+    requires(backend, "port_links")
     assert backend.network is not None
-    link = await backend.network.open_link(session_id, 8000, "http")
-    assert (link.port, link.protocol) == (8000, "http")
-    assert link.url.startswith(("http://", "https://"))
-    assert (await backend.network.open_link(session_id, 8000, "http")).url == link.url
+    session_id = await new_session(backend)
+    await backend.files.write_file(session_id, "/home/user/site/index.html", b"linked", "overwrite")
+    link = await backend.network.open_link(session_id, LINK_PORT, "http")
+    assert (link.port, link.protocol) == (LINK_PORT, "http")
+    command = ShellCommand(command=serve_once(LINK_PORT, "/home/user/site"))
+    outcomes: list[RunOutcome] = []
+
+    async def serve() -> None:
+        outcomes.append(await backend.processes.run_process(session_id, command, wait_ms=30000, cap=65536))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        response = await get_when_served(link.url + "/index.html")
+    assert (response.status_code, response.text) == (200, "linked")
+    assert outcomes[0].info.exit_code == 0
+
+
+async def test_network_capabilities_declared_absent_say_why(backend: SandboxBackend) -> None:
+    capabilities, network = backend.capabilities, backend.network
+    if network is None or (capabilities.egress_rules and capabilities.port_links):
+        pytest.skip(f"the {backend.name} backend declares every network capability (or none)")
+    session_id = await new_session(backend)
+    if not capabilities.egress_rules:
+        with pytest.raises(BackendUnavailableError) as refused:
+            await network.set_egress(session_id, NetworkPolicy(mode="on"))
+        assert str(refused.value) == capabilities.unsupported["egress_rules"]
+    if not capabilities.port_links:
+        with pytest.raises(BackendUnavailableError) as refused:
+            await network.open_link(session_id, LINK_PORT, "http")
+        assert str(refused.value) == capabilities.unsupported["port_links"]

@@ -25,7 +25,7 @@ import anyio.from_thread
 import anyio.to_thread
 import pytest
 
-from agentbay_mcp.testing.agentbay import API_KEY
+from agentbay_mcp.testing.agentbay import API_KEY, get_when_served, serve_once
 from agentbay_mcp.testing.servers import free_port, server_env
 from agentbay_mcp.testing.waiting import wait_until
 
@@ -76,16 +76,21 @@ def sdk_client(port: int) -> Any:
     return bay
 
 
-async def test_the_official_sdk_round_trip(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+async def sdk_session(port: int, monkeypatch: pytest.MonkeyPatch, image_id: str, **labels: str) -> tuple[Any, Any]:
+    """The SDK client and a new session made through it (the test's AGENTBAY_* settings kept out)."""
     from agentbay import CreateSessionParams
 
     # The SDK reads AGENTBAY_* from the environment (and a .env file): keep the test's own settings.
     for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
         monkeypatch.delenv(name)
-    bay = sdk_client(emulator_port)
-    created = await bay.create(CreateSessionParams(image_id="code_latest", labels={"project": "conformance"}))
+    bay = sdk_client(port)
+    created = await bay.create(CreateSessionParams(image_id=image_id, labels=labels or None))
     assert created.success, created.error_message
-    session = created.session
+    return bay, created.session
+
+
+async def test_the_official_sdk_round_trip(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    bay, session = await sdk_session(emulator_port, monkeypatch, "code_latest", project="conformance")
 
     ran = await session.command.execute_command("echo hello; echo oops >&2; exit 3")
     assert (ran.exit_code, ran.stdout, ran.stderr) == (3, "hello\n", "oops\n")
@@ -128,14 +133,9 @@ async def test_the_sdk_sees_a_wrong_key_refused(emulator_port: int) -> None:
 async def test_the_official_sdk_drives_the_desktop(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK's computer module (apps, windows, input, screenshots) against the emulated desktop."""
     import httpx
-    from agentbay import CreateSessionParams
 
-    for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
-        monkeypatch.delenv(name)
-    bay = sdk_client(emulator_port)
-    created = await bay.create(CreateSessionParams(image_id="linux_latest"))
-    assert created.success, created.error_message
-    computer = created.session.computer
+    _, session = await sdk_session(emulator_port, monkeypatch, "linux_latest")
+    computer = session.computer
 
     started = await computer.start_app("xterm -T sdk")
     assert started.success, started.error_message
@@ -164,12 +164,12 @@ async def test_the_official_sdk_drives_the_desktop(emulator_port: int, monkeypat
     assert (await computer.input_text("echo sdk-typed > /tmp/sdk.txt\n")).success
 
     def typed() -> bool:
-        ran = anyio.from_thread.run(created.session.command.execute_command, "cat /tmp/sdk.txt")
+        ran = anyio.from_thread.run(session.command.execute_command, "cat /tmp/sdk.txt")
         return bool(ran.stdout == "sdk-typed\n")
 
     assert await anyio.to_thread.run_sync(lambda: wait_until(typed, timeout=10))
 
-    if created.session.link_url:  # inline screenshot: LinkUrl sessions only
+    if session.link_url:  # inline screenshot: LinkUrl sessions only
         shot = await computer.beta_take_screenshot("png")
         assert (shot.width, shot.height) == (1280, 800)
         assert shot.data.startswith(b"\x89PNG")
@@ -180,4 +180,33 @@ async def test_the_official_sdk_drives_the_desktop(emulator_port: int, monkeypat
             assert (await http.get(shot_url.data)).content.startswith(b"\x89PNG")
 
     assert (await computer.stop_app_by_pname("xterm")).success
-    assert (await created.session.delete()).success
+    assert (await session.delete()).success
+
+
+@pytest.mark.parametrize("emulator_port", [True], indirect=True, ids=["link"])
+async def test_the_official_sdk_gets_a_link_that_works(emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """session.get_link (GetLink) hands out a URL that reaches a server in the session; the cloud's limits hold."""
+    from agentbay import SessionError
+
+    _, session = await sdk_session(emulator_port, monkeypatch, "code_latest")
+    assert (await session.file_system.write_file("/home/user/site/index.html", "hello sdk")).success
+
+    link = await session.get_link(protocol_type="https", port=30150)
+    assert link.success, link.error_message
+    assert link.data.startswith("http://127.0.0.1:")  # the cloud's would be https://; loopback has no TLS
+    ran: list[Any] = []
+
+    async def serve() -> None:
+        ran.append(await session.command.execute_command(serve_once(30150, "/home/user/site"), timeout_ms=30000))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        response = await get_when_served(link.data + "/index.html")
+    assert (response.status_code, response.text) == (200, "hello sdk")
+    assert ran[0].exit_code == 0, ran[0]
+
+    with pytest.raises(SessionError, match=r"\[30100, 30199\]"):
+        await session.get_link(protocol_type="https", port=8080)
+    with pytest.raises(SessionError, match=r"ProtocolTypeEnum\.http"):
+        await session.get_link(protocol_type="http", port=30150)
+    assert (await session.delete()).success

@@ -22,8 +22,9 @@ from agentbay_mcp.backends.agentbay.capabilities import (
 )
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.agentbay.commands import BACKGROUND_UNSUPPORTED
+from agentbay_mcp.backends.agentbay.network import AgentBayNetwork
 from agentbay_mcp.backends.agentbay.routing import ToolRouter
-from agentbay_mcp.backends.agentbay.sessions import CloudSessions, default_instance
+from agentbay_mcp.backends.agentbay.sessions import EGRESS_UNSUPPORTED, CloudSessions, default_instance
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
 from agentbay_mcp.backends.records import Capabilities, ImageInfo, NetworkPolicy, SessionRecord
 from agentbay_mcp.errors import (
@@ -44,7 +45,8 @@ CAPABILITIES = Capabilities(
     window_states=False,
     sandbox_side_timeouts=True,
     desktop=True,
-    unsupported={"process_handles": BACKGROUND_UNSUPPORTED},
+    port_links=True,
+    unsupported={"process_handles": BACKGROUND_UNSUPPORTED, "egress_rules": EGRESS_UNSUPPORTED},
 )
 
 
@@ -77,13 +79,13 @@ class AgentBayBackend:
             page_size=page_size,
         )
         self._route = ToolRouter(client, self._sessions)
-        # What it can do (no process handles, no window states), and its capability objects.
+        # What it can do (no process handles, no window states, no egress rules), and its capability objects.
         self.capabilities: Final = CAPABILITIES
         self.processes: Final = AgentBayProcesses(self._route, self._known)
         self.process_handles: Final = None
         self.files: Final = AgentBayFiles(self._route)
         self.desktop: Final = AgentBayDesktop(self._route, self._fetch_screenshot)
-        self.network: Final = None  # GetLink: see agentbay/network.py (port links), once there
+        self.network: Final = AgentBayNetwork(client)  # port links (GetLink); no egress rules
 
     @property
     def name(self) -> str:
