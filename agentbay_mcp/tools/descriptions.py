@@ -14,8 +14,7 @@ DESCRIPTIONS: dict[str, str] = {
         "and CIDRs, e.g. ['pypi.org', '*.github.com', '203.0.113.0/24']."
     ),
     "get_link": (
-        "A URL on this host that reaches a port the session serves (a dev server); works without network; "
-        "dies with the session."
+        "A URL that reaches a port the session serves (a dev server); works without network; dies with the session."
     ),
     "delete_session": "Delete a session now: its sandbox, files and processes are gone for good.",
     "get_session": "A session's image, status, labels and idle expiry.",

@@ -36,8 +36,8 @@ class NetworkService:
         """Change what the session may reach, at once (connections already open stay open)."""
         if network is None:
             raise InvalidArgumentError("Give network: 'off', 'on', or a list of domains and CIDRs.")
+        backend = self._needs("egress_rules", "Network policies")  # first: the operator's mode is moot without
         policy = requested_policy(network, self.operator)
-        backend = self._needs("egress_rules", "Network policies")
         async with self.sessions.in_use(conversation, session_id):
             await backend.set_egress(session_id, policy)
         await self.sessions.get_session(conversation, session_id)  # the registry's record, fresh
