@@ -33,6 +33,7 @@ DESKTOP_TOOLS = {
     "take_screenshot",
     "input_action",
 }
+NETWORK_TOOLS = {"set_session_network", "get_link"}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",

@@ -29,6 +29,8 @@ await call("get_session", { session_id: code });
 await call("list_sessions", { labels: { via: "ts" } });
 await call("set_session_labels", { session_id: code, labels: { via: "ts", more: "yes" } });
 await call("get_session_labels", { session_id: code });
+await call("set_session_network", { session_id: code, network: "off" });
+await call("get_link", { session_id: code, port: 8000 });
 await call("execute_command", { session_id: code, command: "echo out; echo err >&2; exit 3" });
 const proc = (await call("start_process", { session_id: code, command: "cat" })).process_id;
 await call("write_process_input", { session_id: code, process_id: proc, data: "hello\n", eof: true });

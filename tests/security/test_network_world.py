@@ -163,7 +163,7 @@ async def test_allow_lists_of_domains_and_cidrs_change_while_the_session_runs(wo
 
         # Bad requests are clear, and change nothing.
         for bad, said in (
-            ("maybe", "Input should be 'off' or 'on' (got 'maybe')"),
+            ("maybe", "network must be 'off', 'on' (the public internet) or a list"),
             ([], "An empty allow-list allows nothing"),
             (["not a domain!"], "Invalid network rule 'not a domain!'"),
             ([f"h{i}.test" for i in range(65)], "At most 64"),

@@ -45,7 +45,7 @@ from agentbay_mcp.backends.local.layout import (
     write_record,
 )
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
-from agentbay_mcp.backends.local.network import UNCONFINED_NETWORK, LocalNetwork, NetworkBounds
+from agentbay_mcp.backends.local.network import LocalNetwork, NetworkBounds, capabilities_for
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
 from agentbay_mcp.backends.local.reaping import reap_orphans_sync
 from agentbay_mcp.backends.local.restarts import RestartBudget, loss_report
@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True, egress_rules=True
-).model_copy(update={"port_links": True})
+).model_copy(update={"port_links": True})  # with bwrap, as root: see capabilities_for
 
 IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(
@@ -129,13 +129,12 @@ class LocalBackend:
         #: Why that preparation failed, if it did: every create_session says so.
         self._unprepared: BackendUnavailableError | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
-        confined = options.isolation == "bwrap"
-        self.capabilities: Final = CAPABILITIES.model_copy(
-            update={} if confined else {"egress_rules": False, "unsupported": {"egress_rules": UNCONFINED_NETWORK}}
-        )
+        confined, root = options.isolation == "bwrap", os.geteuid() == 0
+        self.capabilities: Final = capabilities_for(CAPABILITIES, confined=confined, root=root)
         self.network: Final = LocalNetwork(  # its slirp4netns counts against the session's cgroups
             network_bounds or NetworkBounds(),
             confined=confined,
+            enterable=root,
             saved=functools.partial(save_network, self._state),
             place=lambda session_id, pid: None if self._cgroups is None else self._cgroups.add(session_id, pid),
         )
@@ -271,7 +270,7 @@ class LocalBackend:
             )
         network = network or NetworkPolicy()
         if network.enabled and not self.capabilities.egress_rules:
-            raise BackendUnavailableError(UNCONFINED_NETWORK)
+            raise BackendUnavailableError(self.capabilities.unsupported["egress_rules"])
         if (pooled := self.pool.take()) is not None:
             record = SessionRecord.new(
                 pooled, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network

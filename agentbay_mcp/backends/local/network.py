@@ -31,7 +31,7 @@ from agentbay_mcp.backends.common.egress import Address, Egress, Rules, parse_ru
 from agentbay_mcp.backends.local import netns, slirp
 from agentbay_mcp.backends.local.egress_proxy import PROXY_PORT, EgressProxy, Resolver, resolve_on_host
 from agentbay_mcp.backends.local.links import SessionLinks
-from agentbay_mcp.backends.records import LinkRecord, NetworkPolicy
+from agentbay_mcp.backends.records import Capabilities, LinkRecord, NetworkPolicy
 from agentbay_mcp.errors import BackendError, BackendUnavailableError, InvalidArgumentError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -39,10 +39,29 @@ logger = logging.getLogger(__name__)
 HOST_ADDRESSES_TTL = 30.0
 #: slirp4netns restarts per session per minute after it died on its own (killed, out of memory).
 SLIRP_RESTARTS_PER_MINUTE = 3
+NOT_ROOT_NETWORK = (
+    "This server does not run as root, so it cannot enter its sessions' network namespaces: sessions "
+    "have no network and no port links here. Run the server as root for both."
+)
 UNCONFINED_NETWORK = (
     "This server runs sessions with --isolation none: they share the host's network and no egress policy "
     "can be enforced. Use bubblewrap isolation for sessions with network."
 )
+
+
+def capabilities_for(full: Capabilities, *, confined: bool, root: bool) -> Capabilities:
+    """What the network part of `full` comes to on this server: no egress rules without bwrap (the
+    host's network) and neither rules nor links when not root (the namespaces cannot be entered)."""
+    if not confined:
+        return full.model_copy(
+            update={"egress_rules": False, "unsupported": {**full.unsupported, "egress_rules": UNCONFINED_NETWORK}}
+        )
+    if not root:
+        reasons = {"egress_rules": NOT_ROOT_NETWORK, "port_links": NOT_ROOT_NETWORK}
+        return full.model_copy(
+            update={"egress_rules": False, "port_links": False, "unsupported": {**full.unsupported, **reasons}}
+        )
+    return full
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,7 @@ class LocalNetwork:
         bounds: NetworkBounds,
         *,
         confined: bool,
+        enterable: bool = True,
         saved: Callable[[str, NetworkPolicy], None] = lambda _session, _policy: None,
         place: Callable[[str, int], None] = lambda _session, _pid: None,
         resolver: Resolver = resolve_on_host,
@@ -86,6 +106,8 @@ class LocalNetwork:
         self._saved = saved
         #: False with isolation none: the agent shares the host's network, no policy can be enforced.
         self._confined = confined
+        #: Whether the server may enter the sandboxes' namespaces (setns needs root): else no proxy, links, routes.
+        self._enterable = enterable
         self._resolver = resolver
         self._sessions: dict[str, _SessionNet] = {}
         self._task_group: TaskGroup | None = None
@@ -117,10 +139,11 @@ class LocalNetwork:
                 policy, self.egress(policy), SessionLinks(session_id, lambda: self._namespace(session_id)), log_path
             )
         async with net.lock:
-            net.netns = namespace
+            net.netns = namespace if self._enterable else None
             net.egress = self.egress(net.policy)
-            if namespace is None:
+            if net.netns is None:
                 return
+            namespace = net.netns
             net.proxy = await self._start_proxy(session_id, namespace)
             await self._apply(net)
 
@@ -155,6 +178,8 @@ class LocalNetwork:
             raise SessionNotFoundError(session_id)
         if not self._confined:
             raise BackendUnavailableError(UNCONFINED_NETWORK)
+        if not self._enterable:
+            raise BackendUnavailableError(NOT_ROOT_NETWORK)
         await self._refresh_addresses()
         async with net.lock:
             net.policy, net.egress = policy, self.egress(policy)
@@ -169,6 +194,8 @@ class LocalNetwork:
             raise SessionNotFoundError(session_id)
         if not 0 < port < 65536:
             raise InvalidArgumentError(f"port must be 1-65535 (got {port}).")
+        if self._confined and not self._enterable:
+            raise BackendUnavailableError(NOT_ROOT_NETWORK)
         assert self._task_group is not None, "LocalNetwork.start() was not called"
         link = await net.links.open(port, self._task_group)
         scheme = {"http": "http://", "https": "https://", "ws": "ws://", "wss": "wss://"}.get(protocol, "")
