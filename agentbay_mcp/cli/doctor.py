@@ -8,6 +8,7 @@ against the configured state dir, so a green doctor means the server works here.
 from __future__ import annotations
 
 import secrets
+import os
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def check_network(settings: Settings) -> Check:
     missing = [program for program in ("slirp4netns", "ip", "nsenter") if shutil.which(program) is None]
     if settings.isolation == "none":
         return Check(name, "WARN", "--isolation none: sessions share this host's network, no policy applies")
+    if os.geteuid() != 0:
+        return Check(name, "WARN", "not root: sessions get no network and no port links", "run the server as root")
     if missing and settings.network != "off":
         fix = "apt-get install slirp4netns iproute2"
         return Check(name, "FAIL", f"{', '.join(missing)} not found: network sessions cannot start", fix)
