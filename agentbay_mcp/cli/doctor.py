@@ -7,8 +7,8 @@ against the configured state dir, so a green doctor means the server works here.
 
 from __future__ import annotations
 
-import secrets
 import os
+import secrets
 import shutil
 import subprocess
 import sys
