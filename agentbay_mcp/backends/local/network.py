@@ -220,12 +220,13 @@ class LocalNetwork:
         egress = net.egress
         if egress.raw:
             if net.slirp is None or net.slirp.process.poll() is not None:
-                net.slirp = await slirp.start(net.netns, net.log_path)
+                net.slirp = await slirp.start(net.netns, net.log_path, egress.routes())
                 with contextlib.suppress(OSError):
                     self._place(net.links.session_id, net.slirp.process.pid)
                 assert self._task_group is not None
                 self._task_group.start_soon(self._watch, net, net.slirp)
-            await slirp.set_routes(net.netns, egress.routes())
+            else:
+                await slirp.set_routes(net.netns, egress.routes())
         else:  # no routes at all: take the device away (no DNS either)
             await self._stop_slirp(net)
 

@@ -73,8 +73,9 @@ class Slirp:
             self.process.wait(timeout=2.0)
 
 
-async def start(netns: int, log_path: Path) -> Slirp:
-    """Attach slirp4netns to the namespace `netns` and bring up its tap device (with no routes yet)."""
+async def start(netns: int, log_path: Path, routes: list[ipaddress.IPv4Network]) -> Slirp:
+    """Attach slirp4netns to the namespace `netns`, bring up its tap device and set `routes`, in one
+    `ip -batch` (one process fewer than two steps: a network session's start is on the clock)."""
     binary, ip = find_slirp(), find_ip()
     if binary is None or ip is None:
         raise BackendUnavailableError(
@@ -110,7 +111,8 @@ async def start(netns: int, log_path: Path) -> Slirp:
         ready = os.read(ready_r, 1) if process.poll() is None else b""
         if ready != b"1":
             raise BackendError(f"slirp4netns did not start: {_tail(log_path)}")
-        await configure(netns, [f"link set {TAP} mtu {MTU} up", f"addr add {SESSION_ADDRESS} dev {TAP}"])
+        device = [f"link set {TAP} mtu {MTU} up", f"addr add {SESSION_ADDRESS} dev {TAP}"]
+        await configure(netns, device + _route_commands(routes))
     except BaseException:
         await anyio.to_thread.run_sync(slirp.stop)
         raise
@@ -136,9 +138,11 @@ async def exited(running: Slirp) -> int:
 
 async def set_routes(netns: int, routes: list[ipaddress.IPv4Network]) -> None:
     """Replace the namespace's outbound routes with `routes` (none: only slirp's own subnet)."""
-    commands = ["route flush proto static"]
-    commands += [f"route add {net} via {GATEWAY} proto static" for net in routes]
-    await configure(netns, commands)
+    await configure(netns, ["route flush proto static", *_route_commands(routes)])
+
+
+def _route_commands(routes: list[ipaddress.IPv4Network]) -> list[str]:
+    return [f"route add {net} via {GATEWAY} proto static" for net in routes]
 
 
 async def configure(netns: int, commands: list[str]) -> None:
