@@ -5,6 +5,7 @@ a real stdio subprocess; every target is an address that exists only in the worl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -209,8 +210,13 @@ async def test_network_off_on_the_server_refuses_every_request_for_network(world
 
 
 def slirps() -> list[psutil.Process]:
-    """The slirp4netns processes this test's servers started."""
-    return [p for p in psutil.Process().children(recursive=True) if p.name() == "slirp4netns"]
+    """The live slirp4netns processes this test's servers started (a process may exit while we look)."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if process.name() == "slirp4netns" and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
 
 
 async def test_a_slirp_that_dies_is_started_again(world: World, state_dir: Path) -> None:
@@ -219,7 +225,7 @@ async def test_a_slirp_that_dies_is_started_again(world: World, state_dir: Path)
         assert reached(await fetch(client, sid, "raw", REMOTE["allowed"])) == [True]
         [first] = slirps()
         first.kill()
-        assert await eventually(lambda: [p.pid for p in slirps() if p.status() != "zombie"] not in ([], [first.pid]))
+        assert await eventually(lambda: [p.pid for p in slirps()] not in ([], [first.pid]))
         assert reached(await fetch(client, sid, "raw", REMOTE["allowed"])) == [True]
         await call(client, "delete_session", session_id=sid)
         assert await eventually(lambda: slirps() == [])
