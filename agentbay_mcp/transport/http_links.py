@@ -37,7 +37,11 @@ def links_endpoint(network: Callable[[], NetworkService | None]) -> Callable[[Re
         link = service.public.resolve(request.path_params["token"]) if service and service.public else None
         if link is None:
             return PlainTextResponse("Unknown or expired link: ask get_link for a new one.\n", status_code=404)
-        url = f"{link.target}/{request.path_params['rest']}"
+        # The path as the client sent it, still percent-encoded (a decoded one could carry a '?', '#' or
+        # a line break into the forwarded URL); only the part after /links/<token>/.
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        rest = raw.decode("latin-1").split("/", 3)[3] if raw.count(b"/") >= 3 else ""
+        url = f"{link.target}/{rest}"
         if request.url.query:
             url += f"?{request.url.query}"
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
@@ -46,7 +50,7 @@ def links_endpoint(network: Callable[[], NetworkService | None]) -> Callable[[Re
             upstream = await client.send(
                 client.build_request(request.method, url, headers=headers, content=_body(request)), stream=True
             )
-        except httpx2.HTTPError as exc:
+        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             await client.aclose()
             return PlainTextResponse(
                 f"Nothing answers on port {link.port} of {link.session_id} ({type(exc).__name__}).\n", status_code=502

@@ -163,6 +163,10 @@ async def test_links_through_the_servers_public_url_die_with_the_session(state_d
             async with httpx2.AsyncClient(timeout=10) as http:
                 missing = await http.get(link["url"] + "nothing-here")
                 assert missing.status_code == 404  # the dev server's own answer, passed on
+                # Encoded line breaks, '?', and '..' stay inside the path the session's server gets.
+                for odd in ("a%0d%0aX-Injected:%201", "a%3Fb%23c", "..%2F..%2Fetc%2Fpasswd"):
+                    answer = await http.get(link["url"] + odd)
+                    assert answer.status_code == 404, (odd, answer.status_code, answer.text)
                 forged = await http.get(f"{public}/links/{'A' * 22}/")
                 assert forged.status_code == 404
                 assert "Unknown or expired link" in forged.text

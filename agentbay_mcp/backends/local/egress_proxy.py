@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import SocketListener, SocketStream
 
 from agentbay_mcp.backends.common.egress import Address, Egress
-from agentbay_mcp.backends.local.relay import relay
+from agentbay_mcp.backends.local.relay import accept_forever, relay
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ class EgressProxy:
 
     async def serve(self, listener: SocketListener) -> None:
         """Accept connections until cancelled (each handled in its own task)."""
-        async with listener, anyio.create_task_group() as tg:
-            while True:
-                stream = await listener.accept()
-                tg.start_soon(self._handle, stream)
+        await accept_forever(listener, self._handle, f"session {self.session_id}: egress proxy")
 
     async def _handle(self, client: SocketStream) -> None:
         if self._slots.value == 0:  # a session opening connections without end gets errors, not our fds

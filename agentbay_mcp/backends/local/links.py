@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import SocketListener, SocketStream, TaskGroup
 
 from agentbay_mcp.backends.local import netns
-from agentbay_mcp.backends.local.relay import relay
+from agentbay_mcp.backends.local.relay import accept_forever, relay
 from agentbay_mcp.errors import QuotaExceededError
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,9 @@ class SessionLinks:
     async def _serve(self, link: Link, listener: SocketListener) -> None:
         slots = anyio.Semaphore(MAX_CONNECTIONS_PER_LINK)
         with link.scope:
-            async with listener, anyio.create_task_group() as tg:
-                while True:
-                    client = await listener.accept()
-                    tg.start_soon(self._forward, client, link.port, slots)
+            await accept_forever(
+                listener, lambda client: self._forward(client, link.port, slots), f"session {self.session_id}: link"
+            )
 
     async def _forward(self, client: SocketStream, port: int, slots: anyio.Semaphore) -> None:
         if slots.value == 0:

@@ -272,7 +272,10 @@ class LocalNetwork:
 
         async def serve() -> None:
             with scope:
-                await proxy.serve(listener)
+                try:
+                    await proxy.serve(listener)
+                except Exception:  # never into the server's task group
+                    logger.exception("session %s: the egress proxy stopped", session_id)
 
         self._task_group.start_soon(serve)
         return scope

@@ -1,14 +1,47 @@
-"""Copy bytes both ways between two connections until both sides are done (port links, the proxy)."""
+"""Serving connections that cross into or out of a session (port links, the proxy): accept them,
+and copy bytes both ways until both sides are done.
+
+These run in the backend's task group, which is the server's: nothing a session does to its side
+of a connection may end that group, so every handler is fenced and an `accept` that fails (no
+file descriptors left) waits and tries again instead of raising.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import SocketListener, SocketStream
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+
+
+async def accept_forever(
+    listener: SocketListener, handle: Callable[[SocketStream], Awaitable[None]], what: str
+) -> None:
+    """Accept on `listener` until cancelled, each connection handled in its own fenced task."""
+
+    async def fenced(stream: SocketStream) -> None:
+        try:
+            await handle(stream)
+        except Exception:  # a session's connection must never end the server's task group
+            logger.exception("%s: a connection failed", what)
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    async with listener, anyio.create_task_group() as tg:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # e.g. EMFILE: wait for descriptors rather than stop serving
+                logger.warning("%s: accept failed (%s); retrying", what, exc)
+                await anyio.sleep(0.2)
+                continue
+            tg.start_soon(fenced, stream)
 
 
 async def relay(a: SocketStream, b: SocketStream, *, first: bytes = b"") -> None:
