@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -82,7 +83,12 @@ class SessionLinks:
             return
         async with slots:
             try:
-                sock = await netns.connect_in(self._namespace(), port)
+                namespace = self._namespace()
+                try:
+                    sock = await netns.connect_in(namespace, port)
+                finally:
+                    if namespace is not None:
+                        os.close(namespace)
             except Exception as exc:  # nothing listens there (yet): the client sees a close
                 logger.debug("session %s: link to port %d: %s", self.session_id, port, exc)
                 with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -139,7 +140,8 @@ class LocalNetwork:
                 policy, self.egress(policy), SessionLinks(session_id, lambda: self._namespace(session_id)), log_path
             )
         async with net.lock:
-            net.netns = namespace if self._enterable else None
+            # Our own copy of the descriptor (closed by detach): the sandbox's closes when it stops.
+            net.netns = os.dup(namespace) if self._enterable and namespace is not None else None
             net.egress = self.egress(net.policy)
             if net.netns is None:
                 return
@@ -164,6 +166,8 @@ class LocalNetwork:
             net.links.close()
 
     def _down(self, net: _SessionNet) -> None:
+        if net.netns is not None:
+            os.close(net.netns)
         net.netns = None
         if net.proxy is not None:
             net.proxy.cancel()
@@ -209,10 +213,12 @@ class LocalNetwork:
     # Internals -----------------------------------------------------------------------------
 
     def _namespace(self, session_id: str) -> int | None:
+        """A descriptor of the session's namespace for one use, which the caller closes: a copy, so
+        that a sandbox stopping meanwhile cannot close it and let the number name another file."""
         net = self._sessions.get(session_id)
         if net is None or (net.netns is None and self._confined):
             raise BackendError(f"Session {session_id} has no running sandbox right now; call any tool on it first.")
-        return net.netns
+        return None if net.netns is None else os.dup(net.netns)
 
     async def _apply(self, net: _SessionNet) -> None:
         """Make slirp and the routes match `net.egress` (the proxy reads it on every request)."""
@@ -237,7 +243,11 @@ class LocalNetwork:
 
     async def _watch(self, net: _SessionNet, running: slirp.Slirp) -> None:
         """Start slirp4netns again if it dies on its own while the session should have routes."""
-        status = await slirp.exited(running)
+        try:
+            status = await slirp.exited(running)
+        except Exception:  # never into the server's task group
+            logger.exception("session %s: lost sight of slirp4netns", net.links.session_id)
+            return
         if net.slirp is not running:
             return  # stopped on purpose
         session_id = net.links.session_id
