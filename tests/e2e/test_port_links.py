@@ -161,6 +161,9 @@ async def test_links_through_the_servers_public_url_die_with_the_session(state_d
             assert await get(link["url"]) == "through-the-server\n"
             assert await get(link["url"] + "index.html?x=1") == "through-the-server\n"
             async with httpx2.AsyncClient(timeout=10) as http:
+                page = await http.get(link["url"])
+                # The page runs sandboxed on the server's origin: an opaque origin, none of its cookies.
+                assert page.headers["content-security-policy"].startswith("sandbox allow-scripts"), page.headers
                 missing = await http.get(link["url"] + "nothing-here")
                 assert missing.status_code == 404  # the dev server's own answer, passed on
                 # Encoded line breaks, '?', and '..' stay inside the path the session's server gets.

@@ -60,6 +60,13 @@ def test_on_means_the_public_internet_only() -> None:
         assert covered(routes, address) != denied, address
 
 
+def test_an_ipv6_zone_or_an_embedded_ipv4_does_not_sidestep_the_checks() -> None:
+    egress = Egress(mode="on", operator=parse_rules(["fd00::/8"]), host_addresses=(ip("fd00::2"),))
+    assert egress.allows_address(ip("fd00::3"))  # the operator named the range
+    for address in ("fd00::2", "fd00::2%4", "fd00::2%eth0", "::ffff:127.0.0.1", "::7f00:1", "64:ff9b:1::a00:1"):
+        assert not egress.allows_address(ip(address)), address
+
+
 def test_off_allows_nothing_and_routes_nothing() -> None:
     egress = Egress()
     assert not egress.allows_address(ip("8.8.8.8"))
@@ -128,6 +135,15 @@ def test_requested_policy_reads_the_models_argument_within_the_operators_mode() 
                 b"GET /a?b=1 HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n",
             ),
         ),
+        (  # the Host sent is the URL's, whatever the client said
+            b"GET http://pypi.org/simple HTTP/1.1\r\nHost: evil.test\r\nAccept: */*",
+            (
+                "GET",
+                "pypi.org",
+                80,
+                b"GET /simple HTTP/1.1\r\nHost: pypi.org\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            ),
+        ),
         (
             b"GET http://x.test HTTP/1.0",
             ("GET", "x.test", 80, b"GET / HTTP/1.0\r\nHost: x.test\r\nConnection: close\r\n\r\n"),
@@ -148,6 +164,9 @@ def test_the_proxy_reads_connect_and_absolute_requests(head: bytes, expected: tu
         b"GET http://x.test:bad/ HTTP/1.1",
         b"HELLO",
         b"GET http://x.test/ SPDY/3",
+        "CONNECT a:\u00b2 HTTP/1.1".encode(),  # a digit to isdigit(), not to int()
+        b"GET http://[::1 HTTP/1.1",
+        b"CONNECT [fd00::2%4]:80 HTTP/1.1",  # a zone: the checks compare addresses without one
     ],
 )
 def test_the_proxy_refuses_what_it_does_not_serve(head: bytes) -> None:

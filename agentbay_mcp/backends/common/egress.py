@@ -38,6 +38,9 @@ NEVER: tuple[Network, ...] = tuple(
         "::/127",
         "::ffff:0:0/96",
         "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "::/96",
+        "2002::/16",
         "fe80::/10",
         "ff00::/8",
     )
@@ -128,9 +131,13 @@ def _domain_matches(rule: str, host: str) -> bool:
 
 
 def plain_address(address: Address) -> Address:
-    """An IPv4-mapped IPv6 address as the IPv4 address it is (so checks cannot be sidestepped)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """The address every check compares: without an IPv6 zone (`fd00::2%4` is `fd00::2`, which a
+    connection reaches whatever the zone), and an IPv4-mapped IPv6 address as the IPv4 address it is."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(int(address))
     return address
 
 
@@ -155,7 +162,8 @@ class Egress:
     def reachable(self, address: Address) -> bool:
         """Not denied by the rules every session obeys (whatever its own allow-list says)."""
         address = plain_address(address)
-        if any(address in net for net in NEVER) or address in self.host_addresses or self.denied.holds(address):
+        own = {plain_address(a) for a in self.host_addresses}
+        if any(address in net for net in NEVER) or address in own or self.denied.holds(address):
             return False
         return not any(address in net for net in PRIVATE) or self.operator.holds(address)
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import SocketListener, SocketStream
 
-from agentbay_mcp.backends.common.egress import Address, Egress
+from agentbay_mcp.backends.common.egress import Address, Egress, plain_address
 from agentbay_mcp.backends.local.relay import accept_forever, relay
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,12 @@ async def resolve_on_host(host: str) -> list[Address]:
     global _resolver_threads  # noqa: PLW0603 - made on first use, inside the event loop
     if _resolver_threads is None:
         _resolver_threads = anyio.CapacityLimiter(RESOLVER_THREADS)
+    # Abandoned on timeout: a lookup that never answers must not hold a shared thread slot (the thread
+    # ends with the resolver's own timeout; each session has at most 2 lookups at once).
     found = await anyio.to_thread.run_sync(
-        lambda: socket.getaddrinfo(host, None, type=socket.SOCK_STREAM), limiter=_resolver_threads
+        lambda: socket.getaddrinfo(host, None, type=socket.SOCK_STREAM),
+        limiter=_resolver_threads,
+        abandon_on_cancel=True,
     )
     out: list[Address] = []
     for _family, _type, _proto, _name, sockaddr in found:
@@ -139,7 +143,7 @@ class EgressProxy:
         for address in addresses:
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT):
-                    return await anyio.connect_tcp(str(address), port)
+                    return await anyio.connect_tcp(str(plain_address(address)), port)
             except (OSError, TimeoutError) as exc:
                 last = exc
         raise RefusedError("502 Bad Gateway", f"could not connect to {host}:{port} ({last})")
@@ -164,6 +168,8 @@ class EgressProxy:
                     addresses = await self._resolve(host)
         except (OSError, TimeoutError) as exc:
             raise RefusedError("502 Bad Gateway", f"could not resolve {host} ({exc})") from exc
+        except ValueError as exc:  # UnicodeError too: a label too long or empty
+            raise RefusedError("400 Bad Request", f"bad host name {host[:80]!r}") from exc
         if not addresses:
             raise RefusedError("502 Bad Gateway", f"{host} has no address")
         for address in addresses:
@@ -195,8 +201,12 @@ def _parse(head: bytes) -> tuple[str, str, int, bytes]:
     if method == "CONNECT":
         host, _, port_text = target.rpartition(":")
         return method, _host(host), _port(port_text), b""
-    url = urlsplit(target)
-    if url.scheme != "http" or not url.hostname:
+    try:
+        url = urlsplit(target)
+        hostname = url.hostname
+    except ValueError as exc:
+        raise RefusedError("400 Bad Request", "bad URL") from exc
+    if url.scheme != "http" or not hostname:
         raise RefusedError(
             "400 Bad Request",
             "send an absolute http:// URL or CONNECT host:port (this is the session's egress proxy)",
@@ -208,26 +218,23 @@ def _parse(head: bytes) -> tuple[str, str, int, bytes]:
     path = url.path or "/"
     if url.query:
         path += "?" + url.query
-    kept = [
-        line
-        for line in lines[1:]
-        if line.split(":", 1)[0].strip().lower() not in ("proxy-authorization", "proxy-connection", "connection")
-    ]
-    if not any(line.split(":", 1)[0].strip().lower() == "host" for line in kept):
-        kept.insert(0, f"Host: {url.netloc.rpartition('@')[2]}")
-    request = "\r\n".join([f"{method} {path} {version}", *kept, "Connection: close"]) + "\r\n\r\n"
-    return method, _host(url.hostname), port, request.encode("latin-1")
+    dropped = ("proxy-authorization", "proxy-connection", "connection", "host")
+    kept = [line for line in lines[1:] if line.split(":", 1)[0].strip().lower() not in dropped]
+    # Host is the URL's, always: the name that was checked is the name the server is asked for.
+    host_line = f"Host: {url.netloc.rpartition('@')[2].lower()}"
+    request = "\r\n".join([f"{method} {path} {version}", host_line, *kept, "Connection: close"]) + "\r\n\r\n"
+    return method, _host(hostname), port, request.encode("latin-1")
 
 
 def _host(host: str) -> str:
     host = host.strip("[]").rstrip(".").lower()
-    if not host or len(host) > 253:
-        raise RefusedError("400 Bad Request", "no host")
+    if not host or len(host) > 253 or "%" in host:  # no IPv6 zone: checks compare addresses without one
+        raise RefusedError("400 Bad Request", "bad host")
     return host
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise RefusedError("400 Bad Request", f"bad port {text[:10]!r}")
     return int(text)
 

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -116,8 +117,14 @@ class LocalNetwork:
         self._host_addresses_at = -HOST_ADDRESSES_TTL
 
     def start(self, task_group: TaskGroup) -> None:
-        """Run proxies and links in `task_group` (the backend's)."""
+        """Run proxies and links in `task_group` (the backend's), with as many descriptors as allowed:
+        every proxied or linked connection holds two or more."""
         self._task_group = task_group
+        with contextlib.suppress(OSError, ValueError):
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+            if soft != resource.RLIM_INFINITY and soft < wanted:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
     def egress(self, policy: NetworkPolicy) -> Egress:
         """`policy` within the operator's bounds, as the checks see it."""
@@ -187,9 +194,15 @@ class LocalNetwork:
         await self._refresh_addresses()
         async with net.lock:
             net.policy, net.egress = policy, self.egress(policy)
-            if net.netns is not None:
-                await self._apply(net)
             self._saved(session_id, policy)
+            if net.netns is not None:
+                try:
+                    await self._apply(net)
+                except BaseException:
+                    # Fail closed: the proxy already applies the new policy; routes must not stay broader.
+                    with anyio.CancelScope(shield=True):
+                        await self._stop_slirp(net)
+                    raise
 
     async def open_link(self, session_id: str, port: int, protocol: str) -> LinkRecord:
         """A URL on the host's loopback that reaches `port` in the session."""
