@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from functools import partial
 
 import anyio
 import pytest
@@ -84,3 +85,58 @@ async def test_relay_passes_bytes_and_half_closes_both_ways() -> None:
                 echoed = [chunk async for chunk in client]
         tg.cancel_scope.cancel()
     assert b"".join(echoed) == b"FIRST:" + b"X" * 300_000
+
+
+async def test_a_relay_with_nothing_moving_is_closed_after_its_idle_time() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    finished: list[float] = []
+
+    async def silent(stream: SocketStream) -> None:  # a tarpit: accepts, never answers
+        async with stream:
+            await anyio.sleep_forever()
+
+    async def middle(client: SocketStream) -> None:
+        started = anyio.current_time()
+        await relay(client, await anyio.connect_tcp("127.0.0.1", port), idle=0.3)
+        finished.append(anyio.current_time() - started)
+
+    front = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    front_port = front.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, silent)
+        tg.start_soon(front.serve, middle)
+        with anyio.fail_after(5):
+            async with await anyio.connect_tcp("127.0.0.1", front_port) as client:
+                await client.send(b"hello")  # moves once, then nothing either way
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await client.receive()  # closed by the relay's idle deadline, not by the peers
+        tg.cancel_scope.cancel()
+    assert len(finished) == 1
+    assert 0.25 < finished[0] < 2.0, finished
+
+
+async def test_the_server_wide_relay_budget_refuses_connections_past_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentbay_mcp.backends.local import relay as relay_module
+
+    monkeypatch.setattr(relay_module, "MAX_RELAYED", relay_module._relayed[0] + 1)
+    inner = (await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)).listeners[0]
+    assert isinstance(inner, SocketListener)
+    port = inner.extra(anyio.abc.SocketAttribute.local_port)
+    release = anyio.Event()
+
+    async def hold(stream: SocketStream) -> None:
+        async with stream:
+            await stream.send(b"served")
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(accept_forever, inner, hold, "test", limit=1))
+        with anyio.fail_after(5):
+            async with await anyio.connect_tcp("127.0.0.1", port) as first:
+                assert await first.receive() == b"served"
+                async with await anyio.connect_tcp("127.0.0.1", port) as second:
+                    with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                        await second.receive()  # over the budget: closed at once
+                release.set()
+        tg.cancel_scope.cancel()
