@@ -21,6 +21,7 @@ import logging
 import os
 import resource
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,18 +131,19 @@ class LocalNetwork:
         """`policy` within the operator's bounds, as the checks see it."""
         return Egress(
             mode=policy.mode,
-            session=_rules(policy),
+            session=parse_rules(policy.allow),
             operator=self._bounds.allow,
             denied=self._bounds.deny,
-            host_addresses=self._addresses(),
+            host_addresses=self._host_addresses,
         )
 
     # Backend hooks -------------------------------------------------------------------------
 
     async def attach(self, session_id: str, namespace: int | None, policy: NetworkPolicy, log_path: Path) -> None:
         """A sandbox of the session started (first, or after a restart): proxy, and routes if any."""
-        await self._refresh_addresses()
         net = self._sessions.get(session_id)
+        if (policy if net is None else net.policy).enabled:  # only a session with network needs them
+            await self._refresh_addresses()
         if net is None:
             net = self._sessions[session_id] = _SessionNet(
                 policy, self.egress(policy), SessionLinks(session_id, lambda: self._namespace(session_id)), log_path
@@ -191,7 +193,8 @@ class LocalNetwork:
             raise BackendUnavailableError(UNCONFINED_NETWORK)
         if not self._enterable:
             raise BackendUnavailableError(NOT_ROOT_NETWORK)
-        await self._refresh_addresses()
+        if policy.enabled:
+            await self._refresh_addresses()
         async with net.lock:
             net.policy, net.egress = policy, self.egress(policy)
             self._saved(session_id, policy)
@@ -217,11 +220,6 @@ class LocalNetwork:
         link = await net.links.open(port, self._task_group)
         scheme = {"http": "http://", "https": "https://", "ws": "ws://", "wss": "wss://"}.get(protocol, "")
         return LinkRecord(url=f"{scheme}127.0.0.1:{link.host_port}", port=port, protocol=protocol)
-
-    def policy_of(self, session_id: str) -> NetworkPolicy | None:
-        """The session's current policy (None: not a session of this server)."""
-        net = self._sessions.get(session_id)
-        return net.policy if net is not None else None
 
     # Internals -----------------------------------------------------------------------------
 
@@ -307,9 +305,6 @@ class LocalNetwork:
         net = self._sessions.get(session_id)
         return net.egress if net is not None else Egress()
 
-    def _addresses(self) -> tuple[Address, ...]:
-        return self._host_addresses
-
     async def _refresh_addresses(self) -> None:
         """This host's own addresses, read again when older than a few seconds (`ip` is a process)."""
         now = time.monotonic()
@@ -318,17 +313,11 @@ class LocalNetwork:
             self._host_addresses_at = now
 
 
-def _rules(policy: NetworkPolicy) -> Rules:
-    return parse_rules(policy.allow)
-
-
 def host_addresses() -> tuple[Address, ...]:
     """Every address on this host's interfaces (from `ip -j addr`; empty if it cannot be read)."""
     ip = slirp.find_ip()
     if ip is None:
         return ()
-    import subprocess  # noqa: PLC0415 - only here
-
     with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
         shown = subprocess.run([ip, "-j", "addr", "show"], capture_output=True, timeout=5, check=True).stdout
         out: list[Address] = []
