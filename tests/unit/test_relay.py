@@ -14,6 +14,13 @@ from agentbay_mcp.backends.local.relay import accept_forever, relay
 pytestmark = pytest.mark.anyio
 
 
+async def loopback() -> tuple[SocketListener, int]:
+    """A listener on 127.0.0.1 and its port."""
+    listener = (await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)).listeners[0]
+    assert isinstance(listener, SocketListener)
+    return listener, int(listener.extra(anyio.abc.SocketAttribute.local_port))
+
+
 class FlakyListener(SocketListener):
     """A real loopback listener whose first accept fails as with no file descriptors left."""
 
@@ -36,9 +43,7 @@ class FlakyListener(SocketListener):
 
 
 async def test_a_failing_handler_or_accept_does_not_stop_the_listener() -> None:
-    inner = (await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)).listeners[0]
-    assert isinstance(inner, SocketListener)
-    port = inner.extra(anyio.abc.SocketAttribute.local_port)
+    inner, port = await loopback()
     served: list[bytes] = []
 
     async def handle(stream: SocketStream) -> None:
@@ -61,8 +66,7 @@ async def test_a_failing_handler_or_accept_does_not_stop_the_listener() -> None:
 
 
 async def test_relay_passes_bytes_and_half_closes_both_ways() -> None:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    listener, port = await loopback()
     echoed: list[bytes] = []
 
     async def echo(stream: SocketStream) -> None:
@@ -73,8 +77,7 @@ async def test_relay_passes_bytes_and_half_closes_both_ways() -> None:
     async def middle(client: SocketStream) -> None:
         await relay(client, await anyio.connect_tcp("127.0.0.1", port), first=b"first:")
 
-    front = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    front_port = front.extra(anyio.abc.SocketAttribute.local_port)
+    front, front_port = await loopback()
     async with anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, echo)
         tg.start_soon(front.serve, middle)
@@ -88,8 +91,7 @@ async def test_relay_passes_bytes_and_half_closes_both_ways() -> None:
 
 
 async def test_a_relay_with_nothing_moving_is_closed_after_its_idle_time() -> None:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    listener, port = await loopback()
     finished: list[float] = []
 
     async def silent(stream: SocketStream) -> None:  # a tarpit: accepts, never answers
@@ -101,8 +103,7 @@ async def test_a_relay_with_nothing_moving_is_closed_after_its_idle_time() -> No
         await relay(client, await anyio.connect_tcp("127.0.0.1", port), idle=0.3)
         finished.append(anyio.current_time() - started)
 
-    front = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    front_port = front.extra(anyio.abc.SocketAttribute.local_port)
+    front, front_port = await loopback()
     async with anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, silent)
         tg.start_soon(front.serve, middle)
@@ -120,9 +121,7 @@ async def test_the_server_wide_relay_budget_refuses_connections_past_it(monkeypa
     from agentbay_mcp.backends.local import relay as relay_module
 
     monkeypatch.setattr(relay_module, "MAX_RELAYED", relay_module._relayed[0] + 1)
-    inner = (await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)).listeners[0]
-    assert isinstance(inner, SocketListener)
-    port = inner.extra(anyio.abc.SocketAttribute.local_port)
+    inner, port = await loopback()
     release = anyio.Event()
 
     async def hold(stream: SocketStream) -> None:
