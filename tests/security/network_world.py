@@ -89,7 +89,11 @@ class World:
 
 @contextlib.contextmanager
 def world() -> Iterator[World]:
-    """Build the namespaces, addresses, routes, names and servers; take it all down afterwards."""
+    """Build the namespaces, addresses, routes, names and servers; take it all down afterwards.
+
+    One world at a time per host: with two (pytest workers without --dist loadgroup), a namespace of
+    one was seen to become unusable ("setting the network namespace ... failed: Invalid argument")
+    while the other was built or removed. The test module is one xdist group for that."""
     tag = secrets.token_hex(3)
     inside, remote = f"abw-{tag}", f"abr-{tag}"
     etc = Path("/etc/netns") / inside

@@ -23,6 +23,7 @@ from tests.security.network_world import world as build_world
 
 pytestmark = [
     pytest.mark.anyio,
+    pytest.mark.xdist_group("network_world"),  # one world, on one worker (scripts/test.sh: --dist loadgroup)
     pytest.mark.timeout(180),
     pytest.mark.skipif(available() is not None, reason=str(available())),
 ]
