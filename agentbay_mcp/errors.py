@@ -16,6 +16,7 @@ these before a caller sees it, so `AgentCallError` never leaves the backend.
     │   └── UnknownImageError
     ├── SessionNotFoundError        unknown id, another conversation's id, or already deleted
     ├── ProcessNotFoundError        unknown process id in a session
+    ├── ContextNotFoundError        no context of that name for this principal
     ├── FileOperationError          a file operation failed (missing, read-only, disk full, ...)
     ├── WindowNotFoundError         no such top-level window on the session's desktop
     ├── DesktopUnavailableError     the session has no desktop (its image, or Xvfb missing on the host)
@@ -81,6 +82,18 @@ class ProcessNotFoundError(AgentBayMCPError):
             f"Process {shown!r} not found in this session (it was never started here, or the session's "
             "sandbox restarted). Call list_processes to see the session's processes."
         )
+
+
+class ContextNotFoundError(AgentBayMCPError):
+    """No context of that name belongs to the caller's principal (another principal's is answered the same)."""
+
+    def __init__(self, name: str) -> None:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        super().__init__(
+            f"Context {shown!r} not found: it does not exist or was deleted. Call list_contexts to see yours, "
+            "or create_context to make it."
+        )
+        self.name = name
 
 
 class FileOperationError(AgentBayMCPError):

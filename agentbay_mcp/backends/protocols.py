@@ -9,17 +9,17 @@ primitives only; ownership, leases, quotas, paging and truncation belong to the 
 Implementations raise only `agentbay_mcp.errors` exceptions. Every backend runs the shared
 contract suite in `tests/contract/`, which skips what a backend declares absent.
 
-The contexts capability will add its protocol here (a section after Network), a property on
-`SandboxBackend` and a flag on `Capabilities`.
+Contexts and workspaces (records_contexts.py, records_workspaces.py) are the last two sections.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends import records, records_desktop
+from agentbay_mcp.backends import records, records_contexts, records_desktop, records_workspaces
 from agentbay_mcp.backends.records_desktop import WindowAction
 
 
@@ -54,9 +54,20 @@ class Sessions(Protocol):
         ...
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: records.NetworkPolicy | None = None
+        self,
+        *,
+        image_id: str,
+        labels: dict[str, str],
+        owner: str,
+        network: records.NetworkPolicy | None = None,
+        contexts: Sequence[records_contexts.ContextMount] = (),
+        workspaces: Sequence[str] = (),
     ) -> records.SessionRecord:
-        """Create a session with the egress `network` (None: off). Never leaves half a session behind."""
+        """Create a session with the egress `network` (None: off), the `contexts` shown at their paths and
+        the `workspaces` at /workspace/NAME. Never leaves half a session behind.
+
+        A backend without the `contexts` (or `workspaces`) capability raises `BackendUnavailableError`
+        with its reason when asked for any."""
         ...
 
     async def get_session(self, session_id: str) -> records.SessionRecord:
@@ -72,11 +83,13 @@ class Sessions(Protocol):
         ...
 
     async def delete_session(self, session_id: str) -> None:
-        """Delete the session and everything in it. Idempotent: an unknown id is not an error."""
+        """Delete the session and everything in it, after writing its contexts back (a context that cannot be
+        written is kept as it was, with the reason in its `notice`). Idempotent: an unknown id is not an error."""
         ...
 
     async def reap_orphans(self) -> list[str]:
-        """Delete sessions whose creating server is gone; returns their ids."""
+        """Delete sessions whose creating server is gone, their contexts written back as delete_session does;
+        returns their ids."""
         ...
 
     async def list_all(self) -> list[records.SessionRecord]:
@@ -252,7 +265,6 @@ class Desktop(Protocol):
 
 
 @runtime_checkable
-@runtime_checkable
 class Network(Protocol):
     """A session's network: egress policy (where `capabilities.egress_rules`) and port links (where
     `capabilities.port_links`); a method whose flag is False raises `BackendUnavailableError`."""
@@ -263,6 +275,51 @@ class Network(Protocol):
 
     async def open_link(self, session_id: str, port: int, protocol: str) -> records.LinkRecord:
         """A URL that reaches `port` inside the session (it dies with the session)."""
+        ...
+
+
+@runtime_checkable
+class Contexts(Protocol):
+    """Named storage that outlives sessions (where `capabilities.contexts`). Every context belongs to one
+    `owner` (a principal); a name is looked up only among its owner's, so another owner's context is
+    answered like an unknown one (`ContextNotFoundError`). Count quotas are the service's."""
+
+    async def get_context(self, owner: str, name: str, *, create: bool) -> records_contexts.ContextRecord:
+        """The owner's context `name`; made empty first if it does not exist and `create`."""
+        ...
+
+    async def list_contexts(self, owner: str) -> list[records_contexts.ContextRecord]:
+        """The owner's contexts, by name."""
+        ...
+
+    async def delete_context(self, owner: str, name: str) -> None:
+        """Delete the context and its content. Refused (InvalidArgumentError naming the session) while a
+        live session has it mounted."""
+        ...
+
+    async def sync_context(self, session_id: str, name: str | None = None) -> list[records_contexts.ContextSynced]:
+        """Write the session's contexts (or only `name`) back now, while it runs. If another session synced
+        the same context since this one last did, the later sync wins and its `warning` says so."""
+        ...
+
+
+@runtime_checkable
+class Workspaces(Protocol):
+    """Host directories the operator offers (where `capabilities.workspaces`), shown at /workspace/NAME."""
+
+    def configured(self) -> list[records_workspaces.WorkspaceInfo]:
+        """The workspaces sessions may ask for."""
+        ...
+
+    async def diff(self, session_id: str, name: str, max_bytes: int) -> records_workspaces.WorkspaceDiff:
+        """What the session changed in workspace `name` (its unified diff capped at `max_bytes`)."""
+        ...
+
+    async def apply(
+        self, session_id: str, name: str, paths: Sequence[str] | None, overwrite: bool
+    ) -> records_workspaces.WorkspaceApplied:
+        """Write the session's changes (or only `paths`) to the host directory, never outside it; a path
+        the host changed since the session started is left alone and listed, unless `overwrite`."""
         ...
 
 
@@ -297,4 +354,14 @@ class SandboxBackend(Sessions, Protocol):
     @property
     def network(self) -> Network | None:
         """Egress policies and port links; None where neither capability exists."""
+        ...
+
+    @property
+    def contexts(self) -> Contexts | None:
+        """Contexts; None where `capabilities.contexts` is False."""
+        ...
+
+    @property
+    def workspaces(self) -> Workspaces | None:
+        """Workspaces; None where `capabilities.workspaces` is False."""
         ...

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentbay_mcp.backends.records_contexts import ContextMount
+
 #: SANDBOX_DIED: the sandbox died (processes lost, files kept); the next call says what was lost and restarts it.
 SessionStatus = Literal["RUNNING", "SANDBOX_DIED", "DELETING", "DELETED"]
 
@@ -27,7 +29,7 @@ class Record(BaseModel):
 class Capabilities(Record):
     """What a backend can do, declared once: services and the contract suite ask this, never guess.
 
-    Capabilities still to come (contexts) add their flag here and their protocol in protocols.py.
+    A new capability adds its flag here and its protocol in protocols.py.
     """
 
     process_handles: bool = Field(
@@ -48,6 +50,14 @@ class Capabilities(Record):
         description="Per-session egress policies (on, off, allow-lists), changed while running: set_egress.",
     )
     port_links: bool = Field(default=False, description="URLs that reach a port inside a session: open_link.")
+    contexts: bool = Field(
+        default=False,
+        description="Named storage that outlives sessions, shown in a session at a path: the `contexts` object.",
+    )
+    workspaces: bool = Field(
+        default=False,
+        description="Operator-configured host directories shown at /workspace/NAME: the `workspaces` object.",
+    )
     unsupported: dict[str, str] = Field(
         default_factory=dict,
         description="Why an absent capability is absent, by flag name: the error message a tool returns.",
@@ -113,6 +123,8 @@ class SessionRecord(BaseModel):
     created_at: datetime
     status: SessionStatus = "RUNNING"
     network: NetworkPolicy = Field(default_factory=NetworkPolicy, description="What the session may reach.")
+    contexts: tuple[ContextMount, ...] = Field(default=(), description="Contexts shown in the session.")
+    workspaces: tuple[str, ...] = Field(default=(), description="Workspace names shown at /workspace/NAME.")
     notice: str | None = Field(default=None, description="Something the owner must be told (a sandbox that died).")
 
     @classmethod
@@ -125,6 +137,8 @@ class SessionRecord(BaseModel):
         owner: str,
         server_id: str,
         network: NetworkPolicy | None = None,
+        contexts: Sequence[ContextMount] = (),
+        workspaces: Sequence[str] = (),
     ) -> SessionRecord:
         """The record of a session being created now (status RUNNING)."""
         return cls(
@@ -135,6 +149,8 @@ class SessionRecord(BaseModel):
             server_id=server_id,
             created_at=datetime.now(UTC),
             network=network or NetworkPolicy(),
+            contexts=tuple(contexts),
+            workspaces=tuple(workspaces),
         )
 
     @field_validator("network", mode="before")

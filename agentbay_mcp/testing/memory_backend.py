@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Sequence
 from typing import Final
 
 from anyio.abc import TaskGroup
 
+from agentbay_mcp.backends.common.unsupported import unsupported_mounts
 from agentbay_mcp.backends.records import Capabilities, ImageInfo, LinkRecord, NetworkPolicy, SessionRecord
+from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import BackendUnavailableError, SessionNotFoundError, UnknownImageError
 from agentbay_mcp.testing.memory_files import MemoryFiles, Tree
 from agentbay_mcp.testing.memory_processes import MemoryProcesses
@@ -29,6 +32,7 @@ CAPABILITIES = Capabilities(
         "desktop": "The memory backend has no desktop: apps, windows and screenshots need the local or agentbay "
         "backend.",
         "port_links": "The memory backend serves no ports: links need the local or agentbay backend.",
+        "workspaces": "The memory backend has no host directories: workspaces need the local backend.",
     },
 )
 
@@ -74,6 +78,8 @@ class MemoryBackend:
         self.process_handles: Final = self.processes
         self.desktop: Final = None
         self.network: Final = MemoryNetwork(self._records)
+        self.contexts: Final = None
+        self.workspaces: Final = None
         #: Session ids whose keep_alive was called, in order (tests look).
         self.kept_alive: list[str] = []
 
@@ -96,9 +102,17 @@ class MemoryBackend:
             self.processes.drop_session(session_id)
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
+        self,
+        *,
+        image_id: str,
+        labels: dict[str, str],
+        owner: str,
+        network: NetworkPolicy | None = None,
+        contexts: Sequence[ContextMount] = (),
+        workspaces: Sequence[str] = (),
     ) -> SessionRecord:
         """A record and an empty tree (with /home/user and /tmp)."""
+        unsupported_mounts(self.capabilities, contexts, workspaces)
         if image_id not in {image.image_id for image in IMAGES}:
             raise UnknownImageError(
                 f"Unknown image_id {image_id!r}. The memory backend offers: {', '.join(i.image_id for i in IMAGES)}."

@@ -9,6 +9,7 @@ CallMcpTool).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -26,7 +27,9 @@ from agentbay_mcp.backends.agentbay.network import AgentBayNetwork
 from agentbay_mcp.backends.agentbay.routing import ToolRouter
 from agentbay_mcp.backends.agentbay.sessions import EGRESS_UNSUPPORTED, CloudSessions, default_instance
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.common.unsupported import unsupported_mounts
 from agentbay_mcp.backends.records import Capabilities, ImageInfo, NetworkPolicy, SessionRecord
+from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import (
     BackendUnavailableError,
 )
@@ -46,7 +49,12 @@ CAPABILITIES = Capabilities(
     sandbox_side_timeouts=True,
     desktop=True,
     port_links=True,
-    unsupported={"process_handles": BACKGROUND_UNSUPPORTED, "egress_rules": EGRESS_UNSUPPORTED},
+    unsupported={
+        "process_handles": BACKGROUND_UNSUPPORTED,
+        "egress_rules": EGRESS_UNSUPPORTED,
+        "workspaces": "The agentbay backend cannot show this host's directories in a cloud session: workspaces "
+        "need the local backend. Use a context to carry files into cloud sessions.",
+    },
 )
 
 
@@ -86,6 +94,8 @@ class AgentBayBackend:
         self.files: Final = AgentBayFiles(self._route)
         self.desktop: Final = AgentBayDesktop(self._route, self._fetch_screenshot)
         self.network: Final = AgentBayNetwork(client)  # port links (GetLink); no egress rules
+        self.contexts: Final = None
+        self.workspaces: Final = None
 
     @property
     def name(self) -> str:
@@ -123,9 +133,17 @@ class AgentBayBackend:
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
+        self,
+        *,
+        image_id: str,
+        labels: dict[str, str],
+        owner: str,
+        network: NetworkPolicy | None = None,
+        contexts: Sequence[ContextMount] = (),
+        workspaces: Sequence[str] = (),
     ) -> SessionRecord:
         """CreateMcpSession, never retried once sent; an answer lost in transit is found and deleted."""
+        unsupported_mounts(self.capabilities, contexts, workspaces)
         return await self._sessions.create(image_id=image_id, labels=labels, owner=owner, network=network)
 
     async def get_session(self, session_id: str) -> SessionRecord:

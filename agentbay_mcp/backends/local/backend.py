@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -22,6 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
+from agentbay_mcp.backends.common.unsupported import unsupported_mounts
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
@@ -46,6 +48,7 @@ from agentbay_mcp.backends.local.layout import (
 )
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
 from agentbay_mcp.backends.local.network import LocalNetwork, NetworkBounds, capabilities_for
+from agentbay_mcp.backends.local.offer import CAPABILITIES, IMAGES
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
 from agentbay_mcp.backends.local.reaping import reap_orphans_sync
 from agentbay_mcp.backends.local.restarts import RestartBudget, loss_report
@@ -57,7 +60,8 @@ from agentbay_mcp.backends.local.sandbox import (
     find_bwrap,
     launch,
 )
-from agentbay_mcp.backends.records import Capabilities, ImageInfo, NetworkPolicy, SessionRecord
+from agentbay_mcp.backends.records import ImageInfo, NetworkPolicy, SessionRecord
+from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import (
     BackendError,
     BackendUnavailableError,
@@ -67,19 +71,6 @@ from agentbay_mcp.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-CAPABILITIES = Capabilities(
-    process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True, egress_rules=True
-).model_copy(update={"port_links": True})  # with bwrap, as root: see capabilities_for
-
-IMAGES: tuple[ImageInfo, ...] = (
-    ImageInfo(
-        image_id="linux_latest",
-        description="Linux with a desktop: shell, files, applications, windows, screenshots.",
-        desktop=True,
-    ),
-    ImageInfo(image_id="code_latest", description="Linux for code: shell and files, no desktop.", desktop=False),
-)
 
 
 class LocalBackend:
@@ -143,6 +134,8 @@ class LocalBackend:
         self.files: Final = LocalFiles(self._agent, self._quota_mb_for)
         screen = (options.desktop.width, options.desktop.height)
         self.desktop: Final = LocalDesktop(self._desktop_agent, self._agent, self.processes, screen)
+        self.contexts: Final = None
+        self.workspaces: Final = None
 
     @property
     def sandbox_options(self) -> SandboxOptions:
@@ -260,7 +253,14 @@ class LocalBackend:
                     unmount_under(self._state.session_dir(session_id))
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
+        self,
+        *,
+        image_id: str,
+        labels: dict[str, str],
+        owner: str,
+        network: NetworkPolicy | None = None,
+        contexts: Sequence[ContextMount] = (),
+        workspaces: Sequence[str] = (),
     ) -> SessionRecord:
         """Hand out a pooled session (any image: a desktop's display starts on first use; the network is
         switched on if asked), else build one."""
@@ -268,6 +268,7 @@ class LocalBackend:
             raise UnknownImageError(
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
+        unsupported_mounts(self.capabilities, contexts, workspaces)
         network = network or NetworkPolicy()
         if network.enabled and not self.capabilities.egress_rules:
             raise BackendUnavailableError(self.capabilities.unsupported["egress_rules"])
