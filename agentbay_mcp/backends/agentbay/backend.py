@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.agentbay import desktop
@@ -23,6 +24,7 @@ from agentbay_mcp.backends.agentbay.capabilities import (
 )
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.agentbay.commands import BACKGROUND_UNSUPPORTED
+from agentbay_mcp.backends.agentbay.contexts import CloudContexts
 from agentbay_mcp.backends.agentbay.network import AgentBayNetwork
 from agentbay_mcp.backends.agentbay.routing import ToolRouter
 from agentbay_mcp.backends.agentbay.sessions import EGRESS_UNSUPPORTED, CloudSessions, default_instance
@@ -49,6 +51,7 @@ CAPABILITIES = Capabilities(
     sandbox_side_timeouts=True,
     desktop=True,
     port_links=True,
+    contexts=True,
     unsupported={
         "process_handles": BACKGROUND_UNSUPPORTED,
         "egress_rules": EGRESS_UNSUPPORTED,
@@ -94,7 +97,8 @@ class AgentBayBackend:
         self.files: Final = AgentBayFiles(self._route)
         self.desktop: Final = AgentBayDesktop(self._route, self._fetch_screenshot)
         self.network: Final = AgentBayNetwork(client)  # port links (GetLink); no egress rules
-        self.contexts: Final = None
+        self.contexts: Final = CloudContexts(client, self._sessions.get)
+        self._sessions.before_delete = self.contexts.write_back  # contexts go back before a release
         self.workspaces: Final = None
 
     @property
@@ -144,7 +148,19 @@ class AgentBayBackend:
     ) -> SessionRecord:
         """CreateMcpSession, never retried once sent; an answer lost in transit is found and deleted."""
         unsupported_mounts(self.capabilities, contexts, workspaces)
-        return await self._sessions.create(image_id=image_id, labels=labels, owner=owner, network=network)
+        record = await self._sessions.create(
+            image_id=image_id, labels=labels, owner=owner, network=network, contexts=contexts
+        )
+        if contexts:
+            try:
+                await self.contexts.mounted(record.session_id, record.contexts)
+            except BaseException:
+                # Not written back: the contexts' content may not have arrived, so it must not be written over.
+                self.contexts.mounts.pop(record.session_id, None)
+                with anyio.CancelScope(shield=True):
+                    await self._sessions.delete(record.session_id, write_back=False)
+                raise
+        return record
 
     async def get_session(self, session_id: str) -> SessionRecord:
         """GetSession (status, channel) and GetLabel (labels, ownership)."""
@@ -159,7 +175,8 @@ class AgentBayBackend:
         await self._sessions.keep_alive(session_id)
 
     async def delete_session(self, session_id: str) -> None:
-        """DeleteSessionAsync, then poll until it is gone (bounded). Idempotent."""
+        """Write its contexts back (contexts.py), DeleteSessionAsync, then poll until it is gone (bounded).
+        Idempotent."""
         self.processes.drop_session(session_id)
         self.desktop.drop_session(session_id)
         await self._sessions.delete(session_id)

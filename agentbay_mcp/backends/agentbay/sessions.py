@@ -15,7 +15,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +23,12 @@ from typing import Any
 
 import anyio
 
-from agentbay_mcp.backends.agentbay import tools
+from agentbay_mcp.backends.agentbay import context_wire, tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
 from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.backends.common.server_lock import is_server_id, server_alive
 from agentbay_mcp.backends.records import NetworkPolicy, SessionRecord, SessionStatus
+from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import (
     AgentBayMCPError,
     BackendError,
@@ -111,9 +112,17 @@ class CloudSessions:
         self.delete_wait_seconds = delete_wait_seconds
         self.page_size = page_size
         self.channels: dict[str, Channel] = {}
+        #: Runs before a session is released (the contexts' write-back); set by the backend.
+        self.before_delete: Callable[[str], Awaitable[None]] | None = None
 
     async def create(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy | None = None
+        self,
+        *,
+        image_id: str,
+        labels: dict[str, str],
+        owner: str,
+        network: NetworkPolicy | None = None,
+        contexts: Sequence[ContextMount] = (),
     ) -> SessionRecord:
         """CreateMcpSession, never retried once sent; an answer lost in transit is found and deleted."""
         if network is not None and network.mode == "allow":
@@ -129,10 +138,13 @@ class CloudSessions:
             LABEL_CREATED: created_at.isoformat(timespec="microseconds"),
             LABEL_CREATE: nonce,
         }
+        if contexts:  # the mounts, for whoever rebuilds this session's record from the cloud (context_wire.py)
+            cloud_labels[context_wire.LABEL_CONTEXTS] = context_wire.mounts_label(contexts)
         params: dict[str, str | int | bool | None] = {
             "ImageId": image_id,
             "Labels": json.dumps(cloud_labels),
             "Timeout": self.cloud_idle_seconds,
+            "PersistenceDataList": context_wire.persistence_data_list(contexts) if contexts else None,
         }
         try:
             reply = await self.client.call("CreateMcpSession", params, idempotent=False)
@@ -157,6 +169,7 @@ class CloudSessions:
             server_id=self.server_id,
             created_at=created_at,
             network=CLOUD_NETWORK,
+            contexts=tuple(contexts),
         )
 
     async def get(self, session_id: str) -> SessionRecord:
@@ -191,8 +204,11 @@ class CloudSessions:
         except AgentBayMCPError as exc:
             logger.debug("keep-alive of a session failed: %s", exc)
 
-    async def delete(self, session_id: str) -> None:
-        """DeleteSessionAsync, then poll GetSessionDetail until it is gone (bounded). Idempotent."""
+    async def delete(self, session_id: str, *, write_back: bool = True) -> None:
+        """Write the session's contexts back (`before_delete`, unless not `write_back`), DeleteSessionAsync,
+        then poll GetSessionDetail until it is gone (bounded). Idempotent."""
+        if write_back and self.before_delete is not None:
+            await self.before_delete(session_id)
         self.channels.pop(session_id, None)
         try:
             await self.client.call("DeleteSessionAsync", {"SessionId": session_id}, idempotent=True)
@@ -286,7 +302,8 @@ class CloudSessions:
         try:
             for session_id in await self._list_ids({key: value}):
                 logger.warning("deleting session %s whose create call failed in transit", session_id)
-                await self.delete(session_id)
+                # Not written back: its contexts may not have arrived yet, and nobody used it.
+                await self.delete(session_id, write_back=False)
         except AgentBayMCPError as exc:
             logger.warning("could not check for a half-created session (the next start-up reaps it): %s", exc)
 
@@ -307,4 +324,5 @@ def _record(session_id: str, cloud_labels: dict[str, str], status: str, image_id
         created_at=created_at,
         status=shown,
         network=CLOUD_NETWORK,
+        contexts=context_wire.mounts_from_label(cloud_labels.get(context_wire.LABEL_CONTEXTS)),
     )
