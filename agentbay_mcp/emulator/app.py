@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -24,9 +24,9 @@ from starlette.routing import Route
 
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.sandbox import SandboxOptions
-from agentbay_mcp.emulator import tools
+from agentbay_mcp.emulator import contexts, tools
 from agentbay_mcp.emulator.links import get_link
-from agentbay_mcp.emulator.sessions import ApiFaultError, Sessions
+from agentbay_mcp.emulator.sessions import ApiFaultError, Paged, Sessions
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,6 @@ API_VERSION = "2025-05-06"
 MESSAGE_LIMIT = 63 * 1024
 
 Handler = Callable[[Sessions, dict[str, str], Request], Awaitable[Any]]
-
-
-class Paged(NamedTuple):
-    """A listing's Data and the paging fields that go at the top of the envelope."""
-
-    data: list[dict[str, Any]]
-    top: dict[str, Any]
 
 
 def envelope(request_id: str, data: Any = None, **top: Any) -> dict[str, Any]:
@@ -92,8 +85,9 @@ def _session_data(sessions: Sessions, session_id: str, request: Request) -> dict
 
 
 async def create_session(sessions: Sessions, form: dict[str, str], request: Request) -> Any:
-    """CreateMcpSession."""
-    session = await sessions.create(form.get("ImageId") or "linux_latest", _labels_param(form))
+    """CreateMcpSession (PersistenceDataList: contexts copied in before it answers)."""
+    mounts = await contexts.session_mounts(sessions, form)
+    session = await sessions.create(form.get("ImageId") or "linux_latest", _labels_param(form), mounts)
     return _session_data(sessions, session.session_id, request)
 
 
@@ -202,6 +196,12 @@ ACTIONS: dict[str, Handler] = {
     "ListMcpTools": list_tools,
     "CallMcpTool": call_tool,
     "GetLink": get_link,
+    "GetContext": contexts.get_context,
+    "ListContexts": contexts.list_contexts,
+    "ModifyContext": contexts.modify_context,
+    "DeleteContext": contexts.delete_context,
+    "SyncContext": contexts.sync_context,
+    "GetContextInfo": contexts.get_context_info,
 }
 
 
@@ -238,7 +238,8 @@ def build_app(
         request_id = str(uuid.uuid4()).upper()
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         try:
-            supplied = form.pop("Authorization", "")
+            # SyncContext's key travels in the query (the SDK puts it there); every other action's in the form.
+            supplied = form.pop("Authorization", "") or request.query_params.get("Authorization", "")
             if not secrets.compare_digest(supplied.encode(), f"Bearer {api_key}".encode()):
                 raise ApiFaultError(401, "InvalidApiKey.NotFound", "The API key is missing or not valid.")
             action = request.query_params.get("Action", "")
@@ -250,7 +251,7 @@ def build_app(
             data = await handler(holder["sessions"], form, request)
         except ApiFaultError as fault:
             return _fault(request_id, fault)
-        if isinstance(data, Paged):  # ListSession: paging fields sit beside Data, at the top
+        if isinstance(data, Paged):  # ListSession, ListContexts: paging fields sit beside Data, at the top
             return JSONResponse(envelope(request_id, data.data, **data.top))
         return JSONResponse(envelope(request_id, data))
 
@@ -279,7 +280,8 @@ def build_app(
         backend = LocalBackend(state_dir, sandbox=sandbox)
         async with anyio.create_task_group() as tg:
             await backend.start(tg)
-            holder["sessions"] = Sessions(backend, tg, link_url=link_url)
+            account = contexts.EmulatorContexts(backend, state_dir, tg)
+            holder["sessions"] = Sessions(backend, tg, link_url=link_url, contexts=account)
             try:
                 yield
             finally:

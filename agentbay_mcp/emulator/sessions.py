@@ -5,14 +5,26 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.emulator.desktop_tools import DesktopState
-from agentbay_mcp.errors import AgentBayMCPError, UnknownImageError
+from agentbay_mcp.errors import (
+    AgentBayMCPError,
+    BackendUnavailableError,
+    InvalidArgumentError,
+    QuotaExceededError,
+    UnknownImageError,
+)
+
+if TYPE_CHECKING:
+    from agentbay_mcp.emulator.contexts import EmulatorContexts
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +42,13 @@ class ApiFaultError(Exception):
         self.message = message
 
 
+class Paged(NamedTuple):
+    """A listing's Data and the paging fields that go at the top of the envelope."""
+
+    data: list[dict[str, Any]]
+    top: dict[str, Any]
+
+
 @dataclass
 class EmulatedSession:
     """One session as the cloud sees it."""
@@ -39,32 +58,44 @@ class EmulatedSession:
     labels: dict[str, str]
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     status: str = "RUNNING"
+    mounts: list[ContextMount] = field(default_factory=list)  # its PersistenceDataList, as local mounts
 
 
 class Sessions:
     """Every session of the emulator, in creation order."""
 
-    def __init__(self, backend: LocalBackend, task_group: TaskGroup, *, link_url: bool) -> None:
+    def __init__(
+        self, backend: LocalBackend, task_group: TaskGroup, *, link_url: bool, contexts: EmulatorContexts | None = None
+    ) -> None:
         self.backend = backend
+        self.contexts = contexts
         self.link_url = link_url
         self._task_group = task_group
         self._sessions: dict[str, EmulatedSession] = {}
         self.desktop = DesktopState()  # pointer positions and system_screenshot captures
 
-    async def create(self, image_id: str, labels: dict[str, str]) -> EmulatedSession:
-        """Start a local sandbox for a new session."""
+    async def create(
+        self, image_id: str, labels: dict[str, str], mounts: Sequence[ContextMount] = ()
+    ) -> EmulatedSession:
+        """Start a local sandbox for a new session, its contexts copied in."""
         try:
-            record = await self.backend.create_session(image_id=image_id, labels={}, owner="emulator")
+            record = await self.backend.create_session(image_id=image_id, labels={}, owner="emulator", contexts=mounts)
         except UnknownImageError as exc:
             offered = ", ".join(i.image_id for i in self.backend.images())
             raise ApiFaultError(
                 400, "InvalidImageId.NotFound", f"Image {image_id[:80]!r} not found; the emulator offers {offered}"
             ) from exc
+        except (InvalidArgumentError, QuotaExceededError) as exc:
+            raise ApiFaultError(400, "InvalidParameter.PersistenceDataList", str(exc)[:300]) from exc
+        except BackendUnavailableError as exc:
+            raise ApiFaultError(501, "NotImplemented", str(exc)[:300]) from exc
         except AgentBayMCPError as exc:
             logger.warning("emulator: creating a session failed: %s", exc)
             raise ApiFaultError(500, "InternalError", "The session could not be started.") from exc
-        session = EmulatedSession(record.session_id, image_id, dict(labels))
+        session = EmulatedSession(record.session_id, image_id, dict(labels), mounts=list(mounts))
         self._sessions[session.session_id] = session
+        if mounts and self.contexts is not None:
+            self.contexts.downloaded(session.session_id, list(mounts))
         return session
 
     def get(self, session_id: str, *, deleting_too: bool = False) -> EmulatedSession:
@@ -115,8 +146,10 @@ class Sessions:
     async def delete(self, session_id: str) -> None:
         """Remove the session and its sandbox."""
         self.get(session_id, deleting_too=True)
-        await self.backend.delete_session(session_id)
+        await self.backend.delete_session(session_id)  # writes its contexts back (upload before release)
         self._sessions.pop(session_id, None)
+        if self.contexts is not None:
+            self.contexts.tasks.pop(session_id, None)
 
     async def close(self) -> None:
         """Delete every session (emulator shutdown)."""
