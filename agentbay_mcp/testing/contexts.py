@@ -1,0 +1,30 @@
+"""Helpers for tests and benchmarks of the local backend's contexts: shell commands and mounts."""
+
+from __future__ import annotations
+
+import anyio
+
+from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.records import ShellCommand
+from agentbay_mcp.backends.records_contexts import ContextMount
+
+CALL_TIMEOUT = 60
+
+
+async def sh(backend: LocalBackend, session_id: str, command: str, cap: int = 1 << 20) -> str:
+    """Run `command` in the session and return its stdout (stderr too, if it failed)."""
+    with anyio.fail_after(CALL_TIMEOUT):
+        outcome = await backend.processes.run_process(
+            session_id, ShellCommand(command=command), wait_ms=50_000, cap=cap
+        )
+    assert outcome.summary is not None, "the command did not end in time"
+    out = outcome.summary["stdout"].head.decode(errors="replace")
+    if outcome.info.exit_code != 0:
+        out += outcome.summary["stderr"].head.decode(errors="replace")
+    return out
+
+
+async def mount_of(backend: LocalBackend, owner: str, name: str, path: str) -> ContextMount:
+    """A mount of the owner's context `name` (made if missing) at `path`, as the service would pass it."""
+    context = await backend.contexts.get_context(owner, name, create=True)
+    return ContextMount(context_id=context.context_id, name=name, owner=owner, path=path)

@@ -1,0 +1,182 @@
+"""The local backend's contexts with real sandboxes: round trips, syncs, two sessions, quotas, endings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
+from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError, QuotaExceededError
+from agentbay_mcp.testing.contexts import mount_of, sh
+
+pytestmark = pytest.mark.anyio
+
+MB = 1024 * 1024
+OWNER = "alice"
+
+
+async def started(state_dir: Path, task_group: TaskGroup, **options: object) -> LocalBackend:
+    backend = LocalBackend(state_dir, **options)  # type: ignore[arg-type]
+    await backend.start(task_group)
+    return backend
+
+
+async def test_round_trip_across_sessions(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    assert backend.capabilities.contexts
+    mount = await mount_of(backend, OWNER, "cache", "/home/user/.cache/work")
+    first = await backend.create_session(image_id="code_latest", labels={}, owner="conv-1", contexts=[mount])
+    assert first.contexts == (mount,)
+    assert (await backend.get_session(first.session_id)).contexts == (mount,)
+    out = await sh(
+        backend,
+        first.session_id,
+        "ls -A .cache/work; mkdir -p .cache/work/d && echo kept > .cache/work/d/f"
+        " && ln -s d/f .cache/work/link && stat -c %U .cache/work && echo ok",
+    )
+    assert out.splitlines()[-1] == "ok", out
+    listed = await backend.contexts.list_contexts(OWNER)
+    assert [c.in_use_by for c in listed] == [(first.session_id,)]
+    await backend.delete_session(first.session_id)
+
+    context = await backend.contexts.get_context(OWNER, "cache", create=False)
+    assert (context.file_count, context.size_bytes, context.in_use_by, context.notice) == (2, 5, (), None)
+    assert context.last_used_at is not None
+    second = await backend.create_session(image_id="code_latest", labels={}, owner="conv-2", contexts=[mount])
+    out = await sh(
+        backend, second.session_id, "cat .cache/work/d/f; readlink .cache/work/link; stat -c %u .cache/work/d/f; id -u"
+    )
+    lines = out.splitlines()
+    assert lines[:2] == ["kept", "d/f"], out
+    assert lines[2] == lines[3], f"the copy must belong to the session's user: {out}"
+    # Another owner's context of that name is unknown; delete is refused while mounted.
+    with pytest.raises(ContextNotFoundError):
+        await backend.contexts.get_context("bob", "cache", create=False)
+    with pytest.raises(InvalidArgumentError, match=second.session_id):
+        await backend.contexts.delete_context(OWNER, "cache")
+    await backend.delete_session(second.session_id)
+    await backend.contexts.delete_context(OWNER, "cache")
+    with pytest.raises(ContextNotFoundError):
+        await backend.contexts.get_context(OWNER, "cache", create=False)
+    assert await backend.contexts.list_contexts(OWNER) == []
+    await backend.close()
+
+
+async def test_sync_while_running_and_last_sync_wins(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "shared", "/tmp/shared")
+    a = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    b = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    in_use = (await backend.contexts.get_context(OWNER, "shared", create=False)).in_use_by
+    assert sorted(in_use) == sorted([a.session_id, b.session_id])
+    await sh(backend, a.session_id, "echo from-a > /tmp/shared/a")
+    synced = await backend.contexts.sync_context(a.session_id)
+    assert [(s.name, s.path, s.file_count, s.warning) for s in synced] == [("shared", "/tmp/shared", 1, "")]
+    again = await backend.contexts.sync_context(a.session_id, "shared")  # its own base moved along: no warning
+    assert again[0].warning == ""
+    await sh(backend, b.session_id, "echo from-b > /tmp/shared/b")
+    replaced = await backend.contexts.sync_context(b.session_id)
+    assert a.session_id in replaced[0].warning
+    assert "last sync wins" in replaced[0].warning
+    with pytest.raises(InvalidArgumentError, match="no context 'other'"):
+        await backend.contexts.sync_context(b.session_id, "other")
+    await backend.delete_session(b.session_id)  # b is the newest: its ending sync needs no warning
+    c = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    assert (await sh(backend, c.session_id, "ls /tmp/shared")).split() == ["b"]
+    await backend.delete_session(a.session_id)  # a's ending replaces b's: the whole tree, last wins
+    d = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    assert (await sh(backend, d.session_id, "ls /tmp/shared")).split() == ["a"]
+    for session in (c, d):
+        await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_owner_quota_keeps_the_context_and_says_why(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group, context_quota_bytes=2 * MB)
+    mount = await mount_of(backend, OWNER, "small", "/home/user/small")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    await sh(backend, session.session_id, "head -c 1000 /dev/zero > small/ok")
+    await backend.contexts.sync_context(session.session_id)
+    await sh(backend, session.session_id, "head -c 3000000 /dev/zero > small/big")
+    with pytest.raises(QuotaExceededError, match="quota of 2 MB"):
+        await backend.contexts.sync_context(session.session_id)
+    context = await backend.contexts.get_context(OWNER, "small", create=False)
+    assert context.size_bytes == 1000
+    assert context.notice
+    assert "not saved" in context.notice
+    await backend.delete_session(session.session_id)  # the ending's sync fails the same way: still deleted
+    assert await backend.list_all() == []
+    context = await backend.contexts.get_context(OWNER, "small", create=False)
+    assert context.size_bytes == 1000
+    assert context.notice
+    assert session.session_id in context.notice
+    fresh = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    assert (await sh(backend, fresh.session_id, "ls small")).split() == ["ok"]
+    await backend.delete_session(fresh.session_id)  # a sync that works clears the notice
+    assert (await backend.contexts.get_context(OWNER, "small", create=False)).notice is None
+    await backend.close()
+
+
+async def test_a_context_larger_than_the_disk_quota_fails_create_cleanly(
+    state_dir: Path, task_group: TaskGroup
+) -> None:
+    backend = await started(state_dir, task_group, sandbox=SandboxOptions(limits=SessionLimits(disk_bytes=32 * MB)))
+    if backend.disk_quota is None:
+        pytest.skip("no disk quota on this host")
+    mount = await mount_of(backend, OWNER, "big", "/home/user/big")
+    # Fill the context directly in the store (as a session on a larger quota would have).
+    context = backend.contexts.store.read(OWNER, "big")
+    assert context is not None
+    (context.content() / "blob").write_bytes(b"\0" * (40 * MB))
+    figures = json.loads((context.content().parent / "version.json").read_text())
+    (context.content().parent / "version.json").write_text(json.dumps({**figures, "size_bytes": 40 * MB}))
+    with pytest.raises(QuotaExceededError, match=r"'big' holds 40.0 MB, more than the 32 MB"):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    assert await backend.list_all() == []
+    assert list((state_dir / "sessions").iterdir()) == []
+    assert (await backend.contexts.get_context(OWNER, "big", create=False)).size_bytes == 40 * MB
+    await backend.close()
+
+
+async def test_a_missing_path_syncs_an_empty_context(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "gone", "/home/user/gone")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    await sh(backend, session.session_id, "echo x > gone/f")
+    await backend.contexts.sync_context(session.session_id)
+    await sh(backend, session.session_id, "rm -rf gone")
+    synced = await backend.contexts.sync_context(session.session_id)
+    assert "did not exist" in synced[0].warning
+    assert (await backend.contexts.get_context(OWNER, "gone", create=False)).file_count == 0
+    await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_pooled_sessions_get_their_contexts(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group, pool_size=1)
+    with anyio.fail_after(20):
+        while len(backend.pool) < 1:  # noqa: ASYNC110 - a test may poll
+            await anyio.sleep(0.01)
+    mount = await mount_of(backend, OWNER, "pooled", "/home/user/p")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    await sh(backend, session.session_id, "echo pooled > p/f")
+    await backend.delete_session(session.session_id)
+    assert (await backend.contexts.get_context(OWNER, "pooled", create=False)).file_count == 1
+    await backend.close()
+
+
+async def test_names_are_checked_by_the_backend(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    for name in ("../x", "..", "a/b", ".hidden", "", "x" * 65):
+        with pytest.raises(InvalidArgumentError):
+            await backend.contexts.get_context(OWNER, name, create=True)
+        with pytest.raises(InvalidArgumentError):
+            await backend.contexts.delete_context(OWNER, name)
+    assert not (state_dir / "x").exists()
+    assert not (state_dir / "contexts" / "x").exists()
+    await backend.close()
