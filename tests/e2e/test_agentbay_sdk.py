@@ -210,3 +210,52 @@ async def test_the_official_sdk_gets_a_link_that_works(emulator_port: int, monke
     with pytest.raises(SessionError, match=r"ProtocolTypeEnum\.http"):
         await session.get_link(protocol_type="http", port=30150)
     assert (await session.delete()).success
+
+
+@pytest.mark.parametrize("emulator_port", [False], indirect=True, ids=["api"])
+async def test_the_official_sdk_keeps_a_context_across_sessions(
+    emulator_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's context module: get(create), list, a session created with context_syncs, session.context.sync,
+    session.delete(sync_context=True), the data in a new session, delete refused while mounted, then done."""
+    from agentbay import AgentBayError, ContextSync, CreateSessionParams, SyncPolicy
+
+    for name in [n for n in os.environ if n.startswith("AGENTBAY_")]:
+        monkeypatch.delenv(name)
+    bay = sdk_client(emulator_port)
+    got = await bay.context.get("sdk-cache", create=True)
+    assert got.success, got.error_message
+    context = got.context
+    assert (context.name, context.id) == ("sdk-cache", got.context_id)
+    assert not (await bay.context.get("sdk-missing")).success
+    listed = await bay.context.list()
+    assert listed.success, listed.error_message
+    assert [(c.id, c.name) for c in listed.contexts] == [(context.id, "sdk-cache")]
+
+    params = CreateSessionParams(
+        image_id="code_latest", context_syncs=[ContextSync.new(context.id, "/home/user/data", SyncPolicy.default())]
+    )
+    created = await bay.create(params)
+    assert created.success, created.error_message
+    first = created.session
+    assert (await first.file_system.write_file("/home/user/data/one.txt", "synced")).success
+    synced = await first.context.sync()
+    assert synced.success, synced.error_message
+    info = await first.context.info()
+    assert [(s.context_id, s.task_type, s.status) for s in info.context_status_data if s.task_type == "upload"] == [
+        (context.id, "upload", "Success")
+    ]
+    assert (await first.file_system.write_file("/home/user/data/two.txt", "at delete")).success
+    with pytest.raises(AgentBayError, match="ContextInUse"):  # the SDK raises on this refusal
+        await bay.context.delete(context)
+    deleted = await first.delete(sync_context=True)
+    assert deleted.success, deleted.error_message
+
+    again = await bay.create(params)
+    assert again.success, again.error_message
+    second = again.session
+    assert (await second.file_system.read_file("/home/user/data/one.txt")).content == "synced"
+    assert (await second.file_system.read_file("/home/user/data/two.txt")).content == "at delete"
+    assert (await second.delete()).success
+    assert (await bay.context.delete(context)).success
+    assert (await bay.context.list()).contexts == []
