@@ -52,7 +52,7 @@ class EmulatorContexts:
     """The emulated account's contexts (names map, sync tasks) over the local backend's."""
 
     def __init__(self, backend: LocalBackend, state_dir: Path, task_group: TaskGroup) -> None:
-        self._backend = backend
+        self.local = backend.contexts
         self._task_group = task_group
         self._names_file = state_dir / "emulator-contexts.json"
         try:
@@ -62,14 +62,6 @@ class EmulatorContexts:
         self.names: dict[str, str] = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
         #: session id -> its sync tasks, as GetContextInfo reports them
         self.tasks: dict[str, list[dict[str, Any]]] = {}
-
-    @property
-    def local(self) -> Any:
-        """The local backend's contexts, or the fault that says the emulator cannot serve them."""
-        contexts = getattr(self._backend, "contexts", None)
-        if contexts is None:
-            raise ApiFaultError(501, "NotImplemented", "This emulator's local backend has no contexts.")
-        return contexts
 
     def save(self) -> None:
         temporary = self._names_file.with_suffix(".tmp")
@@ -93,7 +85,7 @@ class EmulatorContexts:
     async def by_id(self, context_id: str) -> ContextRecord:
         for record in await self.local.list_contexts(ACCOUNT):
             if record.context_id == context_id and self.cloud_name(record.name) is not None:
-                return record  # type: ignore[no-any-return]
+                return record
         raise _not_found(context_id)
 
     async def by_name(self, name: str, *, create: bool) -> ContextRecord:
@@ -103,7 +95,7 @@ class EmulatorContexts:
         if name not in self.names and not create:
             raise _not_found(name)
         try:
-            record: ContextRecord = await self.local.get_context(ACCOUNT, local_name, create=create)
+            record = await self.local.get_context(ACCOUNT, local_name, create=create)
         except ContextNotFoundError as exc:
             raise _not_found(name) from exc
         if name not in self.names:

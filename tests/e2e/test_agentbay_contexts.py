@@ -28,20 +28,20 @@ PATH = "/home/user/.cache/work"
 
 
 @pytest.fixture
-async def url(state_dir: Path) -> AsyncIterator[str]:
-    async with emulator(state_dir / "emulator") as found:
-        yield found
+async def world(state_dir: Path) -> AsyncIterator[tuple[str, httpx2.AsyncClient]]:
+    """The emulator's URL and an HTTP client for backends pointed at it."""
+    async with emulator(state_dir / "emulator") as found, httpx2.AsyncClient() as client:
+        yield found, client
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
+def url(world: tuple[str, httpx2.AsyncClient]) -> str:
+    return world[0]
 
 
 @pytest.fixture
-async def backend(http: httpx2.AsyncClient, url: str, state_dir: Path, task_group: TaskGroup) -> AgentBayBackend:
-    made = agentbay_backend(http, url, state_dir / "client")
+async def backend(world: tuple[str, httpx2.AsyncClient], state_dir: Path, task_group: TaskGroup) -> AgentBayBackend:
+    made = agentbay_backend(world[1], world[0], state_dir / "client")
     await made.start(task_group)
     return made
 
@@ -96,8 +96,9 @@ async def test_round_trip_across_sessions(backend: AgentBayBackend) -> None:
 
 
 async def test_a_restarted_server_writes_back_what_its_orphans_hold(
-    http: httpx2.AsyncClient, url: str, state_dir: Path, task_group: TaskGroup
+    world: tuple[str, httpx2.AsyncClient], state_dir: Path, task_group: TaskGroup
 ) -> None:
+    url, http = world
     first = agentbay_backend(http, url, state_dir / "client", server_id=new_server_id())
     cache = await mount(first)
     session = await first.create_session(image_id="code_latest", labels={}, owner="c", contexts=[cache])

@@ -3,7 +3,8 @@
 Session actions (and the ownership labels that make orphan reaping safe) are in sessions.py;
 its capability objects (capabilities.py) run commands, files and the desktop through the in-session
 tools (tools.py), over the route the session's channel offers (routing.py: its direct LinkUrl, else
-CallMcpTool).
+CallMcpTool). Contexts are the cloud's own (contexts.py): mounted by PersistenceDataList at create,
+written back before every release.
 """
 
 from __future__ import annotations
