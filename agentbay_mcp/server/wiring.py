@@ -70,7 +70,8 @@ INSTRUCTIONS = """\
 agentbay-mcp gives you disposable sandbox sessions. Call create_session first and pass its
 session_id to the other tools. Sessions belong to this conversation only and are deleted when it
 ends or after they sit idle past their lease; delete_session releases one early. Label sessions
-(create_session labels, set_session_labels) to find them again with list_sessions.
+(create_session labels, set_session_labels) to find them again with list_sessions. To keep data
+between sessions (a cache, a checkout), put it in a context: create_session contexts=[...].
 """
 
 #: toolset name -> function adding its tools.
