@@ -70,4 +70,4 @@ def test_a_context_is_saved_however_the_session_ends(state_dir: Path, ending: st
             server.wait_exit(timeout=30)
     if ending == "SIGKILL":
         assert find_leaks(state_dir).session_dirs, "the killed server's session is still there to be reaped"
-    assert read_in_a_new_server(state_dir) == f"{content}\nx\n"
+    assert read_in_a_new_server(state_dir) == f"{content}x\n"  # the file has no newline of its own
