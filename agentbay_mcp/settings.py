@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from agentbay_mcp.backends.common.egress import parse_rules
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
-KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files", "desktop", "network")
+KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files", "desktop", "network", "contexts")
 
 
 def default_state_dir(euid: int | None = None) -> Path:
@@ -81,6 +81,15 @@ class Settings(BaseSettings):
         ge=1,
         le=10_000,
         description="execute_command calls one authenticated principal may have running at once.",
+    )
+    max_contexts_per_principal: int = Field(
+        default=50, ge=1, le=10_000, description="Contexts one principal may keep (every principal, anonymous too)."
+    )
+    context_quota_mb: int = Field(
+        default=4096,
+        ge=0,
+        le=16 * 1024 * 1024,
+        description="Local backend: MiB all of one principal's contexts may hold together (0: no limit).",
     )
     token_file: Path | None = Field(
         default=None, description="HTTP: static bearer tokens (hashed) mapped to principals and scopes."

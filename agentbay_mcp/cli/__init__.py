@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--screen-height", type=int, dest="screen_height", help="desktop screen height (default 800)")
     serve.add_argument("--window-manager", dest="window_manager", help="EWMH window manager (default openbox)")
     serve.add_argument("--app-wait-ms", type=int, dest="app_wait_ms", help="start_app's wait for a window")
+    serve.add_argument(
+        "--max-contexts-per-principal", type=int, dest="max_contexts_per_principal", help="contexts one principal keeps"
+    )
+    serve.add_argument(
+        "--context-quota-mb", type=int, dest="context_quota_mb", help="MiB of one principal's contexts (0: no limit)"
+    )
     _add_http_security(serve)
 
     doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")

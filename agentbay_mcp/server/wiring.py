@@ -28,13 +28,14 @@ from agentbay_mcp.observability.metrics import Metrics
 from agentbay_mcp.server import prompts, resources
 from agentbay_mcp.server.call_guard import CallGuard
 from agentbay_mcp.services.commands.service import CommandService
+from agentbay_mcp.services.contexts.service import ContextService
 from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import commands, desktop, files, network, sessions
+from agentbay_mcp.tools import commands, contexts, desktop, files, network, sessions
 from agentbay_mcp.tools.common import AppState
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ INSTRUCTIONS = """\
 agentbay-mcp gives you disposable sandbox sessions. Call create_session first and pass its
 session_id to the other tools. Sessions belong to this conversation only and are deleted when it
 ends or after they sit idle past their lease; delete_session releases one early. Label sessions
-(create_session labels, set_session_labels) to find them again with list_sessions.
+(create_session labels, set_session_labels) to find them again with list_sessions. To keep data
+between sessions (a cache, a checkout), put it in a context: create_session contexts=[...].
 """
 
 #: toolset name -> function adding its tools.
@@ -79,6 +81,7 @@ TOOLSETS: dict[str, Callable[[ToolsetServer[Any]], None]] = {
     "files": files.register,
     "desktop": desktop.register,
     "network": network.register,
+    "contexts": contexts.register,
 }
 
 
@@ -165,6 +168,12 @@ async def _serving(
                     capabilities,
                     settings.network,
                     public_url=settings.public_url if settings.transport == "http" else None,
+                ),
+                contexts=ContextService(
+                    service,
+                    backend.contexts,
+                    capabilities,
+                    max_contexts_per_principal=settings.max_contexts_per_principal,
                 ),
                 settings=settings,
                 tool_kinds=tool_kinds,

@@ -24,7 +24,9 @@ _PROCESS = re.compile(
 )
 _SESSION = re.compile(
     r"^(?P<session_id>\S+) (?P<image_id>\S+) (?P<status>[A-Z_]+)(?: network=(?P<network>\S+))? "
-    r"labels=(?P<labels>\{.*?\}) idle-expires=(?P<idle>\S+)(?: NOTICE: (?P<notice>.*))?$"
+    r"labels=(?P<labels>\{.*?\}) idle-expires=(?P<idle>\S+)"
+    r"(?: contexts=(?P<contexts>\[.*?\])(?= workspaces=| NOTICE: |$))?(?: workspaces=(?P<workspaces>\[.*?\]))?"
+    r"(?: NOTICE: (?P<notice>.*))?$"
 )
 _ENTRY = re.compile(rf"^(?P<kind>file|dir|link|other) (?P<size>\d+) (?P<name>{_NAME})(?: -> (?P<target>.*))?$")
 _WINDOW = re.compile(
@@ -149,24 +151,39 @@ def _diff(text: str, _: dict[str, Any]) -> dict[str, Any]:
     return {"diff": text.partition("\n")[2]}
 
 
+def _session(match: re.Match[str]) -> dict[str, Any]:
+    return {
+        "session_id": match["session_id"],
+        "image_id": match["image_id"],
+        "status": match["status"],
+        "network": match["network"] or "off",
+        "labels": json.loads(match["labels"]),
+        "idle_expires_at": match["idle"],
+        "notice": match["notice"],
+        "contexts": json.loads(match["contexts"] or "[]"),
+        "workspaces": json.loads(match["workspaces"] or "[]"),
+    }
+
+
 def _sessions(text: str, _: dict[str, Any]) -> dict[str, Any]:
     sessions = []
     for line in text.split("\n")[1:]:
         match = _SESSION.match(line)
-        if match is None:
-            continue  # the header, the "More:" line
-        sessions.append(
-            {
-                "session_id": match["session_id"],
-                "image_id": match["image_id"],
-                "status": match["status"],
-                "network": match["network"] or "off",
-                "labels": json.loads(match["labels"]),
-                "idle_expires_at": match["idle"],
-                "notice": match["notice"],
-            }
-        )
+        if match is not None:  # not the header or the "More:" line
+            sessions.append(_session(match))
     return {"sessions": sessions}
+
+
+def _one_session(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = _SESSION.match(text.split("\n", maxsplit=1)[0].removeprefix("Created session ").removeprefix("Session "))
+    assert match, text
+    found = _session(match)
+    return {"contexts": found["contexts"], "workspaces": found["workspaces"]}
+
+
+def _contexts(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    names = [line.split(": ", 1)[0] for line in text.split("\n")[1:]]
+    return {"contexts": [{"name": json.loads(n) if n.startswith('"') else n} for n in names]}
 
 
 def window(line: str) -> dict[str, Any]:
@@ -240,6 +257,9 @@ def _link(text: str, _: dict[str, Any]) -> dict[str, Any]:
 
 
 _READERS = {
+    "create_session": _one_session,
+    "get_session": _one_session,
+    "list_contexts": _contexts,
     "set_session_network": _network,
     "get_link": _link,
     "execute_command": _command,

@@ -19,6 +19,7 @@ from agentbay_mcp.backends.common.unsupported import unsupported_mounts
 from agentbay_mcp.backends.records import Capabilities, ImageInfo, LinkRecord, NetworkPolicy, SessionRecord
 from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import BackendUnavailableError, SessionNotFoundError, UnknownImageError
+from agentbay_mcp.testing.memory_contexts import MemoryContexts
 from agentbay_mcp.testing.memory_files import MemoryFiles, Tree
 from agentbay_mcp.testing.memory_processes import MemoryProcesses
 
@@ -28,6 +29,7 @@ CAPABILITIES = Capabilities(
     sandbox_side_timeouts=False,
     desktop=False,
     egress_rules=True,
+    contexts=True,
     unsupported={
         "desktop": "The memory backend has no desktop: apps, windows and screenshots need the local or agentbay "
         "backend.",
@@ -78,7 +80,7 @@ class MemoryBackend:
         self.process_handles: Final = self.processes
         self.desktop: Final = None
         self.network: Final = MemoryNetwork(self._records)
-        self.contexts: Final = None
+        self.contexts: Final = MemoryContexts(self._records, self._trees)
         self.workspaces: Final = None
         #: Session ids whose keep_alive was called, in order (tests look).
         self.kept_alive: list[str] = []
@@ -119,10 +121,21 @@ class MemoryBackend:
             )
         session_id = f"session-{next(self._ids):024d}"
         record = SessionRecord.new(
-            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self.server_id, network=network
+            session_id,
+            image_id=image_id,
+            labels=labels,
+            owner=owner,
+            server_id=self.server_id,
+            network=network,
+            contexts=contexts,
         )
-        self._records[session_id] = record
         self._trees[session_id] = Tree()
+        try:
+            self.contexts.mount(session_id, record.contexts)
+        except BaseException:
+            del self._trees[session_id]  # a failed mount leaves nothing behind
+            raise
+        self._records[session_id] = record
         return record
 
     def _known(self, session_id: str) -> None:
@@ -151,7 +164,8 @@ class MemoryBackend:
             self.kept_alive.append(session_id)
 
     async def delete_session(self, session_id: str) -> None:
-        """Forget the session, its files and its processes. Idempotent."""
+        """Write its contexts back, then forget the session, its files and its processes. Idempotent."""
+        self.contexts.unmount(session_id)
         self._records.pop(session_id, None)
         self._trees.pop(session_id, None)
         self.processes.drop_session(session_id)

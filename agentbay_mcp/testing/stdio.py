@@ -150,18 +150,18 @@ class RawStdioServer:
         result: dict[str, Any] = response["result"]
         return result
 
-    def call_tool_result(self, name: str, **arguments: Any) -> dict[str, Any]:
+    def call_tool_result(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         """The raw `tools/call` result (tool errors included)."""
         response = self.request("tools/call", {"name": name, "arguments": arguments})
         assert "result" in response, response
         result: dict[str, Any] = response["result"]
         return result
 
-    def call_tool(self, name: str, **arguments: Any) -> dict[str, Any]:
+    def call_tool(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         """Call a tool that must succeed; returns its structured output."""
         return unpack(name, self.call_tool_result(name, **arguments))
 
-    def call_tool_error(self, name: str, **arguments: Any) -> str:
+    def call_tool_error(self, name: str, /, **arguments: Any) -> str:
         """Call a tool that must fail with a tool error; returns the message."""
         result = self.call_tool_result(name, **arguments)
         assert result.get("isError"), f"{name} unexpectedly succeeded: {result}"

@@ -34,6 +34,7 @@ DESKTOP_TOOLS = {
     "input_action",
 }
 NETWORK_TOOLS = {"set_session_network", "get_link"}
+CONTEXT_TOOLS = {"create_context", "list_contexts", "get_context", "delete_context", "sync_context"}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",

@@ -15,6 +15,7 @@ from agentbay_mcp.auth.scopes import ToolKind, ToolsetServer
 from agentbay_mcp.errors import AgentBayMCPError
 from agentbay_mcp.server.conversation import resolve_caller
 from agentbay_mcp.services.commands.service import CommandService
+from agentbay_mcp.services.contexts.service import ContextService
 from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.network.service import NetworkService
@@ -34,6 +35,7 @@ class AppState:
     files: FileService
     desktop: DesktopService
     network: NetworkService
+    contexts: ContextService
     settings: Settings
     tool_kinds: dict[str, ToolKind]
 
@@ -47,6 +49,7 @@ class Call:
     files: FileService
     desktop: DesktopService
     network: NetworkService
+    contexts: ContextService
     conversation: str
 
 
@@ -59,7 +62,15 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
     try:
         caller = resolve_caller(ctx.request_context, state.service.release_conversation)
         state.service.enter(caller.conversation, caller.principal)
-        yield Call(state.service, state.commands, state.files, state.desktop, state.network, caller.conversation)
+        yield Call(
+            state.service,
+            state.commands,
+            state.files,
+            state.desktop,
+            state.network,
+            state.contexts,
+            caller.conversation,
+        )
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 

@@ -7,7 +7,9 @@ DESCRIPTIONS: dict[str, str] = {
     "create_session": (
         "Create a disposable sandbox session; returns the session_id the other tools need. Deleted when this "
         "conversation ends or after its idle lease. image_id: 'linux_latest' (desktop) or 'code_latest' "
-        "(shell, files). network: as for set_session_network."
+        "(shell, files). network: as for set_session_network. contexts: storage kept between sessions, "
+        "copied in at path (made if new) and saved back when the session ends. workspaces: the operator's "
+        "host directories to show at /workspace/NAME."
     ),
     "set_session_network": (
         "Change what a session may reach, at once: 'off', 'on' (public internet) or an allow-list of domains "
@@ -15,6 +17,15 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "get_link": (
         "A URL that reaches a port the session serves (a dev server); works without network; dies with the session."
+    ),
+    # tools/contexts.py
+    "create_context": "Make a context (named storage your sessions keep between them), or find it if it exists.",
+    "list_contexts": "Your contexts: size, last use, sessions using them.",
+    "get_context": "One context: size, files, last use, users, and any problem its last save had.",
+    "delete_context": "Delete a context and its content for good (not while a session uses it).",
+    "sync_context": (
+        "Save a session's contexts (or only name) now, as they are in it; the last save wins. Sessions also "
+        "save them when they end."
     ),
     "delete_session": "Delete a session now: its sandbox, files and processes are gone for good.",
     "get_session": "A session's image, status, labels and idle expiry.",

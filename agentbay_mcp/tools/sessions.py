@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
@@ -21,6 +21,13 @@ Labels = Annotated[
 ]
 
 
+class ContextArg(BaseModel):
+    """A context to show in the new session, and where."""
+
+    name: str
+    path: str = Field(description="Absolute, below /home/user or /tmp, e.g. '/home/user/.cache'.")
+
+
 def register(mcp: ToolsetServer[Any]) -> None:
     """Add the session tools to `mcp`."""
 
@@ -30,9 +37,14 @@ def register(mcp: ToolsetServer[Any]) -> None:
         image_id: str = "linux_latest",
         labels: Labels | None = None,
         network: OptionalNetworkArg = None,
+        contexts: list[ContextArg] | None = None,
+        workspaces: list[str] | None = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            result = await call.service.create_session(call.conversation, image_id, labels, network)
+            mounts = await call.contexts.mounts(call.conversation, [c.model_dump() for c in contexts or ()])
+            result = await call.service.create_session(
+                call.conversation, image_id, labels, network, contexts=mounts, workspaces=workspaces
+            )
         return CREATED.answer(result)
 
     @tool(mcp, REPLACES, DELETED)

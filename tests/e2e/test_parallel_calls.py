@@ -3,8 +3,8 @@
 Assistants call tools in parallel. These tests keep 16 calls in flight on a `linux_latest`
 session for a while (commands, background processes, every file tool, desktop calls), then check
 that none failed, that the session's agent is the same process (its sandbox never restarted), and
-that the background process started before the storm still runs. The second test does the same on
-8 sessions at once.
+that the background process started before the storm still runs, and that the session's context (saved
+during the storm) was never left with a failed save. The second test does the same on 8 sessions at once.
 """
 
 from __future__ import annotations
@@ -86,7 +86,17 @@ async def desktop(client: Client, session_id: str, n: int) -> None:
         await tool(client, "take_screenshot", session_id=session_id, format="jpeg", max_width=320)
 
 
-MIX: tuple[Call, ...] = (command, command, background, files, desktop)
+async def contexts(client: Client, session_id: str, n: int) -> None:
+    """Save the session's context (which `files` writes into) while everything else runs; on the 8-session
+    test every session shares the one context, so saves race each other too."""
+    synced = await tool(client, "sync_context", session_id=session_id)
+    assert [item["name"] for item in synced["synced"]] == ["storm"], synced
+    if n % 4 == 0:
+        await tool(client, "get_context", name="storm")
+        await tool(client, "list_contexts")
+
+
+MIX: tuple[Call, ...] = (command, command, background, files, desktop, contexts)
 
 
 async def agent_pid(client: Client, session_id: str) -> str:
@@ -120,7 +130,8 @@ async def storm(client: Client, session_id: str, seconds: float, errors: list[st
 
 
 async def prepare(client: Client) -> tuple[str, str, str]:
-    session_id = (await call(client, "create_session", image_id="linux_latest"))["session_id"]
+    mounts = [{"name": "storm", "path": "/home/user/storm"}]
+    session_id = (await call(client, "create_session", image_id="linux_latest", contexts=mounts))["session_id"]
     await tool(client, "list_windows", session_id=session_id)  # the desktop is up
     keeper = await tool(client, "start_process", session_id=session_id, command="sleep 600")
     return session_id, keeper["process_id"], await agent_pid(client, session_id)
@@ -130,6 +141,7 @@ async def check_after(client: Client, session_id: str, sleeper: str, pid: str) -
     assert await agent_pid(client, session_id) == pid, "the session's sandbox was restarted during the storm"
     status = await tool(client, "wait_process", session_id=session_id, process_id=sleeper, timeout_ms=0)
     assert status["running"] is True, "the background process started before the storm was lost"
+    assert (await tool(client, "get_context", name="storm"))["notice"] is None
 
 
 async def test_sixteen_calls_in_flight_on_one_session(state_dir: Path) -> None:

@@ -31,6 +31,13 @@ await call("set_session_labels", { session_id: code, labels: { via: "ts", more: 
 await call("get_session_labels", { session_id: code });
 await call("set_session_network", { session_id: code, network: "off" });
 await call("get_link", { session_id: code, port: 8000 });
+await call("create_context", { name: "ts-cache" });
+const mounted = (await call("create_session", { image_id: "code_latest", contexts: [{ name: "ts-cache", path: "/home/user/.cache" }] })).session_id;
+await call("sync_context", { session_id: mounted });
+await call("delete_session", { session_id: mounted });
+await call("list_contexts", {});
+await call("get_context", { name: "ts-cache" });
+await call("delete_context", { name: "ts-cache" });
 await call("execute_command", { session_id: code, command: "echo out; echo err >&2; exit 3" });
 const proc = (await call("start_process", { session_id: code, command: "cat" })).process_id;
 await call("write_process_input", { session_id: code, process_id: proc, data: "hello\n", eof: true });

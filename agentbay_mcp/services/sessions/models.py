@@ -25,6 +25,8 @@ class SessionInfo(OutputModel):
     notice: str | None = Field(
         default=None, description="What happened to the session that you should know (e.g. its sandbox died)."
     )
+    contexts: list[str] = Field(default_factory=list, description="name:path of each context it shows.")
+    workspaces: list[str] = Field(default_factory=list, description="Workspaces it shows at /workspace/NAME.")
 
 
 class SessionList(OutputModel):
@@ -51,3 +53,4 @@ class DeletedSession(OutputModel):
     session_id: str
     status: SessionStatus = "DELETED"
     message: str = "Session deleted; its sandbox, files and processes are gone."
+    contexts: list[str] = Field(default_factory=list, description="Its contexts, written back before it went.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.protocols import Sessions
 from agentbay_mcp.backends.records import SessionRecord
+from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import (
     AgentBayMCPError,
     InvalidArgumentError,
@@ -38,6 +39,14 @@ MAX_PAGE_SIZE = 100
 KEEP_ALIVE_INTERVAL_SECONDS = 10.0
 #: Upper bound for releasing everything at shutdown: MCP clients SIGKILL about 2 s after SIGTERM.
 RELEASE_ALL_TIMEOUT_SECONDS = 1.5
+
+
+def _workspace_names(workspaces: Sequence[str] | None) -> list[str]:
+    """create_session's `workspaces`: distinct names (the backend checks they are configured)."""
+    names = list(workspaces or ())
+    if any(not isinstance(name, str) or not name for name in names) or len(set(names)) != len(names):
+        raise InvalidArgumentError("workspaces must be distinct workspace names, e.g. ['app'].")
+    return names
 
 
 def _page_key(record: SessionRecord) -> tuple[str, str]:
@@ -167,9 +176,17 @@ class SessionService:
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
-        self, conversation: str, image_id: str, labels: Mapping[str, str] | None, network: NetworkRequest = None
+        self,
+        conversation: str,
+        image_id: str,
+        labels: Mapping[str, str] | None,
+        network: NetworkRequest = None,
+        *,
+        contexts: Sequence[ContextMount] = (),
+        workspaces: Sequence[str] | None = None,
     ) -> SessionInfo:
-        """Create a session owned by `conversation` (with the network asked for, if the operator allows it)."""
+        """Create a session owned by `conversation` (with the network asked for, if the operator allows it),
+        showing `contexts` (resolved by the context service) and `workspaces`."""
         clean = validate_labels(labels)
         policy = requested_policy(network, self.network_policy)
         if not isinstance(image_id, str) or not image_id.strip():
@@ -177,7 +194,12 @@ class SessionService:
         self.registry.reserve(conversation, self.max_sessions_per_conversation, self._principal_limit(conversation))
         try:
             record = await self.backend.create_session(
-                image_id=image_id, labels=clean, owner=conversation, network=policy
+                image_id=image_id,
+                labels=clean,
+                owner=conversation,
+                network=policy,
+                contexts=contexts,
+                workspaces=_workspace_names(workspaces),
             )
         finally:
             self.registry.unreserve(conversation)
@@ -209,7 +231,7 @@ class SessionService:
         finally:
             entry.deleting = False
         self.registry.remove(session_id)
-        return DeletedSession(session_id=session_id)
+        return DeletedSession(session_id=session_id, contexts=[mount.name for mount in entry.record.contexts])
 
     async def list_sessions(
         self,
@@ -311,6 +333,8 @@ class SessionService:
             created_at=record.created_at,
             idle_expires_at=expires.replace(microsecond=0),
             notice=record.notice,
+            contexts=[f"{mount.name}:{mount.path}" for mount in record.contexts],
+            workspaces=list(record.workspaces),
         )
 
     async def _delete_many(self, session_ids: list[str]) -> set[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from agentbay_mcp.services.sessions.models import DeletedSession, SessionInfo, SessionLabels, SessionList
 from agentbay_mcp.tools.shape import Shape
 from agentbay_mcp.tools.text.common import labels, when
@@ -13,6 +15,10 @@ def session_line(info: SessionInfo) -> str:
         f"{info.session_id} {info.image_id} {info.status}{'' if info.network == 'off' else f' network={info.network}'} "
         f"labels={labels(info.labels)} idle-expires={when(info.idle_expires_at)}"
     )
+    if info.contexts:  # JSON, like the labels: a path may hold anything
+        line += f" contexts={json.dumps(info.contexts, ensure_ascii=False, separators=(',', ':'))}"
+    if info.workspaces:
+        line += f" workspaces={json.dumps(info.workspaces, separators=(',', ':'))}"
     return f"{line} NOTICE: {info.notice}" if info.notice else line
 
 
@@ -34,12 +40,17 @@ def _labels(found: SessionLabels) -> str:
     return f"Labels of {found.session_id}: {labels(found.labels)}"
 
 
-CREATED = Shape(SessionInfo, _created)
-SESSION = Shape(SessionInfo, lambda info: f"Session {session_line(info)}")
+def _deleted(gone: DeletedSession) -> str:
+    text = f"Session {gone.session_id} deleted: its sandbox, files and processes are gone."
+    if gone.contexts:
+        text += f" Its contexts ({', '.join(gone.contexts)}) were written back first: get_context shows any problem."
+    return text
+
+
+#: Contexts and workspaces are in the text (`session_line`) only: most sessions have none.
+MOUNTS = ("contexts", "workspaces")
+CREATED = Shape(SessionInfo, _created, MOUNTS)
+SESSION = Shape(SessionInfo, lambda info: f"Session {session_line(info)}", MOUNTS)
 SESSIONS = Shape(SessionList, _listed, ("sessions",))
 LABELS = Shape(SessionLabels, _labels)
-DELETED = Shape(
-    DeletedSession,
-    lambda gone: f"Session {gone.session_id} deleted: its sandbox, files and processes are gone.",
-    ("message",),
-)
+DELETED = Shape(DeletedSession, _deleted, ("message", "contexts"))

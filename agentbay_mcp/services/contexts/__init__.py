@@ -1,0 +1,1 @@
+"""Contexts: named storage that outlives sessions, per principal (service, models, mount checks)."""
