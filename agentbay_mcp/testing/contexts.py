@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import anyio
 
 from agentbay_mcp.backends.local import LocalBackend
@@ -28,3 +32,19 @@ async def mount_of(backend: LocalBackend, owner: str, name: str, path: str) -> C
     """A mount of the owner's context `name` (made if missing) at `path`, as the service would pass it."""
     context = await backend.contexts.get_context(owner, name, create=True)
     return ContextMount(context_id=context.context_id, name=name, owner=owner, path=path)
+
+
+async def _hold(state_dir: str, owner: str, name: str, path: str, command: str) -> None:
+    """Be a server with one session that mounts `name` and ran `command`; print its id, then wait to be killed."""
+    async with anyio.create_task_group() as group:
+        backend = LocalBackend(Path(state_dir))
+        await backend.start(group)
+        mount = await mount_of(backend, owner, name, path)
+        record = await backend.create_session(image_id="code_latest", labels={}, owner="doomed", contexts=[mount])
+        out = await sh(backend, record.session_id, command)
+        print(json.dumps({"session_id": record.session_id, "out": out}), flush=True)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":  # python -m agentbay_mcp.testing.contexts STATE_DIR OWNER NAME PATH COMMAND
+    anyio.run(_hold, *sys.argv[1:6])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -10,6 +13,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError, QuotaExceededError
 from agentbay_mcp.testing.contexts import mount_of, sh
@@ -17,6 +21,7 @@ from agentbay_mcp.testing.contexts import mount_of, sh
 pytestmark = pytest.mark.anyio
 
 MB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[2]
 OWNER = "alice"
 
 
@@ -170,13 +175,68 @@ async def test_pooled_sessions_get_their_contexts(state_dir: Path, task_group: T
     await backend.close()
 
 
-async def test_names_are_checked_by_the_backend(state_dir: Path, task_group: TaskGroup) -> None:
+def killed_holder(state_dir: Path, name: str, command: str) -> str:
+    """A server process with a session mounting `name` (at /home/user/data) that ran `command`, SIGKILLed."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentbay_mcp.testing.contexts",
+            str(state_dir),
+            OWNER,
+            name,
+            "/home/user/data",
+            command,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout is not None
+        line = holder.stdout.readline()
+        assert line, holder.stderr.read().decode() if holder.stderr else "no output"
+        session_id = str(json.loads(line)["session_id"])
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    assert (state_dir / "sessions" / session_id).is_dir(), "the kill gave the server no chance to clean up"
+    return session_id
+
+
+async def test_a_sigkilled_servers_session_is_synced_when_reaped(state_dir: Path, task_group: TaskGroup) -> None:
+    orphan = await anyio.to_thread.run_sync(
+        killed_holder, state_dir, "survivor", "mkdir -p data/deep && echo saved > data/deep/f && echo ok"
+    )
+    backend = await started(state_dir, task_group)  # reaps the orphan, syncing it first
+    assert list((state_dir / "sessions").iterdir()) == []
+    context = await backend.contexts.get_context(OWNER, "survivor", create=False)
+    assert (context.file_count, context.notice, context.in_use_by) == (1, None, ())
+    stored = backend.contexts.store.read(OWNER, "survivor")
+    assert stored is not None
+    assert stored.synced_by == orphan
+    mount = await mount_of(backend, OWNER, "survivor", "/tmp/again")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    assert await sh(backend, session.session_id, "cat /tmp/again/deep/f") == "saved\n"
+    await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_an_orphan_that_cannot_be_read_safely_keeps_the_context(state_dir: Path, task_group: TaskGroup) -> None:
     backend = await started(state_dir, task_group)
-    for name in ("../x", "..", "a/b", ".hidden", "", "x" * 65):
-        with pytest.raises(InvalidArgumentError):
-            await backend.contexts.get_context(OWNER, name, create=True)
-        with pytest.raises(InvalidArgumentError):
-            await backend.contexts.delete_context(OWNER, name)
-    assert not (state_dir / "x").exists()
-    assert not (state_dir / "contexts" / "x").exists()
+    if backend.disk_quota is None:
+        pytest.skip("no disk quota on this host: nothing to unmount")
+    mount = await mount_of(backend, OWNER, "kept", "/home/user/data")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    await sh(backend, session.session_id, "echo first > data/f")
+    await backend.delete_session(session.session_id)
+    await backend.close()
+    orphan = await anyio.to_thread.run_sync(killed_holder, state_dir, "kept", "rm data/f; echo ok")
+    unmount_under(state_dir / "sessions" / orphan)  # as after a reboot: the session's files are out of reach
+    backend = await started(state_dir, task_group)
+    assert list((state_dir / "sessions").iterdir()) == []
+    context = await backend.contexts.get_context(OWNER, "kept", create=False)
+    assert context.file_count == 1, "an unreadable session must never empty its context"
+    assert context.notice is not None
+    assert orphan in context.notice
     await backend.close()

@@ -45,7 +45,7 @@ def owner_key(owner: str) -> str:
 
 def check_name(name: str) -> str:
     """`name` if it is a valid context name, else InvalidArgumentError (it becomes a path part)."""
-    if not CONTEXT_NAME.match(name):
+    if not CONTEXT_NAME.fullmatch(name):
         raise InvalidArgumentError(
             f"Invalid context name {name[:80]!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit."
@@ -177,7 +177,7 @@ class ContextStore:
             entries = os.listdir(self.owner_dir(owner))
         except FileNotFoundError:
             return []
-        return sorted(entry for entry in entries if CONTEXT_NAME.match(entry))
+        return sorted(entry for entry in entries if CONTEXT_NAME.fullmatch(entry))
 
     def create(self, owner: str, name: str, directory: Path) -> StoredContext:
         """Make the empty context (under its lock): assembled aside, then renamed into place."""
