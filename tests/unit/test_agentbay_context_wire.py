@@ -313,6 +313,8 @@ async def test_another_server_rebuilds_the_mounts_from_the_label(
         json.dumps([["id", "cache", "o"]]),
         json.dumps([["id", "../x", "o", "/p"]]),
         json.dumps([["id", "cache", "o", "relative"]]),
+        json.dumps([["id", "cache\n", "o", "/p"]]),
+        json.dumps([["id", "cache", "o", "/p\n/q"]]),
         json.dumps([["id with space", "cache", "o", "/p"]]),
         json.dumps([["i", "c", "o", "/p"]] * 1000),
         "[" * 100_000,
@@ -342,5 +344,7 @@ def test_a_hostile_context_status_is_refused(data: Any) -> None:
 def test_cloud_names_never_collide_between_owners() -> None:
     assert wire.cloud_name(ALICE, "cache") != wire.cloud_name(BOB, "cache")
     assert wire.cloud_name(ALICE, "cache").startswith(wire.owner_prefix(ALICE))
-    with pytest.raises(BackendError):
-        wire.cloud_name(ALICE, "../cache")
+    for bad in ("../cache", "cache\n", "", "a" * 65):
+        with pytest.raises(BackendError):
+            wire.cloud_name(ALICE, bad)
+    assert wire.record_of(ALICE, {"Id": "x", "Name": wire.owner_prefix(ALICE) + "cache\n"}) is None

@@ -58,7 +58,7 @@ def owner_prefix(owner: str) -> str:
 
 def cloud_name(owner: str, name: str) -> str:
     """The account-wide cloud name of the owner's context `name` (the name is checked first)."""
-    if not CONTEXT_NAME.match(name):
+    if not CONTEXT_NAME.fullmatch(name):
         raise BackendError(f"Context name {name[:80]!r} is not one this backend can store.")
     return owner_prefix(owner) + name
 
@@ -89,13 +89,17 @@ def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
             if not (isinstance(item, list) and len(item) == 4 and all(isinstance(v, str) for v in item)):
                 raise ValueError("not a mount")
             context_id, name, owner, path = item
-            if not (_an_id(context_id) and CONTEXT_NAME.match(name) and path.startswith("/")):
+            if not (_an_id(context_id) and CONTEXT_NAME.fullmatch(name) and _a_path(path)):
                 raise ValueError("not a mount")
             mounts.append(ContextMount(context_id=context_id, name=name, owner=owner, path=path))
         return tuple(mounts)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         logger.warning("ignoring a session's %s label that this program did not write (%s)", LABEL_CONTEXTS, exc)
         return ()
+
+
+def _a_path(value: str) -> bool:
+    return value.startswith("/") and len(value) <= 4096 and value.isprintable()
 
 
 def _an_id(value: Any) -> bool:
@@ -131,7 +135,7 @@ def record_of(owner: str, item: Any, *, expect_name: str | None = None) -> Conte
     if not isinstance(full, str) or not full.startswith(prefix):
         return None
     name = full[len(prefix) :]
-    if not CONTEXT_NAME.match(name) or (expect_name is not None and name != expect_name):
+    if not CONTEXT_NAME.fullmatch(name) or (expect_name is not None and name != expect_name):
         return None
     return ContextRecord(
         context_id=str(item["Id"]),
