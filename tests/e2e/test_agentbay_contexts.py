@@ -13,13 +13,16 @@ import anyio
 import httpx2
 import pytest
 from anyio.abc import TaskGroup
+from mcp import Client
 
 from agentbay_mcp.backends.agentbay import AgentBayBackend
 from agentbay_mcp.backends.common.server_lock import new_server_id
 from agentbay_mcp.backends.records import ShellCommand
 from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError
-from agentbay_mcp.testing.agentbay import API_KEY, agentbay_backend, emulator, raw_call
+from agentbay_mcp.server.wiring import build_server
+from agentbay_mcp.testing.agentbay import API_KEY, agentbay_backend, agentbay_settings, emulator, raw_call
+from agentbay_mcp.testing.calls import call, call_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -162,3 +165,25 @@ async def test_the_emulator_answers_like_the_cloud(url: str) -> None:
     assert tasks[0]["status"] in ("Running", "Success")
     await raw_call(url, "ReleaseMcpSession", SessionId=session_id)
     assert (await raw_call(url, "DeleteContext", Id=context_id))["Success"] is True
+
+
+async def test_the_context_tools_on_the_agentbay_backend(url: str, state_dir: Path) -> None:
+    """Through MCP: create_context, a session with contexts, delete (written back), a new session sees it."""
+    async with Client(build_server(agentbay_settings(state_dir, url)), mode="legacy") as client:
+        made = await call(client, "create_context", name="work")
+        assert made["name"] == "work"
+        mounts = [{"name": "work", "path": PATH}]
+        first = (await call(client, "create_session", image_id="code_latest", contexts=mounts))["session_id"]
+        await call(client, "write_file", session_id=first, path=f"{PATH}/notes.txt", content="from the first")
+        assert first in str(await call_error(client, "delete_context", name="work"))
+        synced = await call(client, "sync_context", session_id=first)
+        assert [s["name"] for s in synced["synced"]] == ["work"]
+        await call(client, "delete_session", session_id=first)
+        second = (await call(client, "create_session", image_id="code_latest", contexts=mounts))["session_id"]
+        read = await call(client, "read_file", session_id=second, path=f"{PATH}/notes.txt")
+        assert read["content"] == "from the first"
+        await call(client, "delete_session", session_id=second)
+        listed = await call(client, "list_contexts")
+        assert [(c["name"], c.get("size_bytes")) for c in listed["contexts"]] == [("work", None)]  # size unknown
+        await call(client, "delete_context", name="work")
+        assert "not found" in await call_error(client, "get_context", name="work")
