@@ -21,7 +21,14 @@ from agentbay_mcp.backends.records import ShellCommand
 from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError
 from agentbay_mcp.server.wiring import build_server
-from agentbay_mcp.testing.agentbay import API_KEY, agentbay_backend, agentbay_settings, emulator, raw_call
+from agentbay_mcp.testing.agentbay import (
+    API_KEY,
+    FaultTransport,
+    agentbay_backend,
+    agentbay_settings,
+    emulator,
+    raw_call,
+)
 from agentbay_mcp.testing.calls import call, call_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -187,3 +194,26 @@ async def test_the_context_tools_on_the_agentbay_backend(url: str, state_dir: Pa
         assert [(c["name"], c.get("size_bytes")) for c in listed["contexts"]] == [("work", None)]  # size unknown
         await call(client, "delete_context", name="work")
         assert "not found" in await call_error(client, "get_context", name="work")
+
+
+async def test_hostile_context_answers_are_refused_cleanly(url: str, state_dir: Path) -> None:
+    """Spoiled GetContext/ListContexts/GetContextInfo answers become short errors, never tracebacks or echoes."""
+    faults = FaultTransport()
+    async with Client(build_server(agentbay_settings(state_dir, url), http_transport=faults), mode="legacy") as client:
+        await call(client, "create_context", name="work")
+        session = (
+            await call(client, "create_session", image_id="code_latest", contexts=[{"name": "work", "path": PATH}])
+        )["session_id"]
+        for action, data, tool, args in [
+            ("GetContext", {"Id": "x", "Name": "someone-elses <script>"}, "get_context", {"name": "work"}),
+            ("ListContexts", [{"Id": "x"}] * 5000, "list_contexts", {}),
+            ("GetContextInfo", {"ContextStatus": "<script>" * 10}, "sync_context", {"session_id": session}),
+            ("GetContextInfo", {"ContextStatus": "x" * 2_000_000}, "sync_context", {"session_id": session}),
+        ]:
+            faults.spoil(action, data)
+            message = await call_error(client, tool, **args)
+            assert f"{action} reply" in message, (action, message)
+            assert "Traceback" not in message
+            assert "script" not in message
+            assert len(message) < 500
+        await call(client, "delete_session", session_id=session)
