@@ -348,3 +348,21 @@ def test_cloud_names_never_collide_between_owners() -> None:
         with pytest.raises(BackendError):
             wire.cloud_name(ALICE, bad)
     assert wire.record_of(ALICE, {"Id": "x", "Name": wire.owner_prefix(ALICE) + "cache\n"}) is None
+
+
+async def test_a_notice_outlives_the_server_that_wrote_it(
+    backend: AgentBayBackend, cloud: Cloud, tmp_path: Path
+) -> None:
+    cache = await mount(backend)
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[cache])
+    cloud.task_status["upload"] = ["Failed"]
+    cloud.task_error = "bucket gone"
+    await backend.delete_session(session.session_id)
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(cloud.handle)) as http:
+        client = AgentBayClient(http, api_key="k", endpoint="http://cloud.test", timeout_ms=5000, retry=FAST_RETRY)
+        restarted = AgentBayBackend(client, state_dir=tmp_path, instance="inst")
+        notice = (await restarted.contexts.get_context(ALICE, "cache", create=False)).notice
+        assert notice is not None
+        assert "bucket gone" in notice
+        (tmp_path / "agentbay-context-notices.json").write_text("[not ours")
+        assert (await restarted.contexts.get_context(ALICE, "cache", create=False)).notice is None

@@ -98,7 +98,8 @@ class AgentBayBackend:
         self.files: Final = AgentBayFiles(self._route)
         self.desktop: Final = AgentBayDesktop(self._route, self._fetch_screenshot)
         self.network: Final = AgentBayNetwork(client)  # port links (GetLink); no egress rules
-        self.contexts: Final = CloudContexts(client, self._sessions.get)
+        notices = state_dir / "agentbay-context-notices.json"
+        self.contexts: Final = CloudContexts(client, self._sessions.get, notices_file=notices)
         self._sessions.before_delete = self.contexts.write_back  # contexts go back before a release
         self.workspaces: Final = None
 

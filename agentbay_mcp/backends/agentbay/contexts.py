@@ -7,15 +7,20 @@ server's session). Writing back is the cloud's: `SyncContext(Mode=upload)` per m
 `GetContextInfo` is polled until its upload task is Success or Failed (bounded in time). Before a
 session is released its mounts are written back the same way (what the SDK's
 `session.delete(sync_context=True)` does); a write-back that fails leaves the cloud context as it
-was, logs a warning and becomes the context's `notice` (kept in memory until a later sync works).
+was, logs a warning and becomes the context's `notice` until a later sync works (kept in the state dir,
+`agentbay-context-notices.json`, so that a restarted server still reports what its reaping or its
+predecessor could not write back).
 Sizes and file counts are left None: the cloud offers them only by listing every file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 
@@ -38,6 +43,52 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
 MAX_PAGES = 100
 _DONE = {"Success", "Failed"}
+MAX_NOTICES_BYTES = 1 << 20
+
+
+class Notices:
+    """Each context's last failed write-back, by cloud name, in a JSON file (None: in memory only). Read on
+    every use, since the servers of one state dir share it; a file that is not ours reads as empty."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._memory: dict[str, str] = {}
+
+    def get(self, owner: str, name: str) -> str | None:
+        return self._load().get(wire.cloud_name(owner, name))
+
+    def set(self, owner: str, name: str, reason: str) -> None:
+        items = self._load()
+        items[wire.cloud_name(owner, name)] = reason[:1000]
+        self._save(items)
+
+    def clear(self, owner: str, name: str) -> None:
+        items = self._load()
+        if items.pop(wire.cloud_name(owner, name), None) is not None:
+            self._save(items)
+
+    def _load(self) -> dict[str, str]:
+        if self._path is None:
+            return dict(self._memory)
+        try:
+            with self._path.open("rb") as file:
+                loaded = json.loads(file.read(MAX_NOTICES_BYTES + 1)[:MAX_NOTICES_BYTES])
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def _save(self, items: dict[str, str]) -> None:
+        self._memory = items
+        if self._path is None:
+            return
+        temporary = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(items))
+            os.replace(temporary, self._path)
+        except OSError as exc:
+            logger.warning("could not keep context notices in %s: %s", self._path, exc)
 
 
 class CloudContexts:
@@ -50,6 +101,7 @@ class CloudContexts:
         *,
         sync_wait_seconds: float = 300.0,
         page_size: int = PAGE_SIZE,
+        notices_file: Path | None = None,
     ) -> None:
         self._client = client
         self._lookup = lookup  # a session's record (its mounts from labels) for sessions not made here
@@ -57,8 +109,8 @@ class CloudContexts:
         self.page_size = page_size
         #: session id -> its mounts, for the live sessions this process created
         self.mounts: dict[str, tuple[ContextMount, ...]] = {}
-        #: (owner, name) -> the last failed write-back's reason, until a sync works
-        self.notices: dict[tuple[str, str], str] = {}
+        #: the last failed write-back's reason of each context, until a sync works
+        self.notices = Notices(notices_file)
         # Last sync wins: a counter, the last sync of each context, each (session, context)'s own last one.
         self._clock = 0
         self._last_sync: dict[str, tuple[str, int]] = {}
@@ -116,7 +168,7 @@ class CloudContexts:
             if "NotFound" in exc.code:
                 raise ContextNotFoundError(name) from exc
             raise
-        self.notices.pop((owner, name), None)
+        self.notices.clear(owner, name)
 
     async def sync_context(self, session_id: str, name: str | None = None) -> list[ContextSynced]:
         """SyncContext(upload) for the session's mounts (or only `name`), each waited for."""
@@ -132,7 +184,7 @@ class CloudContexts:
             try:
                 await self.upload(session_id, mount)
             except AgentBayMCPError as exc:
-                self.notices[(mount.owner, mount.name)] = f"The last write-back (session {session_id}) failed: {exc}"
+                self.notices.set(mount.owner, mount.name, f"The last write-back (session {session_id}) failed: {exc}")
                 raise
             synced.append(ContextSynced(name=mount.name, path=mount.path, warning=self._after_sync(session_id, mount)))
         return synced
@@ -171,7 +223,7 @@ class CloudContexts:
                     "held before."
                 )
                 logger.warning("context %s: %s", mount.name, reason)
-                self.notices[(mount.owner, mount.name)] = reason
+                self.notices.set(mount.owner, mount.name, reason)
         for key in [k for k in self._own_sync if k[0] == session_id]:
             del self._own_sync[key]
 
@@ -244,7 +296,7 @@ class CloudContexts:
         return record.model_copy(
             update={
                 "in_use_by": tuple(self._users(record.context_id)),
-                "notice": self.notices.get((record.owner, record.name)),
+                "notice": self.notices.get(record.owner, record.name),
             }
         )
 
@@ -255,7 +307,7 @@ class CloudContexts:
         own = self._own_sync.get((session_id, mount.context_id), 0)
         self._last_sync[mount.context_id] = (session_id, self._clock)
         self._own_sync[(session_id, mount.context_id)] = self._clock
-        self.notices.pop((mount.owner, mount.name), None)
+        self.notices.clear(mount.owner, mount.name)
         if previous is not None and previous[0] != session_id and previous[1] > own:
             return (
                 f"Session {previous[0]} synced context {mount.name!r} since this session last did: this sync "
