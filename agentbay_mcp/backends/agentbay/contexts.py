@@ -54,8 +54,12 @@ class Notices:
         self._path = path
         self._memory: dict[str, str] = {}
 
-    def get(self, owner: str, name: str) -> str | None:
-        return self._load().get(wire.cloud_name(owner, name))
+    def get(self, owner: str, name: str, loaded: dict[str, str] | None = None) -> str | None:
+        """The context's notice (from `loaded`, one `snapshot`, when many are looked up at once)."""
+        return (self._load() if loaded is None else loaded).get(wire.cloud_name(owner, name))
+
+    def snapshot(self) -> dict[str, str]:
+        return self._load()
 
     def set(self, owner: str, name: str, reason: str) -> None:
         items = self._load()
@@ -92,7 +96,8 @@ class Notices:
 
 
 class CloudContexts:
-    """Contexts of one server instance's principals, in the cloud account."""
+    """Contexts of one server instance's principals, in the cloud account. "In use" means mounted in a live
+    session of this server process (the refusal to delete, and `in_use_by`)."""
 
     def __init__(
         self,
@@ -129,6 +134,7 @@ class CloudContexts:
     async def list_contexts(self, owner: str) -> list[ContextRecord]:
         """ListContexts, every page (bounded), keeping only the owner's (by cloud-name prefix)."""
         found: dict[str, ContextRecord] = {}
+        notices = self.notices.snapshot()
         token = ""
         for _ in range(MAX_PAGES):
             params: dict[str, str | int | bool | None] = {"MaxResults": self.page_size, "NextToken": token or None}
@@ -142,7 +148,7 @@ class CloudContexts:
             for item in items:
                 record = wire.record_of(owner, item)
                 if record is not None:
-                    found.setdefault(record.name, self._decorated(record))
+                    found.setdefault(record.name, self._decorated(record, notices))
             token = reply.body.get("NextToken") or ""
             if not isinstance(token, str) or len(token) > 1024:
                 raise BackendError("AgentBay's ListContexts reply holds a NextToken that is not one; refused.")
@@ -183,6 +189,8 @@ class CloudContexts:
         for mount in chosen:
             try:
                 await self.upload(session_id, mount)
+            except SessionNotFoundError:
+                raise  # the session is gone, not the context's write-back broken
             except AgentBayMCPError as exc:
                 self.notices.set(mount.owner, mount.name, f"The last write-back (session {session_id}) failed: {exc}")
                 raise
@@ -292,11 +300,13 @@ class CloudContexts:
     def _users(self, context_id: str) -> list[str]:
         return sorted(sid for sid, mounts in self.mounts.items() if any(m.context_id == context_id for m in mounts))
 
-    def _decorated(self, record: ContextRecord) -> ContextRecord:
+    def _decorated(self, record: ContextRecord, notices: dict[str, str] | None = None) -> ContextRecord:
+        """The record with its users (this process's live sessions: others' are not known without asking
+        the cloud about every session) and its notice."""
         return record.model_copy(
             update={
                 "in_use_by": tuple(self._users(record.context_id)),
-                "notice": self.notices.get(record.owner, record.name),
+                "notice": self.notices.get(record.owner, record.name, notices),
             }
         )
 
