@@ -47,4 +47,5 @@ async def _hold(state_dir: str, owner: str, name: str, path: str, command: str) 
 
 
 if __name__ == "__main__":  # python -m agentbay_mcp.testing.contexts STATE_DIR OWNER NAME PATH COMMAND
-    anyio.run(_hold, *sys.argv[1:6])
+    state, principal, context, at, command = sys.argv[1:6]
+    anyio.run(_hold, state, principal, context, at, command)

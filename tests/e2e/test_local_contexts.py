@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -239,4 +240,31 @@ async def test_an_orphan_that_cannot_be_read_safely_keeps_the_context(state_dir:
     assert context.file_count == 1, "an unreadable session must never empty its context"
     assert context.notice is not None
     assert orphan in context.notice
+    await backend.close()
+
+
+async def test_contexts_work_without_bwrap(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group, sandbox=SandboxOptions(isolation="none"))
+    assert backend.capabilities.contexts
+    mount = await mount_of(backend, OWNER, "plain", "/home/user/plain")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    await sh(backend, session.session_id, "echo plain > $HOME/plain/f")
+    await backend.delete_session(session.session_id)
+    assert (await backend.contexts.get_context(OWNER, "plain", create=False)).file_count == 1
+    await backend.close()
+
+
+async def test_litter_of_a_crash_is_tidied(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "tidy", "/home/user/t")
+    context = backend.contexts.store.read(OWNER, "tidy")
+    assert context is not None
+    # As a server killed mid-sync (a version written, `current` not swapped) and mid-create would leave.
+    for litter in (context.path / ".sync-abc", context.path / "v7", context.path.parent / ".new~tidy~0000"):
+        (litter / "content").mkdir(parents=True)
+    os.symlink("v7", context.path / ".current.1234")
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    assert sorted(os.listdir(context.path)) == ["current", "meta.json", "v0"]
+    assert not (context.path.parent / ".new~tidy~0000").exists()
+    await backend.delete_session(session.session_id)
     await backend.close()

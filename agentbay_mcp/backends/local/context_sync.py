@@ -143,9 +143,8 @@ def sync_one(
         budget = None if quota is None else max(0, quota - store.used_bytes(mount.owner, besides=mount.name))
         staging = store.new_version_dir(context)
         try:
-            stats, missing = _copy_out(session_dir, mount.path, staging / "content", TreeLimits(
-                limits.max_entries, limits.max_depth, budget
-            ))  # fmt: skip
+            bounds = TreeLimits(limits.max_entries, limits.max_depth, budget)
+            stats, missing = _copy_out(session_dir, mount.path, staging / "content", bounds, context.content())
         except (TreeLimitError, OSError) as exc:
             remove_tree(staging)
             error = _failure(mount, context, session_id, exc, quota)
@@ -171,7 +170,7 @@ def sync_one(
     return synced, committed.version
 
 
-def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits) -> tuple[TreeStats, bool]:
+def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits, previous: Path) -> tuple[TreeStats, bool]:
     """Copy the session's tree at `path` into `dest`; (stats, whether the path was missing).
 
     The session dir's own entries (home, tmp, with a quota their symlinks into the mounted disk) are
@@ -187,9 +186,11 @@ def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits) -> t
         return TreeStats(), True
     try:
         target = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        old = os.open(previous, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            return copy_tree(source, target, limits), False
+            return copy_tree(source, target, limits, old), False
         finally:
+            os.close(old)
             os.close(target)
     finally:
         os.close(source)
