@@ -268,3 +268,31 @@ async def test_litter_of_a_crash_is_tidied(state_dir: Path, task_group: TaskGrou
     assert not (context.path.parent / ".new~tidy~0000").exists()
     await backend.delete_session(session.session_id)
     await backend.close()
+
+
+async def test_two_servers_on_one_state_dir_sync_one_context_in_turn(state_dir: Path, task_group: TaskGroup) -> None:
+    """Each backend has its own in-process locks: only the store's flock keeps their syncs apart."""
+    one = await started(state_dir, task_group)
+    two = await started(state_dir, task_group)
+    mount = await mount_of(one, OWNER, "busy", "/home/user/busy")
+    sessions = []
+    for backend, tag in ((one, "one"), (two, "two")):
+        record = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+        await sh(backend, record.session_id, f"for i in $(seq 50); do echo {tag} > busy/{tag}-$i; done")
+        sessions.append((backend, record.session_id))
+    rounds = 6
+    async with anyio.create_task_group() as group:
+        for backend, session_id in sessions:
+            for _ in range(rounds):
+                group.start_soon(backend.contexts.sync_context, session_id)
+    stored = one.contexts.store.read(OWNER, "busy")
+    assert stored is not None
+    assert stored.version == 2 * rounds
+    names = sorted(os.listdir(stored.content()))
+    assert len(names) == 50
+    assert len({name.split("-")[0] for name in names}) == 1, f"a version mixes two sessions' trees: {names}"
+    assert sorted(os.listdir(stored.path)) == ["current", "meta.json", f"v{stored.version}"]
+    for backend, session_id in sessions:
+        await backend.delete_session(session_id)
+    await one.close()
+    await two.close()

@@ -161,6 +161,8 @@ class ContextStore:
                 if not directory.exists():
                     return None
                 continue
+            if meta.get("owner") != owner:  # two principals whose keys collide never share a context
+                return None
             return StoredContext(
                 context_id=str(meta["context_id"]),
                 name=name,
