@@ -296,3 +296,19 @@ async def test_two_servers_on_one_state_dir_sync_one_context_in_turn(state_dir: 
         await backend.delete_session(session_id)
     await one.close()
     await two.close()
+
+
+async def test_a_context_can_be_the_whole_home(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "home", "/home/user")
+    first = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    await sh(backend, first.session_id, "mkdir proj && echo hi > proj/readme")
+    await backend.delete_session(first.session_id)
+    second = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    out = await sh(backend, second.session_id, "cat proj/readme; stat -c %u proj/readme; id -u; touch proj/w && echo w")
+    lines = out.splitlines()
+    assert lines[0] == "hi", out
+    assert lines[1] == lines[2], out
+    assert lines[3] == "w", out
+    await backend.delete_session(second.session_id)
+    await backend.close()

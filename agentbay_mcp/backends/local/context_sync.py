@@ -13,6 +13,7 @@ A sync that fails (over a bound, unreadable, I/O) leaves the context as it was a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,7 +93,8 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
         context = _checked(store, mount)
         if disk is not None and context.size_bytes > disk:
             raise _too_big(mount, context.size_bytes, disk)
-        target = session_dir / top
+        # Our own entry (with a quota, a symlink into the session's disk): resolved, so chown reaches the files.
+        target = Path(os.path.realpath(session_dir / top))
         for part in parts:  # make the path's missing directories, the session's own
             target = target / part
             if not target.is_dir() or target.is_symlink():
@@ -148,7 +150,8 @@ def sync_one(
         except (TreeLimitError, OSError) as exc:
             remove_tree(staging)
             error = _failure(mount, context, session_id, exc, quota)
-            store.update_meta(context, notice=str(error))
+            with contextlib.suppress(OSError):  # a store that cannot take the notice: the log says it
+                store.update_meta(context, notice=str(error))
             raise error from exc
         except BaseException:
             remove_tree(staging)
@@ -242,6 +245,12 @@ def sync_all(
         except AgentBayMCPError as exc:
             logger.warning("session %s: context %r not synced: %s", session_id, item.mount.name, exc)
             first_error = first_error or exc
+            continue
+        except OSError as exc:  # the store itself failed (e.g. a read-only state dir)
+            logger.warning("session %s: context %r not synced: %s", session_id, item.mount.name, exc.strerror or exc)
+            first_error = first_error or BackendError(
+                f"Context {item.mount.name!r} could not be synced: its store failed ({exc.strerror or exc})."
+            )
             continue
         results.append(synced)
         mounted[index] = Mounted(item.mount, version)
