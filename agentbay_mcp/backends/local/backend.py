@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -28,12 +28,12 @@ from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
 from agentbay_mcp.backends.local.cgroups import CgroupLimits, Cgroups
+from agentbay_mcp.backends.local.contexts import LocalContexts
 from agentbay_mcp.backends.local.disk_quota import (
     DiskQuota,
     DiskQuotaError,
     on_quota_disk,
     prepare_quota,
-    unmount_under,
 )
 from agentbay_mcp.backends.local.layout import (
     StateDir,
@@ -50,7 +50,7 @@ from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
 from agentbay_mcp.backends.local.network import LocalNetwork, NetworkBounds, capabilities_for
 from agentbay_mcp.backends.local.offer import CAPABILITIES, IMAGES
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
-from agentbay_mcp.backends.local.reaping import reap_orphans_sync
+from agentbay_mcp.backends.local.reaping import reap_orphans_sync, unmount_own_disks
 from agentbay_mcp.backends.local.restarts import RestartBudget, loss_report
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
@@ -86,6 +86,7 @@ class LocalBackend:
         pool_size: int = 0,
         network_bounds: NetworkBounds | None = None,
         prepare_in_background: bool = False,
+        context_quota_bytes: int | None = None,
     ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
@@ -134,7 +135,8 @@ class LocalBackend:
         self.files: Final = LocalFiles(self._agent, self._quota_mb_for)
         screen = (options.desktop.width, options.desktop.height)
         self.desktop: Final = LocalDesktop(self._desktop_agent, self._agent, self.processes, screen)
-        self.contexts: Final = None
+        uid, disk = UNPRIVILEGED_UID if confined and root else None, lambda: self._disk and self._disk.size_bytes
+        self.contexts: Final = LocalContexts(self._state, quota=context_quota_bytes, session_uid=uid, disk_bytes=disk)
         self.workspaces: Final = None
 
     @property
@@ -188,7 +190,7 @@ class LocalBackend:
                 check_reachable(self._state.root)
             self._lock.acquire()
         except OSError as exc:
-            raise self._unusable(exc) from exc
+            raise self._state.unusable(exc) from exc
         reaped = await self.reap_orphans()
         if self._prepare_in_background:
             task_group.start_soon(self._prepare, prepared)
@@ -206,7 +208,7 @@ class LocalBackend:
                 try:
                     agent_dir = await anyio.to_thread.run_sync(install_agent, self._state.root)
                 except OSError as exc:
-                    raise self._unusable(exc) from exc
+                    raise self._state.unusable(exc) from exc
                 self._options = dataclasses.replace(self._options, agent_dir=agent_dir)
             disk_bytes = self._options.limits.disk_bytes
             bwrap = self._options.isolation == "bwrap" and bool(self._options.bwrap_path)
@@ -219,12 +221,6 @@ class LocalBackend:
             prepared.set()
         if self._task_group is not None and (self._options.isolation == "none" or self._options.bwrap_path):
             self.pool.start(self._task_group)  # fills in the background, once sandboxes can start
-
-    def _unusable(self, exc: OSError) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
-            "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
-        )
 
     async def _detect_cgroups(self) -> None:
         if (
@@ -242,15 +238,8 @@ class LocalBackend:
             for session_id in list(self._sandboxes):
                 await self._stop_sandbox(session_id)
             if self._disk is not None:
-                await anyio.to_thread.run_sync(self._unmount_own_disks)
+                await anyio.to_thread.run_sync(unmount_own_disks, self._state, self._server_id)
         self._lock.release()
-
-    def _unmount_own_disks(self) -> None:
-        """Detach the disks of sessions still here (a release that ran out of time); start-up reaps them."""
-        for session_id in self._state.session_ids():
-            with contextlib.suppress(SessionNotFoundError):
-                if self._read(session_id).server_id == self._server_id:
-                    unmount_under(self._state.session_dir(session_id))
 
     async def create_session(
         self,
@@ -287,8 +276,17 @@ class LocalBackend:
                     await self.delete_session(pooled)
                 raise
             else:
-                return record
-        return await self._create(image_id, labels, owner, network)
+                return await self._with_contexts(record, contexts)
+        return await self._with_contexts(await self._create(image_id, labels, owner, network), contexts)
+
+    async def _with_contexts(self, record: SessionRecord, contexts: Sequence[ContextMount]) -> SessionRecord:
+        """The session with its contexts copied in before it runs any command, or no session."""
+        try:
+            return await self.contexts.mount(record, self._state.session_dir(record.session_id), contexts)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.delete_session(record.session_id)
+            raise
 
     async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy) -> SessionRecord:
         """Assemble a session in staging, publish it with one rename, then start its sandbox."""
@@ -376,6 +374,7 @@ class LocalBackend:
             return
         with anyio.CancelScope(shield=True):
             await self._stop_sandbox(session_id)
+            await self.contexts.sync_ending(session_id)  # nothing runs in the session now
             await self.network.forget(session_id)
             self._background.pop(session_id, None)
             self._lost.pop(session_id, None)
@@ -473,7 +472,8 @@ class LocalBackend:
 
         Works on a backend that was never started too (`agentbay-mcp sessions reap`)."""
         await self._detect_cgroups()
-        return await anyio.to_thread.run_sync(reap_orphans_sync, self._state, self._server_id, self._cgroups)
+        reap = functools.partial(reap_orphans_sync, sync=self.contexts.sync_orphan)
+        return await anyio.to_thread.run_sync(reap, self._state, self._server_id, self._cgroups)
 
     async def list_all(self) -> list[SessionRecord]:
         """Every readable session record in the state dir, any server's."""
@@ -485,11 +485,7 @@ class LocalBackend:
 
     def last_used(self, session_id: str) -> datetime | None:
         """When the session was last used, from its record's mtime."""
-        try:
-            mtime = self._state.meta_path(session_id).stat().st_mtime
-        except OSError:
-            return None
-        return datetime.fromtimestamp(mtime, UTC)
+        return self._state.last_used(session_id)
 
     def _read(self, session_id: str) -> SessionRecord:
         if not is_session_id(session_id):

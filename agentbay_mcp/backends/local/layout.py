@@ -25,6 +25,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentbay_mcp.backends.local.disk_quota import unmount_under
@@ -82,6 +83,21 @@ class StateDir:
     def staging_dir(self, server_id: str, session_id: str) -> Path:
         """Where `server_id` assembles a new session."""
         return self.sessions / f"{STAGING_PREFIX}{server_id}-{session_id}"
+
+    def unusable(self, exc: OSError) -> BackendUnavailableError:
+        """The error of a state dir this user cannot use."""
+        return BackendUnavailableError(
+            f"State dir {self.root} is not usable ({exc.strerror or exc}). Make it writable by "
+            "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
+        )
+
+    def last_used(self, session_id: str) -> datetime | None:
+        """When the session was last used, from its record's mtime."""
+        try:
+            mtime = self.meta_path(session_id).stat().st_mtime
+        except OSError:
+            return None
+        return datetime.fromtimestamp(mtime, UTC)
 
     def session_ids(self) -> list[str]:
         """The ids of the published sessions (not staging or trash), sorted."""

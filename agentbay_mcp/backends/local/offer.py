@@ -6,7 +6,7 @@ from agentbay_mcp.backends.records import Capabilities, ImageInfo
 
 CAPABILITIES = Capabilities(
     process_handles=True, window_states=True, sandbox_side_timeouts=False, desktop=True, egress_rules=True
-).model_copy(update={"port_links": True})  # with bwrap, as root: see capabilities_for
+).model_copy(update={"port_links": True, "contexts": True})  # with bwrap, as root: see capabilities_for
 
 IMAGES: tuple[ImageInfo, ...] = (
     ImageInfo(

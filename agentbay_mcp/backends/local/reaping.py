@@ -8,12 +8,15 @@ tree (a creation cut short), or trash (a deletion cut short). Runs in a thread: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from agentbay_mcp.backends.common.server_lock import server_alive
 from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.layout import (
     STAGING_PREFIX,
     TRASH_PREFIX,
@@ -28,8 +31,12 @@ from agentbay_mcp.backends.local.leftovers import kill_leftover_sandbox
 logger = logging.getLogger(__name__)
 
 
-def reap_orphans_sync(state: StateDir, server_id: str, cgroups: Cgroups | None) -> list[str]:
-    """Reap every entry whose server is gone (never `server_id`'s own); the ids of the sessions reaped."""
+def reap_orphans_sync(
+    state: StateDir, server_id: str, cgroups: Cgroups | None, *, sync: Callable[[Path], None] = lambda _: None
+) -> list[str]:
+    """Reap every entry whose server is gone (never `server_id`'s own); the ids of the sessions reaped.
+
+    `sync` writes an orphan's contexts back (its leftover sandbox killed first), before it is removed."""
     reaped: list[str] = []
     alive: dict[str, bool] = {server_id: True}
 
@@ -44,7 +51,7 @@ def reap_orphans_sync(state: StateDir, server_id: str, cgroups: Cgroups | None) 
         return reaped
     for name in names:
         try:
-            if _reap_entry(state, name, is_alive, cgroups):
+            if _reap_entry(state, name, is_alive, cgroups, sync):
                 reaped.append(name)
         except OSError as exc:  # e.g. a read-only or full state dir: say so in one line
             logger.warning("could not reap %s (%s); leaving it for the next reap", name, exc.strerror or exc)
@@ -59,7 +66,9 @@ def reap_orphans_sync(state: StateDir, server_id: str, cgroups: Cgroups | None) 
     return reaped
 
 
-def _reap_entry(state: StateDir, name: str, is_alive: Callable[[str], bool], cgroups: Cgroups | None) -> bool:
+def _reap_entry(
+    state: StateDir, name: str, is_alive: Callable[[str], bool], cgroups: Cgroups | None, sync: Callable[[Path], None]
+) -> bool:
     """Reap one entry of sessions/ if it is litter or its server is gone; True for a session."""
     path = state.sessions / name
     if name.startswith(TRASH_PREFIX):
@@ -80,6 +89,16 @@ def _reap_entry(state: StateDir, name: str, is_alive: Callable[[str], bool], cgr
         return False
     kill_leftover_sandbox(path)
     if cgroups is not None:
-        cgroups.remove(name)
+        cgroups.remove(name)  # kills what is left in the session's cgroups
+    sync(path)
     discard(state, path, name)
     return True
+
+
+def unmount_own_disks(state: StateDir, server_id: str) -> None:
+    """Detach the disks of `server_id`'s sessions still here (a release that ran out of time); the next
+    start-up reaps them."""
+    for session_id in state.session_ids():
+        with contextlib.suppress(OSError, ValueError):
+            if read_record(state.meta_path(session_id)).server_id == server_id:
+                unmount_under(state.session_dir(session_id))

@@ -1,0 +1,253 @@
+"""Copying a tree a session wrote (hostile: it may change under us) into a fresh directory of ours.
+
+The walk never resolves a path: it holds a directory fd per level, opens every entry relative to its
+parent's fd with O_NOFOLLOW, and checks with fstat what it opened. So a session that swaps a
+directory for a symlink (to the host's /etc, say) while we walk gets, at worst, that entry skipped:
+a symlink is recreated as a symlink with the same target text (never followed), regular files are
+copied, directories recreated, and everything else (fifos, sockets, devices) skipped. The walk is
+bounded before it works: entries, depth and bytes (checked against each file's size before its copy,
+and the copy stops at that size even if the file grows).
+
+With `previous` (the last copy of the same tree, ours and never changed once made), a file whose size,
+modification time and mode match the previous copy's is hard-linked from it instead of copied (rsync's
+quick check): a sync of a tree that barely changed writes barely anything.
+
+Copies keep permission bits (without setuid/setgid/sticky, and always readable and writable by their
+owner, us, so we can copy them back in and remove them) and modification times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+#: Defaults for a context: a dependency cache has tens of thousands of files, never millions.
+MAX_ENTRIES = 200_000
+MAX_DEPTH = 128
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_CHUNK = 1 << 30
+# An entry that vanished or changed kind between listing and opening: skipped, not an error.
+_RACED = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EINVAL, errno.EACCES, errno.EPERM, errno.ENXIO)
+
+
+@dataclass(frozen=True)
+class TreeLimits:
+    """Bounds of one copy; `max_bytes` None: no byte bound."""
+
+    max_entries: int = MAX_ENTRIES
+    max_depth: int = MAX_DEPTH
+    max_bytes: int | None = None
+
+
+@dataclass
+class TreeStats:
+    """What a copy copied: `files` counts regular files and symlinks, `entries` also directories."""
+
+    files: int = 0
+    entries: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    linked: int = 0
+
+
+class TreeLimitError(Exception):
+    """The tree is over a bound; `what` is 'entries', 'depth' or 'bytes'. Nothing is usable from the copy."""
+
+    def __init__(self, what: str, limit: int, message: str) -> None:
+        super().__init__(message)
+        self.what = what
+        self.limit = limit
+
+
+def copy_tree(src_fd: int, dst_fd: int, limits: TreeLimits, previous: int | None = None) -> TreeStats:
+    """Copy the directory open at `src_fd` (hostile) into the empty directory open at `dst_fd` (ours),
+    linking unchanged files from the directory open at `previous` (ours, immutable).
+
+    Raises TreeLimitError past a bound and OSError if writing the copy fails (e.g. our disk is full)."""
+    stats = TreeStats()
+    _copy_dir(_Level(src_fd, dst_fd, previous), 1, limits, stats)
+    return stats
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One directory: the session's (src), ours being made (dst), and the previous copy's (prev, or None)."""
+
+    src: int
+    dst: int
+    prev: int | None
+
+
+def _copy_dir(level: _Level, depth: int, limits: TreeLimits, stats: TreeStats) -> None:
+    if depth > limits.max_depth:
+        raise TreeLimitError("depth", limits.max_depth, f"directories nest deeper than {limits.max_depth} levels")
+    # List first, then close the listing: only one fd per level stays open while we descend.
+    with os.scandir(level.src) as listing:
+        entries = [(entry.name, _kind(entry)) for entry in listing]
+    for name, kind in entries:
+        stats.entries += 1
+        if stats.entries > limits.max_entries:
+            raise TreeLimitError("entries", limits.max_entries, f"more than {limits.max_entries} files and directories")
+        if kind == "dir":
+            _copy_subdir(level, name, depth, limits, stats)
+        elif kind == "file":
+            _copy_file(level, name, limits, stats)
+        elif kind == "link":
+            _copy_link(level.src, level.dst, name, stats)
+        else:
+            stats.skipped += 1
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """What the listing says the entry is (d_type, or an lstat: never following a link)."""
+    try:
+        if entry.is_symlink():
+            return "link"
+        if entry.is_dir(follow_symlinks=False):
+            return "dir"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+    except OSError:
+        pass
+    return "other"
+
+
+def _copy_subdir(level: _Level, name: str, depth: int, limits: TreeLimits, stats: TreeStats) -> None:
+    try:
+        sub_src = os.open(name, _DIR_FLAGS, dir_fd=level.src)
+    except OSError as exc:
+        if exc.errno in _RACED:  # swapped for a symlink or a file since the listing, or unreadable
+            stats.skipped += 1
+            return
+        raise
+    sub_prev = _open_previous(level.prev, name)
+    try:
+        info = os.fstat(sub_src)
+        os.mkdir(name, 0o700, dir_fd=level.dst)
+        sub_dst = os.open(name, _DIR_FLAGS, dir_fd=level.dst)
+        try:
+            _copy_dir(_Level(sub_src, sub_dst, sub_prev), depth + 1, limits, stats)
+            os.fchmod(sub_dst, stat.S_IMODE(info.st_mode) & 0o777 | 0o700)
+            os.utime(sub_dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(sub_dst)
+    finally:
+        os.close(sub_src)
+        if sub_prev is not None:
+            os.close(sub_prev)
+
+
+def _open_previous(prev: int | None, name: str) -> int | None:
+    if prev is None:
+        return None
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=prev)
+    except OSError:
+        return None
+
+
+def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -> None:
+    try:
+        source = os.open(name, _FILE_FLAGS, dir_fd=level.src)
+    except OSError as exc:
+        if exc.errno in _RACED:
+            stats.skipped += 1
+            return
+        raise
+    try:
+        info = os.fstat(source)
+        if not stat.S_ISREG(info.st_mode):  # a fifo or device swapped in since the listing
+            stats.skipped += 1
+            return
+        if limits.max_bytes is not None and stats.bytes + info.st_size > limits.max_bytes:
+            raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
+        mode = stat.S_IMODE(info.st_mode) & 0o777 | 0o600
+        if _link_unchanged(level, name, info, mode):
+            stats.bytes += info.st_size
+            stats.files += 1
+            stats.linked += 1
+            return
+        target = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=level.dst
+        )
+        try:
+            stats.bytes += _copy_bytes(source, target, info.st_size)
+            os.fchmod(target, mode)
+            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(target)
+        stats.files += 1
+    finally:
+        os.close(source)
+
+
+def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -> bool:
+    """Hard-link the previous copy of `name` if its size, mtime and mode say it is unchanged."""
+    if level.prev is None:
+        return False
+    try:
+        old = os.stat(name, dir_fd=level.prev, follow_symlinks=False)
+        if not (
+            stat.S_ISREG(old.st_mode)
+            and old.st_size == info.st_size
+            and old.st_mtime_ns == info.st_mtime_ns
+            and stat.S_IMODE(old.st_mode) == mode
+        ):
+            return False
+        os.link(name, name, src_dir_fd=level.prev, dst_dir_fd=level.dst, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _copy_bytes(source: int, target: int, size: int) -> int:
+    """Copy at most `size` bytes in the kernel (a file that grows meanwhile is cut at its size when listed)."""
+    offset = 0
+    while offset < size:
+        sent = os.sendfile(target, source, offset, min(size - offset, _CHUNK))
+        if sent == 0:  # it shrank
+            break
+        offset += sent
+    return offset
+
+
+def _copy_link(src_fd: int, dst_fd: int, name: str, stats: TreeStats) -> None:
+    try:
+        target = os.readlink(name, dir_fd=src_fd)  # EINVAL if it is no longer a symlink
+    except OSError as exc:
+        if exc.errno in _RACED:
+            stats.skipped += 1
+            return
+        raise
+    os.symlink(target, name, dir_fd=dst_fd)
+    stats.files += 1
+
+
+def open_beneath(root_fd: int, parts: list[str]) -> int | None:
+    """Open the directory `parts` below `root_fd` without following any symlink; None if one is missing.
+
+    Raises NotADirectoryError if a part exists but is not a directory (a file, or a symlink)."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotADirectoryError(errno.ENOTDIR, f"{part!r} is not a directory") from exc
+                raise
+            os.close(fd)
+            fd = next_fd
+        result, fd = fd, -1
+        return result
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
