@@ -121,6 +121,7 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
         sandbox=sandbox_options(settings),
         pool_size=settings.pool_size,
         network_bounds=network_bounds(settings),
+        context_quota_bytes=settings.context_quota_mb * 1024 * 1024 or None,
         prepare_in_background=True,
     )
 
