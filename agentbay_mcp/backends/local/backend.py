@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
 from agentbay_mcp.backends.common.unsupported import unsupported_mounts
+from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
@@ -33,7 +34,6 @@ from agentbay_mcp.backends.local.disk_quota import (
     DiskQuotaError,
     on_quota_disk,
     prepare_quota,
-    unmount_under,
 )
 from agentbay_mcp.backends.local.layout import (
     StateDir,
@@ -44,13 +44,14 @@ from agentbay_mcp.backends.local.layout import (
     read_record,
     remove_tree,
     save_network,
+    unusable_state_dir,
     write_record,
 )
 from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
 from agentbay_mcp.backends.local.network import LocalNetwork, NetworkBounds, capabilities_for
 from agentbay_mcp.backends.local.offer import CAPABILITIES, IMAGES
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
-from agentbay_mcp.backends.local.reaping import reap_orphans_sync
+from agentbay_mcp.backends.local.reaping import reap_orphans_sync, unmount_own
 from agentbay_mcp.backends.local.restarts import RestartBudget, loss_report
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
@@ -60,6 +61,7 @@ from agentbay_mcp.backends.local.sandbox import (
     find_bwrap,
     launch,
 )
+from agentbay_mcp.backends.local.workspaces import offer_workspaces
 from agentbay_mcp.backends.records import ImageInfo, NetworkPolicy, SessionRecord
 from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import (
@@ -86,6 +88,7 @@ class LocalBackend:
         pool_size: int = 0,
         network_bounds: NetworkBounds | None = None,
         prepare_in_background: bool = False,
+        workspaces: Sequence[WorkspaceSpec] = (),
     ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
@@ -121,7 +124,8 @@ class LocalBackend:
         self._unprepared: BackendUnavailableError | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
         confined, root = options.isolation == "bwrap", os.geteuid() == 0
-        self.capabilities: Final = capabilities_for(CAPABILITIES, confined=confined, root=root)
+        self._ws = offer_workspaces(workspaces, confined and root, self._state.session_dir, self._read)
+        self.capabilities: Final = self._ws.declare(capabilities_for(CAPABILITIES, confined=confined, root=root))
         self.network: Final = LocalNetwork(  # its slirp4netns counts against the session's cgroups
             network_bounds or NetworkBounds(),
             confined=confined,
@@ -135,7 +139,7 @@ class LocalBackend:
         screen = (options.desktop.width, options.desktop.height)
         self.desktop: Final = LocalDesktop(self._desktop_agent, self._agent, self.processes, screen)
         self.contexts: Final = None
-        self.workspaces: Final = None
+        self.workspaces: Final = self._ws.usable
 
     @property
     def sandbox_options(self) -> SandboxOptions:
@@ -188,7 +192,7 @@ class LocalBackend:
                 check_reachable(self._state.root)
             self._lock.acquire()
         except OSError as exc:
-            raise self._unusable(exc) from exc
+            raise unusable_state_dir(self._state.root, exc) from exc
         reaped = await self.reap_orphans()
         if self._prepare_in_background:
             task_group.start_soon(self._prepare, prepared)
@@ -206,7 +210,7 @@ class LocalBackend:
                 try:
                     agent_dir = await anyio.to_thread.run_sync(install_agent, self._state.root)
                 except OSError as exc:
-                    raise self._unusable(exc) from exc
+                    raise unusable_state_dir(self._state.root, exc) from exc
                 self._options = dataclasses.replace(self._options, agent_dir=agent_dir)
             disk_bytes = self._options.limits.disk_bytes
             bwrap = self._options.isolation == "bwrap" and bool(self._options.bwrap_path)
@@ -219,12 +223,6 @@ class LocalBackend:
             prepared.set()
         if self._task_group is not None and (self._options.isolation == "none" or self._options.bwrap_path):
             self.pool.start(self._task_group)  # fills in the background, once sandboxes can start
-
-    def _unusable(self, exc: OSError) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"State dir {self._state.root} is not usable ({exc.strerror or exc}). Make it writable by "
-            "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
-        )
 
     async def _detect_cgroups(self) -> None:
         if (
@@ -241,16 +239,9 @@ class LocalBackend:
             await self.pool.close()
             for session_id in list(self._sandboxes):
                 await self._stop_sandbox(session_id)
-            if self._disk is not None:
-                await anyio.to_thread.run_sync(self._unmount_own_disks)
+            if self._disk is not None or self.workspaces is not None:
+                await anyio.to_thread.run_sync(unmount_own, self._state, self._server_id)
         self._lock.release()
-
-    def _unmount_own_disks(self) -> None:
-        """Detach the disks of sessions still here (a release that ran out of time); start-up reaps them."""
-        for session_id in self._state.session_ids():
-            with contextlib.suppress(SessionNotFoundError):
-                if self._read(session_id).server_id == self._server_id:
-                    unmount_under(self._state.session_dir(session_id))
 
     async def create_session(
         self,
@@ -269,10 +260,11 @@ class LocalBackend:
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
         unsupported_mounts(self.capabilities, contexts, workspaces)
+        self._ws.check(workspaces)
         network = network or NetworkPolicy()
         if network.enabled and not self.capabilities.egress_rules:
             raise BackendUnavailableError(self.capabilities.unsupported["egress_rules"])
-        if (pooled := self.pool.take()) is not None:
+        if not workspaces and (pooled := self.pool.take()) is not None:
             record = SessionRecord.new(
                 pooled, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
             )
@@ -288,9 +280,11 @@ class LocalBackend:
                 raise
             else:
                 return record
-        return await self._create(image_id, labels, owner, network)
+        return await self._create(image_id, labels, owner, network, workspaces)
 
-    async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy) -> SessionRecord:
+    async def _create(
+        self, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy, workspaces: Sequence[str] = ()
+    ) -> SessionRecord:
         """Assemble a session in staging, publish it with one rename, then start its sandbox."""
         if self._prepared is not None:  # the agent is installed in the background at start
             await self._prepared.wait()
@@ -298,8 +292,9 @@ class LocalBackend:
             raise BackendUnavailableError(str(self._unprepared))
         session_id = new_session_id()
         record = SessionRecord.new(
-            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
-        )
+            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network,
+            workspaces=workspaces,
+        )  # fmt: skip
         staging = self._state.staging_dir(self._server_id, session_id)
         try:
             # In a thread: with a disk quota this mounts a file system (a few ms of kernel work).
@@ -310,6 +305,9 @@ class LocalBackend:
                 f"Could not give the session its disk quota: {exc.strerror or exc}. Try again; if it keeps "
                 "failing, run 'agentbay-mcp doctor', or set --disk-limit-mb 0 to run sessions without one."
             ) from exc
+        except BackendError:  # a workspace that cannot be mounted: says which
+            await anyio.to_thread.run_sync(remove_tree, staging)
+            raise
         except OSError as exc:
             await anyio.to_thread.run_sync(remove_tree, staging)
             raise BackendUnavailableError(
@@ -338,6 +336,7 @@ class LocalBackend:
             if os.geteuid() == 0 and self._options.isolation == "bwrap":
                 for name in ("home", "tmp"):
                     os.chown(staging / name, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        self._ws.assemble(staging, record.workspaces, staging / "disk" if self._disk is not None else None)
         write_record(staging / "meta.json", record)
         staging.rename(self._state.session_dir(record.session_id))
 
@@ -405,7 +404,8 @@ class LocalBackend:
             )
         session_dir = self._state.session_dir(session_id)
         options, tg = self._options, self._task_group
-        sandbox = await launch(session_id, session_dir, options, task_group=tg, cgroups=self._cgroups)
+        binds = self._ws.binds(session_dir)  # the session's workspaces, if any
+        sandbox = await launch(session_id, session_dir, options, task_group=tg, cgroups=self._cgroups, binds=binds)
         self._sandboxes[session_id] = sandbox
         # The proxy in its namespace, and slirp with the routes if its policy has any (a restart: again).
         try:
@@ -485,11 +485,7 @@ class LocalBackend:
 
     def last_used(self, session_id: str) -> datetime | None:
         """When the session was last used, from its record's mtime."""
-        try:
-            mtime = self._state.meta_path(session_id).stat().st_mtime
-        except OSError:
-            return None
-        return datetime.fromtimestamp(mtime, UTC)
+        return self._state.last_used(session_id)
 
     def _read(self, session_id: str) -> SessionRecord:
         if not is_session_id(session_id):

@@ -7,6 +7,7 @@
       sessions/<session_id>/tmp/                /tmp inside the sandbox
         (with a disk quota, home and tmp are symlinks into disk/, the session's own file system
         mounted from disk.img: see disk_quota.py)
+      sessions/<session_id>/ws/NAME/            its workspaces' mounts (workspaces.py)
       disk-templates/                           the empty file systems session images are copied from
       sessions/.staging-<server_id>-<id>/       a session being created (renamed into place when whole)
       sessions/.trash-<id>-<random>/            a session being deleted (renamed out first, then removed)
@@ -18,6 +19,7 @@ inside moves with its directory; `remove_tree` unmounts before it removes anythi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -25,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentbay_mcp.backends.local.disk_quota import unmount_under
@@ -32,8 +35,12 @@ from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.backends.records import NetworkPolicy, SessionRecord
 from agentbay_mcp.errors import BackendUnavailableError
 
+logger = logging.getLogger(__name__)
+
 SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
 STAGING_PREFIX = ".staging-"
+#: Where a session's workspace mounts live (workspaces.py): never removed while one is mounted.
+WORKSPACE_MOUNTS = "ws"
 TRASH_PREFIX = ".trash-"
 
 
@@ -46,6 +53,14 @@ def check_reachable(path: Path) -> None:
                 f"is not traversable by others. Run 'chmod o+x {parent}', or use a state dir such as "
                 "/var/lib/agentbay-mcp (the default for root)."
             )
+
+
+def unusable_state_dir(root: Path, exc: OSError) -> BackendUnavailableError:
+    """The error of a state dir this server cannot use."""
+    return BackendUnavailableError(
+        f"State dir {root} is not usable ({exc.strerror or exc}). Make it writable by "
+        "this user, or point AGENTBAY_MCP_STATE_DIR / --state-dir at a writable directory."
+    )
 
 
 def new_session_id() -> str:
@@ -82,6 +97,14 @@ class StateDir:
     def staging_dir(self, server_id: str, session_id: str) -> Path:
         """Where `server_id` assembles a new session."""
         return self.sessions / f"{STAGING_PREFIX}{server_id}-{session_id}"
+
+    def last_used(self, session_id: str) -> datetime | None:
+        """When the session was last used, from its record's mtime."""
+        try:
+            mtime = self.meta_path(session_id).stat().st_mtime
+        except OSError:
+            return None
+        return datetime.fromtimestamp(mtime, UTC)
 
     def session_ids(self) -> list[str]:
         """The ids of the published sessions (not staging or trash), sorted."""
@@ -136,7 +159,13 @@ def remove_tree(path: Path) -> None:
     """
     if not path.exists() and not path.is_symlink():
         return
-    if not path.is_symlink() and unmount_under(path):
+    if not path.is_symlink() and (left := unmount_under(path)):
+        root = os.path.realpath(path)
+        if any(os.path.relpath(point, root).split("/")[0] == WORKSPACE_MOUNTS for point in left):
+            # A host directory is mounted there, maybe on this very file system (rm's
+            # --one-file-system would not stop at a bind mount): remove nothing, the user's project is in it.
+            logger.error("%s still has a workspace mounted; leaving it in place", path)
+            return
         _rm_one_file_system(path)
         return
     with contextlib.suppress(RecursionError):

@@ -8,12 +8,14 @@ tree (a creation cut short), or trash (a deletion cut short). Runs in a thread: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 
 from agentbay_mcp.backends.common.server_lock import server_alive
 from agentbay_mcp.backends.local.cgroups import Cgroups
+from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.layout import (
     STAGING_PREFIX,
     TRASH_PREFIX,
@@ -57,6 +59,15 @@ def reap_orphans_sync(state: StateDir, server_id: str, cgroups: Cgroups | None) 
     if reaped:
         logger.info("reaped %d orphaned session(s) left by servers that are gone", len(reaped))
     return reaped
+
+
+def unmount_own(state: StateDir, server_id: str) -> None:
+    """Unmount what the sessions of `server_id` still here have mounted (disks, workspaces) at shutdown,
+    after a release that ran out of time; the next start-up reaps their trees."""
+    for session_id in state.session_ids():
+        with contextlib.suppress(OSError, ValueError):
+            if read_record(state.meta_path(session_id)).server_id == server_id:
+                unmount_under(state.session_dir(session_id))
 
 
 def _reap_entry(state: StateDir, name: str, is_alive: Callable[[str], bool], cgroups: Cgroups | None) -> bool:
