@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--network", choices=["off", "on-request", "on"], help="sandbox network policy")
     serve.add_argument("--network-allow", help="comma-separated domains/CIDRs sessions may reach (default: public)")
     serve.add_argument("--network-deny", help="comma-separated domains/CIDRs no session may reach")
+    serve.add_argument(
+        "--workspace",
+        action="append",
+        dest="workspaces",
+        metavar="NAME=/host/path[:ro|rw|overlay]",
+        help="a host directory sessions may show at /workspace/NAME (repeatable; env AGENTBAY_MCP_WORKSPACES, "
+        "comma-separated)",
+    )
     serve.add_argument("--output-cap", type=int, dest="output_cap_bytes", help="bytes of each output stream returned")
     serve.add_argument(
         "--pool-size", type=int, dest="pool_size", help="sessions kept pre-started (local backend; 0: none)"

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from agentbay_mcp import __version__
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.backends.common.egress import parse_rules
+from agentbay_mcp.backends.common.workspace_specs import check_workspaces
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.network import NetworkBounds
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
@@ -33,8 +34,9 @@ from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
+from agentbay_mcp.services.workspaces.service import WorkspaceService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import commands, desktop, files, network, sessions
+from agentbay_mcp.tools import commands, desktop, files, network, sessions, workspaces
 from agentbay_mcp.tools.common import AppState
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ TOOLSETS: dict[str, Callable[[ToolsetServer[Any]], None]] = {
     "files": files.register,
     "desktop": desktop.register,
     "network": network.register,
+    "workspaces": workspaces.register,
 }
 
 
@@ -119,6 +122,7 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
         pool_size=settings.pool_size,
         network_bounds=network_bounds(settings),
         prepare_in_background=True,
+        workspaces=check_workspaces(settings.workspaces, settings.state_dir),
     )
 
 
@@ -166,6 +170,7 @@ async def _serving(
                     settings.network,
                     public_url=settings.public_url if settings.transport == "http" else None,
                 ),
+                workspaces=WorkspaceService(service, backend.workspaces, capabilities),
                 settings=settings,
                 tool_kinds=tool_kinds,
             )

@@ -34,6 +34,7 @@ DESKTOP_TOOLS = {
     "input_action",
 }
 NETWORK_TOOLS = {"set_session_network", "get_link"}
+WORKSPACE_TOOLS = {"workspace_diff", "workspace_apply"}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",

@@ -19,6 +19,7 @@ from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.service import SessionService
+from agentbay_mcp.services.workspaces.service import WorkspaceService
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools.descriptions import DESCRIPTIONS
 from agentbay_mcp.tools.schemas import lean
@@ -34,6 +35,7 @@ class AppState:
     files: FileService
     desktop: DesktopService
     network: NetworkService
+    workspaces: WorkspaceService
     settings: Settings
     tool_kinds: dict[str, ToolKind]
 
@@ -47,6 +49,7 @@ class Call:
     files: FileService
     desktop: DesktopService
     network: NetworkService
+    workspaces: WorkspaceService
     conversation: str
 
 
@@ -59,7 +62,15 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
     try:
         caller = resolve_caller(ctx.request_context, state.service.release_conversation)
         state.service.enter(caller.conversation, caller.principal)
-        yield Call(state.service, state.commands, state.files, state.desktop, state.network, caller.conversation)
+        yield Call(
+            state.service,
+            state.commands,
+            state.files,
+            state.desktop,
+            state.network,
+            state.workspaces,
+            caller.conversation,
+        )
     except AgentBayMCPError as exc:
         raise ToolError(str(exc)) from exc
 

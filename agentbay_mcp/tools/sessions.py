@@ -30,9 +30,10 @@ def register(mcp: ToolsetServer[Any]) -> None:
         image_id: str = "linux_latest",
         labels: Labels | None = None,
         network: OptionalNetworkArg = None,
+        workspaces: list[str] | None = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
-            result = await call.service.create_session(call.conversation, image_id, labels, network)
+            result = await call.service.create_session(call.conversation, image_id, labels, network, workspaces)
         return CREATED.answer(result)
 
     @tool(mcp, REPLACES, DELETED)

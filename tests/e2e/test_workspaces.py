@@ -73,7 +73,8 @@ async def test_overlay_edits_stay_in_the_session_until_applied(
     state_dir: Path, task_group: TaskGroup, project: Path
 ) -> None:
     backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.capabilities.workspaces and backend.workspaces is not None
+    assert backend.capabilities.workspaces
+    assert backend.workspaces is not None
     before = snapshot(project)
     record = await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])
     sid = record.session_id
@@ -94,7 +95,9 @@ async def test_overlay_edits_stay_in_the_session_until_applied(
         "src/new.txt": "added",
         "src/old.txt": "deleted",
     }
-    assert "+more" in diff.diff and "+new" in diff.diff and "-old" in diff.diff
+    assert "+more" in diff.diff
+    assert "+new" in diff.diff
+    assert "-old" in diff.diff
     assert [c.binary for c in diff.changes if c.path == "blob.bin"] == [True]
     assert not any(change.conflict for change in diff.changes)
     applied = await backend.workspaces.apply(sid, "proj", None, False)
@@ -116,26 +119,28 @@ async def test_rw_writes_reach_the_host_and_ro_refuses(state_dir: Path, task_gro
     rw, ro = make_project(tmp_path / "rw"), make_project(tmp_path / "ro")
     specs = (WorkspaceSpec("rw", rw, "rw"), WorkspaceSpec("ro", ro, "ro"))
     backend = await started(state_dir, task_group, *specs)
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["rw", "ro"])).session_id
+    sid = (
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["rw", "ro"])
+    ).session_id
     code, out = await run(backend, sid, "echo edit >> /workspace/rw/README.md && echo n > /workspace/rw/n.txt")
     assert code == 0, out
     assert (rw / "README.md").read_text().endswith("edit\n")
     assert (rw / "n.txt").stat().st_uid == 0
     code, out = await run(backend, sid, "echo edit >> /workspace/ro/README.md")
-    assert code != 0 and "Read-only" in out
+    assert code != 0
+    assert "Read-only" in out
     code, out = await run(backend, sid, "touch /workspace/x")
     assert code != 0  # /workspace itself is read-only
     assert (await backend.workspaces.diff(sid, "rw", 1000)).changes == ()  # type: ignore[union-attr]
     with pytest.raises(InvalidArgumentError, match="on the host already"):
         await backend.workspaces.apply(sid, "rw", None, False)  # type: ignore[union-attr]
     await backend.delete_session(sid)
-    assert (rw / "README.md").exists() and (ro / "README.md").read_text() == "hello\nworld\n"
+    assert (rw / "README.md").exists()
+    assert (ro / "README.md").read_text() == "hello\nworld\n"
     await backend.close()
 
 
-async def test_no_workspace_no_mount_and_unknown_names(
-    state_dir: Path, task_group: TaskGroup, project: Path
-) -> None:
+async def test_no_workspace_no_mount_and_unknown_names(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
     backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
     sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c")).session_id
     code, _ = await run(backend, sid, "ls /workspace")
@@ -149,7 +154,8 @@ async def test_no_workspace_no_mount_and_unknown_names(
 
 async def test_without_configured_workspaces_the_capability_says_why(state_dir: Path, task_group: TaskGroup) -> None:
     backend = await started(state_dir, task_group)
-    assert not backend.capabilities.workspaces and backend.workspaces is None
+    assert not backend.capabilities.workspaces
+    assert backend.workspaces is None
     with pytest.raises(BackendUnavailableError, match="--workspace NAME="):
         await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["x"])
     await backend.close()
@@ -164,7 +170,8 @@ async def test_a_host_edit_is_a_conflict(state_dir: Path, task_group: TaskGroup,
     diff = await backend.workspaces.diff(sid, "proj", 10_000)
     assert {c.path: c.conflict for c in diff.changes} == {"README.md": True, "a": False}
     applied = await backend.workspaces.apply(sid, "proj", None, False)
-    assert applied.applied == ("a",) and applied.conflicts == ("README.md",)
+    assert applied.applied == ("a",)
+    assert applied.conflicts == ("README.md",)
     assert (project / "README.md").read_text() == "host edit\n"
     applied = await backend.workspaces.apply(sid, "proj", ["README.md"], True)
     assert applied.applied == ("README.md",)

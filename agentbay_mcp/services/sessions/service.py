@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -167,7 +167,12 @@ class SessionService:
     # Sessions -------------------------------------------------------------------------------
 
     async def create_session(
-        self, conversation: str, image_id: str, labels: Mapping[str, str] | None, network: NetworkRequest = None
+        self,
+        conversation: str,
+        image_id: str,
+        labels: Mapping[str, str] | None,
+        network: NetworkRequest = None,
+        workspaces: Sequence[str] | None = None,
     ) -> SessionInfo:
         """Create a session owned by `conversation` (with the network asked for, if the operator allows it)."""
         clean = validate_labels(labels)
@@ -177,7 +182,7 @@ class SessionService:
         self.registry.reserve(conversation, self.max_sessions_per_conversation, self._principal_limit(conversation))
         try:
             record = await self.backend.create_session(
-                image_id=image_id, labels=clean, owner=conversation, network=policy
+                image_id=image_id, labels=clean, owner=conversation, network=policy, workspaces=tuple(workspaces or ())
             )
         finally:
             self.registry.unreserve(conversation)
