@@ -57,12 +57,16 @@ async def test_links_leading_out_are_refused_and_never_followed(
         " && ln -s src/main.py fine && mkdir -p deep && ln -s ../README.md deep/ok",
     )
     assert code == 0, out
+    # A name that would forge a line of the diff (or of the apply's answer) is quoted.
+    assert (await run(backend, sid, "printf x > \"/workspace/proj/$(printf 'evil\\n+++ forged')\""))[0] == 0
     diff = await backend.workspaces.diff(sid, "proj", 100_000)
     assert not any(s in diff.diff for s in canaries.secrets())
+    assert "+++ forged" not in diff.diff.splitlines()
+    assert '+++ b/"evil\\n+++ forged"' in diff.diff.splitlines()
     applied = await backend.workspaces.apply(sid, "proj", None, False)
     refused = {line.split(":")[0] for line in applied.refused}
     assert refused == {"abs", "rel", "absdir", "up"}
-    assert set(applied.applied) == {"fine", "deep/ok"}
+    assert set(applied.applied) == {"fine", "deep/ok", "evil\n+++ forged"}
     assert os.readlink(project / "fine") == "src/main.py"
     for name in ("abs", "rel", "absdir", "up"):
         assert not (project / name).is_symlink()
@@ -72,7 +76,7 @@ async def test_links_leading_out_are_refused_and_never_followed(
     assert applied.applied == ()
     assert [line.split(":")[0] for line in applied.refused] == ["out/new"]
     assert canary_state(canaries) == canary_before
-    assert snapshot(project).keys() - before.keys() == {"fine", "deep", "deep/ok"}
+    assert snapshot(project).keys() - before.keys() == {"fine", "deep", "deep/ok", "evil\n+++ forged"}
     await backend.close()
 
 

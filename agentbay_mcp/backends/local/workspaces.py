@@ -31,7 +31,16 @@ from agentbay_mcp.backends.local import idmap
 from agentbay_mcp.backends.local.layout import WORKSPACE_MOUNTS
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.backends.local.ws_apply import Target, apply_changes
-from agentbay_mcp.backends.local.ws_tree import MAX_TEXT_BYTES, O_DIR, Found, lstat_at, read_at, split_path, walk_upper
+from agentbay_mcp.backends.local.ws_tree import (
+    MAX_TEXT_BYTES,
+    O_DIR,
+    Found,
+    lstat_at,
+    read_at,
+    shown,
+    split_path,
+    walk_upper,
+)
 from agentbay_mcp.backends.records import Capabilities
 from agentbay_mcp.backends.records_workspaces import (
     WORKSPACE_ROOT,
@@ -291,7 +300,7 @@ def _unified(opened: _Opened, change: Found) -> tuple[str, bool]:
     if old is None or new is None:
         return "", False
     if len(old) > MAX_TEXT_BYTES or len(new) > MAX_TEXT_BYTES:
-        return f"--- a/{change.path}\n+++ b/{change.path}\n(too large to show)\n", False
+        return f"--- a/{shown(change.path)}\n+++ b/{shown(change.path)}\n(too large to show)\n", False
     try:
         if b"\0" in old or b"\0" in new:
             raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL")
@@ -301,8 +310,8 @@ def _unified(opened: _Opened, change: Found) -> tuple[str, bool]:
     lines = difflib.unified_diff(
         before.splitlines(keepends=True),
         after.splitlines(keepends=True),
-        "/dev/null" if change.kind == "added" else f"a/{change.path}",
-        "/dev/null" if change.kind == "deleted" else f"b/{change.path}",
+        "/dev/null" if change.kind == "added" else f"a/{shown(change.path)}",
+        "/dev/null" if change.kind == "deleted" else f"b/{shown(change.path)}",
     )
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines), False
 

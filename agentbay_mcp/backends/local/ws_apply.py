@@ -21,7 +21,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agentbay_mcp.backends.local.ws_tree import O_DIR, Found, open_dir, open_file, split_path
+from agentbay_mcp.backends.local.ws_tree import O_DIR, Found, open_dir, open_file, shown, split_path
 
 _CHUNK = 1024 * 1024
 #: What apply writes, at most, in one call.
@@ -83,7 +83,7 @@ def _upper_dir_modes(upper_fd: int, parts: tuple[str, ...]) -> list[int]:
 def _write_file(target: Target, parent: int, name: str, upper_parent: int, budget: list[int]) -> None:
     source = open_file(upper_parent, name)
     if source is None:
-        raise OSError(f"{name} is no longer a regular file in the session")
+        raise OSError("no longer a regular file in the session")
     temp = f".agentbay-apply-{secrets.token_hex(6)}"
     try:
         info = os.fstat(source)
@@ -188,7 +188,7 @@ def apply_changes(target: Target, upper_fd: int, changes: Sequence[Found]) -> Ou
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             if isinstance(exc, OSError) and exc.errno in (40, 20):  # ELOOP, ENOTDIR: a link in the way
                 reason = "a symlink or file is in the way on the host"
-            outcome.refused.append(f"{change.path}: {reason}")
+            outcome.refused.append(f"{shown(change.path)}: {reason}")
             continue
         outcome.applied.append(change.path)
         if ctime is not None:

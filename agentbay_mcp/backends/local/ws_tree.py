@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -46,6 +47,11 @@ class Found:
     kind: Kind
     what: Literal["file", "symlink", "dir"] = "file"
     target: str | None = None  # a symlink's
+
+
+def shown(path: str) -> str:
+    """A session-made path for a line of text: JSON-quoted if it could break or forge a line."""
+    return path if path.isprintable() and path.strip() == path else json.dumps(path)
 
 
 def split_path(path: str) -> tuple[str, ...]:

@@ -1,40 +1,30 @@
-"""The workspace tools' output models."""
+"""The workspace tools' output models (the backend's records, with the session they belong to)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
+from agentbay_mcp.backends import records_workspaces
 from agentbay_mcp.services.model_base import OutputModel
 
 
-class WorkspaceChangeInfo(OutputModel):
+class WorkspaceChangeInfo(records_workspaces.WorkspaceChange, OutputModel):
     """One path the session changed, relative to the workspace root."""
 
-    path: str
-    kind: Literal["added", "modified", "deleted"]
-    binary: bool = False
-    conflict: bool = Field(default=False, description="The host file changed too since the session started.")
-    symlink: str | None = Field(default=None, description="The target, when the change is a symbolic link.")
 
-
-class WorkspaceDiffInfo(OutputModel):
+class WorkspaceDiffInfo(records_workspaces.WorkspaceDiff, OutputModel):
     """What a session changed in a workspace."""
 
     session_id: str = Field(exclude=True)
-    name: str
-    mode: Literal["ro", "rw", "overlay"]
-    changes: list[WorkspaceChangeInfo]
+    changes: list[WorkspaceChangeInfo]  # type: ignore[assignment]
     diff: str = Field(description="Unified diff of the changed text files.")
     truncated: bool = Field(default=False, description="The diff or the list was cut at the server's cap.")
 
 
-class WorkspaceAppliedInfo(OutputModel):
+class WorkspaceAppliedInfo(records_workspaces.WorkspaceApplied, OutputModel):
     """What workspace_apply wrote to the host."""
 
     session_id: str = Field(exclude=True)
-    name: str
-    applied: list[str]
-    conflicts: list[str] = Field(description="Changed on the host too since the session started: left alone.")
-    refused: list[str] = Field(description="'path: why' of changes that cannot be applied safely.")
+    applied: list[str]  # type: ignore[assignment]
+    conflicts: list[str] = Field(description="Changed on the host too since the session started: left alone.")  # type: ignore[assignment]
+    refused: list[str] = Field(description="'path: why' of changes that cannot be applied safely.")  # type: ignore[assignment]
