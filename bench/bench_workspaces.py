@@ -74,6 +74,61 @@ def create_and_echo(server: RawStdioServer, workspaces: list[str]) -> tuple[floa
     return (time.perf_counter() - started) * 1000, session_id
 
 
+def bench_create(server: RawStdioServer, modes: tuple[str, ...], rounds: int) -> None:
+    """create_session + `echo`, empty and with each mode, round-robin; then a command reading it all."""
+    kinds: dict[str, list[str]] = {"empty session": [], **{f"workspace {mode}": [mode] for mode in modes}}
+    create: dict[str, list[float]] = {kind: [] for kind in kinds}
+    walk: dict[str, list[float]] = {kind: [] for kind in kinds if kind != "empty session"}
+    for round_ in range(rounds + 2):  # two warm-up rounds
+        for kind, names in kinds.items():
+            elapsed, session_id = create_and_echo(server, names)
+            if names:
+                command = f"find /workspace/{names[0]} -type f | wc -l"
+                ms, _ = timed(server.tool, "execute_command", session_id=session_id, command=command)
+                if round_ >= 2:
+                    walk[kind].append(ms)
+            if round_ >= 2:
+                create[kind].append(elapsed)
+            server.tool("delete_session", session_id=session_id)
+    print(f"\ncreate_session + first `echo` ({rounds} rounds, --pool-size 0, same server):")
+    empty = statistics.median(create["empty session"])
+    for kind, samples in create.items():
+        extra = statistics.median(samples) - empty
+        print(f"  {kind:20s} {summary(samples)}   workspace cost {extra:+6.1f} ms")
+    print("\nfirst command reading the whole workspace (find | wc -l over 10,000 files):")
+    for kind, samples in walk.items():
+        print(f"  {kind:20s} {summary(samples)}")
+
+
+def bench_diff(server: RawStdioServer, rounds: int) -> list[float]:
+    """workspace_diff of an overlay session with nothing changed, then with CHANGED files changed."""
+    session_id = server.tool("create_session", image_id="code_latest", workspaces=["overlay"])["session_id"]
+    unchanged = [timed(workspace_diff, server, session_id)[0] for _ in range(5)]
+    edit = " && ".join(f"echo changed >> /workspace/overlay/d{i:02d}/f{i:05d}.txt" for i in range(CHANGED))
+    server.tool("execute_command", session_id=session_id, command=edit)
+    samples: list[float] = []
+    result: object = None
+    for _ in range(rounds):
+        ms, result = timed(workspace_diff, server, session_id)
+        samples.append(ms)
+    assert isinstance(result, dict)
+    changed = len(result["changes"])
+    print(f"\nworkspace_diff, overlay, {FILES:,} files, {changed} changed:  {summary(samples)}")
+    print(f"workspace_diff, overlay, nothing changed:           {summary(unchanged)}")
+    return samples
+
+
+def git_baseline(project: Path, rounds: int) -> list[float]:
+    """The raw baseline: the same changes in the host checkout, `git diff`."""
+    for i in range(CHANGED):
+        with (project / f"d{i:02d}" / f"f{i:05d}.txt").open("a") as handle:
+            handle.write("changed\n")
+    argv = ["git", "-C", str(project), "diff"]
+    samples = [timed(subprocess.run, argv, capture_output=True, check=True, timeout=60)[0] for _ in range(rounds)]
+    print(f"raw baseline: git diff, same checkout and changes:  {summary(samples)}")
+    return samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
@@ -90,59 +145,14 @@ def main() -> int:
         env = {"AGENTBAY_MCP_WORKSPACES": ",".join(f"{mode}={project}:{mode}" for mode in modes)}
         server = RawStdioServer(root / "state", "--pool-size", "0", env=env)
         try:
-            kinds: dict[str, list[str]] = {"empty session": [], **{f"workspace {mode}": [mode] for mode in modes}}
-            create: dict[str, list[float]] = {kind: [] for kind in kinds}
-            walk: dict[str, list[float]] = {kind: [] for kind in kinds if kind != "empty session"}
-            for round_ in range(args.rounds + 2):  # two warm-up rounds
-                for kind, names in kinds.items():
-                    elapsed, session_id = create_and_echo(server, names)
-                    if names:
-                        ms, _ = timed(
-                            server.tool,
-                            "execute_command",
-                            session_id=session_id,
-                            command=f"find /workspace/{names[0]} -type f | wc -l",
-                        )
-                        if round_ >= 2:
-                            walk[kind].append(ms)
-                    if round_ >= 2:
-                        create[kind].append(elapsed)
-                    server.tool("delete_session", session_id=session_id)
-            print(f"\ncreate_session + first `echo` ({args.rounds} rounds, --pool-size 0, same server):")
-            empty = statistics.median(create["empty session"])
-            for kind, samples in create.items():
-                extra = statistics.median(samples) - empty
-                print(f"  {kind:20s} {summary(samples)}   workspace cost {extra:+6.1f} ms")
-            print("\nfirst command reading the whole workspace (find | wc -l over 10,000 files):")
-            for kind, samples in walk.items():
-                print(f"  {kind:20s} {summary(samples)}")
-
-            session_id = server.tool("create_session", image_id="code_latest", workspaces=["overlay"])["session_id"]
-            unchanged = [timed(workspace_diff, server, session_id)[0] for _ in range(5)]
-            edit = " && ".join(f"echo changed >> /workspace/overlay/d{i:02d}/f{i:05d}.txt" for i in range(CHANGED))
-            server.tool("execute_command", session_id=session_id, command=edit)
-            samples, result = [], {}
-            for _ in range(args.rounds):
-                ms, result = timed(workspace_diff, server, session_id)
-                samples.append(ms)
-            assert isinstance(result, dict)
-            changed = len(result["changes"])
-            print(f"\nworkspace_diff, overlay, {FILES:,} files, {changed} changed:  {summary(samples)}")
-            print(f"workspace_diff, overlay, nothing changed:           {summary(unchanged)}")
+            bench_create(server, modes, args.rounds)
+            diff = bench_diff(server, args.rounds)
         finally:
             server.close_stdin()
             server.process.wait(timeout=30)
             server.stop()
-        # The raw baseline: the same 10 changes in the host checkout, `git diff`.
-        for i in range(CHANGED):
-            with (project / f"d{i:02d}" / f"f{i:05d}.txt").open("a") as handle:
-                handle.write("changed\n")
-        git_ms = [
-            timed(subprocess.run, ["git", "-C", str(project), "diff"], capture_output=True, check=True, timeout=60)[0]
-            for _ in range(args.rounds)
-        ]
-        print(f"raw baseline: git diff, same checkout and changes:  {summary(git_ms)}")
-        ratio = statistics.median(samples) / statistics.median(git_ms)
+        git = git_baseline(project, args.rounds)
+        ratio = statistics.median(diff) / statistics.median(git)
         print(f"workspace_diff / git diff: {ratio:.1f}x (the MCP round trip included)")
     finally:
         shutil.rmtree(root, ignore_errors=True)

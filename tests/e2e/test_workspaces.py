@@ -6,16 +6,19 @@ only through the id-mapped mount.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
+import anyio
 import pytest
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records import ShellCommand
-from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError
+from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError, SandboxDiedError, SandboxLostError
 
 pytestmark = [
     pytest.mark.anyio,
@@ -199,3 +202,17 @@ async def test_every_ending_leaves_the_project_intact(
     assert not (state_dir / "sessions" / kept).exists()
     assert snapshot(project) == before
     await successor.close()
+
+
+async def test_a_restarted_sandbox_sees_its_workspace_and_its_edits(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "echo kept > /workspace/proj/new"))[0] == 0
+    os.kill(backend._sandboxes[sid].child_pid, signal.SIGKILL)
+    with contextlib.suppress(SandboxDiedError, SandboxLostError):
+        await anyio.sleep(0.2)
+        await run(backend, sid, "true")
+    assert await run(backend, sid, "cat /workspace/proj/new") == (0, "kept\n")
+    await backend.close()

@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,6 +92,8 @@ class LocalWorkspaces:
         self._specs = {spec.name: spec for spec in specs}
         self._uid = UNPRIVILEGED_UID
         self._locks: dict[tuple[str, str], anyio.Lock] = {}
+        self._namespaces: dict[tuple[int, int], int] = {}
+        self._userns_lock = threading.Lock()  # sessions are assembled in worker threads
         #: Why sessions cannot have workspaces here (None: they can).
         self.reason = reason
         #: The directory of a live session id (SessionNotFoundError otherwise).
@@ -153,11 +156,9 @@ class LocalWorkspaces:
             "layers": str(layers.relative_to(session_dir)),
             "applied": {},
         }
-        userns = idmap.mapping_userns(info.st_uid, info.st_gid, self._uid)
-        try:
-            idmap.mount_idmapped(spec.path, here / "lower", userns, read_only=spec.mode == "ro")
-        finally:
-            os.close(userns)
+        idmap.mount_idmapped(
+            spec.path, here / "lower", self._userns(info.st_uid, info.st_gid), read_only=spec.mode == "ro"
+        )
         if spec.mode == "overlay":
             layers.mkdir(mode=0o700, parents=True, exist_ok=True)
             (layers / "upper").mkdir(mode=0o700)
@@ -167,6 +168,15 @@ class LocalWorkspaces:
             (here / "merged").mkdir(mode=0o700)
             idmap.mount_overlay(here / "lower", layers / "upper", layers / "work", here / "merged")
         _save(here, state)
+
+    def _userns(self, uid: int, gid: int) -> int:
+        """The user namespace mapping (uid, gid) to the sandbox uid: made once (a process spawn), then its fd
+        is kept, which keeps it alive, for the server's life (one per owner of a workspace)."""
+        key = (uid, gid)
+        with self._userns_lock:
+            if key not in self._namespaces:
+                self._namespaces[key] = idmap.mapping_userns(uid, gid, self._uid)
+            return self._namespaces[key]
 
     def binds(self, session_dir: Path) -> list[str]:
         """bwrap arguments showing the session's workspaces at /workspace/NAME (none: no /workspace)."""
