@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,7 +92,8 @@ class LocalWorkspaces:
     def __init__(self, specs: Sequence[WorkspaceSpec], reason: str | None, session_dir: Callable[[str], Path]) -> None:
         self._specs = {spec.name: spec for spec in specs}
         self._uid = UNPRIVILEGED_UID
-        self._locks: dict[tuple[str, str], anyio.Lock] = {}
+        # One apply at a time per session and workspace; a lock nobody holds is dropped by itself.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], anyio.Lock] = weakref.WeakValueDictionary()
         self._namespaces: dict[tuple[int, int], int] = {}
         self._userns_lock = threading.Lock()  # sessions are assembled in worker threads
         #: Why sessions cannot have workspaces here (None: they can).
@@ -200,18 +202,15 @@ class LocalWorkspaces:
         """Write the session's changes (or those under `paths`) to the host directory."""
         wanted = None if paths is None else [_checked_path(path) for path in paths]
         here = self._here(session_id, name)
-        async with self._locks.setdefault((session_id, name), anyio.Lock()):
+        lock = self._locks.setdefault((session_id, name), anyio.Lock())
+        async with lock:
             return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
 
-    def forget(self, session_id: str) -> None:
-        """Drop what is kept for a deleted session."""
-        for key in [key for key in self._locks if key[0] == session_id]:
-            del self._locks[key]
-
     def _here(self, session_id: str, name: str) -> Path:
-        here = self._session_dir(session_id) / WORKSPACE_MOUNTS / name
+        top = self._session_dir(session_id) / WORKSPACE_MOUNTS
+        here = top / name
         if not name or "/" in name or name.startswith(".") or not (here / "state.json").is_file():
-            mine = sorted(os.listdir(here.parent)) if here.parent.is_dir() else []
+            mine = sorted(os.listdir(top)) if top.is_dir() else []
             raise InvalidArgumentError(
                 f"Session {session_id} has no workspace {name!r}"
                 + (f" (it has: {', '.join(mine)})." if mine else " (it was created without workspaces).")
