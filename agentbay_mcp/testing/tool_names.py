@@ -43,3 +43,5 @@ SESSION_TOOLS = {
     "set_session_labels",
     "get_session_labels",
 }
+#: Every tool a server with every toolset lists.
+ALL_TOOLS = SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS | DESKTOP_TOOLS | NETWORK_TOOLS | WORKSPACE_TOOLS
