@@ -14,9 +14,18 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentbay_mcp.backends.common.egress import parse_rules
+from agentbay_mcp.backends.common.workspace_specs import check_workspaces
 
 #: Toolsets an operator can expose; `server.py` maps each to its tools.
-KNOWN_TOOLSETS: tuple[str, ...] = ("sessions", "commands", "files", "desktop", "network", "contexts")
+KNOWN_TOOLSETS: tuple[str, ...] = (
+    "sessions",
+    "commands",
+    "files",
+    "desktop",
+    "network",
+    "contexts",
+    "workspaces",
+)
 
 
 def default_state_dir(euid: int | None = None) -> Path:
@@ -141,6 +150,11 @@ class Settings(BaseSettings):
     network_deny: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Operator deny-list (domains and CIDRs): never reachable from any session."
     )
+    workspaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Host directories sessions may ask for, NAME=/host/path[:ro|rw|overlay] (default overlay), "
+        "shown at /workspace/NAME (local backend, root with bwrap). Environment: comma-separated.",
+    )
     output_cap_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes of each output stream returned."
     )
@@ -210,7 +224,7 @@ class Settings(BaseSettings):
         "instance reap each other's orphans. Default: derived from this host and the state dir.",
     )
 
-    @field_validator("toolsets", "allowed_origins", "network_allow", "network_deny", mode="before")
+    @field_validator("toolsets", "allowed_origins", "network_allow", "network_deny", "workspaces", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
@@ -258,6 +272,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_state_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _workspaces_exist(self) -> Self:
+        check_workspaces(self.workspaces, self.state_dir)  # ValueError saying which and why
+        return self
 
     @model_validator(mode="after")
     def _jwt_needs_both(self) -> Self:

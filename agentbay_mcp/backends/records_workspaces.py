@@ -35,6 +35,7 @@ class WorkspaceChange(Record):
     kind: Literal["added", "modified", "deleted"]
     binary: bool = False
     conflict: bool = Field(default=False, description="The host file changed too since the session started.")
+    symlink: str | None = Field(default=None, description="A symbolic link's target (the change is that link).")
 
 
 class WorkspaceDiff(Record):
@@ -53,3 +54,4 @@ class WorkspaceApplied(Record):
     name: str
     applied: tuple[str, ...]
     conflicts: tuple[str, ...] = ()
+    refused: tuple[str, ...] = Field(default=(), description="'path: why' of changes that cannot be applied safely.")

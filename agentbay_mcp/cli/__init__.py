@@ -104,12 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--screen-height", type=int, dest="screen_height", help="desktop screen height (default 800)")
     serve.add_argument("--window-manager", dest="window_manager", help="EWMH window manager (default openbox)")
     serve.add_argument("--app-wait-ms", type=int, dest="app_wait_ms", help="start_app's wait for a window")
-    serve.add_argument(
-        "--max-contexts-per-principal", type=int, dest="max_contexts_per_principal", help="contexts one principal keeps"
-    )
-    serve.add_argument(
-        "--context-quota-mb", type=int, dest="context_quota_mb", help="MiB of one principal's contexts (0: no limit)"
-    )
+    _add_storage(serve)
     _add_http_security(serve)
 
     doctor = sub.add_parser("doctor", help="check this host and run a short real conversation")
@@ -158,6 +153,24 @@ def _add_emulator(sub: Any) -> None:
     emulator.add_argument("--no-link-url", action="store_true", help="offer no LinkUrl: every tool via CallMcpTool")
     emulator.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap", help="'none' is unsafe")
     emulator.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO")
+
+
+def _add_storage(serve: argparse.ArgumentParser) -> None:
+    """Contexts (kept between sessions) and workspaces (the operator's host directories)."""
+    serve.add_argument(
+        "--max-contexts-per-principal", type=int, dest="max_contexts_per_principal", help="contexts one principal keeps"
+    )
+    serve.add_argument(
+        "--context-quota-mb", type=int, dest="context_quota_mb", help="MiB of one principal's contexts (0: no limit)"
+    )
+    serve.add_argument(
+        "--workspace",
+        action="append",
+        dest="workspaces",
+        metavar="NAME=/host/path[:ro|rw|overlay]",
+        help="a host directory sessions may show at /workspace/NAME (repeatable; env AGENTBAY_MCP_WORKSPACES, "
+        "comma-separated)",
+    )
 
 
 def _add_http_security(serve: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from agentbay_mcp.backends.common.server_lock import live_servers
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.layout import StateDir
 from agentbay_mcp.settings import Settings
 
 
@@ -42,14 +43,14 @@ class SessionRow(BaseModel):
 
 def collect_rows(settings: Settings) -> list[SessionRow]:
     """Every session in the state dir, oldest first, with whether its server is alive."""
-    backend = LocalBackend(settings.state_dir)
+    backend, state = LocalBackend(settings.state_dir), StateDir(settings.state_dir)
     records = anyio.run(backend.list_all)
     servers = live_servers(backend.state_dir / "servers")
     now = datetime.now(UTC)
     rows: list[SessionRow] = []
     for record in sorted(records, key=lambda r: r.created_at):
         info = servers.get(record.server_id)
-        last_used = backend.last_used(record.session_id)
+        last_used = state.last_used(record.session_id)
         rows.append(
             SessionRow(
                 session_id=record.session_id,

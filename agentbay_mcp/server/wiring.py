@@ -19,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from agentbay_mcp import __version__
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.backends.common.egress import parse_rules
+from agentbay_mcp.backends.common.workspace_specs import check_workspaces
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.network import NetworkBounds
 from agentbay_mcp.backends.local.sandbox import DesktopOptions, SandboxOptions, SessionLimits
@@ -34,8 +35,9 @@ from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.registry import Registry
 from agentbay_mcp.services.sessions.service import SessionService
+from agentbay_mcp.services.workspaces.service import WorkspaceService
 from agentbay_mcp.settings import Settings
-from agentbay_mcp.tools import commands, contexts, desktop, files, network, sessions
+from agentbay_mcp.tools import commands, contexts, desktop, files, network, sessions, workspaces
 from agentbay_mcp.tools.common import AppState
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ TOOLSETS: dict[str, Callable[[ToolsetServer[Any]], None]] = {
     "desktop": desktop.register,
     "network": network.register,
     "contexts": contexts.register,
+    "workspaces": workspaces.register,
 }
 
 
@@ -121,7 +124,9 @@ def default_backend(settings: Settings, http: httpx2.AsyncClient | None = None) 
         sandbox=sandbox_options(settings),
         pool_size=settings.pool_size,
         network_bounds=network_bounds(settings),
+        context_quota_bytes=settings.context_quota_mb * 1024 * 1024 or None,
         prepare_in_background=True,
+        workspaces=check_workspaces(settings.workspaces, settings.state_dir),
     )
 
 
@@ -175,6 +180,7 @@ async def _serving(
                     capabilities,
                     max_contexts_per_principal=settings.max_contexts_per_principal,
                 ),
+                workspaces=WorkspaceService(service, backend.workspaces, capabilities),
                 settings=settings,
                 tool_kinds=tool_kinds,
             )

@@ -256,10 +256,26 @@ def _link(text: str, _: dict[str, Any]) -> dict[str, Any]:
     return {"protocol": match["protocol"], "session_id": match["session_id"]}
 
 
+def _workspace_diff(text: str, structured: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Workspace \S+ of (?P<session_id>[^\s:]+)", text)
+    assert match, text
+    # The header and one line per change, then the diff (none for ro and rw, which have one line).
+    body = text.split("\n", len(structured.get("changes", [])) + 1)
+    return {"session_id": match["session_id"], "diff": body[-1] if len(body) > len(structured["changes"]) + 1 else ""}
+
+
+def _workspace_applied(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Applied .* of (?P<session_id>\S+) to workspace", text)
+    assert match, text
+    return {"session_id": match["session_id"]}
+
+
 _READERS = {
     "create_session": _one_session,
     "get_session": _one_session,
     "list_contexts": _contexts,
+    "workspace_diff": _workspace_diff,
+    "workspace_apply": _workspace_applied,
     "set_session_network": _network,
     "get_link": _link,
     "execute_command": _command,

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 
 from agentbay_mcp.backends.local import LocalBackend
-from agentbay_mcp.backends.records import ShellCommand
+from agentbay_mcp.backends.records import SessionRecord, ShellCommand
 from agentbay_mcp.backends.records_contexts import ContextMount
 
 CALL_TIMEOUT = 60
@@ -34,17 +34,23 @@ async def mount_of(backend: LocalBackend, owner: str, name: str, path: str) -> C
     return ContextMount(context_id=context.context_id, name=name, owner=owner, path=path)
 
 
+async def new_session(backend: LocalBackend, *mounts: ContextMount, owner: str = "c") -> SessionRecord:
+    """A code session with `mounts`."""
+    return await backend.create_session(image_id="code_latest", labels={}, owner=owner, contexts=list(mounts))
+
+
 async def _hold(state_dir: str, owner: str, name: str, path: str, command: str) -> None:
     """Be a server with one session that mounts `name` and ran `command`; print its id, then wait to be killed."""
     async with anyio.create_task_group() as group:
         backend = LocalBackend(Path(state_dir))
         await backend.start(group)
         mount = await mount_of(backend, owner, name, path)
-        record = await backend.create_session(image_id="code_latest", labels={}, owner="doomed", contexts=[mount])
+        record = await new_session(backend, mount, owner="doomed")
         out = await sh(backend, record.session_id, command)
         print(json.dumps({"session_id": record.session_id, "out": out}), flush=True)
         await anyio.sleep_forever()
 
 
 if __name__ == "__main__":  # python -m agentbay_mcp.testing.contexts STATE_DIR OWNER NAME PATH COMMAND
-    anyio.run(_hold, *sys.argv[1:6])
+    state, principal, context, at, command = sys.argv[1:6]
+    anyio.run(_hold, state, principal, context, at, command)

@@ -35,6 +35,7 @@ DESKTOP_TOOLS = {
 }
 NETWORK_TOOLS = {"set_session_network", "get_link"}
 CONTEXT_TOOLS = {"create_context", "list_contexts", "get_context", "delete_context", "sync_context"}
+WORKSPACE_TOOLS = {"workspace_diff", "workspace_apply"}
 SESSION_TOOLS = {
     "create_session",
     "delete_session",
@@ -43,3 +44,5 @@ SESSION_TOOLS = {
     "set_session_labels",
     "get_session_labels",
 }
+#: Every tool a server with every toolset lists.
+ALL_TOOLS = SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS | DESKTOP_TOOLS | NETWORK_TOOLS | CONTEXT_TOOLS | WORKSPACE_TOOLS

@@ -20,6 +20,7 @@ from agentbay_mcp.services.desktop.service import DesktopService
 from agentbay_mcp.services.files.service import FileService
 from agentbay_mcp.services.network.service import NetworkService
 from agentbay_mcp.services.sessions.service import SessionService
+from agentbay_mcp.services.workspaces.service import WorkspaceService
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.tools.descriptions import DESCRIPTIONS
 from agentbay_mcp.tools.schemas import lean
@@ -36,6 +37,7 @@ class AppState:
     desktop: DesktopService
     network: NetworkService
     contexts: ContextService
+    workspaces: WorkspaceService
     settings: Settings
     tool_kinds: dict[str, ToolKind]
 
@@ -50,6 +52,7 @@ class Call:
     desktop: DesktopService
     network: NetworkService
     contexts: ContextService
+    workspaces: WorkspaceService
     conversation: str
 
 
@@ -69,6 +72,7 @@ async def tool_call(ctx: Context[Any, Any]) -> AsyncIterator[Call]:
             state.desktop,
             state.network,
             state.contexts,
+            state.workspaces,
             caller.conversation,
         )
     except AgentBayMCPError as exc:

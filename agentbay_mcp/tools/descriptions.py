@@ -8,8 +8,14 @@ DESCRIPTIONS: dict[str, str] = {
         "Create a disposable sandbox session; returns the session_id the other tools need. Deleted when this "
         "conversation ends or after its idle lease. image_id: 'linux_latest' (desktop) or 'code_latest' "
         "(shell, files). network: as for set_session_network. contexts: storage kept between sessions, "
-        "copied in at path (made if new) and saved back when the session ends. workspaces: the operator's "
-        "host directories to show at /workspace/NAME."
+        "copied in at path (made if new) and saved back when the session ends. workspaces: host dirs the "
+        "operator offers, at /workspace/NAME."
+    ),
+    # tools/workspaces.py
+    "workspace_diff": "Changes the session made in /workspace/NAME (overlay mode): paths, then a unified diff.",
+    "workspace_apply": (
+        "Write the session's changes in /workspace/NAME (or under paths) to the host. Paths the host changed "
+        "too are skipped and listed, unless overwrite."
     ),
     "set_session_network": (
         "Change what a session may reach, at once: 'off', 'on' (public internet) or an allow-list of domains "

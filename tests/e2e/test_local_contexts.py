@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError, QuotaExceededError
-from agentbay_mcp.testing.contexts import mount_of, sh
+from agentbay_mcp.testing.contexts import mount_of, new_session, sh
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +36,7 @@ async def test_round_trip_across_sessions(state_dir: Path, task_group: TaskGroup
     backend = await started(state_dir, task_group)
     assert backend.capabilities.contexts
     mount = await mount_of(backend, OWNER, "cache", "/home/user/.cache/work")
-    first = await backend.create_session(image_id="code_latest", labels={}, owner="conv-1", contexts=[mount])
+    first = await new_session(backend, mount, owner="conv-1")
     assert first.contexts == (mount,)
     assert (await backend.get_session(first.session_id)).contexts == (mount,)
     out = await sh(
@@ -52,7 +53,7 @@ async def test_round_trip_across_sessions(state_dir: Path, task_group: TaskGroup
     context = await backend.contexts.get_context(OWNER, "cache", create=False)
     assert (context.file_count, context.size_bytes, context.in_use_by, context.notice) == (2, 5, (), None)
     assert context.last_used_at is not None
-    second = await backend.create_session(image_id="code_latest", labels={}, owner="conv-2", contexts=[mount])
+    second = await new_session(backend, mount, owner="conv-2")
     out = await sh(
         backend, second.session_id, "cat .cache/work/d/f; readlink .cache/work/link; stat -c %u .cache/work/d/f; id -u"
     )
@@ -75,8 +76,8 @@ async def test_round_trip_across_sessions(state_dir: Path, task_group: TaskGroup
 async def test_sync_while_running_and_last_sync_wins(state_dir: Path, task_group: TaskGroup) -> None:
     backend = await started(state_dir, task_group)
     mount = await mount_of(backend, OWNER, "shared", "/tmp/shared")
-    a = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
-    b = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    a = await new_session(backend, mount)
+    b = await new_session(backend, mount)
     in_use = (await backend.contexts.get_context(OWNER, "shared", create=False)).in_use_by
     assert sorted(in_use) == sorted([a.session_id, b.session_id])
     await sh(backend, a.session_id, "echo from-a > /tmp/shared/a")
@@ -91,10 +92,10 @@ async def test_sync_while_running_and_last_sync_wins(state_dir: Path, task_group
     with pytest.raises(InvalidArgumentError, match="no context 'other'"):
         await backend.contexts.sync_context(b.session_id, "other")
     await backend.delete_session(b.session_id)  # b is the newest: its ending sync needs no warning
-    c = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    c = await new_session(backend, mount)
     assert (await sh(backend, c.session_id, "ls /tmp/shared")).split() == ["b"]
     await backend.delete_session(a.session_id)  # a's ending replaces b's: the whole tree, last wins
-    d = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    d = await new_session(backend, mount)
     assert (await sh(backend, d.session_id, "ls /tmp/shared")).split() == ["a"]
     for session in (c, d):
         await backend.delete_session(session.session_id)
@@ -104,7 +105,7 @@ async def test_sync_while_running_and_last_sync_wins(state_dir: Path, task_group
 async def test_owner_quota_keeps_the_context_and_says_why(state_dir: Path, task_group: TaskGroup) -> None:
     backend = await started(state_dir, task_group, context_quota_bytes=2 * MB)
     mount = await mount_of(backend, OWNER, "small", "/home/user/small")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     await sh(backend, session.session_id, "head -c 1000 /dev/zero > small/ok")
     await backend.contexts.sync_context(session.session_id)
     await sh(backend, session.session_id, "head -c 3000000 /dev/zero > small/big")
@@ -120,7 +121,7 @@ async def test_owner_quota_keeps_the_context_and_says_why(state_dir: Path, task_
     assert context.size_bytes == 1000
     assert context.notice
     assert session.session_id in context.notice
-    fresh = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    fresh = await new_session(backend, mount)
     assert (await sh(backend, fresh.session_id, "ls small")).split() == ["ok"]
     await backend.delete_session(fresh.session_id)  # a sync that works clears the notice
     assert (await backend.contexts.get_context(OWNER, "small", create=False)).notice is None
@@ -141,7 +142,7 @@ async def test_a_context_larger_than_the_disk_quota_fails_create_cleanly(
     figures = json.loads((context.content().parent / "version.json").read_text())
     (context.content().parent / "version.json").write_text(json.dumps({**figures, "size_bytes": 40 * MB}))
     with pytest.raises(QuotaExceededError, match=r"'big' holds 40.0 MB, more than the 32 MB"):
-        await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+        await new_session(backend, mount)
     assert await backend.list_all() == []
     assert list((state_dir / "sessions").iterdir()) == []
     assert (await backend.contexts.get_context(OWNER, "big", create=False)).size_bytes == 40 * MB
@@ -151,7 +152,7 @@ async def test_a_context_larger_than_the_disk_quota_fails_create_cleanly(
 async def test_a_missing_path_syncs_an_empty_context(state_dir: Path, task_group: TaskGroup) -> None:
     backend = await started(state_dir, task_group)
     mount = await mount_of(backend, OWNER, "gone", "/home/user/gone")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     await sh(backend, session.session_id, "echo x > gone/f")
     await backend.contexts.sync_context(session.session_id)
     await sh(backend, session.session_id, "rm -rf gone")
@@ -168,7 +169,7 @@ async def test_pooled_sessions_get_their_contexts(state_dir: Path, task_group: T
         while len(backend.pool) < 1:  # noqa: ASYNC110 - a test may poll
             await anyio.sleep(0.01)
     mount = await mount_of(backend, OWNER, "pooled", "/home/user/p")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     await sh(backend, session.session_id, "echo pooled > p/f")
     await backend.delete_session(session.session_id)
     assert (await backend.contexts.get_context(OWNER, "pooled", create=False)).file_count == 1
@@ -216,7 +217,7 @@ async def test_a_sigkilled_servers_session_is_synced_when_reaped(state_dir: Path
     assert stored is not None
     assert stored.synced_by == orphan
     mount = await mount_of(backend, OWNER, "survivor", "/tmp/again")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     assert await sh(backend, session.session_id, "cat /tmp/again/deep/f") == "saved\n"
     await backend.delete_session(session.session_id)
     await backend.close()
@@ -227,7 +228,7 @@ async def test_an_orphan_that_cannot_be_read_safely_keeps_the_context(state_dir:
     if backend.disk_quota is None:
         pytest.skip("no disk quota on this host: nothing to unmount")
     mount = await mount_of(backend, OWNER, "kept", "/home/user/data")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     await sh(backend, session.session_id, "echo first > data/f")
     await backend.delete_session(session.session_id)
     await backend.close()
@@ -239,4 +240,92 @@ async def test_an_orphan_that_cannot_be_read_safely_keeps_the_context(state_dir:
     assert context.file_count == 1, "an unreadable session must never empty its context"
     assert context.notice is not None
     assert orphan in context.notice
+    await backend.close()
+
+
+async def test_contexts_work_without_bwrap(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group, sandbox=SandboxOptions(isolation="none"))
+    assert backend.capabilities.contexts
+    mount = await mount_of(backend, OWNER, "plain", "/home/user/plain")
+    session = await new_session(backend, mount)
+    await sh(backend, session.session_id, "echo plain > $HOME/plain/f")
+    await backend.delete_session(session.session_id)
+    assert (await backend.contexts.get_context(OWNER, "plain", create=False)).file_count == 1
+    await backend.close()
+
+
+async def test_litter_of_a_crash_is_tidied(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "tidy", "/home/user/t")
+    context = backend.contexts.store.read(OWNER, "tidy")
+    assert context is not None
+    # As a server killed mid-sync (a version written, `current` not swapped) and mid-create would leave.
+    for litter in (context.path / ".sync-abc", context.path / "v7", context.path.parent / ".new~tidy~0000"):
+        (litter / "content").mkdir(parents=True)
+    os.symlink("v7", context.path / ".current.1234")
+    session = await new_session(backend, mount)
+    assert sorted(os.listdir(context.path)) == ["current", "meta.json", "v0"]
+    assert not (context.path.parent / ".new~tidy~0000").exists()
+    await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_two_servers_on_one_state_dir_sync_one_context_in_turn(state_dir: Path, task_group: TaskGroup) -> None:
+    """Each backend has its own in-process locks: only the store's flock keeps their syncs apart."""
+    one = await started(state_dir, task_group)
+    two = await started(state_dir, task_group)
+    mount = await mount_of(one, OWNER, "busy", "/home/user/busy")
+    sessions = []
+    for backend, tag in ((one, "one"), (two, "two")):
+        record = await new_session(backend, mount)
+        await sh(backend, record.session_id, f"for i in $(seq 50); do echo {tag} > busy/{tag}-$i; done")
+        sessions.append((backend, record.session_id))
+    rounds = 6
+    async with anyio.create_task_group() as group:
+        for backend, session_id in sessions:
+            for _ in range(rounds):
+                group.start_soon(backend.contexts.sync_context, session_id)
+    stored = one.contexts.store.read(OWNER, "busy")
+    assert stored is not None
+    assert stored.version == 2 * rounds
+    names = sorted(os.listdir(stored.content()))
+    assert len(names) == 50
+    assert len({name.split("-")[0] for name in names}) == 1, f"a version mixes two sessions' trees: {names}"
+    assert sorted(os.listdir(stored.path)) == ["current", "meta.json", f"v{stored.version}"]
+    for backend, session_id in sessions:
+        await backend.delete_session(session_id)
+    await one.close()
+    await two.close()
+
+
+async def test_a_context_can_be_the_whole_home(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "home", "/home/user")
+    first = await new_session(backend, mount)
+    await sh(backend, first.session_id, "mkdir proj && echo hi > proj/readme")
+    await backend.delete_session(first.session_id)
+    second = await new_session(backend, mount)
+    out = await sh(backend, second.session_id, "cat proj/readme; stat -c %u proj/readme; id -u; touch proj/w && echo w")
+    lines = out.splitlines()
+    assert lines[0] == "hi", out
+    assert lines[1] == lines[2], out
+    assert lines[3] == "w", out
+    await backend.delete_session(second.session_id)
+    await backend.close()
+
+
+async def test_one_context_at_two_paths_of_one_session(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    first = await mount_of(backend, OWNER, "twice", "/home/user/a")
+    second = first.model_copy(update={"path": "/tmp/b"})
+    session = await new_session(backend, first, second)
+    await sh(backend, session.session_id, "echo a > a/f; echo b > /tmp/b/g")
+    with anyio.fail_after(30):
+        synced = await backend.contexts.sync_context(session.session_id, "twice")
+    assert [s.path for s in synced] == ["/home/user/a", "/tmp/b"]
+    assert [s.warning for s in synced] == ["", ""]
+    await backend.delete_session(session.session_id)
+    stored = backend.contexts.store.read(OWNER, "twice")
+    assert stored is not None
+    assert os.listdir(stored.content()) == ["g"]  # the mounts sync in order: the last one wins
     await backend.close()

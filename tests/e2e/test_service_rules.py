@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -135,11 +136,11 @@ class SlowBackend(LocalBackend):
         self.proceed = anyio.Event()
 
     async def create_session(
-        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False
+        self, *, image_id: str, labels: dict[str, str], owner: str, network: bool = False, **mounts: Any
     ) -> SessionRecord:
         self.entered.set()
         await self.proceed.wait()
-        return await super().create_session(image_id=image_id, labels=labels, owner=owner, network=network)
+        return await super().create_session(image_id=image_id, labels=labels, owner=owner, network=network, **mounts)
 
 
 async def test_a_create_finishing_after_disconnect_is_undone(state_dir: Path, task_group: TaskGroup) -> None:

@@ -12,14 +12,7 @@ from agentbay_mcp.server.wiring import build_server
 from agentbay_mcp.settings import Settings
 from agentbay_mcp.testing.calls import call, call_error
 from agentbay_mcp.testing.servers import session_dirs
-from agentbay_mcp.testing.tool_names import (
-    COMMAND_TOOLS,
-    CONTEXT_TOOLS,
-    DESKTOP_TOOLS,
-    FILE_TOOLS,
-    NETWORK_TOOLS,
-    SESSION_TOOLS,
-)
+from agentbay_mcp.testing.tool_names import ALL_TOOLS
 from agentbay_mcp.tools.common import hint
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS | DESKTOP_TOOLS | NETWORK_TOOLS | CONTEXT_TOOLS
+    assert set(tools) == ALL_TOOLS
     for name in ("list_windows", "get_active_window", "take_screenshot", "get_installed_apps"):
         assert hint(tools[name].annotations, "read_only_hint") is True
     for name in ("control_window", "input_action", "stop_app"):

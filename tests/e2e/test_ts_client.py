@@ -17,14 +17,7 @@ from pathlib import Path
 import pytest
 
 from agentbay_mcp.testing.servers import server_env
-from agentbay_mcp.testing.tool_names import (
-    COMMAND_TOOLS,
-    CONTEXT_TOOLS,
-    DESKTOP_TOOLS,
-    FILE_TOOLS,
-    NETWORK_TOOLS,
-    SESSION_TOOLS,
-)
+from agentbay_mcp.testing.tool_names import ALL_TOOLS, WORKSPACE_TOOLS
 
 JS_DIR = Path(__file__).parent.parent / "js"
 
@@ -36,6 +29,13 @@ def test_typescript_client_accepts_every_answer(state_dir: Path) -> None:
     if not (JS_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
         pytest.fail("tests/js/node_modules is missing: run `bash scripts/setup.sh --dev` (it runs npm ci)")
     env = {**os.environ, **server_env(state_dir)}
+    workspace_tools: set[str] = set()
+    if os.geteuid() == 0:  # workspaces need a root server: offer one, and every_tool.mjs uses it
+        project = state_dir.parent / "project"
+        project.mkdir()
+        (project / "a.txt").write_text("original\n")
+        env["AGENTBAY_MCP_WORKSPACES"] = f"proj={project}"
+        workspace_tools = WORKSPACE_TOOLS
     done = subprocess.run(
         [node, str(JS_DIR / "every_tool.mjs"), sys.executable],
         env=env,
@@ -49,9 +49,7 @@ def test_typescript_client_accepts_every_answer(state_dir: Path) -> None:
     assert lines[-1] == {"done": True}, lines[-1]
     listed = dict(lines[0]["tools"])
     called = {line["tool"] for line in lines[1:-1]}
-    assert called == SESSION_TOOLS | COMMAND_TOOLS | FILE_TOOLS | DESKTOP_TOOLS | NETWORK_TOOLS | CONTEXT_TOOLS, (
-        "every tool is called once at least"
-    )
+    assert called == (ALL_TOOLS - WORKSPACE_TOOLS) | workspace_tools, "every tool is called once at least"
     for line in lines[1:-1]:
         assert line["text"], f"{line['tool']} answered no text"
         assert (line["structured"] is not None) == listed[line["tool"]], line
@@ -60,3 +58,5 @@ def test_typescript_client_accepts_every_answer(state_dir: Path) -> None:
         ms=command["structured"]["duration_ms"]
     )
     assert "stdout" not in command["structured"], "command output travels once, in the text"
+    if workspace_tools:
+        assert (state_dir.parent / "project" / "a.txt").read_text() == "changed\n"

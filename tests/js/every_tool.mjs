@@ -56,6 +56,13 @@ await call("move_file", { session_id: code, source: "dir/a.txt", destination: "d
 await call("list_directory", { session_id: code, path: "dir" });
 await call("list_directory", { session_id: code, path: "dir", details: true });
 await call("search_files", { session_id: code, path: "/home/user", pattern: "*.txt" });
+if (process.env.AGENTBAY_MCP_WORKSPACES) {
+  // The test offers workspace "proj" (a root server only): edit it in a session, see the diff, apply it.
+  const ws = (await call("create_session", { image_id: "code_latest", workspaces: ["proj"] })).session_id;
+  await call("execute_command", { session_id: ws, command: "echo changed > /workspace/proj/a.txt" });
+  await call("workspace_diff", { session_id: ws, name: "proj" });
+  await call("workspace_apply", { session_id: ws, name: "proj", paths: ["a.txt"] });
+}
 
 const desk = (await call("create_session", { image_id: "linux_latest" })).session_id;
 await call("get_installed_apps", { session_id: desk });

@@ -15,7 +15,7 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import AgentBayMCPError, InvalidArgumentError, QuotaExceededError
-from agentbay_mcp.testing.contexts import mount_of, sh
+from agentbay_mcp.testing.contexts import mount_of, new_session, sh
 from tests.security.file_attacks import Canaries
 
 pytestmark = pytest.mark.anyio
@@ -66,7 +66,7 @@ async def test_syncs_raced_by_symlink_swaps_never_copy_host_files(
     await backend.start(task_group)
     before = snapshot(canaries.directory)
     mount = await mount_of(backend, OWNER, "raced", "/home/user/data")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     command = RACE.format(canary=canaries.directory, secret=canaries.secret_file)
     assert (await sh(backend, session.session_id, command)).strip() == "started"
     synced = 0
@@ -98,7 +98,7 @@ async def test_a_symlink_in_a_context_stays_a_symlink(
     backend = LocalBackend(state_dir)
     await backend.start(task_group)
     mount = await mount_of(backend, OWNER, "links", "/home/user/data")
-    first = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    first = await new_session(backend, mount)
     await sh(
         backend,
         first.session_id,
@@ -109,7 +109,7 @@ async def test_a_symlink_in_a_context_stays_a_symlink(
     assert stored["abs"] == f"link:{canaries.secret_file}"
     assert stored["up"] == "link:../../.."
     assert stored["dir"] == f"link:{canaries.directory}"
-    second = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    second = await new_session(backend, mount)
     out = await sh(backend, second.session_id, "for l in abs up dir; do test -L data/$l && readlink data/$l; done")
     assert out.split() == [str(canaries.secret_file), "../../..", str(canaries.directory)]
     # The copy-in did not follow them either: the host canary is nowhere in the session's files.
@@ -137,7 +137,7 @@ async def test_bad_names_and_paths_are_refused_by_the_backend(state_dir: Path, t
     for path in ("/home/user/../../etc", "/etc", "/home/user/a/../../../x", "/home/user//x", "/tmp/./x", "/tmpx"):
         mount = ContextMount(context_id=good.context_id, name="good", owner=OWNER, path=path)
         with pytest.raises(InvalidArgumentError):
-            await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+            await new_session(backend, mount)
     bad_name = ContextMount(context_id=good.context_id, name="../good", owner=OWNER, path="/home/user/x")
     with pytest.raises(InvalidArgumentError):
         await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[bad_name])
@@ -149,7 +149,7 @@ async def test_a_tree_deeper_than_the_bound_is_not_synced(state_dir: Path, task_
     backend = LocalBackend(state_dir)
     await backend.start(task_group)
     mount = await mount_of(backend, OWNER, "deep", "/home/user/data")
-    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[mount])
+    session = await new_session(backend, mount)
     await sh(backend, session.session_id, "echo kept > data/f; echo ok")
     await backend.contexts.sync_context(session.session_id)
     await sh(backend, session.session_id, "cd data && for i in $(seq 200); do mkdir d && cd d; done; echo ok")

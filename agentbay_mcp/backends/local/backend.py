@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +23,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.common.server_lock import ServerLock, new_server_id
 from agentbay_mcp.backends.common.unsupported import unsupported_mounts
+from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local.agent import install_agent
 from agentbay_mcp.backends.local.agent_client import AgentClient
 from agentbay_mcp.backends.local.capabilities import LocalDesktop, LocalFiles, LocalProcesses
@@ -34,6 +34,7 @@ from agentbay_mcp.backends.local.disk_quota import (
     DiskQuotaError,
     on_quota_disk,
     prepare_quota,
+    provision_home,
 )
 from agentbay_mcp.backends.local.layout import (
     StateDir,
@@ -50,7 +51,7 @@ from agentbay_mcp.backends.local.leftovers import write_sandbox_pids
 from agentbay_mcp.backends.local.network import LocalNetwork, NetworkBounds, capabilities_for
 from agentbay_mcp.backends.local.offer import CAPABILITIES, IMAGES
 from agentbay_mcp.backends.local.pool import POOL_OWNER, SessionPool
-from agentbay_mcp.backends.local.reaping import reap_orphans_sync, unmount_own_disks
+from agentbay_mcp.backends.local.reaping import reap_orphans_sync, unmount_own
 from agentbay_mcp.backends.local.restarts import RestartBudget, loss_report
 from agentbay_mcp.backends.local.sandbox import (
     INSTALL_BWRAP_HINT,
@@ -60,6 +61,7 @@ from agentbay_mcp.backends.local.sandbox import (
     find_bwrap,
     launch,
 )
+from agentbay_mcp.backends.local.workspaces import offer_workspaces
 from agentbay_mcp.backends.records import ImageInfo, NetworkPolicy, SessionRecord
 from agentbay_mcp.backends.records_contexts import ContextMount
 from agentbay_mcp.errors import (
@@ -87,6 +89,7 @@ class LocalBackend:
         network_bounds: NetworkBounds | None = None,
         prepare_in_background: bool = False,
         context_quota_bytes: int | None = None,
+        workspaces: Sequence[WorkspaceSpec] = (),
     ) -> None:
         self._state = StateDir(state_dir)
         self._server_id = server_id or new_server_id()
@@ -122,7 +125,8 @@ class LocalBackend:
         self._unprepared: BackendUnavailableError | None = None
         # What it can do (everything), and its capability objects (see backends/protocols.py).
         confined, root = options.isolation == "bwrap", os.geteuid() == 0
-        self.capabilities: Final = capabilities_for(CAPABILITIES, confined=confined, root=root)
+        self._ws = offer_workspaces(workspaces, confined and root, self._state.session_dir, self._read)
+        self.capabilities: Final = self._ws.declare(capabilities_for(CAPABILITIES, confined=confined, root=root))
         self.network: Final = LocalNetwork(  # its slirp4netns counts against the session's cgroups
             network_bounds or NetworkBounds(),
             confined=confined,
@@ -137,7 +141,7 @@ class LocalBackend:
         self.desktop: Final = LocalDesktop(self._desktop_agent, self._agent, self.processes, screen)
         uid, disk = UNPRIVILEGED_UID if confined and root else None, lambda: self._disk and self._disk.size_bytes
         self.contexts: Final = LocalContexts(self._state, quota=context_quota_bytes, session_uid=uid, disk_bytes=disk)
-        self.workspaces: Final = None
+        self.workspaces: Final = self._ws.usable
 
     @property
     def sandbox_options(self) -> SandboxOptions:
@@ -237,8 +241,8 @@ class LocalBackend:
             await self.pool.close()
             for session_id in list(self._sandboxes):
                 await self._stop_sandbox(session_id)
-            if self._disk is not None:
-                await anyio.to_thread.run_sync(unmount_own_disks, self._state, self._server_id)
+            if self._disk is not None or self.workspaces is not None:
+                await anyio.to_thread.run_sync(unmount_own, self._state, self._server_id)
         self._lock.release()
 
     async def create_session(
@@ -258,10 +262,11 @@ class LocalBackend:
                 f"Unknown image_id {image_id!r}. The local backend offers: {', '.join(self._images)}."
             )
         unsupported_mounts(self.capabilities, contexts, workspaces)
+        self._ws.check(workspaces)
         network = network or NetworkPolicy()
         if network.enabled and not self.capabilities.egress_rules:
             raise BackendUnavailableError(self.capabilities.unsupported["egress_rules"])
-        if (pooled := self.pool.take()) is not None:
+        if not workspaces and (pooled := self.pool.take()) is not None:
             record = SessionRecord.new(
                 pooled, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
             )
@@ -277,7 +282,7 @@ class LocalBackend:
                 raise
             else:
                 return await self._with_contexts(record, contexts)
-        return await self._with_contexts(await self._create(image_id, labels, owner, network), contexts)
+        return await self._with_contexts(await self._create(image_id, labels, owner, network, workspaces), contexts)
 
     async def _with_contexts(self, record: SessionRecord, contexts: Sequence[ContextMount]) -> SessionRecord:
         """The session with its contexts copied in before it runs any command, or no session."""
@@ -288,7 +293,9 @@ class LocalBackend:
                 await self.delete_session(record.session_id)
             raise
 
-    async def _create(self, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy) -> SessionRecord:
+    async def _create(
+        self, image_id: str, labels: dict[str, str], owner: str, network: NetworkPolicy, workspaces: Sequence[str] = ()
+    ) -> SessionRecord:
         """Assemble a session in staging, publish it with one rename, then start its sandbox."""
         if self._prepared is not None:  # the agent is installed in the background at start
             await self._prepared.wait()
@@ -296,8 +303,9 @@ class LocalBackend:
             raise BackendUnavailableError(str(self._unprepared))
         session_id = new_session_id()
         record = SessionRecord.new(
-            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network
-        )
+            session_id, image_id=image_id, labels=labels, owner=owner, server_id=self._server_id, network=network,
+            workspaces=workspaces,
+        )  # fmt: skip
         staging = self._state.staging_dir(self._server_id, session_id)
         try:
             # In a thread: with a disk quota this mounts a file system (a few ms of kernel work).
@@ -308,6 +316,9 @@ class LocalBackend:
                 f"Could not give the session its disk quota: {exc.strerror or exc}. Try again; if it keeps "
                 "failing, run 'agentbay-mcp doctor', or set --disk-limit-mb 0 to run sessions without one."
             ) from exc
+        except BackendError:  # a workspace that cannot be mounted: says which
+            await anyio.to_thread.run_sync(remove_tree, staging)
+            raise
         except OSError as exc:
             await anyio.to_thread.run_sync(remove_tree, staging)
             raise BackendUnavailableError(
@@ -326,16 +337,9 @@ class LocalBackend:
     def _assemble(self, staging: Path, record: SessionRecord) -> None:
         """Build the session in staging, then publish it with one rename (a mount inside moves along)."""
         staging.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700)
-        # Private to the sandbox user: on a root server the session dirs are reachable (o+x) by
-        # every local user, and their paths are visible in bwrap's command line.
-        if self._disk is not None:
-            self._disk.provision(staging, UNPRIVILEGED_UID)
-        else:
-            (staging / "home").mkdir(mode=0o700)
-            (staging / "tmp").mkdir(mode=0o700)
-            if os.geteuid() == 0 and self._options.isolation == "bwrap":
-                for name in ("home", "tmp"):
-                    os.chown(staging / name, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        confined_root = os.geteuid() == 0 and self._options.isolation == "bwrap"
+        provision_home(staging, self._disk, UNPRIVILEGED_UID, chown_plain=confined_root)
+        self._ws.assemble(staging, record.workspaces, staging / "disk" if self._disk is not None else None)
         write_record(staging / "meta.json", record)
         staging.rename(self._state.session_dir(record.session_id))
 
@@ -404,7 +408,8 @@ class LocalBackend:
             )
         session_dir = self._state.session_dir(session_id)
         options, tg = self._options, self._task_group
-        sandbox = await launch(session_id, session_dir, options, task_group=tg, cgroups=self._cgroups)
+        binds = self._ws.binds(session_dir)  # the session's workspaces, if any
+        sandbox = await launch(session_id, session_dir, options, task_group=tg, cgroups=self._cgroups, binds=binds)
         self._sandboxes[session_id] = sandbox
         # The proxy in its namespace, and slirp with the routes if its policy has any (a restart: again).
         try:
@@ -482,10 +487,6 @@ class LocalBackend:
             with contextlib.suppress(SessionNotFoundError):
                 records.append(self._read(session_id))
         return records
-
-    def last_used(self, session_id: str) -> datetime | None:
-        """When the session was last used, from its record's mtime."""
-        return self._state.last_used(session_id)
 
     def _read(self, session_id: str) -> SessionRecord:
         if not is_session_id(session_id):

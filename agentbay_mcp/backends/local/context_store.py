@@ -7,7 +7,9 @@
       <name>/v<N>/content/                       the files
       <name>/v<N>/version.json                   version, size_bytes, file_count, synced_by, synced_at
       <name>/.sync-<random>/                     a version being written (litter if its writer died)
-      .trash-<random>/                           a context being deleted
+      .new~<name>~<random>/                      a context being created (litter if its creator died)
+      .trash-<random>/                           a context being deleted (litter: removed at the owner's
+                                                 next create or delete)
 
 A version's files and its figures live together, so swapping `current` commits both at once: a crash
 at any point leaves the old version or the new one whole, and the next locked use of the context
@@ -36,6 +38,7 @@ from agentbay_mcp.errors import InvalidArgumentError
 CURRENT = "current"
 SYNC_PREFIX = ".sync-"
 TRASH_PREFIX = ".trash-"
+NEW_PREFIX = ".new~"  # '~' is in no name, so one context's prefix never matches another's
 
 
 def owner_key(owner: str) -> str:
@@ -130,7 +133,10 @@ class ContextStore:
             os.close(fd)  # drops the flock
 
     def _tidy(self, directory: Path) -> None:
-        """Remove versions that are not current and syncs whose writer died (we hold the lock)."""
+        """Remove versions that are not current, and syncs and creations whose writer died (we hold the lock)."""
+        for entry in os.listdir(directory.parent):
+            if entry.startswith(f"{NEW_PREFIX}{directory.name}~"):
+                remove_tree(directory.parent / entry)
         try:
             current = os.readlink(directory / CURRENT)
             names = os.listdir(directory)
@@ -155,6 +161,8 @@ class ContextStore:
                 if not directory.exists():
                     return None
                 continue
+            if meta.get("owner") != owner:  # two principals whose keys collide never share a context
+                return None
             return StoredContext(
                 context_id=str(meta["context_id"]),
                 name=name,
@@ -181,7 +189,8 @@ class ContextStore:
 
     def create(self, owner: str, name: str, directory: Path) -> StoredContext:
         """Make the empty context (under its lock): assembled aside, then renamed into place."""
-        staging = directory.parent / f"{SYNC_PREFIX}{name}-{secrets.token_hex(4)}"
+        self.tidy_owner(directory.parent)
+        staging = directory.parent / f"{NEW_PREFIX}{name}~{secrets.token_hex(4)}"
         staging.mkdir(mode=0o700)
         try:
             now = datetime.now(UTC).isoformat()
@@ -250,6 +259,7 @@ class ContextStore:
         except FileNotFoundError:
             return False
         remove_tree(trash)
+        self.tidy_owner(directory.parent)
         return True
 
     def used_bytes(self, owner: str, *, besides: str) -> int:
@@ -261,7 +271,8 @@ class ContextStore:
         return total
 
     def tidy_owner(self, owner_dir: Path) -> None:
-        """Remove deletions cut short (their context is gone already: nobody locks them)."""
+        """Remove deletions and creations cut short (at the owner's next create or delete). A context being
+        created is assembled under a name nobody else uses while its creator holds the context's lock."""
         with contextlib.suppress(FileNotFoundError):
             for entry in os.listdir(owner_dir):
                 if entry.startswith(TRASH_PREFIX):

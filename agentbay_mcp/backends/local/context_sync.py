@@ -13,6 +13,7 @@ A sync that fails (over a bound, unreadable, I/O) leaves the context as it was a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,7 +93,8 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
         context = _checked(store, mount)
         if disk is not None and context.size_bytes > disk:
             raise _too_big(mount, context.size_bytes, disk)
-        target = session_dir / top
+        # Our own entry (with a quota, a symlink into the session's disk): resolved, so chown reaches the files.
+        target = Path(os.path.realpath(session_dir / top))
         for part in parts:  # make the path's missing directories, the session's own
             target = target / part
             if not target.is_dir() or target.is_symlink():
@@ -143,13 +145,13 @@ def sync_one(
         budget = None if quota is None else max(0, quota - store.used_bytes(mount.owner, besides=mount.name))
         staging = store.new_version_dir(context)
         try:
-            stats, missing = _copy_out(session_dir, mount.path, staging / "content", TreeLimits(
-                limits.max_entries, limits.max_depth, budget
-            ))  # fmt: skip
+            bounds = TreeLimits(limits.max_entries, limits.max_depth, budget)
+            stats, missing = _copy_out(session_dir, mount.path, staging / "content", bounds, context.content())
         except (TreeLimitError, OSError) as exc:
             remove_tree(staging)
             error = _failure(mount, context, session_id, exc, quota)
-            store.update_meta(context, notice=str(error))
+            with contextlib.suppress(OSError):  # a store that cannot take the notice: the log says it
+                store.update_meta(context, notice=str(error))
             raise error from exc
         except BaseException:
             remove_tree(staging)
@@ -171,7 +173,7 @@ def sync_one(
     return synced, committed.version
 
 
-def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits) -> tuple[TreeStats, bool]:
+def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits, previous: Path) -> tuple[TreeStats, bool]:
     """Copy the session's tree at `path` into `dest`; (stats, whether the path was missing).
 
     The session dir's own entries (home, tmp, with a quota their symlinks into the mounted disk) are
@@ -187,9 +189,11 @@ def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits) -> t
         return TreeStats(), True
     try:
         target = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        old = os.open(previous, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            return copy_tree(source, target, limits), False
+            return copy_tree(source, target, limits, old), False
         finally:
+            os.close(old)
             os.close(target)
     finally:
         os.close(source)
@@ -241,6 +245,12 @@ def sync_all(
         except AgentBayMCPError as exc:
             logger.warning("session %s: context %r not synced: %s", session_id, item.mount.name, exc)
             first_error = first_error or exc
+            continue
+        except OSError as exc:  # the store itself failed (e.g. a read-only state dir)
+            logger.warning("session %s: context %r not synced: %s", session_id, item.mount.name, exc.strerror or exc)
+            first_error = first_error or BackendError(
+                f"Context {item.mount.name!r} could not be synced: its store failed ({exc.strerror or exc})."
+            )
             continue
         results.append(synced)
         mounted[index] = Mounted(item.mount, version)

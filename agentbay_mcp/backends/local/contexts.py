@@ -61,6 +61,14 @@ class LocalContexts:
         async with self._locks.setdefault((owner_key(owner), check_name(name)), anyio.Lock()):
             yield
 
+    @contextlib.asynccontextmanager
+    async def _turns(self, mounted: list[Mounted]) -> AsyncIterator[None]:
+        """This process's turn at each context of `mounted`, each once, in one order (no deadlock)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for owner, name in sorted({(item.mount.owner, item.mount.name) for item in mounted}):
+                await stack.enter_async_context(self._turn(owner, name))
+            yield
+
     # The protocol -----------------------------------------------------------------------------
 
     async def get_context(self, owner: str, name: str, *, create: bool) -> ContextRecord:
@@ -114,9 +122,7 @@ class LocalContexts:
         if name is not None and not chosen:
             names = ", ".join(sorted({item.mount.name for item in mounted})) or "none"
             raise InvalidArgumentError(f"Session {session_id} has no context {name!r} mounted (it has: {names}).")
-        async with contextlib.AsyncExitStack() as stack:
-            for item in sorted(chosen, key=lambda item: (owner_key(item.mount.owner), item.mount.name)):
-                await stack.enter_async_context(self._turn(item.mount.owner, item.mount.name))
+        async with self._turns(chosen):
             return await anyio.to_thread.run_sync(self._sync_sync, session_dir, session_id, name, True)
 
     # What the backend calls -------------------------------------------------------------------
@@ -153,9 +159,7 @@ class LocalContexts:
             return
         session_dir = self._state.session_dir(session_id)
         mounted = await anyio.to_thread.run_sync(read_mounted, session_dir)
-        async with contextlib.AsyncExitStack() as stack:
-            for item in sorted(mounted, key=lambda item: (owner_key(item.mount.owner), item.mount.name)):
-                await stack.enter_async_context(self._turn(item.mount.owner, item.mount.name))
+        async with self._turns(mounted):
             await anyio.to_thread.run_sync(self._sync_sync, session_dir, session_id, None, False)
 
     def sync_orphan(self, session_dir: Path) -> None:

@@ -312,3 +312,17 @@ def prepare_quota(state_root: Path, size_bytes: int, bwrap: bool) -> DiskQuota |
             exc.strerror or exc,
         )
         return None
+
+
+def provision_home(staging: Path, disk: DiskQuota | None, sandbox_uid: int, *, chown_plain: bool) -> None:
+    """A new session's home and /tmp: on its quota disk, owned by `sandbox_uid`, or plain directories (owned
+    by it only with `chown_plain`: a confined root server's). Private to the sandbox user: on a root server
+    the session dirs are reachable (o+x) by every local user, and their paths are visible in bwrap's
+    command line."""
+    if disk is not None:
+        disk.provision(staging, sandbox_uid)
+        return
+    for name in ("home", "tmp"):
+        (staging / name).mkdir(mode=0o700)
+        if chown_plain:
+            os.chown(staging / name, sandbox_uid, sandbox_uid)

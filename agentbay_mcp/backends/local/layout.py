@@ -7,6 +7,7 @@
       sessions/<session_id>/tmp/                /tmp inside the sandbox
         (with a disk quota, home and tmp are symlinks into disk/, the session's own file system
         mounted from disk.img: see disk_quota.py)
+      sessions/<session_id>/ws/NAME/            its workspaces' mounts (workspaces.py)
       disk-templates/                           the empty file systems session images are copied from
       sessions/.staging-<server_id>-<id>/       a session being created (renamed into place when whole)
       sessions/.trash-<id>-<random>/            a session being deleted (renamed out first, then removed)
@@ -18,6 +19,7 @@ inside moves with its directory; `remove_tree` unmounts before it removes anythi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -33,8 +35,12 @@ from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.backends.records import NetworkPolicy, SessionRecord
 from agentbay_mcp.errors import BackendUnavailableError
 
+logger = logging.getLogger(__name__)
+
 SESSION_ID_RE = re.compile(r"^session-[0-9a-f]{24}$")
 STAGING_PREFIX = ".staging-"
+#: Where a session's workspace mounts live (workspaces.py): never removed while one is mounted.
+WORKSPACE_MOUNTS = "ws"
 TRASH_PREFIX = ".trash-"
 
 
@@ -152,7 +158,13 @@ def remove_tree(path: Path) -> None:
     """
     if not path.exists() and not path.is_symlink():
         return
-    if not path.is_symlink() and unmount_under(path):
+    if not path.is_symlink() and (left := unmount_under(path)):
+        root = os.path.realpath(path)
+        if any(os.path.relpath(point, root).split("/")[0] == WORKSPACE_MOUNTS for point in left):
+            # A host directory is mounted there, maybe on this very file system (rm's
+            # --one-file-system would not stop at a bind mount): remove nothing, the user's project is in it.
+            logger.error("%s still has a workspace mounted; leaving it in place", path)
+            return
         _rm_one_file_system(path)
         return
     with contextlib.suppress(RecursionError):

@@ -66,6 +66,15 @@ def reap_orphans_sync(
     return reaped
 
 
+def unmount_own(state: StateDir, server_id: str) -> None:
+    """Unmount what the sessions of `server_id` still here have mounted (disks, workspaces) at shutdown,
+    after a release that ran out of time; the next start-up reaps their trees."""
+    for session_id in state.session_ids():
+        with contextlib.suppress(OSError, ValueError):
+            if read_record(state.meta_path(session_id)).server_id == server_id:
+                unmount_under(state.session_dir(session_id))
+
+
 def _reap_entry(
     state: StateDir, name: str, is_alive: Callable[[str], bool], cgroups: Cgroups | None, sync: Callable[[Path], None]
 ) -> bool:
@@ -93,12 +102,3 @@ def _reap_entry(
     sync(path)
     discard(state, path, name)
     return True
-
-
-def unmount_own_disks(state: StateDir, server_id: str) -> None:
-    """Detach the disks of `server_id`'s sessions still here (a release that ran out of time); the next
-    start-up reaps them."""
-    for session_id in state.session_ids():
-        with contextlib.suppress(OSError, ValueError):
-            if read_record(state.meta_path(session_id)).server_id == server_id:
-                unmount_under(state.session_dir(session_id))

@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -259,8 +260,9 @@ def bwrap_argv(
     python_prefix: Path | None,
     config: str,
     disable_userns: bool = True,
+    binds: Sequence[str] = (),
 ) -> list[str]:
-    """The bubblewrap command line (pure: tests read it)."""
+    """The bubblewrap command line (pure: tests read it); `binds` adds the session's workspaces."""
     args = [
         bwrap, "--unshare-all",  # a network namespace of its own included: see network.py
         # No nested user namespaces: they would give commands root (and mount) inside the sandbox.
@@ -277,6 +279,7 @@ def bwrap_argv(
         "--bind", str(paths["home"]), SESSION_HOME,
         "--bind", str(paths["tmp"]), SESSION_TMP,
         "--ro-bind", str(paths["agent"]), AGENT_MOUNT,
+        *binds,
     ]  # fmt: skip
     if python_prefix is not None:
         args += ["--ro-bind", str(python_prefix), str(python_prefix)]
@@ -302,8 +305,9 @@ async def launch(
     *,
     task_group: TaskGroup,
     cgroups: Cgroups | None,
+    binds: Sequence[str] = (),
 ) -> Sandbox:
-    """Start the session's sandbox and wait until its agent answers."""
+    """Start the session's sandbox (with the extra bwrap `binds`) and wait until its agent answers."""
     if options.isolation == "bwrap" and not options.bwrap_path:
         raise BackendUnavailableError(f"Commands cannot run: bubblewrap (bwrap) is not installed. {INSTALL_BWRAP_HINT}")
     host_sock, agent_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -312,7 +316,7 @@ async def launch(
     try:
         if options.isolation == "bwrap":
             process, child_pid, namespace = await _spawn_bwrap(
-                session_id, session_dir, options, agent_sock, opened, log, cgroups
+                session_id, session_dir, options, agent_sock, opened, log, cgroups, binds
             )
         else:
             process, child_pid = _spawn_unconfined(session_dir, options, agent_sock, log)
@@ -345,6 +349,7 @@ async def _spawn_bwrap(
     opened: list[int],
     log: BinaryIO,
     cgroups: Cgroups | None,
+    binds: Sequence[str],
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     assert options.bwrap_path is not None
     info_r, info_w = os.pipe()
@@ -378,6 +383,7 @@ async def _spawn_bwrap(
         python_prefix=prefix,
         config=config,
         disable_userns=await anyio.to_thread.run_sync(supports_disable_userns, options.bwrap_path),
+        binds=binds,
     )
     if os.geteuid() == 0:
         argv = [*drop_privileges_prefix(), *argv]

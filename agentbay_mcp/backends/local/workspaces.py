@@ -1,0 +1,354 @@
+"""The local backend's workspaces: host directories the operator offers, at /workspace/NAME in a session.
+
+    sessions/<id>/ws/NAME/state.json     mode, host path, owner, start time, what apply wrote (root's)
+    sessions/<id>/ws/NAME/lower          the host directory, id-mapped so its owner is the sandbox uid
+    sessions/<id>/ws/NAME/merged         overlay mode: overlayfs (lower + the session's upper)
+    sessions/<id>/disk/ws/NAME/{upper,work}   overlay's layers, on the session's quota disk (or, without
+                                         one, under ws/NAME/): the session's writes count in its quota
+
+The mounts are made in staging, before the sandbox exists, and bwrap binds `lower` (ro: read-only,
+rw: writable, so writes reach the host at once) or `merged` (overlay). They are host mounts under
+the session dir, so every ending unmounts them first (layout.remove_tree -> unmount_under), and a
+removal never reaches the host directory: see layout.remove_tree's refusal when one stays mounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+
+from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
+from agentbay_mcp.backends.local import idmap
+from agentbay_mcp.backends.local.layout import WORKSPACE_MOUNTS
+from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
+from agentbay_mcp.backends.local.ws_apply import Target, apply_changes
+from agentbay_mcp.backends.local.ws_tree import (
+    MAX_TEXT_BYTES,
+    O_DIR,
+    Found,
+    lstat_at,
+    read_at,
+    shown,
+    split_path,
+    walk_upper,
+)
+from agentbay_mcp.backends.records import Capabilities
+from agentbay_mcp.backends.records_workspaces import (
+    WORKSPACE_ROOT,
+    WorkspaceApplied,
+    WorkspaceChange,
+    WorkspaceDiff,
+    WorkspaceInfo,
+)
+from agentbay_mcp.errors import BackendError, InvalidArgumentError
+
+NONE_CONFIGURED = (
+    "No workspaces are configured on this server: the operator offers host directories with "
+    "--workspace NAME=/host/path[:ro|rw|overlay]."
+)
+NEEDS_ROOT_BWRAP = "Workspaces need the server to run as root with bubblewrap isolation (id-mapped mounts)."
+# CLOCK_REALTIME_COARSE: what the kernel stamps ctimes with, so an edit right after the start is never older.
+_COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)
+
+
+def offer_workspaces(
+    specs: Sequence[WorkspaceSpec],
+    confined_root: bool,
+    session_dir: Callable[[str], Path],
+    read: Callable[[str], object],
+) -> LocalWorkspaces:
+    """The backend's workspaces: `specs` (the operator's), usable only by a root server with bwrap
+    where id-mapped mounts work. `read(session_id)` raises SessionNotFoundError for a dead id."""
+    reason = None
+    if not specs:
+        reason = NONE_CONFIGURED
+    elif not confined_root:
+        reason = NEEDS_ROOT_BWRAP
+    else:
+        with contextlib.suppress(OSError):
+            reason = idmap.probe(Path(tempfile.gettempdir()), UNPRIVILEGED_UID)
+
+    def live_dir(session_id: str) -> Path:
+        read(session_id)
+        return session_dir(session_id)
+
+    return LocalWorkspaces(specs, reason, live_dir)
+
+
+class LocalWorkspaces:
+    """Workspaces of this server's sessions (the `Workspaces` protocol, plus what the backend calls)."""
+
+    def __init__(self, specs: Sequence[WorkspaceSpec], reason: str | None, session_dir: Callable[[str], Path]) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+        self._uid = UNPRIVILEGED_UID
+        # One apply at a time per session and workspace; a lock nobody holds is dropped by itself.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], anyio.Lock] = weakref.WeakValueDictionary()
+        self._namespaces: dict[tuple[int, int], int] = {}
+        self._userns_lock = threading.Lock()  # sessions are assembled in worker threads
+        #: Why sessions cannot have workspaces here (None: they can).
+        self.reason = reason
+        #: The directory of a live session id (SessionNotFoundError otherwise).
+        self._session_dir = session_dir
+
+    @property
+    def usable(self) -> LocalWorkspaces | None:
+        """This object where workspaces work, else None (the backend's `workspaces`)."""
+        return self if self.reason is None else None
+
+    def declare(self, capabilities: Capabilities) -> Capabilities:
+        """`capabilities` with `workspaces` as this server can honour them (and why not)."""
+        if self.reason is None:
+            return capabilities.model_copy(update={"workspaces": True})
+        unsupported = {**capabilities.unsupported, "workspaces": self.reason}
+        return capabilities.model_copy(update={"workspaces": False, "unsupported": unsupported})
+
+    def configured(self) -> list[WorkspaceInfo]:
+        """The workspaces sessions may ask for, by name."""
+        return [WorkspaceInfo(name=name, mode=spec.mode) for name, spec in sorted(self._specs.items())]
+
+    def check(self, names: Sequence[str]) -> None:
+        """Refuse names that are not configured (listing the ones that are) or given twice."""
+        unknown = [name for name in names if name not in self._specs]
+        if unknown:
+            offered = ", ".join(sorted(self._specs))
+            raise InvalidArgumentError(f"Unknown workspace {unknown[0]!r}. This server offers: {offered}.")
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError("A workspace is named twice in workspaces.")
+
+    # Building (in staging, in a thread) ------------------------------------------------------
+
+    def assemble(self, session_dir: Path, names: Sequence[str], quota_disk: Path | None) -> None:
+        """Mount the workspaces `names` under a (staging) session dir; BackendError if one cannot be (the
+        caller removes the staging dir, which unmounts what was mounted)."""
+        if not names:
+            return
+        (session_dir / WORKSPACE_MOUNTS).mkdir(mode=0o711)
+        for name in names:
+            try:
+                self._mount(session_dir, name, quota_disk)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise BackendError(
+                    f"Could not show workspace {name} ({self._specs[name].path}) in the session: {exc}"
+                ) from exc
+
+    def _mount(self, session_dir: Path, name: str, quota_disk: Path | None) -> None:
+        spec = self._specs[name]
+        here = session_dir / WORKSPACE_MOUNTS / name
+        here.mkdir(mode=0o711)
+        (here / "lower").mkdir(mode=0o700)
+        info = os.stat(spec.path)
+        layers = (quota_disk / WORKSPACE_MOUNTS / name) if quota_disk is not None else here
+        state = {
+            "mode": spec.mode,
+            "path": str(spec.path),
+            "uid": info.st_uid,
+            "gid": info.st_gid,
+            "started_ns": time.clock_gettime_ns(_COARSE),
+            "layers": str(layers.relative_to(session_dir)),
+            "applied": {},
+        }
+        idmap.mount_idmapped(
+            spec.path, here / "lower", self._userns(info.st_uid, info.st_gid), read_only=spec.mode == "ro"
+        )
+        if spec.mode == "overlay":
+            layers.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (layers / "upper").mkdir(mode=0o700)
+            (layers / "work").mkdir(mode=0o700)
+            os.chown(layers / "upper", self._uid, self._uid)
+            os.chmod(layers / "upper", info.st_mode & 0o777)
+            (here / "merged").mkdir(mode=0o700)
+            idmap.mount_overlay(here / "lower", layers / "upper", layers / "work", here / "merged")
+        _save(here, state)
+
+    def _userns(self, uid: int, gid: int) -> int:
+        """The user namespace mapping (uid, gid) to the sandbox uid: made once (a process spawn), then its fd
+        is kept, which keeps it alive, for the server's life (one per owner of a workspace)."""
+        key = (uid, gid)
+        with self._userns_lock:
+            if key not in self._namespaces:
+                self._namespaces[key] = idmap.mapping_userns(uid, gid, self._uid)
+            return self._namespaces[key]
+
+    def binds(self, session_dir: Path) -> list[str]:
+        """bwrap arguments showing the session's workspaces at /workspace/NAME (none: no /workspace)."""
+        args: list[str] = []
+        with contextlib.suppress(FileNotFoundError):
+            for name in sorted(os.listdir(session_dir / WORKSPACE_MOUNTS)):
+                state = _load(session_dir / WORKSPACE_MOUNTS / name)
+                mode = state["mode"]
+                source = session_dir / WORKSPACE_MOUNTS / name / ("merged" if mode == "overlay" else "lower")
+                args += ["--ro-bind" if mode == "ro" else "--bind", str(source), f"{WORKSPACE_ROOT}/{name}"]
+        return args
+
+    # The protocol -----------------------------------------------------------------------------
+
+    async def diff(self, session_id: str, name: str, max_bytes: int) -> WorkspaceDiff:
+        """What the session changed in workspace `name`."""
+        here = self._here(session_id, name)
+        return await anyio.to_thread.run_sync(_diff, here, name, max_bytes)
+
+    async def apply(self, session_id: str, name: str, paths: Sequence[str] | None, overwrite: bool) -> WorkspaceApplied:
+        """Write the session's changes (or those under `paths`) to the host directory."""
+        wanted = None if paths is None else [_checked_path(path) for path in paths]
+        here = self._here(session_id, name)
+        lock = self._locks.setdefault((session_id, name), anyio.Lock())
+        async with lock:
+            return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
+
+    def _here(self, session_id: str, name: str) -> Path:
+        top = self._session_dir(session_id) / WORKSPACE_MOUNTS
+        here = top / name
+        if not name or "/" in name or name.startswith(".") or not (here / "state.json").is_file():
+            mine = sorted(os.listdir(top)) if top.is_dir() else []
+            raise InvalidArgumentError(
+                f"Session {session_id} has no workspace {name!r}"
+                + (f" (it has: {', '.join(mine)})." if mine else " (it was created without workspaces).")
+            )
+        return here
+
+
+def _checked_path(path: str) -> str:
+    try:
+        return "/".join(split_path(path))
+    except ValueError as exc:
+        raise InvalidArgumentError(f"paths: {exc}.") from exc
+
+
+def _save(here: Path, state: dict[str, object]) -> None:
+    temp = here / ".state.json.tmp"
+    temp.write_text(json.dumps(state))
+    temp.replace(here / "state.json")
+
+
+def _load(here: Path) -> dict[str, object]:
+    state = json.loads((here / "state.json").read_text())
+    if not isinstance(state, dict):
+        raise BackendError(f"{here}/state.json is damaged")
+    return state
+
+
+class _Opened:
+    """The fds of one workspace's host dir and upper dir, for one diff or apply."""
+
+    def __init__(self, here: Path, state: dict[str, object]) -> None:
+        self.host = os.open(str(state["path"]), O_DIR)
+        try:
+            self.upper = os.open(here.parent.parent / str(state["layers"]) / "upper", O_DIR)
+        except BaseException:
+            os.close(self.host)
+            raise
+
+    def close(self) -> None:
+        os.close(self.host)
+        os.close(self.upper)
+
+
+def _conflicts(host_fd: int, found: Sequence[Found], state: dict[str, object]) -> set[str]:
+    """Paths the host changed since the session started (other than by our own apply)."""
+    started, applied = int(state["started_ns"]), state.get("applied") or {}  # type: ignore[call-overload]
+    assert isinstance(applied, dict)
+    clashing = set()
+    for change in found:
+        info = lstat_at(host_fd, split_path(change.path.rstrip("/")))
+        if info is not None and info.st_ctime_ns > started and applied.get(change.path) != info.st_ctime_ns:
+            clashing.add(change.path)
+    return clashing
+
+
+def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
+    state = _load(here)
+    mode = state["mode"]
+    if mode != "overlay":  # ro: nothing can change; rw: every change is on the host already
+        return WorkspaceDiff(name=name, mode=mode, changes=(), diff="")
+    opened = _Opened(here, state)
+    try:
+        found, truncated = walk_upper(opened.upper, opened.host)
+        clashing = _conflicts(opened.host, found, state)
+        changes, texts, size = [], [], 0
+        for change in found:
+            text, binary = _unified(opened, change)
+            changes.append(
+                WorkspaceChange(
+                    path=change.path,
+                    kind=change.kind,
+                    binary=binary,
+                    conflict=change.path in clashing,
+                    symlink=change.target,
+                )
+            )
+            if text and size + len(text) <= max_bytes:
+                texts.append(text)
+                size += len(text)
+            elif text:
+                truncated = True
+        return WorkspaceDiff(
+            name=name, mode="overlay", changes=tuple(changes), diff="".join(texts), truncated=truncated
+        )
+    finally:
+        opened.close()
+
+
+def _unified(opened: _Opened, change: Found) -> tuple[str, bool]:
+    """(the unified diff of a text file's change, whether the file is binary)."""
+    if change.what != "file" or change.path.endswith("/"):
+        return "", False
+    parts = split_path(change.path)
+    old = b"" if change.kind == "added" else read_at(opened.host, parts, MAX_TEXT_BYTES + 1)
+    new = b"" if change.kind == "deleted" else read_at(opened.upper, parts, MAX_TEXT_BYTES + 1)
+    if old is None or new is None:
+        return "", False
+    if len(old) > MAX_TEXT_BYTES or len(new) > MAX_TEXT_BYTES:
+        return f"--- a/{shown(change.path)}\n+++ b/{shown(change.path)}\n(too large to show)\n", False
+    try:
+        if b"\0" in old or b"\0" in new:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL")
+        before, after = old.decode(), new.decode()
+    except UnicodeDecodeError:
+        return "", True
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        "/dev/null" if change.kind == "added" else f"a/{shown(change.path)}",
+        "/dev/null" if change.kind == "deleted" else f"b/{shown(change.path)}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines), False
+
+
+def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> WorkspaceApplied:
+    state = _load(here)
+    if state["mode"] != "overlay":
+        raise InvalidArgumentError(
+            f"Workspace {name} is {state['mode']}: "
+            + ("the session cannot change it." if state["mode"] == "ro" else "its changes are on the host already.")
+        )
+    opened = _Opened(here, state)
+    try:
+        found, _ = walk_upper(opened.upper, opened.host)
+        if wanted is not None:
+            found = [c for c in found if any(_under(c.path.rstrip("/"), path) for path in wanted)]
+        clashing = set() if overwrite else _conflicts(opened.host, found, state)
+        target = Target(opened.host, int(state["uid"]), int(state["gid"]))  # type: ignore[call-overload]
+        outcome = apply_changes(target, opened.upper, [c for c in found if c.path not in clashing])
+    finally:
+        opened.close()
+    applied = dict(state.get("applied") or {})  # type: ignore[call-overload]
+    applied.update(outcome.ctimes)
+    _save(here, {**state, "applied": applied})
+    return WorkspaceApplied(
+        name=name, applied=tuple(outcome.applied), conflicts=tuple(sorted(clashing)), refused=tuple(outcome.refused)
+    )
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")

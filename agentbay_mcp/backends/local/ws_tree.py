@@ -1,0 +1,278 @@
+"""Reading an overlay workspace's upper dir host-side: what the session changed.
+
+The upper dir is the session's: hostile, and changing while we read (it may swap a file for a
+symlink at any moment). Everything here goes through directory fds: each path component is opened
+with O_NOFOLLOW|O_DIRECTORY beneath a root fd, files with O_NOFOLLOW (and O_NONBLOCK, so a fifo
+swapped in cannot block us), and a symlink is only ever read with readlink, never followed. The
+host directory (the lower layer) is read the same way: a link in the project is not followed either,
+so no diff can show a file outside it. The walk is bounded in entries, depth and bytes compared.
+
+What overlayfs leaves in the upper (mounted without redirects or metacopy, see idmap.py):
+- a whiteout (a 0:0 character device): the lower's entry of that name is deleted;
+- an opaque dir (xattr trusted.overlay.opaque = y): the lower's entries not in it are deleted;
+- a file, link or dir: added, or changed if the lower has that name (a copy-up of a file whose
+  content did not change, e.g. after chmod or touch, is not a change).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+MAX_ENTRIES = 200_000
+MAX_DEPTH = 128
+#: Files larger than this are compared but not shown as a diff.
+MAX_TEXT_BYTES = 1024 * 1024
+#: Bytes read comparing files, per walk: past it, same-size files are reported as changed unread.
+MAX_COMPARE_BYTES = 4 * 1024**3
+_CHUNK = 1024 * 1024
+_OPAQUE = "trusted.overlay.opaque"
+
+Kind = Literal["added", "modified", "deleted"]
+
+
+@dataclass
+class Found:
+    """One change in the upper dir (path relative to the workspace root, '/'-separated)."""
+
+    path: str
+    kind: Kind
+    what: Literal["file", "symlink", "dir"] = "file"
+    target: str | None = None  # a symlink's
+
+
+def shown(path: str) -> str:
+    """A session-made path for a line of text: JSON-quoted if it could break or forge a line."""
+    return path if path.isprintable() and path.strip() == path else json.dumps(path)
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """The components of a relative path a caller gave; ValueError for absolute ones, `..` or NUL."""
+    if not path or path.startswith("/") or "\0" in path:
+        raise ValueError(f"{path!r} is not a relative path inside the workspace")
+    parts = tuple(part for part in path.split("/") if part not in ("", "."))
+    if not parts or ".." in parts:
+        raise ValueError(f"{path!r} is not a relative path inside the workspace ('..' is not allowed)")
+    return parts
+
+
+def open_dir(root_fd: int, parts: tuple[str, ...]) -> int | None:
+    """An fd of the directory `parts` beneath `root_fd`, never following a link; None if there is none."""
+    fd = os.open(".", O_DIR, dir_fd=root_fd)
+    for part in parts:
+        try:
+            next_fd = os.open(part, O_DIR, dir_fd=fd)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
+                return None
+            raise
+        os.close(fd)
+        fd = next_fd
+    return fd
+
+
+def lstat_at(root_fd: int, parts: tuple[str, ...]) -> os.stat_result | None:
+    """lstat of `parts` beneath `root_fd` (no link followed on the way); None if absent."""
+    parent = open_dir(root_fd, parts[:-1])
+    if parent is None:
+        return None
+    try:
+        return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        os.close(parent)
+
+
+def open_file(dir_fd: int, name: str) -> int | None:
+    """A regular file `name` in `dir_fd` opened for reading without following a link; None otherwise."""
+    try:
+        fd = os.open(name, O_FILE, dir_fd=dir_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_at(root_fd: int, parts: tuple[str, ...], limit: int) -> bytes | None:
+    """Up to `limit` bytes of the regular file `parts` beneath `root_fd`; None if it is not one."""
+    parent = open_dir(root_fd, parts[:-1])
+    if parent is None:
+        return None
+    try:
+        fd = open_file(parent, parts[-1])
+    finally:
+        os.close(parent)
+    if fd is None:
+        return None
+    try:
+        return _read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _read(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(_CHUNK, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class Budget:
+    """What one walk may still spend."""
+
+    def __init__(self) -> None:
+        self.entries = MAX_ENTRIES
+        self.compare_bytes = MAX_COMPARE_BYTES
+        self.truncated = False
+
+
+def _same_file(upper_dir: int, lower_dir: int, name: str, size: int, budget: Budget) -> bool:
+    """Whether upper and lower `name` (both regular, both `size` bytes) hold the same bytes."""
+    if size > budget.compare_bytes:
+        return False
+    first, second = open_file(upper_dir, name), open_file(lower_dir, name)
+    try:
+        if first is None or second is None:
+            return False
+        budget.compare_bytes -= size
+        while True:
+            a, b = os.read(first, _CHUNK), os.read(second, _CHUNK)
+            if a != b:
+                return False
+            if not a:
+                return True
+    finally:
+        for fd in (first, second):
+            if fd is not None:
+                os.close(fd)
+
+
+def _entry_change(
+    upper_dir: int, lower_dir: int | None, name: str, path: str, st: os.stat_result, budget: Budget
+) -> Found | None:
+    """The change one non-directory upper entry stands for, if any."""
+    low = None
+    if lower_dir is not None:
+        with contextlib.suppress(OSError):
+            low = os.stat(name, dir_fd=lower_dir, follow_symlinks=False)
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # a whiteout
+        return None if low is None else Found(path + ("/" if stat.S_ISDIR(low.st_mode) else ""), "deleted")
+    kind: Kind = "added" if low is None else "modified"
+    if stat.S_ISREG(st.st_mode):
+        unchanged = (
+            low is not None
+            and lower_dir is not None
+            and stat.S_ISREG(low.st_mode)
+            and low.st_size == st.st_size
+            and _same_file(upper_dir, lower_dir, name, st.st_size, budget)
+        )
+        return None if unchanged else Found(path, kind)
+    if stat.S_ISLNK(st.st_mode):
+        return _link_change(upper_dir, lower_dir if low is not None and stat.S_ISLNK(low.st_mode) else None, name, path)
+    return None  # fifos, sockets, devices: not something a workspace carries
+
+
+def _link_change(upper_dir: int, lower_dir: int | None, name: str, path: str) -> Found | None:
+    """A symlink in the upper: a change unless the lower has the same link (`lower_dir`: it has a link)."""
+    try:
+        target = os.readlink(name, dir_fd=upper_dir)
+    except OSError:
+        return None
+    if lower_dir is not None:
+        with contextlib.suppress(OSError):
+            if os.readlink(name, dir_fd=lower_dir) == target:
+                return None
+    return Found(path, "added" if lower_dir is None else "modified", "symlink", target)
+
+
+def _opaque(fd: int) -> bool:
+    try:
+        return os.getxattr(fd, _OPAQUE) == b"y"
+    except OSError:
+        return False
+
+
+def walk_upper(upper_fd: int, lower_fd: int) -> tuple[list[Found], bool]:
+    """Every change the upper dir holds against the lower, sorted by path; True if the walk was cut short."""
+    budget = Budget()
+    found = list(_walk(upper_fd, lower_fd, budget))
+    found.sort(key=lambda change: change.path)
+    return found, budget.truncated
+
+
+def _walk(upper_fd: int, lower_fd: int, budget: Budget) -> Iterator[Found]:
+    pending: list[tuple[str, ...]] = [()]
+    while pending:
+        parts = pending.pop()
+        upper_dir = open_dir(upper_fd, parts)
+        if upper_dir is None:
+            continue  # swapped away by the session meanwhile
+        lower_dir = open_dir(lower_fd, parts)
+        try:
+            yield from _walk_dir(upper_dir, lower_dir, parts, pending, budget)
+        finally:
+            os.close(upper_dir)
+            if lower_dir is not None:
+                os.close(lower_dir)
+
+
+def _walk_dir(
+    upper_dir: int, lower_dir: int | None, parts: tuple[str, ...], pending: list[tuple[str, ...]], budget: Budget
+) -> Iterator[Found]:
+    """The changes of one upper directory; its subdirectories go on `pending`."""
+    prefix = "/".join(parts) + "/" if parts else ""
+    with os.scandir(upper_dir) as scan:
+        entries = list(_bounded(scan, budget))
+    if lower_dir is not None and parts and _opaque(upper_dir):
+        yield from _deleted(lower_dir, set(os.listdir(lower_dir)) - {entry.name for entry in entries}, prefix)
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            change = _entry_change(upper_dir, lower_dir, entry.name, prefix + entry.name, st, budget)
+            if change is not None:
+                yield change
+        elif len(parts) >= MAX_DEPTH:
+            budget.truncated = True
+        else:
+            if lower_dir is not None:
+                with contextlib.suppress(OSError):
+                    low = os.stat(entry.name, dir_fd=lower_dir, follow_symlinks=False)
+                    if not stat.S_ISDIR(low.st_mode):  # a file the session replaced by a directory
+                        yield Found(prefix + entry.name, "deleted")
+            pending.append((*parts, entry.name))
+
+
+def _deleted(lower_dir: int, names: set[str], prefix: str) -> Iterator[Found]:
+    """The lower's `names` as deleted (an opaque directory hides them); a directory's with a trailing '/'."""
+    for name in sorted(names):
+        with contextlib.suppress(OSError):
+            low = os.stat(name, dir_fd=lower_dir, follow_symlinks=False)
+            yield Found(prefix + name + ("/" if stat.S_ISDIR(low.st_mode) else ""), "deleted")
+
+
+def _bounded(scan: Iterator[os.DirEntry[str]], budget: Budget) -> Iterator[os.DirEntry[str]]:
+    for entry in scan:
+        if budget.entries <= 0:
+            budget.truncated = True
+            return
+        budget.entries -= 1
+        yield entry

@@ -1,0 +1,218 @@
+"""Workspaces on the local backend, in real bwrap sandboxes: each mode, diff, apply, conflicts, endings.
+
+The project is owned by root (the server's uid here), so the sandbox (host uid 65534) can write it
+only through the id-mapped mount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
+from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.records import ShellCommand
+from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError, SandboxDiedError, SandboxLostError
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(os.geteuid() != 0, reason="workspaces need a root server (id-mapped mounts)"),
+]
+
+
+def make_project(path: Path) -> Path:
+    (path / "src").mkdir(parents=True)
+    (path / "README.md").write_text("hello\nworld\n")
+    (path / "src" / "main.py").write_text("print('hi')\n")
+    (path / "src" / "old.txt").write_text("old\n")
+    (path / "blob.bin").write_bytes(b"\0\1\2")
+    os.chmod(path, 0o755)
+    return path
+
+
+def snapshot(path: Path) -> dict[str, bytes | str]:
+    """Every entry below `path` with its content (files) or target (links)."""
+    found: dict[str, bytes | str] = {}
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = Path(root) / name
+            rel = str(full.relative_to(path))
+            if full.is_symlink():
+                found[rel] = "-> " + os.readlink(full)
+            elif full.is_file():
+                found[rel] = full.read_bytes()
+            else:
+                found[rel] = "dir"
+    return found
+
+
+async def run(backend: LocalBackend, session_id: str, command: str) -> tuple[int | None, str]:
+    outcome = await backend.processes.run_process(
+        session_id, ShellCommand(command=command), wait_ms=20000, cap=65536, timeout_ms=20000
+    )
+    assert outcome.summary is not None
+    out = outcome.summary["stdout"].head + outcome.summary["stderr"].head
+    return outcome.info.exit_code, out.decode(errors="replace")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project")
+
+
+async def started(state_dir: Path, task_group: TaskGroup, *specs: WorkspaceSpec, **kwargs: object) -> LocalBackend:
+    backend = LocalBackend(state_dir, workspaces=specs, **kwargs)  # type: ignore[arg-type]
+    await backend.start(task_group)
+    return backend
+
+
+async def test_overlay_edits_stay_in_the_session_until_applied(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.capabilities.workspaces
+    assert backend.workspaces is not None
+    before = snapshot(project)
+    record = await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])
+    sid = record.session_id
+    code, out = await run(
+        backend,
+        sid,
+        "cd /workspace/proj && echo more >> README.md && echo new > src/new.txt && rm src/old.txt"
+        " && printf '\\0\\3' > blob.bin && ln -s ../README.md src/link && touch src/main.py && id -u",
+    )
+    assert code == 0, out
+    assert snapshot(project) == before  # nothing reached the host
+    diff = await backend.workspaces.diff(sid, "proj", 100_000)
+    kinds = {change.path: change.kind for change in diff.changes}
+    assert kinds == {
+        "README.md": "modified",
+        "blob.bin": "modified",
+        "src/link": "added",
+        "src/new.txt": "added",
+        "src/old.txt": "deleted",
+    }
+    assert "+more" in diff.diff
+    assert "+new" in diff.diff
+    assert "-old" in diff.diff
+    assert [c.binary for c in diff.changes if c.path == "blob.bin"] == [True]
+    assert not any(change.conflict for change in diff.changes)
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert sorted(applied.applied) == sorted(kinds)
+    assert (project / "README.md").read_text() == "hello\nworld\nmore\n"
+    assert (project / "src" / "new.txt").stat().st_uid == 0  # the workspace owner's, not the sandbox's
+    assert not (project / "src" / "old.txt").exists()
+    assert os.readlink(project / "src" / "link") == "../README.md"
+    again = await backend.workspaces.diff(sid, "proj", 100_000)
+    assert again.changes == ()
+    # The session keeps working on the same files after the apply.
+    assert (await run(backend, sid, "cat /workspace/proj/src/new.txt"))[1] == "new\n"
+    await backend.delete_session(sid)
+    assert (project / "README.md").read_text() == "hello\nworld\nmore\n"
+    await backend.close()
+
+
+async def test_rw_writes_reach_the_host_and_ro_refuses(state_dir: Path, task_group: TaskGroup, tmp_path: Path) -> None:
+    rw, ro = make_project(tmp_path / "rw"), make_project(tmp_path / "ro")
+    specs = (WorkspaceSpec("rw", rw, "rw"), WorkspaceSpec("ro", ro, "ro"))
+    backend = await started(state_dir, task_group, *specs)
+    sid = (
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["rw", "ro"])
+    ).session_id
+    code, out = await run(backend, sid, "echo edit >> /workspace/rw/README.md && echo n > /workspace/rw/n.txt")
+    assert code == 0, out
+    assert (rw / "README.md").read_text().endswith("edit\n")
+    assert (rw / "n.txt").stat().st_uid == 0
+    code, out = await run(backend, sid, "echo edit >> /workspace/ro/README.md")
+    assert code != 0
+    assert "Read-only" in out
+    code, out = await run(backend, sid, "touch /workspace/x")
+    assert code != 0  # /workspace itself is read-only
+    assert (await backend.workspaces.diff(sid, "rw", 1000)).changes == ()  # type: ignore[union-attr]
+    with pytest.raises(InvalidArgumentError, match="on the host already"):
+        await backend.workspaces.apply(sid, "rw", None, False)  # type: ignore[union-attr]
+    await backend.delete_session(sid)
+    assert (rw / "README.md").exists()
+    assert (ro / "README.md").read_text() == "hello\nworld\n"
+    await backend.close()
+
+
+async def test_no_workspace_no_mount_and_unknown_names(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c")).session_id
+    code, _ = await run(backend, sid, "ls /workspace")
+    assert code != 0
+    with pytest.raises(InvalidArgumentError, match="offers: proj"):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["nope"])
+    with pytest.raises(InvalidArgumentError, match="has no workspace"):
+        await backend.workspaces.diff(sid, "proj", 1000)  # type: ignore[union-attr]
+    await backend.close()
+
+
+async def test_without_configured_workspaces_the_capability_says_why(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group)
+    assert not backend.capabilities.workspaces
+    assert backend.workspaces is None
+    with pytest.raises(BackendUnavailableError, match="--workspace NAME="):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["x"])
+    await backend.close()
+
+
+async def test_a_host_edit_is_a_conflict(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "echo session > /workspace/proj/README.md; echo a > /workspace/proj/a"))[0] == 0
+    (project / "README.md").write_text("host edit\n")
+    assert backend.workspaces is not None
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert {c.path: c.conflict for c in diff.changes} == {"README.md": True, "a": False}
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert applied.applied == ("a",)
+    assert applied.conflicts == ("README.md",)
+    assert (project / "README.md").read_text() == "host edit\n"
+    applied = await backend.workspaces.apply(sid, "proj", ["README.md"], True)
+    assert applied.applied == ("README.md",)
+    assert (project / "README.md").read_text() == "session\n"
+    # Our own apply is not a conflict next time.
+    assert (await run(backend, sid, "echo again > /workspace/proj/README.md"))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.conflict) for c in diff.changes] == [("README.md", False)]
+    await backend.close()
+
+
+@pytest.mark.parametrize("mode", ["overlay", "rw", "ro"])
+async def test_every_ending_leaves_the_project_intact(
+    state_dir: Path, task_group: TaskGroup, project: Path, mode: str
+) -> None:
+    before = snapshot(project)
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, mode))  # type: ignore[arg-type]
+    kept = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    gone = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    await backend.delete_session(gone)
+    assert snapshot(project) == before
+    # A server that dies without cleaning up: its session is reaped by the next one.
+    await backend.close()  # (unmounts its sessions' mounts; the tree stays for the reaper)
+    successor = await started(state_dir, task_group, WorkspaceSpec("proj", project, mode))  # type: ignore[arg-type]
+    assert not (state_dir / "sessions" / kept).exists()
+    assert snapshot(project) == before
+    await successor.close()
+
+
+async def test_a_restarted_sandbox_sees_its_workspace_and_its_edits(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "echo kept > /workspace/proj/new"))[0] == 0
+    os.kill(backend._sandboxes[sid].child_pid, signal.SIGKILL)
+    with contextlib.suppress(SandboxDiedError, SandboxLostError):
+        await anyio.sleep(0.2)
+        await run(backend, sid, "true")
+    assert await run(backend, sid, "cat /workspace/proj/new") == (0, "kept\n")
+    await backend.close()

@@ -1,0 +1,89 @@
+"""The walker that copies a session's tree into the context store (tree_copy.py), on plain directories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from agentbay_mcp.backends.local.tree_copy import TreeLimitError, TreeLimits, TreeStats, copy_tree, open_beneath
+
+
+@contextmanager
+def opened(*paths: Path) -> Iterator[list[int]]:
+    fds = [os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in paths]
+    try:
+        yield fds
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def copy(src: Path, dst: Path, limits: TreeLimits | None = None, previous: Path | None = None) -> TreeStats:
+    dst.mkdir()
+    with opened(src, dst, *([previous] if previous else [])) as fds:
+        return copy_tree(fds[0], fds[1], limits or TreeLimits(), fds[2] if previous else None)
+
+
+def test_files_dirs_and_links_are_copied_and_the_rest_skipped(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "e" / "f").write_bytes(b"abc")
+    (src / "x").write_bytes(b"12345")
+    (src / "x").chmod(0o4755)  # setuid is never kept
+    (src / "abs").symlink_to("/etc/passwd")
+    (src / "loop").symlink_to("loop")
+    os.mkfifo(src / "fifo")
+    stats = copy(src, tmp_path / "dst")
+    dst = tmp_path / "dst"
+    assert (stats.files, stats.bytes, stats.skipped) == (4, 8, 1)
+    assert (dst / "d" / "e" / "f").read_bytes() == b"abc"
+    assert os.readlink(dst / "abs") == "/etc/passwd"
+    assert os.readlink(dst / "loop") == "loop"
+    assert not (dst / "fifo").exists()
+    assert (dst / "x").stat().st_mode & 0o7777 == 0o755
+    assert (dst / "x").stat().st_mtime_ns == (src / "x").stat().st_mtime_ns
+
+
+@pytest.mark.parametrize(
+    ("limits", "what"),
+    [(TreeLimits(max_entries=3), "entries"), (TreeLimits(max_depth=2), "depth"), (TreeLimits(max_bytes=10), "bytes")],
+)
+def test_bounds(tmp_path: Path, limits: TreeLimits, what: str) -> None:
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    for index in range(3):
+        (src / "a" / "b" / f"f{index}").write_bytes(b"x" * 6)
+    with pytest.raises(TreeLimitError) as raised:
+        copy(src, tmp_path / "dst", limits)
+    assert raised.value.what == what
+
+
+def test_unchanged_files_are_linked_from_the_previous_copy(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "same").write_bytes(b"same")
+    (src / "changed").write_bytes(b"old")
+    copy(src, tmp_path / "v1")
+    (src / "changed").write_bytes(b"new!")
+    stats = copy(src, tmp_path / "v2", previous=tmp_path / "v1")
+    assert (stats.linked, stats.files, stats.bytes) == (1, 2, 8)
+    assert (tmp_path / "v2" / "d" / "same").stat().st_ino == (tmp_path / "v1" / "d" / "same").stat().st_ino
+    assert (tmp_path / "v2" / "changed").read_bytes() == b"new!"
+    assert (tmp_path / "v1" / "changed").read_bytes() == b"old"
+
+
+def test_open_beneath_never_follows_a_link(tmp_path: Path) -> None:
+    (tmp_path / "root" / "a").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "root" / "a" / "link").symlink_to(tmp_path / "outside")
+    with opened(tmp_path / "root") as (root,):
+        with pytest.raises(NotADirectoryError):
+            open_beneath(root, ["a", "link"])
+        assert open_beneath(root, ["a", "missing"]) is None
+        fd = open_beneath(root, ["a"])
+        assert fd is not None
+        os.close(fd)
