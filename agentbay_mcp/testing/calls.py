@@ -55,13 +55,13 @@ def error_text(result: CallToolResult) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content)
 
 
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+async def call(client: Client, tool: str, /, **arguments: Any) -> dict[str, Any]:
     """Call a tool that must succeed; returns its structured output with its text-only fields read back
     from the text (testing/answers.py)."""
     return unpack(tool, await client.call_tool(tool, arguments))
 
 
-async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+async def call_error(client: Client, tool: str, /, **arguments: Any) -> str:
     """Call a tool that must fail with a tool error; returns the message."""
     result = await client.call_tool(tool, arguments)
     assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"

@@ -39,7 +39,7 @@ IN_FLIGHT = 16
 Call = Callable[[Client, str, int], Awaitable[Any]]
 
 
-async def tool(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
+async def tool(client: Client, name: str, /, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(name, arguments)
     if result.is_error:
         text = " ".join(getattr(block, "text", "") for block in result.content)
