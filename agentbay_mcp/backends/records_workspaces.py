@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: A workspace's name (the operator's `--workspace NAME=...`).
-WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let "x\n" through
 WORKSPACE_ROOT = "/workspace"
 
 WorkspaceMode = Literal["ro", "rw", "overlay"]

@@ -108,6 +108,7 @@ async def test_the_count_quota_holds_even_for_parallel_creates(services: tuple[S
     ("mounts", "message"),
     [
         ([{"name": "../up", "path": "/tmp/x"}], "not allowed"),
+        ([{"name": "x\n", "path": "/tmp/x"}], "not allowed"),
         ([{"name": "x", "path": "relative"}], "absolute"),
         ([{"name": "x", "path": "/home/user/../../etc"}], "normalised"),
         ([{"name": "x", "path": "/etc/cron.d"}], "below one of them"),
