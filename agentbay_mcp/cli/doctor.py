@@ -21,6 +21,8 @@ from typing import Any, Literal
 import anyio
 from mcp import Client
 
+from agentbay_mcp.backends.common.workspace_specs import check_workspaces
+from agentbay_mcp.backends.common.workspace_specs import check_workspaces
 from agentbay_mcp.backends.local.cgroups import Cgroups
 from agentbay_mcp.backends.local.disk_quota import DiskQuota, unavailable_reason
 from agentbay_mcp.backends.local.sandbox import find_bwrap
@@ -104,6 +106,19 @@ def check_network(settings: Settings) -> Check:
     if missing:
         return Check(name, "OK", f"network off ({', '.join(missing)} not installed, not needed)")
     return Check(name, "OK", effective)
+
+
+def check_storage(settings: Settings) -> Check:
+    """Contexts (their bounds) and the operator's workspaces, in one line."""
+    quota = f"{settings.context_quota_mb} MiB together" if settings.context_quota_mb else "no byte limit"
+    contexts = f"contexts: {settings.max_contexts_per_principal} per principal, {quota}"
+    if not settings.workspaces:
+        return Check("contexts and workspaces", "OK", f"{contexts}; no workspaces (--workspace NAME=/host/path)")
+    specs = check_workspaces(settings.workspaces, settings.state_dir)  # valid: Settings checked them
+    shown = ", ".join(f"{spec.name}={spec.path}:{spec.mode}" for spec in specs)
+    if os.geteuid() != 0 or settings.isolation != "bwrap":
+        return Check("contexts and workspaces", "WARN", f"{contexts}; workspaces {shown} need root and bwrap")
+    return Check("contexts and workspaces", "OK", f"{contexts}; workspaces {shown}")
 
 
 def check_cgroups() -> Check:
@@ -261,6 +276,7 @@ def run_doctor(settings: Settings) -> int:
         check_bwrap(settings),
         check_isolation(settings),
         check_network(settings),
+        check_storage(settings),
         check_cgroups(),
         # It makes and mounts a real image in the state dir, so only once that is known to work.
         *([check_disk_quota(settings)] if state.status == "OK" else []),
