@@ -22,7 +22,6 @@ import anyio
 from mcp import Client
 
 from agentbay_mcp.backends.common.workspace_specs import check_workspaces
-from agentbay_mcp.backends.common.workspace_specs import check_workspaces
 from agentbay_mcp.backends.local.cgroups import Cgroups
 from agentbay_mcp.backends.local.disk_quota import DiskQuota, unavailable_reason
 from agentbay_mcp.backends.local.sandbox import find_bwrap
