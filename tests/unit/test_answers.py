@@ -180,7 +180,8 @@ def test_listing_is_one_line_per_entry_and_reads_back_whole() -> None:
     assert "link 4 ln -> ../t" in rendered
     back = unpack("list_directory", answer)["entries"]
     assert [(e["name"], e["type"], e["size"]) for e in back] == [(e.name, e.type, e.size) for e in entries]
-    assert answer.structured_content == {"path": "/home/user/d", "total": len(entries), "truncated": False}
+    assert answer.structured_content == {"total": len(entries), "truncated": False}
+    assert unpack("list_directory", answer)["path"] == "/home/user/d"  # text only: the header says it
     detailed = files_text.listing(listing, details=True)
     assert "-rw-r--r-- 4 2026-12-07T01:02:03Z plain.txt" in detailed
 
