@@ -25,7 +25,7 @@ DESCRIPTIONS: dict[str, str] = {
     "get_session": "A session's image, status, labels and idle expiry.",
     "list_sessions": "Your sessions, oldest first; with labels, only those having all. Page with next_token.",
     "set_session_labels": "Replace a session's labels with this map ({} clears them).",
-    "get_session_labels": "A session's labels.",
+    "get_session_labels": "A session's labels, the whole map.",
     # tools/commands.py
     "execute_command": (
         "Run a shell command (sh -c, stdin closed, cwd /home/user) and wait. Answers a status line, stdout, "
