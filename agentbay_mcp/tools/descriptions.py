@@ -5,8 +5,8 @@ from __future__ import annotations
 DESCRIPTIONS: dict[str, str] = {
     # tools/sessions.py
     "create_session": (
-        "New sandbox session; returns its session_id. Deleted when this conversation ends or it idles too "
-        "long. image_id: 'linux_latest' (desktop) or 'code_latest' (shell, files). network: as "
+        "New sandbox session; returns its session_id. Deleted when this conversation ends or after idling. "
+        "image_id: 'linux_latest' (desktop) or 'code_latest' (shell, files). network: as "
         "set_session_network. contexts: shown at path (made if new). workspaces: host directories, at "
         "/workspace/NAME."
     ),
@@ -40,7 +40,7 @@ DESCRIPTIONS: dict[str, str] = {
         "or exit. Pass the returned cursor next."
     ),
     "write_process_input": "Write to a background process's stdin; eof=true closes it after.",
-    "wait_process": "Wait up to timeout_ms for a background process to exit; returns its status.",
+    "wait_process": "Wait up to timeout_ms for a background process to exit.",
     "kill_process": "Stop a background process and its process group (TERM, KILL after 1 s).",
     "list_processes": "The session's background processes and their status.",
     # tools/files.py

@@ -41,7 +41,8 @@ def output_schema(model: type[BaseModel], text_only: Iterable[str] = ()) -> dict
     # No defaults and no formats: both are annotations (a validator ignores them; the README says which
     # fields are times), and each costs the model bytes on every conversation.
     schema["properties"] = {
-        k: _shallow({x: y for x, y in v.items() if x not in ("default", "format")}) for k, v in properties.items()
+        k: _shallow(_without_enum_type({x: y for x, y in v.items() if x not in ("default", "format")}))
+        for k, v in properties.items()
     }
     required = [k for k in schema.get("required", []) if k not in dropped]
     if required:
@@ -49,6 +50,11 @@ def output_schema(model: type[BaseModel], text_only: Iterable[str] = ()) -> dict
     else:
         schema.pop("required", None)
     return schema
+
+
+def _without_enum_type(node: dict[str, Any]) -> dict[str, Any]:
+    """An enum without its type: the listed values admit exactly what the type and the enum together do."""
+    return {k: v for k, v in node.items() if k != "type"} if "enum" in node else node
 
 
 def _shallow(node: dict[str, Any]) -> dict[str, Any]:
