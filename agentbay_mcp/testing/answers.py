@@ -175,13 +175,13 @@ def _matches(text: str, _: dict[str, Any]) -> dict[str, Any]:
 
 def _diff(text: str, _: dict[str, Any]) -> dict[str, Any]:
     head, _newline, diff = text.partition("\n")
-    path = re.match(r"^(?:Edited|Dry run on) (?P<path>.*): [\d,]+ edits?[.,]", head)
+    path = re.match(r"^(?:Edited|Dry run on) (?P<path>.*?): [\d,]+ edits?[.,]", text, re.S)
     assert path, head
     return {"diff": diff, "path": path["path"]}
 
 
 def _file_written(text: str, _: dict[str, Any]) -> dict[str, Any]:
-    match = re.match(r"^Wrote \d+ bytes to (?P<path>.*); size \d+\.$", text)
+    match = re.match(r"^Wrote \d+ bytes to (?P<path>.*); size \d+\.$", text, re.S)  # a path may hold newlines
     assert match, text
     return {"path": match["path"]}
 
@@ -205,7 +205,7 @@ def _directory(text: str, _: dict[str, Any]) -> dict[str, Any]:
 
 
 def _moved(text: str, _: dict[str, Any]) -> dict[str, Any]:
-    match = re.match(r"^Moved (?P<source>.*) to (?P<destination>/.*)\.$", text)
+    match = re.match(r"^Moved (?P<source>.*) to (?P<destination>/.*)\.$", text, re.S)
     assert match, text
     return match.groupdict()
 
