@@ -214,8 +214,8 @@ async def _desktop_steps(client: Client, session_id: str, step: Any) -> None:
             raise RuntimeError(f"maximize was not verified: {done['note']}")
         size = f"{done['window']['width']}x{done['window']['height']}"
         step(f"start_app('xterm') + control_window(maximize) -> window {window['window_id']} now {size}")
-    shot = _structured(await client.call_tool("take_screenshot", {"session_id": session_id}))
-    step(f"take_screenshot -> {shot['width']}x{shot['height']} {shot['format']}, {shot['bytes']:,} bytes")
+    taken = await client.call_tool("take_screenshot", {"session_id": session_id})
+    step(f"take_screenshot -> {_text(taken)}, {_structured(taken)['bytes']:,} bytes")  # the text: WxH format
 
 
 async def run_conversation(settings: Settings, say: Any) -> None:
@@ -227,9 +227,9 @@ async def run_conversation(settings: Settings, say: Any) -> None:
         def step(text: str) -> None:
             say(f"  {(time.perf_counter() - started) * 1000:7.1f} ms  {text}")
 
-        created = _structured(await client.call_tool("create_session", {"labels": run_label}))
-        session_id = created["session_id"]
-        step(f"create_session -> {session_id} ({created['image_id']}, labels {created['labels']})")
+        made = await client.call_tool("create_session", {"labels": run_label})
+        session_id = _structured(made)["session_id"]
+        step(f"create_session -> {_text(made).partition(chr(10))[0].removeprefix('Created session ')}")
         listed = await client.call_tool("list_sessions", {"labels": run_label})
         found, lines = _structured(listed), _text(listed).splitlines()[1:]  # one line per session, its id first
         ids = [line.split(" ", 1)[0] for line in lines]

@@ -8,7 +8,9 @@ completely and unambiguously. tests/unit/test_answers.py checks these readers ag
 
 from __future__ import annotations
 
+import ast
 import json
+import posixpath
 import re
 from typing import Any
 
@@ -52,7 +54,9 @@ def unpack(tool: str, result: CallToolResult | dict[str, Any]) -> dict[str, Any]
         structured = dict(result.get("structuredContent") or {})
         text = "\n".join(block["text"] for block in result["content"] if block.get("type") == "text")
     reader = _READERS.get(tool)
-    return {**structured, **reader(text, structured)} if reader else structured
+    if reader is None:
+        return structured
+    return {**{k: v for k, v in reader(text, structured).items() if k not in structured}, **structured}
 
 
 def text_of(result: CallToolResult) -> str:
@@ -102,7 +106,17 @@ def _output(text: str, _: dict[str, Any]) -> dict[str, Any]:
     if second.endswith(" No new output."):
         rest = ""
     stdout, stderr = split_output(rest)
-    return {"stdout": stdout, "stderr": stderr, "status_line": head}
+    return {"stdout": stdout, "stderr": stderr, "status_line": head, "process_id": head.split(" ", 1)[0]}
+
+
+def _status(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    return process(text.split("\n", 1)[0])
+
+
+def _written(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Wrote \d+ bytes to (?P<process_id>\S+); stdin (open|closed)\.$", text)
+    assert match, text
+    return {"process_id": match["process_id"]}
 
 
 def _processes(text: str, _: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +127,8 @@ def _processes(text: str, _: dict[str, Any]) -> dict[str, Any]:
 
 def _content(text: str, structured: dict[str, Any]) -> dict[str, Any]:
     head, _newline, content = text.partition("\n")
-    return {"content": content, "message": head.split("): ", 1)[1] if "): " in head else head}
+    message = head.split("): ", 1)[1] if "): " in head else head
+    return {"content": content, "message": message, "invalid_utf8": "Undecodable bytes were replaced" in message}
 
 
 def _entries(text: str, structured: dict[str, Any]) -> dict[str, Any]:
@@ -138,17 +153,61 @@ def _entries(text: str, structured: dict[str, Any]) -> dict[str, Any]:
             }
         )
     message = head.split(". ", 1)[1].rsplit(" (", 1)[0] if ". " in head else ""
-    return {"entries": entries, "message": message}
+    path = re.match(r"^(?P<path>.*?): [\d,]+ entr(?:y|ies)", head)
+    assert path, head
+    return {"entries": entries, "message": message, "path": path["path"]}
 
 
 def _matches(text: str, _: dict[str, Any]) -> dict[str, Any]:
     head, *lines = text.split("\n")
     message = head.split("(stopped early: ", 1)[1].rsplit(")", 1)[0] if "(stopped early: " in head else ""
-    return {"matches": [unquote(line) for line in lines], "message": message}
+    found = re.match(
+        r"^[\d,]+ match(?:es)? for (?P<pattern>'.*'|\".*\") below (?P<path>.*?)(?: \(stopped early: |[:.]$)", head
+    )
+    assert found, head
+    return {
+        "matches": [unquote(line) for line in lines],
+        "message": message,
+        "pattern": ast.literal_eval(found["pattern"]),
+        "path": found["path"],
+    }
 
 
 def _diff(text: str, _: dict[str, Any]) -> dict[str, Any]:
-    return {"diff": text.partition("\n")[2]}
+    head, _newline, diff = text.partition("\n")
+    path = re.match(r"^(?:Edited|Dry run on) (?P<path>.*?): [\d,]+ edits?[.,]", text, re.S)
+    assert path, head
+    return {"diff": diff, "path": path["path"]}
+
+
+def _file_written(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Wrote \d+ bytes to (?P<path>.*); size \d+\.$", text, re.S)  # a path may hold newlines
+    assert match, text
+    return {"path": match["path"]}
+
+
+def _info(text: str, structured: dict[str, Any]) -> dict[str, Any]:
+    match = re.search(
+        r": \w+, \d+ bytes, (?P<permissions>\S+) \(\w+\), modified \S+, changed (?P<changed>\S+), "
+        r"accessed (?P<accessed>\S+)$",
+        text,
+    )
+    assert match, text
+    path = str(structured.get("path", ""))
+    name = posixpath.basename(path.rstrip("/")) or path
+    return {"name": name, **match.groupdict()}
+
+
+def _directory(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    if text.endswith(" already exists."):
+        return {"path": text.removesuffix(" already exists."), "created": False}
+    return {"path": text.removeprefix("Created ").removesuffix("."), "created": True}
+
+
+def _moved(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Moved (?P<source>.*) to (?P<destination>/.*)\.$", text, re.S)
+    assert match, text
+    return match.groupdict()
 
 
 def _session(match: re.Match[str]) -> dict[str, Any]:
@@ -177,13 +236,46 @@ def _sessions(text: str, _: dict[str, Any]) -> dict[str, Any]:
 def _one_session(text: str, _: dict[str, Any]) -> dict[str, Any]:
     match = _SESSION.match(text.split("\n", maxsplit=1)[0].removeprefix("Created session ").removeprefix("Session "))
     assert match, text
-    found = _session(match)
-    return {"contexts": found["contexts"], "workspaces": found["workspaces"]}
+    return _session(match)
+
+
+def _labels(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Labels of (?P<session_id>\S+): (?P<labels>\{.*\})$", text)
+    assert match, text
+    return {"session_id": match["session_id"], "labels": json.loads(match["labels"])}
+
+
+def _deleted(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.match(r"^Session (?P<session_id>\S+) deleted: ", text)
+    assert match, text
+    return {"session_id": match["session_id"], "status": "DELETED"}
 
 
 def _contexts(text: str, _: dict[str, Any]) -> dict[str, Any]:
     names = [line.split(": ", 1)[0] for line in text.split("\n")[1:]]
     return {"contexts": [{"name": json.loads(n) if n.startswith('"') else n} for n in names]}
+
+
+def _context(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    match = re.search(
+        r", created (?P<created_at>\S+), used (?P<used>\S+?)(?:, in use by .*?)?(?:\. NOTICE: (?P<notice>.*))?$",
+        text.split("\n", 1)[0],
+    )
+    assert match, text
+    used = match["used"]
+    return {
+        "created_at": match["created_at"],
+        "last_used_at": None if used == "never" else used,
+        "notice": match["notice"],
+    }
+
+
+def _context_deleted(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    return {"name": unquote(text.removeprefix("Context ").removesuffix(" deleted with its content."))}
+
+
+def _synced(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    return {"session_id": text.split("\n", 1)[0].removeprefix("Synced from ").removesuffix(":")}
 
 
 def window(line: str) -> dict[str, Any]:
@@ -212,7 +304,15 @@ def _windows(text: str, _: dict[str, Any]) -> dict[str, Any]:
             windows[-1]["child_windows"].append(window(line.removeprefix("  child ")))
         else:
             windows.append(window(line))
-    return {"windows": windows}
+    return {"windows": windows, "truncated": "(only the newest 200 are listed)" in text.split("\n", 1)[0]}
+
+
+def _controlled(text: str, structured: dict[str, Any]) -> dict[str, Any]:
+    return {"action": "close" if structured.get("closed") else text.split(" ", 1)[0]}
+
+
+def _screenshot(text: str, _: dict[str, Any]) -> dict[str, Any]:
+    return {"format": text.split(" ")[1], "scaled": ", scaled)" in text}
 
 
 def _installed(text: str, _: dict[str, Any]) -> dict[str, Any]:
@@ -247,13 +347,13 @@ def _visible(text: str, _: dict[str, Any]) -> dict[str, Any]:
 def _network(text: str, _: dict[str, Any]) -> dict[str, Any]:
     match = re.match(r"^Network of (?P<session_id>\S+): (?P<network>\S+)$", text)
     assert match, text
-    return {"session_id": match["session_id"]}
+    return {"session_id": match["session_id"], "network": match["network"]}
 
 
 def _link(text: str, _: dict[str, Any]) -> dict[str, Any]:
-    match = re.search(r"^Reaches (?P<protocol>\S+) port \d+ of (?P<session_id>\S+) until", text, re.M)
+    match = re.search(r"^Reaches (?P<protocol>\S+) port (?P<port>\d+) of (?P<session_id>\S+) until", text, re.M)
     assert match, text
-    return {"protocol": match["protocol"], "session_id": match["session_id"]}
+    return {"protocol": match["protocol"], "session_id": match["session_id"], "port": int(match["port"])}
 
 
 def _workspace_diff(text: str, structured: dict[str, Any]) -> dict[str, Any]:
@@ -273,20 +373,38 @@ def _workspace_applied(text: str, _: dict[str, Any]) -> dict[str, Any]:
 _READERS = {
     "create_session": _one_session,
     "get_session": _one_session,
+    "set_session_labels": _labels,
+    "get_session_labels": _labels,
+    "delete_session": _deleted,
+    "create_context": _context,
     "list_contexts": _contexts,
     "workspace_diff": _workspace_diff,
     "workspace_apply": _workspace_applied,
+    "delete_context": _context_deleted,
+    "sync_context": _synced,
     "set_session_network": _network,
     "get_link": _link,
     "execute_command": _command,
+    "start_process": _status,
     "read_process_output": _output,
+    "write_process_input": _written,
+    "wait_process": _status,
+    "kill_process": _status,
     "list_processes": _processes,
     "read_file": _content,
+    "write_file": _file_written,
     "list_directory": _entries,
+    "get_file_info": _info,
     "search_files": _matches,
     "edit_file": _diff,
+    "create_directory": _directory,
+    "move_file": _moved,
     "list_sessions": _sessions,
     "list_windows": _windows,
+    "control_window": _controlled,
+    "set_focus_mode": lambda text, _: {"on": not text.startswith("Focus mode off")},
+    "take_screenshot": _screenshot,
+    "input_action": lambda text, _: {"action": text.split(" ", 1)[0]},
     "get_installed_apps": _installed,
     "list_visible_apps": _visible,
 }

@@ -11,11 +11,9 @@ from pydantic import Field
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.services.commands.service import MAX_TIMEOUT_MS, MAX_WAIT_MS, ProgressCallback
 from agentbay_mcp.tools.common import READ_ONLY, REPLACES, RUNS, STARTS, SessionId, tool, tool_call
-from agentbay_mcp.tools.text.commands import COMMAND, OUTPUT, PROCESS, PROCESSES, WRITTEN
+from agentbay_mcp.tools.text.commands import COMMAND, OUTPUT, PROCESS, PROCESSES, STARTED, WRITTEN
 
 ProcessId = str
-Cwd = Annotated[str | None, Field(description="Default /home/user.")]
-Envs = Annotated[dict[str, str] | None, Field(description='Extra environment variables, e.g. {"DEBUG": "1"}.')]
 
 
 def progress_reporter(ctx: Context[Any, Any]) -> ProgressCallback | None:
@@ -37,13 +35,13 @@ def register(mcp: ToolsetServer[Any]) -> None:
     async def execute_command(
         ctx: Context,
         session_id: SessionId,
-        command: Annotated[str, Field(description="e.g. 'make 2>&1 | tail -50'.")],
+        command: str,
         timeout_ms: Annotated[
             int,
             Field(ge=1, le=MAX_TIMEOUT_MS),
         ] = 60000,
-        cwd: Cwd = None,
-        envs: Envs = None,
+        cwd: str | None = None,  # the description says the default
+        envs: dict[str, str] | None = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.commands.execute_command(
@@ -51,17 +49,17 @@ def register(mcp: ToolsetServer[Any]) -> None:
             )
         return COMMAND.answer(result)
 
-    @tool(mcp, STARTS, PROCESS)
+    @tool(mcp, STARTS, STARTED)
     async def start_process(
         ctx: Context,
         session_id: SessionId,
         command: str,
-        cwd: Cwd = None,
+        cwd: str | None = None,
         envs: dict[str, str] | None = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.commands.start_process(call.conversation, session_id, command, cwd, envs)
-        return PROCESS.answer(result)
+        return STARTED.answer(result)
 
     @tool(mcp, READ_ONLY, OUTPUT)
     async def read_process_output(

@@ -47,7 +47,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
         path: Path,
         offset: Annotated[int, Field(ge=0)] = 0,
         length: Annotated[int | None, Field(ge=0)] = None,
-        start_line: Annotated[int | None, Field(ge=1, description="1-based; reads whole lines.")] = None,
+        start_line: Annotated[int | None, Field(ge=1, description="1-based.")] = None,
         line_count: Annotated[int | None, Field(ge=1)] = None,
     ) -> CallToolResult:
         async with tool_call(ctx) as call:

@@ -2,8 +2,9 @@
 
 Every byte of `tools/list` is read by the model on every conversation, so the schemas pydantic generates
 are trimmed: no `title` keys (the property name says it), no `$defs` (small shapes are inlined where they
-are used), `X | None` as a type list instead of an `anyOf`, no `"default": null`. The trimmed schema
-accepts and rejects exactly what the generated one does; tests/unit/test_schemas.py checks that.
+are used, without their class docstrings), `X | None` as a type list instead of an `anyOf`, no
+`"default": null`. The trimmed schema accepts and rejects exactly what the generated one does;
+tests/unit/test_answers.py checks that.
 """
 
 from __future__ import annotations
@@ -37,13 +38,23 @@ def output_schema(model: type[BaseModel], text_only: Iterable[str] = ()) -> dict
     schema = lean(model.model_json_schema(mode="serialization"), descriptions=False)
     dropped = set(text_only)
     properties = {k: v for k, v in schema["properties"].items() if k not in dropped}
-    schema["properties"] = {k: _shallow({x: y for x, y in v.items() if x != "default"}) for k, v in properties.items()}
+    # No defaults and no formats: both are annotations (a validator ignores them; the README says which
+    # fields are times), and each costs the model bytes on every conversation.
+    schema["properties"] = {
+        k: _shallow(_without_enum_type({x: y for x, y in v.items() if x not in ("default", "format")}))
+        for k, v in properties.items()
+    }
     required = [k for k in schema.get("required", []) if k not in dropped]
     if required:
         schema["required"] = required
     else:
         schema.pop("required", None)
     return schema
+
+
+def _without_enum_type(node: dict[str, Any]) -> dict[str, Any]:
+    """An enum without its type: the listed values admit exactly what the type and the enum together do."""
+    return {k: v for k, v in node.items() if k != "type"} if "enum" in node else node
 
 
 def _shallow(node: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +75,10 @@ def _node(node: Any, defs: dict[str, Any], descriptions: bool, seen: tuple[str, 
         name = ref.removeprefix("#/$defs/")
         if name in seen:  # a recursive shape cannot be inlined; none of ours is, so say so loudly
             raise ValueError(f"recursive schema {name!r} cannot be inlined")
-        inlined = _node(defs[name], defs, descriptions, (*seen, name))
+        # A nested model's docstring says what the class is for its readers, not for the model
+        # calling the tool (the property that holds it has the description that matters).
+        definition = {k: v for k, v in defs[name].items() if k != "description"}
+        inlined = _node(definition, defs, descriptions, (*seen, name))
         extra = {k: v for k, v in node.items() if k != "$ref"}
         return {**inlined, **_node(extra, defs, descriptions, seen)}
     out: dict[str, Any] = {}

@@ -11,21 +11,17 @@ from pydantic import BaseModel, Field
 from agentbay_mcp.auth.scopes import ToolsetServer
 from agentbay_mcp.tools.common import CREATES, READ_ONLY, REPLACES, SessionId, tool, tool_call
 from agentbay_mcp.tools.network import OptionalNetworkArg
-from agentbay_mcp.tools.text.sessions import CREATED, DELETED, LABELS, SESSION, SESSIONS
+from agentbay_mcp.tools.text.sessions import CREATED, DELETED, LABELS, LABELS_SET, SESSION, SESSIONS
 
 #: The session tools are also how sessions are found again, so their session_id names list_sessions too.
 ListedSessionId = SessionId
-Labels = Annotated[
-    dict[str, str],
-    Field(description="Up to 32; keys up to 128 characters, values up to 256."),
-]
 
 
 class ContextArg(BaseModel):
     """A context to show in the new session, and where."""
 
     name: str
-    path: str = Field(description="Absolute, below /home/user or /tmp, e.g. '/home/user/.cache'.")
+    path: str = Field(description="Absolute, below /home/user or /tmp.")
 
 
 def register(mcp: ToolsetServer[Any]) -> None:
@@ -35,7 +31,7 @@ def register(mcp: ToolsetServer[Any]) -> None:
     async def create_session(
         ctx: Context,
         image_id: str = "linux_latest",
-        labels: Labels | None = None,
+        labels: dict[str, str] | None = None,  # the limits are in the error that enforces them
         network: OptionalNetworkArg = None,
         contexts: list[ContextArg] | None = None,
         workspaces: list[str] | None = None,
@@ -70,11 +66,11 @@ def register(mcp: ToolsetServer[Any]) -> None:
             result = await call.service.list_sessions(call.conversation, labels, max_results, next_token)
         return SESSIONS.answer(result)
 
-    @tool(mcp, REPLACES, LABELS)
+    @tool(mcp, REPLACES, LABELS_SET)
     async def set_session_labels(ctx: Context, session_id: ListedSessionId, labels: dict[str, str]) -> CallToolResult:
         async with tool_call(ctx) as call:
             result = await call.service.set_session_labels(call.conversation, session_id, labels)
-        return LABELS.answer(result)
+        return LABELS_SET.answer(result)
 
     @tool(mcp, READ_ONLY, LABELS)
     async def get_session_labels(ctx: Context, session_id: ListedSessionId) -> CallToolResult:

@@ -151,7 +151,7 @@ async def test_screenshot_is_a_real_image_of_the_screen(settings: Settings, era:
         small = await client.call_tool(
             "take_screenshot", {"session_id": session_id, "format": "jpeg", "max_width": 640}
         )
-        small_info = structured(small)
+        small_info = unpack("take_screenshot", small)  # scaled is in the text
         jpeg = Image.open(
             io.BytesIO(base64.b64decode(next(b for b in small.content if isinstance(b, ImageContent)).data))
         )

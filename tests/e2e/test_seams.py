@@ -320,7 +320,7 @@ async def test_screen_size_flags_shape_screenshots_and_maximize(state_dir: Path)
             assert png_of(shot).size == (800, 600)
             # max_width wider than the screen never scales up.
             wide = await client.call_tool("take_screenshot", {"session_id": session_id, "max_width": 4000})
-            info = structured(wide)
+            info = unpack("take_screenshot", wide)  # scaled is in the text
             assert (info["width"], info["height"], info["scaled"]) == (800, 600, False)
             assert png_of(wide).size == (800, 600)
             # JPEG to a width: the aspect ratio is kept.

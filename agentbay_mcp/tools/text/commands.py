@@ -67,7 +67,11 @@ def _written(done: InputWritten) -> str:
 
 
 COMMAND = Shape(CommandResult, _command, ("stdout", "stderr", "message"))
-PROCESS = Shape(ProcessStatus, process_line)
-OUTPUT = Shape(ProcessOutputChunk, _chunk, ("stdout", "stderr"))
+#: wait_process and kill_process: how it ended and how much output it left. The rest is in its line
+#: (the command echoes start_process's argument, the process_id this call's).
+PROCESS = Shape(ProcessStatus, process_line, ("command", "process_id", "elapsed_ms", "stdin_open"))
+#: A process just started: its id, and whether it already ended.
+STARTED = Shape(ProcessStatus, process_line, ("command", "elapsed_ms", "stdout_bytes", "stderr_bytes", "stdin_open"))
+OUTPUT = Shape(ProcessOutputChunk, _chunk, ("stdout", "stderr", "process_id"))
 PROCESSES = Shape(ProcessList, _processes, ("processes",), structured=False)
-WRITTEN = Shape(InputWritten, _written)
+WRITTEN = Shape(InputWritten, _written, ("process_id",))

@@ -43,8 +43,9 @@ def _synced(result: ContextsSynced) -> str:
     return "\n".join(lines)
 
 
-CONTEXT = Shape(ContextInfo, _made)
+#: A context just made or found: its size and users; its times and notice are in the text (get_context has them).
+CONTEXT = Shape(ContextInfo, _made, ("created_at", "last_used_at", "notice"))
 INFO = Shape(ContextInfo, lambda info: f"Context {context_line(info)}")
 CONTEXTS = Shape(ContextList, _listed, ("contexts",), structured=False)
-DELETED = Shape(DeletedContext, lambda gone: f"Context {name(gone.name)} deleted with its content.")
-SYNCED = Shape(ContextsSynced, _synced)
+DELETED = Shape(DeletedContext, lambda gone: f"Context {name(gone.name)} deleted with its content.", structured=False)
+SYNCED = Shape(ContextsSynced, _synced, ("session_id",))

@@ -99,15 +99,20 @@ def _screenshot(info: models.ScreenshotInfo) -> str:
     return f"{info.width}x{info.height} {info.format} screenshot{scaled}"
 
 
-WINDOWS = Shape(models.WindowList, _windows, ("windows",))
+#: truncated is the header's "(only the newest 200 are listed)".
+WINDOWS = Shape(models.WindowList, _windows, ("windows", "truncated"))
 ACTIVE = Shape(models.ActiveWindow, _active)
-CONTROLLED = Shape(models.WindowControlResult, _controlled)
-FOCUS = Shape(models.FocusMode, _focus, ("behaviour",))
+#: The action echoes the argument ("close" when the window closed).
+CONTROLLED = Shape(models.WindowControlResult, _controlled, ("action",))
+FOCUS = Shape(models.FocusMode, _focus, ("behaviour", "on"))
 STARTED = Shape(models.AppStarted, _started)
 STOPPED = Shape(models.AppStopped, _stopped)
 INSTALLED = Shape(models.InstalledApps, _installed, ("apps",), structured=False)
 VISIBLE = Shape(models.VisibleApps, _visible, ("apps",), structured=False)
-SCREENSHOT = Shape(models.ScreenshotInfo, _screenshot)
+#: format echoes the argument; scaled is whether width differs from screen_width.
+SCREENSHOT = Shape(models.ScreenshotInfo, _screenshot, ("format", "scaled"))
 INPUT = Shape(
-    models.InputResult, lambda done: f"{done.action} done; the pointer is at {done.pointer_x},{done.pointer_y}."
+    models.InputResult,
+    lambda done: f"{done.action} done; the pointer is at {done.pointer_x},{done.pointer_y}.",
+    ("action",),
 )

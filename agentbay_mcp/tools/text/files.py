@@ -61,15 +61,23 @@ def _edited(done: models.FileEdited) -> str:
     return join_body(head, done.diff)
 
 
-CONTENT = Shape(models.FileContent, _content, ("content", "message"))
-#: list_directory's text depends on its `details` argument, so its render is called by the tool.
-LISTING = Shape(models.DirectoryListing, lambda found: listing(found, details=False), ("entries", "message"))
-INFO = Shape(models.FileInfo, _info)
-MATCHES = Shape(models.SearchResult, _matches, ("matches", "message"))
-EDITED = Shape(models.FileEdited, _edited, ("diff",))
-WRITTEN = Shape(models.FileWritten, lambda done: f"Wrote {done.bytes_written} bytes to {done.path}; size {done.size}.")
+#: invalid_utf8 is the message's "Undecodable bytes were replaced".
+CONTENT = Shape(models.FileContent, _content, ("content", "message", "invalid_utf8"))
+#: list_directory's text depends on its `details` argument, so its render is called by the tool. Here and
+#: below, `path` is the argument made absolute (relative ones are below /home/user), said in the text.
+LISTING = Shape(models.DirectoryListing, lambda found: listing(found, details=False), ("entries", "message", "path"))
+#: name is the path's last part; permissions is mode spelled out; ctime and atime are in the text.
+INFO = Shape(models.FileInfo, _info, ("name", "permissions", "changed", "accessed"))
+#: The pattern echoes the argument.
+MATCHES = Shape(models.SearchResult, _matches, ("matches", "message", "pattern", "path"))
+EDITED = Shape(models.FileEdited, _edited, ("diff", "path"))
+WRITTEN = Shape(
+    models.FileWritten, lambda done: f"Wrote {done.bytes_written} bytes to {done.path}; size {done.size}.", ("path",)
+)
+#: Acknowledgements: the text says all.
 DIRECTORY = Shape(
     models.DirectoryCreated,
     lambda done: f"Created {done.path}." if done.created else f"{done.path} already exists.",
+    structured=False,
 )
-MOVED = Shape(models.FileMoved, lambda done: f"Moved {done.source} to {done.destination}.")
+MOVED = Shape(models.FileMoved, lambda done: f"Moved {done.source} to {done.destination}.", structured=False)

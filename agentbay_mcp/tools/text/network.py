@@ -14,5 +14,6 @@ def _link(link: PortLink) -> str:
     return f"{link.url}\nReaches {link.protocol} port {link.port} of {link.session_id} until the session ends."
 
 
-NETWORK = Shape(SessionNetwork, _network)
-LINK = Shape(PortLink, _link)
+#: An acknowledgement: the text says the policy as it now is.
+NETWORK = Shape(SessionNetwork, _network, structured=False)
+LINK = Shape(PortLink, _link, ("port",))

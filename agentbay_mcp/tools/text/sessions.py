@@ -49,8 +49,13 @@ def _deleted(gone: DeletedSession) -> str:
 
 #: Contexts and workspaces are in the text (`session_line`) only: most sessions have none.
 MOUNTS = ("contexts", "workspaces")
-CREATED = Shape(SessionInfo, _created, MOUNTS)
-SESSION = Shape(SessionInfo, lambda info: f"Session {session_line(info)}", MOUNTS)
+#: A notice is for the model to read. create_session's image, labels and network echo its arguments,
+#: and a session it made is RUNNING.
+CREATED = Shape(SessionInfo, _created, (*MOUNTS, "notice", "image_id", "labels", "network", "status"))
+#: get_session's session_id echoes its argument; the network is in the text (absent: off).
+SESSION = Shape(SessionInfo, lambda info: f"Session {session_line(info)}", (*MOUNTS, "notice", "session_id", "network"))
 SESSIONS = Shape(SessionList, _listed, ("sessions",))
-LABELS = Shape(SessionLabels, _labels)
-DELETED = Shape(DeletedSession, _deleted, ("message", "contexts"))
+LABELS = Shape(SessionLabels, _labels, ("session_id",))
+#: set_session_labels and delete_session acknowledge: their text says all (the labels, the id).
+LABELS_SET = Shape(SessionLabels, _labels, structured=False)
+DELETED = Shape(DeletedSession, _deleted, structured=False)
