@@ -329,3 +329,33 @@ async def test_one_context_at_two_paths_of_one_session(state_dir: Path, task_gro
     assert stored is not None
     assert os.listdir(stored.content()) == ["g"]  # the mounts sync in order: the last one wins
     await backend.close()
+
+
+async def test_parallel_syncs_of_two_contexts_stay_within_the_owner_quota(
+    state_dir: Path, task_group: TaskGroup
+) -> None:
+    # Each sync measures the owner's other contexts before it copies: two running at once must not
+    # both count the other as empty and together store twice the quota.
+    backend = await started(state_dir, task_group, context_quota_bytes=4 * MB)
+    sessions = []
+    for name in ("left", "right"):
+        session = await new_session(backend, await mount_of(backend, OWNER, name, "/home/user/data"))
+        await sh(backend, session.session_id, "cd data && for i in $(seq 3000); do head -c 1000 /dev/zero > f$i; done")
+        sessions.append(session)
+    failures: list[QuotaExceededError] = []
+
+    async def sync(session_id: str) -> None:
+        try:
+            await backend.contexts.sync_context(session_id)
+        except QuotaExceededError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for session in sessions:
+            group.start_soon(sync, session.session_id)
+    sizes = [context.size_bytes for context in await backend.contexts.list_contexts(OWNER)]
+    assert sum(sizes) <= 4 * MB, sizes
+    assert len(failures) == 1
+    for session in sessions:
+        await backend.delete_session(session.session_id)
+    await backend.close()

@@ -2,6 +2,7 @@
 
     <state_dir>/contexts/<owner-key>/            owner-key: sha256(owner principal), 16 hex digits
       .<name>.lock                               flock'ed by whoever works on the context (any server)
+      .~quota.lock                               flock'ed around a sync's quota check and commit
       <name>/meta.json                           context_id, name, owner, created_at, last_used_at, notice
       <name>/current -> v<N>                     the content in force; swapped by rename (atomic)
       <name>/v<N>/content/                       the files
@@ -129,6 +130,22 @@ class ContextStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._tidy(directory)
             yield directory
+        finally:
+            os.close(fd)  # drops the flock
+
+    @contextlib.contextmanager
+    def owner_locked(self, owner: str) -> Iterator[None]:
+        """Hold the owner's cross-process quota lock (blocking). Syncs of different contexts run in
+        parallel, each measuring the others: this makes "measure the others, then commit" one step, so
+        two syncs cannot both count the other as it was and together pass the quota. Taken after a
+        context's lock, never before one ('~' is in no context name: no context's lock is this file)."""
+        directory = self.owner_dir(owner)
+        for path in (self.root, directory):
+            path.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(directory / ".~quota.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)  # drops the flock
 

@@ -149,10 +149,7 @@ def sync_one(
             stats, missing = _copy_out(session_dir, mount.path, staging / "content", bounds, context.content())
         except (TreeLimitError, OSError) as exc:
             remove_tree(staging)
-            error = _failure(mount, context, session_id, exc, quota)
-            with contextlib.suppress(OSError):  # a store that cannot take the notice: the log says it
-                store.update_meta(context, notice=str(error))
-            raise error from exc
+            raise _failed(store, mount, context, session_id, exc, quota) from exc
         except BaseException:
             remove_tree(staging)
             raise
@@ -166,7 +163,13 @@ def sync_one(
             warnings.append(f"{mount.path} did not exist in the session: the context is now empty.")
         if stats.skipped:
             warnings.append(f"{stats.skipped} entries that are not files, directories or symlinks were skipped.")
-        committed = store.commit(context, staging, stats.bytes, stats.files, session_id)
+        with store.owner_locked(mount.owner):
+            # Measured again: another context's sync may have committed since `budget` was taken.
+            if quota is not None and stats.bytes + store.used_bytes(mount.owner, besides=mount.name) > quota:
+                remove_tree(staging)
+                over = TreeLimitError("bytes", quota, f"more than {quota} bytes")
+                raise _failed(store, mount, context, session_id, over, quota)
+            committed = store.commit(context, staging, stats.bytes, stats.files, session_id)
     synced = ContextSynced(
         name=mount.name, path=mount.path, size_bytes=stats.bytes, file_count=stats.files, warning=" ".join(warnings)
     )
@@ -197,6 +200,21 @@ def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits, prev
             os.close(target)
     finally:
         os.close(source)
+
+
+def _failed(
+    store: ContextStore,
+    mount: ContextMount,
+    context: StoredContext,
+    session_id: str,
+    exc: BaseException,
+    quota: int | None,
+) -> AgentBayMCPError:
+    """The error of a sync that failed, kept as the context's notice too (under the context's lock)."""
+    error = _failure(mount, context, session_id, exc, quota)
+    with contextlib.suppress(OSError):  # a store that cannot take the notice: the log says it
+        store.update_meta(context, notice=str(error))
+    return error
 
 
 def _failure(
