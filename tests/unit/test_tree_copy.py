@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,3 +88,21 @@ def test_open_beneath_never_follows_a_link(tmp_path: Path) -> None:
         fd = open_beneath(root, ["a"])
         assert fd is not None
         os.close(fd)
+
+
+def test_a_huge_directory_is_refused_without_listing_it_whole(tmp_path: Path) -> None:
+    # Hard links cost a session no disk quota: one directory of millions of long names must not be
+    # read into the server's memory before the entry bound is checked.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    for index in range(20_000):
+        os.link(src / "f", src / f"{index:0200d}")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TreeLimitError):
+            copy(src, tmp_path / "dst", TreeLimits(max_entries=100))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes to refuse 100 entries"

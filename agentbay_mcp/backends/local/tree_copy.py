@@ -86,13 +86,18 @@ class _Level:
 def _copy_dir(level: _Level, depth: int, limits: TreeLimits, stats: TreeStats) -> None:
     if depth > limits.max_depth:
         raise TreeLimitError("depth", limits.max_depth, f"directories nest deeper than {limits.max_depth} levels")
-    # List first, then close the listing: only one fd per level stays open while we descend.
+    # List first, then close the listing: only one fd per level stays open while we descend. Counted as
+    # listed: a directory of millions of hard links costs the session no disk, and must cost us no memory.
+    entries = []
     with os.scandir(level.src) as listing:
-        entries = [(entry.name, _kind(entry)) for entry in listing]
+        for entry in listing:
+            stats.entries += 1
+            if stats.entries > limits.max_entries:
+                raise TreeLimitError(
+                    "entries", limits.max_entries, f"more than {limits.max_entries} files and directories"
+                )
+            entries.append((entry.name, _kind(entry)))
     for name, kind in entries:
-        stats.entries += 1
-        if stats.entries > limits.max_entries:
-            raise TreeLimitError("entries", limits.max_entries, f"more than {limits.max_entries} files and directories")
         if kind == "dir":
             _copy_subdir(level, name, depth, limits, stats)
         elif kind == "file":
