@@ -359,3 +359,48 @@ async def test_parallel_syncs_of_two_contexts_stay_within_the_owner_quota(
     for session in sessions:
         await backend.delete_session(session.session_id)
     await backend.close()
+
+
+async def test_a_delete_raced_by_another_servers_create_is_refused(state_dir: Path, task_group: TaskGroup) -> None:
+    """Server two publishes a session mounting the context while server one's delete waits for the
+    context's lock: the delete must see that session once it has the lock, not before."""
+    one = await started(state_dir, task_group)
+    two = await started(state_dir, task_group)
+    mount = await mount_of(one, OWNER, "raced", "/home/user/raced")
+    outcomes: dict[str, object] = {}
+
+    async def delete() -> None:
+        try:
+            await one.contexts.delete_context(OWNER, "raced")
+            outcomes["delete"] = "deleted"
+        except InvalidArgumentError as exc:
+            outcomes["delete"] = exc
+
+    async def create() -> None:
+        try:
+            outcomes["create"] = await new_session(two, mount)
+        except ContextNotFoundError as exc:
+            outcomes["create"] = exc
+
+    held = one.contexts.store.locked(OWNER, "raced")  # a third party's turn at the context
+    held.__enter__()
+    released = False
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(delete)
+            await anyio.sleep(0.5)  # one waits for the lock
+            group.start_soon(create)
+            await anyio.sleep(1.5)  # two has published its session and waits for the lock to copy in
+            released = True
+            held.__exit__(None, None, None)
+    finally:
+        if not released:
+            held.__exit__(None, None, None)
+    # Whichever server gets the lock first, two's session was published before one could delete.
+    assert isinstance(outcomes["delete"], InvalidArgumentError), f"deleted while in use: {outcomes}"
+    created = outcomes["create"]
+    assert not isinstance(created, ContextNotFoundError), created
+    assert (await one.contexts.get_context(OWNER, "raced", create=False)).in_use_by
+    await two.delete_session(created.session_id)  # type: ignore[attr-defined]
+    await one.close()
+    await two.close()

@@ -99,18 +99,20 @@ class LocalContexts:
     async def delete_context(self, owner: str, name: str) -> None:
         """Delete the context, refused while a live session of this state dir has it mounted."""
         check_name(name)
+
+        def delete() -> bool:
+            with self.store.locked(owner, name) as directory:
+                # Looked up under the lock: another server's create publishes its session before it
+                # takes the lock to copy in, so a session published by now is seen here.
+                users = self._scan_users(owner).get(name, ())
+                if users:
+                    raise InvalidArgumentError(
+                        f"Context {name!r} is mounted in session(s) {', '.join(users)}: delete them first (their "
+                        "content is synced to the context when they end)."
+                    )
+                return self.store.delete(directory)
+
         async with self._turn(owner, name):
-            users = await self._in_use_by(owner, name)
-            if users:
-                raise InvalidArgumentError(
-                    f"Context {name!r} is mounted in session(s) {', '.join(users)}: delete them first (their "
-                    "content is synced to the context when they end)."
-                )
-
-            def delete() -> bool:
-                with self.store.locked(owner, name) as directory:
-                    return self.store.delete(directory)
-
             if not await anyio.to_thread.run_sync(delete):
                 raise ContextNotFoundError(name)
 
@@ -190,18 +192,17 @@ class LocalContexts:
         return tuple((await self._users(owner)).get(name, ()))
 
     async def _users(self, owner: str) -> dict[str, list[str]]:
+        return await anyio.to_thread.run_sync(self._scan_users, owner)
+
+    def _scan_users(self, owner: str) -> dict[str, list[str]]:
         """Context name -> the live sessions (published records in this state dir) that mount it."""
-
-        def scan() -> dict[str, list[str]]:
-            users: dict[str, list[str]] = {}
-            for session_id in self._state.session_ids():
-                try:
-                    record = read_record(self._state.meta_path(session_id))
-                except (OSError, ValueError):
-                    continue
-                for mount in record.contexts:
-                    if mount.owner == owner and session_id not in users.get(mount.name, []):
-                        users.setdefault(mount.name, []).append(session_id)
-            return users
-
-        return await anyio.to_thread.run_sync(scan)
+        users: dict[str, list[str]] = {}
+        for session_id in self._state.session_ids():
+            try:
+                record = read_record(self._state.meta_path(session_id))
+            except (OSError, ValueError):
+                continue
+            for mount in record.contexts:
+                if mount.owner == owner and session_id not in users.get(mount.name, []):
+                    users.setdefault(mount.name, []).append(session_id)
+        return users
