@@ -292,6 +292,17 @@ async def test_delete_uploads_first_and_a_failed_upload_is_reported(
     assert cache.context_id not in cloud.contexts
 
 
+async def test_a_deeply_nested_upload_status_still_releases_the_session(backend: AgentBayBackend, cloud: Cloud) -> None:
+    cache = await mount(backend)
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[cache])
+    cloud.script["GetContextInfo"] = [lambda form: {"ContextStatus": "[" * 100_000}]
+    await backend.delete_session(session.session_id)
+    assert "DeleteSessionAsync" in cloud.actions()
+    notice = (await backend.contexts.get_context(ALICE, "cache", create=False)).notice
+    assert notice is not None
+    assert "not the expected JSON" in notice
+
+
 async def test_another_server_rebuilds_the_mounts_from_the_label(
     backend: AgentBayBackend, cloud: Cloud, tmp_path: Path
 ) -> None:
@@ -318,6 +329,7 @@ async def test_another_server_rebuilds_the_mounts_from_the_label(
         json.dumps([["id with space", "cache", "o", "/p"]]),
         json.dumps([["i", "c", "o", "/p"]] * 1000),
         "[" * 100_000,
+        "[" * 5000,  # short, but nested past the JSON decoder's recursion bound
     ],
 )
 def test_a_mounts_label_this_program_did_not_write_holds_none(raw: str) -> None:
@@ -334,6 +346,8 @@ def test_a_mounts_label_this_program_did_not_write_holds_none(raw: str) -> None:
         {"ContextStatus": json.dumps([{"type": "data", "data": json.dumps([{}] * 5000)}])},
         {"ContextStatus": "x" * 2_000_000},
         {"ContextStatus": 42},
+        {"ContextStatus": "[" * 100_000},
+        {"ContextStatus": json.dumps([{"type": "data", "data": "[" * 100_000}])},
     ],
 )
 def test_a_hostile_context_status_is_refused(data: Any) -> None:

@@ -93,7 +93,7 @@ def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
                 raise ValueError("not a mount")
             mounts.append(ContextMount(context_id=context_id, name=name, owner=owner, path=path))
         return tuple(mounts)
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
         logger.warning("ignoring a session's %s label that this program did not write (%s)", LABEL_CONTEXTS, exc)
         return ()
 
@@ -178,7 +178,7 @@ def sync_tasks(data: Any) -> list[SyncTask]:
                 raise ValueError("not a short list")
             tasks.extend(_task(item) for item in items)
         return tasks
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested past the decoder's bound
         raise BackendError(
             "AgentBay's GetContextInfo reply holds a ContextStatus that is not the expected JSON."
         ) from (exc)
