@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.backends.records_contexts import CONTEXT_NAME, ContextMount, ContextRecord
 from agentbay_mcp.errors import BackendError
@@ -81,7 +82,7 @@ def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
     try:
         if len(raw) > MAX_LABEL_CHARS:
             raise ValueError("too long")
-        items = json.loads(raw)
+        items = loads(raw)
         if not isinstance(items, list) or len(items) > MAX_MOUNTS:
             raise ValueError("not a short list")
         mounts = []
@@ -93,7 +94,7 @@ def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
                 raise ValueError("not a mount")
             mounts.append(ContextMount(context_id=context_id, name=name, owner=owner, path=path))
         return tuple(mounts)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
         logger.warning("ignoring a session's %s label that this program did not write (%s)", LABEL_CONTEXTS, exc)
         return ()
 
@@ -165,7 +166,7 @@ def sync_tasks(data: Any) -> list[SyncTask]:
     if not isinstance(raw, str) or len(raw) > MAX_STATUS_CHARS:
         raise BackendError("AgentBay's GetContextInfo reply holds a ContextStatus that is not short JSON text.")
     try:
-        outer = json.loads(raw)
+        outer = loads(raw)
         if not isinstance(outer, list) or len(outer) > MAX_TASKS:
             raise ValueError("not a short list")
         tasks: list[SyncTask] = []
@@ -173,12 +174,12 @@ def sync_tasks(data: Any) -> list[SyncTask]:
             if not isinstance(entry, dict) or entry.get("type") != "data":
                 continue
             inner = entry.get("data", "[]")
-            items = json.loads(inner) if isinstance(inner, str) else None
+            items = loads(inner) if isinstance(inner, str) else None
             if not isinstance(items, list) or len(tasks) + len(items) > MAX_TASKS:
                 raise ValueError("not a short list")
             tasks.extend(_task(item) for item in items)
         return tasks
-    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested past the decoder's bound
+    except (ValueError, TypeError) as exc:
         raise BackendError(
             "AgentBay's GetContextInfo reply holds a ContextStatus that is not the expected JSON."
         ) from (exc)
