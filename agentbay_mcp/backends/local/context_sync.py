@@ -48,7 +48,7 @@ def session_parts(path: str) -> tuple[str, list[str]]:
     for top, name in ((SESSION_HOME, "home"), (SESSION_TMP, "tmp")):
         if path == top or path.startswith(f"{top}/"):
             parts = path[len(top) :].split("/")[1:]
-            if posixpath.normpath(path) == path and all(part not in ("", ".", "..") for part in parts):
+            if posixpath.normpath(path) == path and "\0" not in path and all(p not in ("", ".", "..") for p in parts):
                 return name, parts
     raise InvalidArgumentError(f"Context path {path[:200]!r} must be a normalised path under /home/user or /tmp.")
 
