@@ -13,10 +13,10 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local import LocalBackend, context_sync
 from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
-from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError, QuotaExceededError
+from agentbay_mcp.errors import BackendError, ContextNotFoundError, InvalidArgumentError, QuotaExceededError
 from agentbay_mcp.testing.contexts import mount_of, new_session, sh
 
 pytestmark = pytest.mark.anyio
@@ -404,3 +404,20 @@ async def test_a_delete_raced_by_another_servers_create_is_refused(state_dir: Pa
     await two.delete_session(created.session_id)  # type: ignore[attr-defined]
     await one.close()
     await two.close()
+
+
+async def test_a_failed_copy_in_names_no_host_path(
+    state_dir: Path, task_group: TaskGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "slow", "/home/user/slow")
+    session = await new_session(backend, mount)
+    await sh(backend, session.session_id, "for i in $(seq 200); do echo $i > slow/f$i; done")
+    await backend.delete_session(session.session_id)
+    monkeypatch.setattr(context_sync, "_COPY_TIMEOUT_SECONDS", 1e-6)  # cp cannot finish in time
+    with pytest.raises(BackendError) as failed:
+        await new_session(backend, mount)
+    assert "slow" in str(failed.value)
+    assert str(state_dir) not in str(failed.value)
+    assert await backend.list_all() == []
+    await backend.close()

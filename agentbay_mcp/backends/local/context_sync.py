@@ -117,14 +117,24 @@ def _too_big(mount: ContextMount, size: int, disk: int) -> QuotaExceededError:
 
 
 def _run(argv: list[str], mount: ContextMount, size: int, disk: int | None) -> None:
+    """Run cp or chown. The details (which name host paths: the store's, the session dir's) go to the log;
+    the error says what failed in the session's terms."""
+    failed = f"Could not copy context {mount.name!r} into the session"
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=_COPY_TIMEOUT_SECONDS, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendError(f"Could not copy context {mount.name!r} into the session: {exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        logger.warning("%s: %s", failed, exc)
+        raise BackendError(f"{failed}: it took longer than {_COPY_TIMEOUT_SECONDS:g} s.") from exc
+    except OSError as exc:
+        logger.warning("%s: %s", failed, exc)
+        raise BackendError(f"{failed}: {argv[0]} could not run ({exc.strerror or exc}).") from exc
     if done.returncode != 0:
-        if "No space left" in done.stderr and disk is not None:
-            raise _too_big(mount, size, disk)
-        raise BackendError(f"Could not copy context {mount.name!r} into the session: {done.stderr.strip()[-300:]}")
+        logger.warning("%s: %s", failed, done.stderr.strip()[-2000:])
+        if "No space left" in done.stderr:
+            if disk is not None:
+                raise _too_big(mount, size, disk)
+            raise BackendError(f"{failed}: the server's disk is full.")
+        raise BackendError(f"{failed}: {argv[0]} failed (exit {done.returncode}; the server's log says why).")
 
 
 def sync_one(
