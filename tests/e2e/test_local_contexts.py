@@ -421,3 +421,26 @@ async def test_a_failed_copy_in_names_no_host_path(
     assert str(state_dir) not in str(failed.value)
     assert await backend.list_all() == []
     await backend.close()
+
+
+async def test_parallel_syncs_of_one_sessions_contexts_keep_its_bases(state_dir: Path, task_group: TaskGroup) -> None:
+    """Each sync rewrites the session's contexts.json (its mounts and their bases): two at once on one
+    session must not write it over each other (a torn file loses every mount's save at the end)."""
+    backend = await started(state_dir, task_group)
+    left = await mount_of(backend, OWNER, "left", "/home/user/left")
+    right = await mount_of(backend, OWNER, "right", "/home/user/right")
+    session = await new_session(backend, left, right)
+    await sh(
+        backend, session.session_id, "for d in left right; do for i in $(seq 300); do echo $i > $d/f$i; done; done"
+    )
+    for _ in range(3):
+        async with anyio.create_task_group() as group:
+            for name in ("left", "right"):
+                group.start_soon(backend.contexts.sync_context, session.session_id, name)
+    bases = {
+        item.mount.name: item.base for item in context_sync.read_mounted(state_dir / "sessions" / session.session_id)
+    }
+    versions = {c.name: backend.contexts.store.read(OWNER, c.name).version for c in (left, right)}  # type: ignore[union-attr]
+    assert bases == versions
+    await backend.delete_session(session.session_id)
+    await backend.close()

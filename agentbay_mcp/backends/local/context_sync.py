@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import posixpath
+import secrets
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,8 +72,8 @@ def read_mounted(session_dir: Path) -> list[Mounted]:
 
 
 def write_mounted(session_dir: Path, mounted: list[Mounted]) -> None:
-    """Save the mounts and their bases atomically."""
-    tmp = session_dir / f".{MOUNTS_FILE}.tmp"
+    """Save the mounts and their bases atomically (a temporary file of its own: never one another writer truncates)."""
+    tmp = session_dir / f".{MOUNTS_FILE}.{secrets.token_hex(4)}.tmp"
     tmp.write_text(json.dumps([{"mount": item.mount.model_dump(), "base": item.base} for item in mounted]))
     tmp.replace(session_dir / MOUNTS_FILE)
 

@@ -124,7 +124,9 @@ class LocalContexts:
         if name is not None and not chosen:
             names = ", ".join(sorted({item.mount.name for item in mounted})) or "none"
             raise InvalidArgumentError(f"Session {session_id} has no context {name!r} mounted (it has: {names}).")
-        async with self._turns(chosen):
+        # The turns of all the session's contexts, not only those synced: every sync rewrites the session's
+        # contexts.json whole (the bases of all its mounts), so two on one session must not overlap.
+        async with self._turns(mounted):
             return await anyio.to_thread.run_sync(self._sync_sync, session_dir, session_id, name, True)
 
     # What the backend calls -------------------------------------------------------------------
