@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.errors import BackendError, ContextNotFoundError, InvalidArgumentError, QuotaExceededError
 from agentbay_mcp.testing.contexts import mount_of, new_session, sh
+from agentbay_mcp.testing.servers import server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -443,4 +445,30 @@ async def test_parallel_syncs_of_one_sessions_contexts_keep_its_bases(state_dir:
     versions = {c.name: backend.contexts.store.read(OWNER, c.name).version for c in (left, right)}  # type: ignore[union-attr]
     assert bases == versions
     await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_the_reap_command_keeps_the_owner_quota(state_dir: Path, task_group: TaskGroup) -> None:
+    """A sparse file costs the session no disk but is written whole by a save: without the quota the
+    reap command would fill the host's disk with what an orphan left."""
+    orphan = await anyio.to_thread.run_sync(killed_holder, state_dir, "sparse", "truncate -s 64M data/f && echo ok")
+    env = server_env(state_dir, AGENTBAY_MCP_CONTEXT_QUOTA_MB="8")
+    done = await anyio.to_thread.run_sync(
+        functools.partial(
+            subprocess.run,
+            [sys.executable, "-m", "agentbay_mcp", "sessions", "reap"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert orphan in done.stdout
+    backend = await started(state_dir, task_group)
+    context = await backend.contexts.get_context(OWNER, "sparse", create=False)
+    assert context.size_bytes == 0, "the orphan's save passed the quota"
+    assert context.notice is not None
+    assert "quota of 8 MB" in context.notice
     await backend.close()
