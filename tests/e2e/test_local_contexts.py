@@ -472,3 +472,18 @@ async def test_the_reap_command_keeps_the_owner_quota(state_dir: Path, task_grou
     assert context.notice is not None
     assert "quota of 8 MB" in context.notice
     await backend.close()
+
+
+async def test_hard_links_are_saved_once_and_shown_again(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group, context_quota_bytes=8 * MB)
+    mount = await mount_of(backend, OWNER, "linked", "/home/user/data")
+    session = await new_session(backend, mount)
+    command = "head -c 4000000 /dev/zero > data/big && for i in $(seq 10); do ln data/big data/l$i; done; echo ok"
+    assert (await sh(backend, session.session_id, command)).strip() == "ok"
+    synced = await backend.contexts.sync_context(session.session_id)  # 44 MB by names, 4 MB on disk
+    assert (synced[0].size_bytes, synced[0].file_count) == (4_000_000, 11)
+    await backend.delete_session(session.session_id)
+    again = await new_session(backend, mount)
+    assert (await sh(backend, again.session_id, "stat -c %h data/l3")).strip() == "11"
+    await backend.delete_session(again.session_id)
+    await backend.close()

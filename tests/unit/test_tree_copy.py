@@ -106,3 +106,26 @@ def test_a_huge_directory_is_refused_without_listing_it_whole(tmp_path: Path) ->
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20, f"{peak} bytes to refuse 100 entries"
+
+
+def test_a_file_hard_linked_in_the_tree_is_stored_once(tmp_path: Path) -> None:
+    # One 1 MB file under 200 names costs the session 1 MB of disk: the copy must not write (nor count
+    # against the byte bound) 200 MB, which would also make the context too big to show again.
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "big").write_bytes(b"x" * (1 << 20))
+    for index in range(100):
+        os.link(src / "big", src / f"l{index}")
+        os.link(src / "big", src / "deep" / "er" / f"l{index}")
+    (src / "other").write_bytes(b"y" * 10)
+    stats = copy(src, tmp_path / "v1", TreeLimits(max_bytes=2 << 20))
+    assert (stats.files, stats.bytes) == (202, (1 << 20) + 10)
+    dst = tmp_path / "v1"
+    inode = (dst / "big").stat().st_ino
+    assert {(dst / "deep" / "er" / f"l{i}").stat().st_ino for i in range(100)} == {inode}
+    assert (dst / "l7").read_bytes() == b"x" * (1 << 20)
+    assert (dst / "other").stat().st_ino != inode
+    # Linked from the previous copy when unchanged, and the tree's own links kept among the new names.
+    again = copy(src, tmp_path / "v2", TreeLimits(max_bytes=2 << 20), previous=dst)
+    assert (again.files, again.bytes) == (202, (1 << 20) + 10)
+    assert (tmp_path / "v2" / "deep" / "er" / "l3").stat().st_ino == inode

@@ -8,6 +8,9 @@ copied, directories recreated, and everything else (fifos, sockets, devices) ski
 bounded before it works: entries, depth and bytes (checked against each file's size before its copy,
 and the copy stops at that size even if the file grows).
 
+A file the tree holds under several names (hard links) is copied once and linked under the others, and
+counted once against the byte bound: a session's hard links cost it no disk, and must cost us none.
+
 With `previous` (the last copy of the same tree, ours and never changed once made), a file whose size,
 modification time and mode match the previous copy's is hard-linked from it instead of copied (rsync's
 quick check): a sync of a tree that barely changed writes barely anything.
@@ -22,7 +25,7 @@ import contextlib
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Defaults for a context: a dependency cache has tens of thousands of files, never millions.
 MAX_ENTRIES = 200_000
@@ -44,15 +47,23 @@ class TreeLimits:
     max_bytes: int | None = None
 
 
+#: Where a directory of the copy is, below its root: (its parent's place, its name), None for the root.
+#: Parents are shared, so remembering the place of every file costs one small tuple per directory.
+Place = tuple["Place", str] | None
+
+
 @dataclass
 class TreeStats:
-    """What a copy copied: `files` counts regular files and symlinks, `entries` also directories."""
+    """What a copy copied: `files` counts regular files and symlinks, `entries` also directories, `bytes`
+    the bytes stored (a file under several names once)."""
 
     files: int = 0
     entries: int = 0
     bytes: int = 0
     skipped: int = 0
     linked: int = 0
+    #: (st_dev, st_ino) of the tree's files with several names -> where their copy is (its directory, name)
+    copies: dict[tuple[int, int], tuple[Place, str]] = field(default_factory=dict)
 
 
 class TreeLimitError(Exception):
@@ -70,17 +81,20 @@ def copy_tree(src_fd: int, dst_fd: int, limits: TreeLimits, previous: int | None
 
     Raises TreeLimitError past a bound and OSError if writing the copy fails (e.g. our disk is full)."""
     stats = TreeStats()
-    _copy_dir(_Level(src_fd, dst_fd, previous), 1, limits, stats)
+    _copy_dir(_Level(src_fd, dst_fd, previous, dst_fd, None), 1, limits, stats)
     return stats
 
 
 @dataclass(frozen=True)
 class _Level:
-    """One directory: the session's (src), ours being made (dst), and the previous copy's (prev, or None)."""
+    """One directory: the session's (src), ours being made (dst), the previous copy's (prev, or None), the
+    root of ours (root) and where dst is below it (place)."""
 
     src: int
     dst: int
     prev: int | None
+    root: int
+    place: Place
 
 
 def _copy_dir(level: _Level, depth: int, limits: TreeLimits, stats: TreeStats) -> None:
@@ -136,7 +150,7 @@ def _copy_subdir(level: _Level, name: str, depth: int, limits: TreeLimits, stats
         os.mkdir(name, 0o700, dir_fd=level.dst)
         sub_dst = os.open(name, _DIR_FLAGS, dir_fd=level.dst)
         try:
-            _copy_dir(_Level(sub_src, sub_dst, sub_prev), depth + 1, limits, stats)
+            _copy_dir(_Level(sub_src, sub_dst, sub_prev, level.root, (level.place, name)), depth + 1, limits, stats)
             os.fchmod(sub_dst, stat.S_IMODE(info.st_mode) & 0o777 | 0o700)
             os.utime(sub_dst, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:
@@ -169,9 +183,15 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         if not stat.S_ISREG(info.st_mode):  # a fifo or device swapped in since the listing
             stats.skipped += 1
             return
+        key = (info.st_dev, info.st_ino)
+        if info.st_nlink > 1 and key in stats.copies and _link_copy(level, name, stats.copies[key]):
+            stats.files += 1  # another name of a file already copied: its bytes are stored once
+            return
         if limits.max_bytes is not None and stats.bytes + info.st_size > limits.max_bytes:
             raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
         mode = stat.S_IMODE(info.st_mode) & 0o777 | 0o600
+        if info.st_nlink > 1:
+            stats.copies[key] = (level.place, name)
         if _link_unchanged(level, name, info, mode):
             stats.bytes += info.st_size
             stats.files += 1
@@ -189,6 +209,22 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         stats.files += 1
     finally:
         os.close(source)
+
+
+def _link_copy(level: _Level, name: str, copy: tuple[Place, str]) -> bool:
+    """Link `name` to the copy made of another name of the same file. The path is below our root and
+    passes through directories we made (never a symlink: a name is made once, as what it was listed as).
+    False (copy it instead) if the link fails: too many links, a path too long."""
+    parts = [copy[1]]
+    place = copy[0]
+    while place is not None:
+        place, part = place
+        parts.append(part)
+    try:
+        os.link("/".join(reversed(parts)), name, src_dir_fd=level.root, dst_dir_fd=level.dst, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
 
 
 def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -> bool:
