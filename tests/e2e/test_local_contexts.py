@@ -142,8 +142,10 @@ async def test_a_context_larger_than_the_disk_quota_fails_create_cleanly(
     assert context is not None
     (context.content() / "blob").write_bytes(b"\0" * (40 * MB))
     figures = json.loads((context.content().parent / "version.json").read_text())
-    (context.content().parent / "version.json").write_text(json.dumps({**figures, "size_bytes": 40 * MB}))
-    with pytest.raises(QuotaExceededError, match=r"'big' holds 40.0 MB, more than the 32 MB"):
+    (context.content().parent / "version.json").write_text(
+        json.dumps({**figures, "size_bytes": 40 * MB, "disk_bytes": 40 * MB})
+    )
+    with pytest.raises(QuotaExceededError, match=r"'big' takes 40.0 MB of disk, more than the 32 MB"):
         await new_session(backend, mount)
     assert await backend.list_all() == []
     assert list((state_dir / "sessions").iterdir()) == []
@@ -485,5 +487,26 @@ async def test_hard_links_are_saved_once_and_shown_again(state_dir: Path, task_g
     await backend.delete_session(session.session_id)
     again = await new_session(backend, mount)
     assert (await sh(backend, again.session_id, "stat -c %h data/l3")).strip() == "11"
+    await backend.delete_session(again.session_id)
+    await backend.close()
+
+
+async def test_a_sparse_file_larger_than_the_disk_quota_is_shown_again(state_dir: Path, task_group: TaskGroup) -> None:
+    """A session may show more bytes than its disk holds (holes): the save must keep the holes, or the
+    context no longer fits the next session's disk and can never be shown again."""
+    backend = await started(state_dir, task_group, sandbox=SandboxOptions(limits=SessionLimits(disk_bytes=32 * MB)))
+    if backend.disk_quota is None:
+        pytest.skip("no disk quota on this host")
+    mount = await mount_of(backend, OWNER, "holes", "/home/user/data")
+    session = await new_session(backend, mount)
+    await sh(backend, session.session_id, "truncate -s 40M data/f && echo end >> data/f && echo ok")
+    await backend.delete_session(session.session_id)
+    context = await backend.contexts.get_context(OWNER, "holes", create=False)
+    assert (context.size_bytes, context.notice) == (40 * MB + 4, None)
+    again = await new_session(backend, mount)
+    assert (await sh(backend, again.session_id, "stat -c %s data/f; tail -c 4 data/f")).split() == [
+        str(40 * MB + 4),
+        "end",
+    ]
     await backend.delete_session(again.session_id)
     await backend.close()

@@ -129,3 +129,22 @@ def test_a_file_hard_linked_in_the_tree_is_stored_once(tmp_path: Path) -> None:
     again = copy(src, tmp_path / "v2", TreeLimits(max_bytes=2 << 20), previous=dst)
     assert (again.files, again.bytes) == (202, (1 << 20) + 10)
     assert (tmp_path / "v2" / "deep" / "er" / "l3").stat().st_ino == inode
+
+
+def test_a_sparse_file_is_copied_sparse(tmp_path: Path) -> None:
+    # `truncate -s` costs a session no disk: its copy must not cost us the whole size either.
+    src = tmp_path / "src"
+    src.mkdir()
+    with (src / "sparse").open("wb") as file:
+        file.seek(1 << 20)
+        file.write(b"data")
+        file.truncate(64 << 20)
+    stats = copy(src, tmp_path / "dst")
+    copied = tmp_path / "dst" / "sparse"
+    assert copied.stat().st_size == 64 << 20
+    assert copied.stat().st_blocks * 512 < 1 << 20
+    with copied.open("rb") as file:
+        file.seek((1 << 20) - 2)
+        assert file.read(8) == b"\0\0data\0\0"
+    assert stats.bytes == 64 << 20  # the quota counts what the files show
+    assert stats.disk < 1 << 20  # and the disk what they take

@@ -6,7 +6,7 @@
       <name>/meta.json                           context_id, name, owner, created_at, last_used_at, notice
       <name>/current -> v<N>                     the content in force; swapped by rename (atomic)
       <name>/v<N>/content/                       the files
-      <name>/v<N>/version.json                   version, size_bytes, file_count, synced_by, synced_at
+      <name>/v<N>/version.json                   version, size_bytes, disk_bytes, file_count, synced_by, synced_at
       <name>/.sync-<random>/                     a version being written (litter if its writer died)
       .new~<name>~<random>/                      a context being created (litter if its creator died)
       .trash-<random>/                           a context being deleted (litter: removed at the owner's
@@ -69,6 +69,8 @@ class StoredContext:
     notice: str | None
     version: int
     size_bytes: int
+    #: what its files take on a disk (holes take nothing): what showing it costs a session's disk quota
+    disk_bytes: int
     file_count: int
     synced_by: str | None
     synced_at: datetime | None
@@ -189,6 +191,7 @@ class ContextStore:
                 notice=meta.get("notice"),
                 version=int(figures["version"]),
                 size_bytes=int(figures["size_bytes"]),
+                disk_bytes=int(figures.get("disk_bytes", figures["size_bytes"])),  # saved before it was kept
                 file_count=int(figures["file_count"]),
                 synced_by=figures.get("synced_by"),
                 synced_at=_when(figures.get("synced_at")),
@@ -215,7 +218,9 @@ class ContextStore:
             _write_json(staging / "meta.json", {**meta, "last_used_at": None, "notice": None})
             (staging / "v0").mkdir(mode=0o700)
             (staging / "v0" / "content").mkdir(mode=0o700)
-            figures = {"version": 0, "size_bytes": 0, "file_count": 0, "synced_by": None, "synced_at": None}
+            figures = {
+                "version": 0, "size_bytes": 0, "disk_bytes": 0, "file_count": 0, "synced_by": None, "synced_at": None,
+            }  # fmt: skip
             _write_json(staging / "v0" / "version.json", figures)
             os.symlink("v0", staging / CURRENT)
             staging.rename(directory)
@@ -249,12 +254,14 @@ class ContextStore:
         (staging / "content").mkdir(mode=0o700)
         return staging
 
-    def commit(self, context: StoredContext, staging: Path, size: int, files: int, session_id: str) -> StoredContext:
+    def commit(
+        self, context: StoredContext, staging: Path, size: int, disk: int, files: int, session_id: str
+    ) -> StoredContext:
         """Make `staging` the current version (one rename of a symlink), then drop the old one."""
         version = context.version + 1
         now = datetime.now(UTC)
         figures = {
-            "version": version, "size_bytes": size, "file_count": files,
+            "version": version, "size_bytes": size, "disk_bytes": disk, "file_count": files,
             "synced_by": session_id, "synced_at": now.isoformat(),
         }  # fmt: skip
         _write_json(staging / "version.json", figures)
@@ -264,7 +271,13 @@ class ContextStore:
         os.replace(link, context.path / CURRENT)  # the commit point
         remove_tree(context.path / f"v{context.version}")
         committed = replace(
-            context, version=version, size_bytes=size, file_count=files, synced_by=session_id, synced_at=now
+            context,
+            version=version,
+            size_bytes=size,
+            disk_bytes=disk,
+            file_count=files,
+            synced_by=session_id,
+            synced_at=now,
         )
         return self.update_meta(committed, last_used_at=now, notice=None)
 

@@ -92,8 +92,8 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
     top, parts = session_parts(mount.path)
     with store.locked(mount.owner, mount.name):
         context = _checked(store, mount)
-        if disk is not None and context.size_bytes > disk:
-            raise _too_big(mount, context.size_bytes, disk)
+        if disk is not None and context.disk_bytes > disk:
+            raise _too_big(mount, context.disk_bytes, disk)
         # Our own entry (with a quota, a symlink into the session's disk): resolved, so chown reaches the files.
         target = Path(os.path.realpath(session_dir / top))
         for part in parts:  # make the path's missing directories, the session's own
@@ -102,16 +102,17 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
                 target.mkdir(mode=0o755)
                 if uid is not None:
                     os.chown(target, uid, uid)
-        _run(["cp", "-a", "--", f"{context.content()}/.", f"{target}/"], mount, context.size_bytes, disk)
+        # cp -a keeps the store's holes (--sparse=auto) and hard links: the copy takes disk_bytes.
+        _run(["cp", "-a", "--", f"{context.content()}/.", f"{target}/"], mount, context.disk_bytes, disk)
         if uid is not None and uid != os.geteuid():
-            _run(["chown", "-R", "-h", "-P", f"{uid}:{uid}", "--", str(target)], mount, context.size_bytes, disk)
+            _run(["chown", "-R", "-h", "-P", f"{uid}:{uid}", "--", str(target)], mount, context.disk_bytes, disk)
         store.update_meta(context, last_used_at=datetime.now(UTC))
         return context.version
 
 
 def _too_big(mount: ContextMount, size: int, disk: int) -> QuotaExceededError:
     return QuotaExceededError(
-        f"Context {mount.name!r} holds {size / _MB:.1f} MB, more than the {disk / _MB:.0f} MB left on the "
+        f"Context {mount.name!r} takes {size / _MB:.1f} MB of disk, more than the {disk / _MB:.0f} MB left on the "
         "session's disk quota: the session was not created. Empty the context (mount it and delete files), "
         "or ask the operator for a larger --disk-limit-mb."
     )
@@ -180,7 +181,7 @@ def sync_one(
                 remove_tree(staging)
                 over = TreeLimitError("bytes", quota, f"more than {quota} bytes")
                 raise _failed(store, mount, context, session_id, over, quota)
-            committed = store.commit(context, staging, stats.bytes, stats.files, session_id)
+            committed = store.commit(context, staging, stats.bytes, stats.disk, stats.files, session_id)
     synced = ContextSynced(
         name=mount.name, path=mount.path, size_bytes=stats.bytes, file_count=stats.files, warning=" ".join(warnings)
     )

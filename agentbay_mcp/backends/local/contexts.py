@@ -153,7 +153,7 @@ class LocalContexts:
             mounted.append(Mounted(mount, version))
             if left is not None:
                 context = await anyio.to_thread.run_sync(self.store.read, mount.owner, mount.name)
-                left -= context.size_bytes if context is not None else 0
+                left -= context.disk_bytes if context is not None else 0
         await anyio.to_thread.run_sync(write_mounted, session_dir, mounted)
         return record
 

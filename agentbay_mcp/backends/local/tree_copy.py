@@ -8,8 +8,10 @@ copied, directories recreated, and everything else (fifos, sockets, devices) ski
 bounded before it works: entries, depth and bytes (checked against each file's size before its copy,
 and the copy stops at that size even if the file grows).
 
-A file the tree holds under several names (hard links) is copied once and linked under the others, and
-counted once against the byte bound: a session's hard links cost it no disk, and must cost us none.
+A sparse file is copied sparse (only its data, found with SEEK_DATA/SEEK_HOLE), so a file that shows
+terabytes of holes costs us what it costs the session. A file the tree holds under several names (hard
+links) is copied once and linked under the others, and counted once against the byte bound: a session's
+hard links cost it no disk, and must cost us none.
 
 With `previous` (the last copy of the same tree, ours and never changed once made), a file whose size,
 modification time and mode match the previous copy's is hard-linked from it instead of copied (rsync's
@@ -55,11 +57,12 @@ Place = tuple["Place", str] | None
 @dataclass
 class TreeStats:
     """What a copy copied: `files` counts regular files and symlinks, `entries` also directories, `bytes`
-    the bytes stored (a file under several names once)."""
+    the bytes the files show (a file under several names once), `disk` the bytes their blocks take."""
 
     files: int = 0
     entries: int = 0
     bytes: int = 0
+    disk: int = 0
     skipped: int = 0
     linked: int = 0
     #: (st_dev, st_ino) of the tree's files with several names -> where their copy is (its directory, name)
@@ -192,8 +195,9 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         mode = stat.S_IMODE(info.st_mode) & 0o777 | 0o600
         if info.st_nlink > 1:
             stats.copies[key] = (level.place, name)
-        if _link_unchanged(level, name, info, mode):
+        if (old := _link_unchanged(level, name, info, mode)) is not None:
             stats.bytes += info.st_size
+            stats.disk += old.st_blocks * 512
             stats.files += 1
             stats.linked += 1
             return
@@ -204,6 +208,7 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
             stats.bytes += _copy_bytes(source, target, info.st_size)
             os.fchmod(target, mode)
             os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+            stats.disk += os.fstat(target).st_blocks * 512
         finally:
             os.close(target)
         stats.files += 1
@@ -227,10 +232,10 @@ def _link_copy(level: _Level, name: str, copy: tuple[Place, str]) -> bool:
     return True
 
 
-def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -> bool:
-    """Hard-link the previous copy of `name` if its size, mtime and mode say it is unchanged."""
+def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -> os.stat_result | None:
+    """Hard-link the previous copy of `name` if its size, mtime and mode say it is unchanged; its stat if linked."""
     if level.prev is None:
-        return False
+        return None
     try:
         old = os.stat(name, dir_fd=level.prev, follow_symlinks=False)
         if not (
@@ -239,22 +244,37 @@ def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -
             and old.st_mtime_ns == info.st_mtime_ns
             and stat.S_IMODE(old.st_mode) == mode
         ):
-            return False
+            return None
         os.link(name, name, src_dir_fd=level.prev, dst_dir_fd=level.dst, follow_symlinks=False)
     except OSError:
-        return False
-    return True
+        return None
+    return old
 
 
 def _copy_bytes(source: int, target: int, size: int) -> int:
-    """Copy at most `size` bytes in the kernel (a file that grows meanwhile is cut at its size when listed)."""
+    """Copy the data of the first `size` bytes in the kernel, leaving holes as holes; the copy's size (a file
+    that grows meanwhile is cut at its size when listed; one that shrinks ends where its data ended)."""
     offset = 0
     while offset < size:
-        sent = os.sendfile(target, source, offset, min(size - offset, _CHUNK))
-        if sent == 0:  # it shrank
+        try:
+            data = os.lseek(source, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            break  # nothing but a hole up to the end
+        if data >= size:
             break
-        offset += sent
-    return offset
+        hole = min(os.lseek(source, data, os.SEEK_HOLE), size)
+        os.lseek(target, data, os.SEEK_SET)
+        while data < hole:
+            sent = os.sendfile(target, source, data, min(hole - data, _CHUNK))
+            if sent == 0:  # it shrank
+                os.ftruncate(target, data)
+                return data
+            data += sent
+        offset = hole
+    os.ftruncate(target, size)  # the holes up to the end, if it ends with one
+    return size
 
 
 def _copy_link(src_fd: int, dst_fd: int, name: str, stats: TreeStats) -> None:
