@@ -15,6 +15,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.local import LocalBackend, context_sync
+from agentbay_mcp.backends.local.context_store import owner_key
 from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.errors import BackendError, ContextNotFoundError, InvalidArgumentError, QuotaExceededError
@@ -509,4 +510,23 @@ async def test_a_sparse_file_larger_than_the_disk_quota_is_shown_again(state_dir
         "end",
     ]
     await backend.delete_session(again.session_id)
+    await backend.close()
+
+
+async def test_deleting_unknown_contexts_leaves_nothing_behind(state_dir: Path, task_group: TaskGroup) -> None:
+    """delete_context is called with names the caller picks: an unknown one must cost no lock file on
+    disk and no lock in memory, or a loop of calls grows both without bound."""
+    backend = await started(state_dir, task_group)
+    await mount_of(backend, OWNER, "real", "/home/user/real")
+    owner_dir = backend.contexts.store.owner_dir(OWNER)
+    before = sorted(os.listdir(owner_dir))
+    for index in range(50):
+        with pytest.raises(ContextNotFoundError):
+            await backend.contexts.delete_context(OWNER, f"ghost-{index}")
+    assert sorted(os.listdir(owner_dir)) == before
+    assert len(backend.contexts._locks) <= 1
+    assert not backend.contexts.store.root.joinpath(owner_key("nobody-yet")).exists()
+    with pytest.raises(ContextNotFoundError):
+        await backend.contexts.delete_context("nobody-yet", "ghost")
+    assert not backend.contexts.store.root.joinpath(owner_key("nobody-yet")).exists()
     await backend.close()

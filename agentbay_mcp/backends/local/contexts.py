@@ -112,6 +112,10 @@ class LocalContexts:
                     )
                 return self.store.delete(directory)
 
+        # Looked up first, without a lock: the name is the caller's pick, and taking a context's lock makes its
+        # lock file (and an in-memory lock), which an unknown name must not leave behind.
+        if await anyio.to_thread.run_sync(self.store.read, owner, name) is None:
+            raise ContextNotFoundError(name)
         async with self._turn(owner, name):
             if not await anyio.to_thread.run_sync(delete):
                 raise ContextNotFoundError(name)
