@@ -258,13 +258,17 @@ def _copy_bytes(source: int, target: int, size: int) -> int:
     while offset < size:
         try:
             data = os.lseek(source, offset, os.SEEK_DATA)
+            hole = min(os.lseek(source, data, os.SEEK_HOLE), size) if data < size else size
         except OSError as exc:
-            if exc.errno != errno.ENXIO:
+            if exc.errno == errno.ENXIO:
+                break  # nothing but a hole up to the end
+            if exc.errno != errno.EINVAL:
                 raise
-            break  # nothing but a hole up to the end
+            data, hole = offset, size  # a file system that cannot tell holes: all of it is data
         if data >= size:
             break
-        hole = min(os.lseek(source, data, os.SEEK_HOLE), size)
+        if hole <= data:  # a file system whose lseek ignores SEEK_HOLE (noop_llseek): the rest is data
+            hole = size
         os.lseek(target, data, os.SEEK_SET)
         while data < hole:
             sent = os.sendfile(target, source, data, min(hole - data, _CHUNK))
