@@ -54,7 +54,8 @@ async def test_round_trip_across_sessions(state_dir: Path, task_group: TaskGroup
     await backend.delete_session(first.session_id)
 
     context = await backend.contexts.get_context(OWNER, "cache", create=False)
-    assert (context.file_count, context.size_bytes, context.in_use_by, context.notice) == (2, 5, (), None)
+    # 5 bytes of d/f, and 3 of the link's target
+    assert (context.file_count, context.size_bytes, context.in_use_by, context.notice) == (2, 8, (), None)
     assert context.last_used_at is not None
     second = await new_session(backend, mount, owner="conv-2")
     out = await sh(

@@ -40,7 +40,7 @@ def test_files_dirs_and_links_are_copied_and_the_rest_skipped(tmp_path: Path) ->
     os.mkfifo(src / "fifo")
     stats = copy(src, tmp_path / "dst")
     dst = tmp_path / "dst"
-    assert (stats.files, stats.bytes, stats.skipped) == (4, 8, 1)
+    assert (stats.files, stats.bytes, stats.skipped) == (4, 8 + len("/etc/passwd") + len("loop"), 1)
     assert (dst / "d" / "e" / "f").read_bytes() == b"abc"
     assert os.readlink(dst / "abs") == "/etc/passwd"
     assert os.readlink(dst / "loop") == "loop"
@@ -148,3 +148,18 @@ def test_a_sparse_file_is_copied_sparse(tmp_path: Path) -> None:
         assert file.read(8) == b"\0\0data\0\0"
     assert stats.bytes == 64 << 20  # the quota counts what the files show
     assert stats.disk < 1 << 20  # and the disk what they take
+
+
+def test_symlink_targets_count_against_the_byte_bound(tmp_path: Path) -> None:
+    # A symlink's target is up to 4 KB of the session's own text: 200,000 of them would hold 800 MB
+    # outside the owner's byte quota if they counted for nothing.
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(100):
+        (src / f"l{index}").symlink_to("x" * 4000)
+    with pytest.raises(TreeLimitError) as raised:
+        copy(src, tmp_path / "dst", TreeLimits(max_bytes=100_000))
+    assert raised.value.what == "bytes"
+    stats = copy(src, tmp_path / "again", TreeLimits(max_bytes=400_000))
+    assert (stats.files, stats.bytes) == (100, 400_000)
+    assert stats.disk >= 400_000  # a long target takes a block

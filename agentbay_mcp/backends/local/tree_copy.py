@@ -120,7 +120,7 @@ def _copy_dir(level: _Level, depth: int, limits: TreeLimits, stats: TreeStats) -
         elif kind == "file":
             _copy_file(level, name, limits, stats)
         elif kind == "link":
-            _copy_link(level.src, level.dst, name, stats)
+            _copy_link(level.src, level.dst, name, limits, stats)
         else:
             stats.skipped += 1
 
@@ -281,7 +281,7 @@ def _copy_bytes(source: int, target: int, size: int) -> int:
     return size
 
 
-def _copy_link(src_fd: int, dst_fd: int, name: str, stats: TreeStats) -> None:
+def _copy_link(src_fd: int, dst_fd: int, name: str, limits: TreeLimits, stats: TreeStats) -> None:
     try:
         target = os.readlink(name, dir_fd=src_fd)  # EINVAL if it is no longer a symlink
     except OSError as exc:
@@ -289,8 +289,14 @@ def _copy_link(src_fd: int, dst_fd: int, name: str, stats: TreeStats) -> None:
             stats.skipped += 1
             return
         raise
+    # Its bytes are its target (what lstat calls its size): up to 4 KB of the session's text each.
+    size = len(os.fsencode(target))
+    if limits.max_bytes is not None and stats.bytes + size > limits.max_bytes:
+        raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
     os.symlink(target, name, dir_fd=dst_fd)
     stats.files += 1
+    stats.bytes += size
+    stats.disk += os.stat(name, dir_fd=dst_fd, follow_symlinks=False).st_blocks * 512
 
 
 def open_beneath(root_fd: int, parts: list[str]) -> int | None:
