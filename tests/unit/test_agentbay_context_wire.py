@@ -380,3 +380,22 @@ async def test_a_notice_outlives_the_server_that_wrote_it(
         assert "bucket gone" in notice
         (tmp_path / "agentbay-context-notices.json").write_text("[not ours")
         assert (await restarted.contexts.get_context(ALICE, "cache", create=False)).notice is None
+
+
+async def test_mounts_too_long_for_their_label_are_refused_before_the_create(
+    backend: AgentBayBackend, cloud: Cloud
+) -> None:
+    # The label is how a restarted server finds a session's mounts to write them back: one it could not
+    # read back would lose the session's contents at its end, so such a session is never made.
+    owner = "p" * 1500  # a principal name as long as an identity provider may make it
+    mounts = []
+    for index in range(8):
+        context = await backend.contexts.get_context(owner, f"c{index}", create=True)
+        mounts.append(
+            ContextMount(context_id=context.context_id, name=f"c{index}", owner=owner, path=f"/tmp/{index:0900d}")
+        )
+    cloud.calls.clear()
+    with pytest.raises(InvalidArgumentError, match="too long"):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=mounts)
+    assert "CreateMcpSession" not in cloud.actions()
+    assert wire.mounts_from_label(wire.mounts_label(mounts[:1])) == tuple(mounts[:1])

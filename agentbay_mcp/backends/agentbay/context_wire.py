@@ -28,7 +28,7 @@ from typing import Any
 from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.backends.records_contexts import CONTEXT_NAME, ContextMount, ContextRecord
-from agentbay_mcp.errors import BackendError
+from agentbay_mcp.errors import BackendError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,15 @@ def persistence_data_list(mounts: Sequence[ContextMount]) -> str:
 
 
 def mounts_label(mounts: Sequence[ContextMount]) -> str:
-    """The mounts label's value."""
-    return json.dumps([[m.context_id, m.name, m.owner, m.path] for m in mounts], separators=(",", ":"))
+    """The mounts label's value. InvalidArgumentError if `mounts_from_label` could not read it back: a
+    restarted server would find no mounts in it and never write that session's contexts back."""
+    label = json.dumps([[m.context_id, m.name, m.owner, m.path] for m in mounts], separators=(",", ":"))
+    if len(label) > MAX_LABEL_CHARS or len(mounts) > MAX_MOUNTS or not all(_a_path(m.path) for m in mounts):
+        raise InvalidArgumentError(
+            f"These {len(mounts)} contexts' paths are too long together ({len(label)} characters with their "
+            f"names; at most {MAX_LABEL_CHARS}): use shorter paths, or fewer contexts."
+        )
+    return label
 
 
 def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
