@@ -531,3 +531,23 @@ async def test_deleting_unknown_contexts_leaves_nothing_behind(state_dir: Path, 
         await backend.contexts.delete_context("nobody-yet", "ghost")
     assert not backend.contexts.store.root.joinpath(owner_key("nobody-yet")).exists()
     await backend.close()
+
+
+async def test_created_and_deleted_contexts_leave_no_lock_behind(state_dir: Path, task_group: TaskGroup) -> None:
+    """A principal may create and delete contexts under new names forever (within the count quota):
+    each must take its lock file and in-memory lock with it."""
+    backend = await started(state_dir, task_group)
+    await mount_of(backend, OWNER, "kept", "/home/user/kept")
+    owner_dir = backend.contexts.store.owner_dir(OWNER)
+    before = (sorted(os.listdir(owner_dir)), len(backend.contexts._locks))
+    for index in range(20):
+        await backend.contexts.get_context(OWNER, f"brief-{index}", create=True)
+        await backend.contexts.delete_context(OWNER, f"brief-{index}")
+    assert (sorted(os.listdir(owner_dir)), len(backend.contexts._locks)) == before
+    # The name works again afterwards, and its lock with it.
+    again = await mount_of(backend, OWNER, "brief-3", "/home/user/again")
+    session = await new_session(backend, again)
+    await sh(backend, session.session_id, "echo x > again/f")
+    await backend.delete_session(session.session_id)
+    assert (await backend.contexts.get_context(OWNER, "brief-3", create=False)).file_count == 1
+    await backend.close()

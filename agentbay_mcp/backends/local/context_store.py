@@ -1,7 +1,8 @@
 """Where the local backend keeps contexts, and the file-system moves that keep them whole.
 
     <state_dir>/contexts/<owner-key>/            owner-key: sha256(owner principal), 16 hex digits
-      .<name>.lock                               flock'ed by whoever works on the context (any server)
+      .<name>.lock                               flock'ed by whoever works on the context (any server);
+                                                 removed, still locked, with the context
       .~quota.lock                               flock'ed around a sync's quota check and commit
       <name>/meta.json                           context_id, name, owner, created_at, last_used_at, notice
       <name>/current -> v<N>                     the content in force; swapped by rename (atomic)
@@ -127,13 +128,29 @@ class ContextStore:
         directory = self.context_dir(owner, name)
         for path in (self.root, directory.parent):
             path.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(directory.parent / f".{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
+        lock = self.lock_path(owner, name)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # A delete removes the lock file while holding it: whoever waited on that file holds a lock
+            # nobody else will take, and must take the file now at that path instead.
+            try:
+                held = os.fstat(fd)
+                current = os.stat(lock)
+                if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
             self._tidy(directory)
             yield directory
         finally:
             os.close(fd)  # drops the flock
+
+    def lock_path(self, owner: str, name: str) -> Path:
+        """The context's lock file (beside its directory: it guards the directory's creation too)."""
+        return self.owner_dir(owner) / f".{check_name(name)}.lock"
 
     @contextlib.contextmanager
     def owner_locked(self, owner: str) -> Iterator[None]:
@@ -282,12 +299,16 @@ class ContextStore:
         return self.update_meta(committed, last_used_at=now, notice=None)
 
     def delete(self, directory: Path) -> bool:
-        """Remove the context (under its lock): renamed out of sight first. False if it did not exist."""
+        """Remove the context (under its lock): renamed out of sight first, then its lock file, so that a
+        principal creating and deleting contexts under new names leaves nothing behind. False if it did
+        not exist."""
         trash = directory.parent / f"{TRASH_PREFIX}{secrets.token_hex(6)}"
         try:
             directory.rename(trash)
         except FileNotFoundError:
             return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory.parent / f".{directory.name}.lock")  # still held: see `locked`
         remove_tree(trash)
         self.tidy_owner(directory.parent)
         return True

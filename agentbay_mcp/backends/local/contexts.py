@@ -119,6 +119,9 @@ class LocalContexts:
         async with self._turn(owner, name):
             if not await anyio.to_thread.run_sync(delete):
                 raise ContextNotFoundError(name)
+        # Forgotten with the context (its store lock file is gone too). A task still waiting on this lock
+        # may then run beside one that makes a new one: the store's flock keeps them apart.
+        self._locks.pop((owner_key(owner), name), None)
 
     async def sync_context(self, session_id: str, name: str | None = None) -> list[ContextSynced]:
         """Write the session's contexts (or only `name`) back now, while it runs."""
