@@ -98,7 +98,10 @@ def list_sessions(settings: Settings, *, as_json: bool) -> int:
 
 def reap_sessions(settings: Settings) -> int:
     """Delete sessions whose server is gone; live servers' sessions are never touched."""
-    backend = LocalBackend(settings.state_dir)
+    # The owner's byte quota bounds the orphans' saves as it bounds the server's: a sparse file or many hard
+    # links cost a session no disk, yet a save writes every byte they show.
+    quota = settings.context_quota_mb * 1024 * 1024 or None
+    backend = LocalBackend(settings.state_dir, context_quota_bytes=quota)
     reaped = anyio.run(backend.reap_orphans)
     for session_id in reaped:
         print(f"reaped {session_id}")

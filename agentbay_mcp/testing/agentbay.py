@@ -20,7 +20,9 @@ API_KEY = "test-key-5f0c2a9e1b7d4c3a"
 #: Retries fast enough for tests, the same number of attempts as production.
 FAST_RETRY = RetryPolicy(attempts=4, base_seconds=0.001, max_seconds=0.01)
 
-FAULTS = ("connect", "timeout", "500", "throttle", "malformed", "truncated", "drop")
+FAULTS = ("connect", "timeout", "500", "throttle", "malformed", "nested", "truncated", "drop")
+#: Replies that are not the API's JSON: an HTML error page, and JSON nested past the decoder's recursion bound.
+_GARBAGE = {"malformed": b"<html>gateway error</html>", "nested": b"[" * 100_000}
 
 
 def action_of(request: httpx2.Request) -> str:
@@ -69,8 +71,8 @@ class FaultTransport(httpx2.AsyncBaseTransport):
         if fault == "throttle":
             body = {"RequestId": "RID-429", "Success": False, "Code": "Throttling.User", "Message": "slow down"}
             return httpx2.Response(400, json=body)
-        if fault == "malformed":
-            return httpx2.Response(200, content=b"<html>gateway error</html>")
+        if fault in _GARBAGE:
+            return httpx2.Response(200, content=_GARBAGE[fault])
         response = await self.inner.handle_async_request(request)
         content = await response.aread()
         if fault == "drop":

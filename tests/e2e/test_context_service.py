@@ -116,6 +116,11 @@ async def test_the_count_quota_holds_even_for_parallel_creates(services: tuple[S
         ([{"name": "x", "path": "/tmp/a"}, {"name": "y", "path": "/tmp/a/b"}], "overlap"),
         ([{"name": "x", "path": "/tmp/a"}, {"name": "x", "path": "/tmp/b"}], "twice"),
         ([{"name": f"n{i}", "path": f"/tmp/{i}"} for i in range(9)], "at most 8"),
+        # A path becomes a host path (NUL cannot) and the AgentBay backend's mounts label (which holds only
+        # short printable paths: a mount it cannot read back is never written back).
+        ([{"name": "x", "path": "/tmp/a\x00b"}], "printable"),
+        ([{"name": "x", "path": "/tmp/a\nb"}], "printable"),
+        ([{"name": "x", "path": "/tmp/" + "a" * 2000}], "at most 1024"),
     ],
 )
 async def test_bad_mounts_are_refused_before_anything_is_made(
@@ -126,6 +131,16 @@ async def test_bad_mounts_are_refused_before_anything_is_made(
         await contexts.mounts("a1", mounts)
     assert (await contexts.list_contexts("a1")).contexts == []
     assert sessions.owned_sessions("a1") == []
+
+
+async def test_a_refused_name_or_path_is_echoed_short(services: tuple[SessionService, ContextService]) -> None:
+    _, contexts = services
+    with pytest.raises(InvalidArgumentError) as refused:
+        await contexts.create_context("a1", "/" * 100_000)
+    assert len(str(refused.value)) < 500
+    with pytest.raises(InvalidArgumentError) as refused:
+        await contexts.mounts("a1", [{"name": "x", "path": "/etc/" + "a" * 100_000}])
+    assert len(str(refused.value)) < 500
 
 
 async def test_sync_context_checks_the_session_and_the_name(services: tuple[SessionService, ContextService]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -13,11 +14,13 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local import LocalBackend, context_sync
+from agentbay_mcp.backends.local.context_store import owner_key
 from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
-from agentbay_mcp.errors import ContextNotFoundError, InvalidArgumentError, QuotaExceededError
+from agentbay_mcp.errors import BackendError, ContextNotFoundError, InvalidArgumentError, QuotaExceededError
 from agentbay_mcp.testing.contexts import mount_of, new_session, sh
+from agentbay_mcp.testing.servers import server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +54,8 @@ async def test_round_trip_across_sessions(state_dir: Path, task_group: TaskGroup
     await backend.delete_session(first.session_id)
 
     context = await backend.contexts.get_context(OWNER, "cache", create=False)
-    assert (context.file_count, context.size_bytes, context.in_use_by, context.notice) == (2, 5, (), None)
+    # 5 bytes of d/f, and 3 of the link's target
+    assert (context.file_count, context.size_bytes, context.in_use_by, context.notice) == (2, 8, (), None)
     assert context.last_used_at is not None
     second = await new_session(backend, mount, owner="conv-2")
     out = await sh(
@@ -140,8 +144,10 @@ async def test_a_context_larger_than_the_disk_quota_fails_create_cleanly(
     assert context is not None
     (context.content() / "blob").write_bytes(b"\0" * (40 * MB))
     figures = json.loads((context.content().parent / "version.json").read_text())
-    (context.content().parent / "version.json").write_text(json.dumps({**figures, "size_bytes": 40 * MB}))
-    with pytest.raises(QuotaExceededError, match=r"'big' holds 40.0 MB, more than the 32 MB"):
+    (context.content().parent / "version.json").write_text(
+        json.dumps({**figures, "size_bytes": 40 * MB, "disk_bytes": 40 * MB})
+    )
+    with pytest.raises(QuotaExceededError, match=r"'big' takes 40.0 MB of disk, more than the 32 MB"):
         await new_session(backend, mount)
     assert await backend.list_all() == []
     assert list((state_dir / "sessions").iterdir()) == []
@@ -328,4 +334,220 @@ async def test_one_context_at_two_paths_of_one_session(state_dir: Path, task_gro
     stored = backend.contexts.store.read(OWNER, "twice")
     assert stored is not None
     assert os.listdir(stored.content()) == ["g"]  # the mounts sync in order: the last one wins
+    await backend.close()
+
+
+async def test_parallel_syncs_of_two_contexts_stay_within_the_owner_quota(
+    state_dir: Path, task_group: TaskGroup
+) -> None:
+    # Each sync measures the owner's other contexts before it copies: two running at once must not
+    # both count the other as empty and together store twice the quota.
+    backend = await started(state_dir, task_group, context_quota_bytes=4 * MB)
+    sessions = []
+    for name in ("left", "right"):
+        session = await new_session(backend, await mount_of(backend, OWNER, name, "/home/user/data"))
+        await sh(backend, session.session_id, "cd data && for i in $(seq 3000); do head -c 1000 /dev/zero > f$i; done")
+        sessions.append(session)
+    failures: list[QuotaExceededError] = []
+
+    async def sync(session_id: str) -> None:
+        try:
+            await backend.contexts.sync_context(session_id)
+        except QuotaExceededError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for session in sessions:
+            group.start_soon(sync, session.session_id)
+    sizes = [context.size_bytes for context in await backend.contexts.list_contexts(OWNER)]
+    assert sum(sizes) <= 4 * MB, sizes
+    assert len(failures) == 1
+    for session in sessions:
+        await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_a_delete_raced_by_another_servers_create_is_refused(state_dir: Path, task_group: TaskGroup) -> None:
+    """Server two publishes a session mounting the context while server one's delete waits for the
+    context's lock: the delete must see that session once it has the lock, not before."""
+    one = await started(state_dir, task_group)
+    two = await started(state_dir, task_group)
+    mount = await mount_of(one, OWNER, "raced", "/home/user/raced")
+    outcomes: dict[str, object] = {}
+
+    async def delete() -> None:
+        try:
+            await one.contexts.delete_context(OWNER, "raced")
+            outcomes["delete"] = "deleted"
+        except InvalidArgumentError as exc:
+            outcomes["delete"] = exc
+
+    async def create() -> None:
+        try:
+            outcomes["create"] = await new_session(two, mount)
+        except ContextNotFoundError as exc:
+            outcomes["create"] = exc
+
+    held = one.contexts.store.locked(OWNER, "raced")  # a third party's turn at the context
+    held.__enter__()
+    released = False
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(delete)
+            await anyio.sleep(0.5)  # one waits for the lock
+            group.start_soon(create)
+            await anyio.sleep(1.5)  # two has published its session and waits for the lock to copy in
+            released = True
+            held.__exit__(None, None, None)
+    finally:
+        if not released:
+            held.__exit__(None, None, None)
+    # Whichever server gets the lock first, two's session was published before one could delete.
+    assert isinstance(outcomes["delete"], InvalidArgumentError), f"deleted while in use: {outcomes}"
+    created = outcomes["create"]
+    assert not isinstance(created, ContextNotFoundError), created
+    assert (await one.contexts.get_context(OWNER, "raced", create=False)).in_use_by
+    await two.delete_session(created.session_id)  # type: ignore[attr-defined]
+    await one.close()
+    await two.close()
+
+
+async def test_a_failed_copy_in_names_no_host_path(
+    state_dir: Path, task_group: TaskGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = await started(state_dir, task_group)
+    mount = await mount_of(backend, OWNER, "slow", "/home/user/slow")
+    session = await new_session(backend, mount)
+    await sh(backend, session.session_id, "for i in $(seq 200); do echo $i > slow/f$i; done")
+    await backend.delete_session(session.session_id)
+    monkeypatch.setattr(context_sync, "_COPY_TIMEOUT_SECONDS", 1e-6)  # cp cannot finish in time
+    with pytest.raises(BackendError) as failed:
+        await new_session(backend, mount)
+    assert "slow" in str(failed.value)
+    assert str(state_dir) not in str(failed.value)
+    assert await backend.list_all() == []
+    await backend.close()
+
+
+async def test_parallel_syncs_of_one_sessions_contexts_keep_its_bases(state_dir: Path, task_group: TaskGroup) -> None:
+    """Each sync rewrites the session's contexts.json (its mounts and their bases): two at once on one
+    session must not write it over each other (a torn file loses every mount's save at the end)."""
+    backend = await started(state_dir, task_group)
+    left = await mount_of(backend, OWNER, "left", "/home/user/left")
+    right = await mount_of(backend, OWNER, "right", "/home/user/right")
+    session = await new_session(backend, left, right)
+    await sh(
+        backend, session.session_id, "for d in left right; do for i in $(seq 300); do echo $i > $d/f$i; done; done"
+    )
+    for _ in range(3):
+        async with anyio.create_task_group() as group:
+            for name in ("left", "right"):
+                group.start_soon(backend.contexts.sync_context, session.session_id, name)
+    bases = {
+        item.mount.name: item.base for item in context_sync.read_mounted(state_dir / "sessions" / session.session_id)
+    }
+    versions = {c.name: backend.contexts.store.read(OWNER, c.name).version for c in (left, right)}  # type: ignore[union-attr]
+    assert bases == versions
+    await backend.delete_session(session.session_id)
+    await backend.close()
+
+
+async def test_the_reap_command_keeps_the_owner_quota(state_dir: Path, task_group: TaskGroup) -> None:
+    """A sparse file costs the session no disk but is written whole by a save: without the quota the
+    reap command would fill the host's disk with what an orphan left."""
+    orphan = await anyio.to_thread.run_sync(killed_holder, state_dir, "sparse", "truncate -s 64M data/f && echo ok")
+    env = server_env(state_dir, AGENTBAY_MCP_CONTEXT_QUOTA_MB="8")
+    done = await anyio.to_thread.run_sync(
+        functools.partial(
+            subprocess.run,
+            [sys.executable, "-m", "agentbay_mcp", "sessions", "reap"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert orphan in done.stdout
+    backend = await started(state_dir, task_group)
+    context = await backend.contexts.get_context(OWNER, "sparse", create=False)
+    assert context.size_bytes == 0, "the orphan's save passed the quota"
+    assert context.notice is not None
+    assert "quota of 8 MB" in context.notice
+    await backend.close()
+
+
+async def test_hard_links_are_saved_once_and_shown_again(state_dir: Path, task_group: TaskGroup) -> None:
+    backend = await started(state_dir, task_group, context_quota_bytes=8 * MB)
+    mount = await mount_of(backend, OWNER, "linked", "/home/user/data")
+    session = await new_session(backend, mount)
+    command = "head -c 4000000 /dev/zero > data/big && for i in $(seq 10); do ln data/big data/l$i; done; echo ok"
+    assert (await sh(backend, session.session_id, command)).strip() == "ok"
+    synced = await backend.contexts.sync_context(session.session_id)  # 44 MB by names, 4 MB on disk
+    assert (synced[0].size_bytes, synced[0].file_count) == (4_000_000, 11)
+    await backend.delete_session(session.session_id)
+    again = await new_session(backend, mount)
+    assert (await sh(backend, again.session_id, "stat -c %h data/l3")).strip() == "11"
+    await backend.delete_session(again.session_id)
+    await backend.close()
+
+
+async def test_a_sparse_file_larger_than_the_disk_quota_is_shown_again(state_dir: Path, task_group: TaskGroup) -> None:
+    """A session may show more bytes than its disk holds (holes): the save must keep the holes, or the
+    context no longer fits the next session's disk and can never be shown again."""
+    backend = await started(state_dir, task_group, sandbox=SandboxOptions(limits=SessionLimits(disk_bytes=32 * MB)))
+    if backend.disk_quota is None:
+        pytest.skip("no disk quota on this host")
+    mount = await mount_of(backend, OWNER, "holes", "/home/user/data")
+    session = await new_session(backend, mount)
+    await sh(backend, session.session_id, "truncate -s 40M data/f && echo end >> data/f && echo ok")
+    await backend.delete_session(session.session_id)
+    context = await backend.contexts.get_context(OWNER, "holes", create=False)
+    assert (context.size_bytes, context.notice) == (40 * MB + 4, None)
+    again = await new_session(backend, mount)
+    assert (await sh(backend, again.session_id, "stat -c %s data/f; tail -c 4 data/f")).split() == [
+        str(40 * MB + 4),
+        "end",
+    ]
+    await backend.delete_session(again.session_id)
+    await backend.close()
+
+
+async def test_deleting_unknown_contexts_leaves_nothing_behind(state_dir: Path, task_group: TaskGroup) -> None:
+    """delete_context is called with names the caller picks: an unknown one must cost no lock file on
+    disk and no lock in memory, or a loop of calls grows both without bound."""
+    backend = await started(state_dir, task_group)
+    await mount_of(backend, OWNER, "real", "/home/user/real")
+    owner_dir = backend.contexts.store.owner_dir(OWNER)
+    before = sorted(os.listdir(owner_dir))
+    for index in range(50):
+        with pytest.raises(ContextNotFoundError):
+            await backend.contexts.delete_context(OWNER, f"ghost-{index}")
+    assert sorted(os.listdir(owner_dir)) == before
+    assert len(backend.contexts._locks) <= 1
+    assert not backend.contexts.store.root.joinpath(owner_key("nobody-yet")).exists()
+    with pytest.raises(ContextNotFoundError):
+        await backend.contexts.delete_context("nobody-yet", "ghost")
+    assert not backend.contexts.store.root.joinpath(owner_key("nobody-yet")).exists()
+    await backend.close()
+
+
+async def test_created_and_deleted_contexts_leave_no_lock_behind(state_dir: Path, task_group: TaskGroup) -> None:
+    """A principal may create and delete contexts under new names forever (within the count quota):
+    each must take its lock file and in-memory lock with it."""
+    backend = await started(state_dir, task_group)
+    await mount_of(backend, OWNER, "kept", "/home/user/kept")
+    owner_dir = backend.contexts.store.owner_dir(OWNER)
+    before = (sorted(os.listdir(owner_dir)), len(backend.contexts._locks))
+    for index in range(20):
+        await backend.contexts.get_context(OWNER, f"brief-{index}", create=True)
+        await backend.contexts.delete_context(OWNER, f"brief-{index}")
+    assert (sorted(os.listdir(owner_dir)), len(backend.contexts._locks)) == before
+    # The name works again afterwards, and its lock with it.
+    again = await mount_of(backend, OWNER, "brief-3", "/home/user/again")
+    session = await new_session(backend, again)
+    await sh(backend, session.session_id, "echo x > again/f")
+    await backend.delete_session(session.session_id)
+    assert (await backend.contexts.get_context(OWNER, "brief-3", create=False)).file_count == 1
     await backend.close()

@@ -134,7 +134,15 @@ async def test_bad_names_and_paths_are_refused_by_the_backend(state_dir: Path, t
     assert not (state_dir / "x").exists()
     assert not (state_dir / "contexts" / "x").exists()
     good = await mount_of(backend, OWNER, "good", "/home/user/good")
-    for path in ("/home/user/../../etc", "/etc", "/home/user/a/../../../x", "/home/user//x", "/tmp/./x", "/tmpx"):
+    for path in (
+        "/home/user/../../etc",
+        "/etc",
+        "/home/user/a/../../../x",
+        "/home/user//x",
+        "/tmp/./x",
+        "/tmpx",
+        "/tmp/a\0b",
+    ):
         mount = ContextMount(context_id=good.context_id, name="good", owner=OWNER, path=path)
         with pytest.raises(InvalidArgumentError):
             await new_session(backend, mount)

@@ -292,6 +292,17 @@ async def test_delete_uploads_first_and_a_failed_upload_is_reported(
     assert cache.context_id not in cloud.contexts
 
 
+async def test_a_deeply_nested_upload_status_still_releases_the_session(backend: AgentBayBackend, cloud: Cloud) -> None:
+    cache = await mount(backend)
+    session = await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=[cache])
+    cloud.script["GetContextInfo"] = [lambda form: {"ContextStatus": "[" * 100_000}]
+    await backend.delete_session(session.session_id)
+    assert "DeleteSessionAsync" in cloud.actions()
+    notice = (await backend.contexts.get_context(ALICE, "cache", create=False)).notice
+    assert notice is not None
+    assert "not the expected JSON" in notice
+
+
 async def test_another_server_rebuilds_the_mounts_from_the_label(
     backend: AgentBayBackend, cloud: Cloud, tmp_path: Path
 ) -> None:
@@ -318,6 +329,7 @@ async def test_another_server_rebuilds_the_mounts_from_the_label(
         json.dumps([["id with space", "cache", "o", "/p"]]),
         json.dumps([["i", "c", "o", "/p"]] * 1000),
         "[" * 100_000,
+        "[" * 5000,  # short, but nested past the JSON decoder's recursion bound
     ],
 )
 def test_a_mounts_label_this_program_did_not_write_holds_none(raw: str) -> None:
@@ -334,6 +346,8 @@ def test_a_mounts_label_this_program_did_not_write_holds_none(raw: str) -> None:
         {"ContextStatus": json.dumps([{"type": "data", "data": json.dumps([{}] * 5000)}])},
         {"ContextStatus": "x" * 2_000_000},
         {"ContextStatus": 42},
+        {"ContextStatus": "[" * 100_000},
+        {"ContextStatus": json.dumps([{"type": "data", "data": "[" * 100_000}])},
     ],
 )
 def test_a_hostile_context_status_is_refused(data: Any) -> None:
@@ -366,3 +380,22 @@ async def test_a_notice_outlives_the_server_that_wrote_it(
         assert "bucket gone" in notice
         (tmp_path / "agentbay-context-notices.json").write_text("[not ours")
         assert (await restarted.contexts.get_context(ALICE, "cache", create=False)).notice is None
+
+
+async def test_mounts_too_long_for_their_label_are_refused_before_the_create(
+    backend: AgentBayBackend, cloud: Cloud
+) -> None:
+    # The label is how a restarted server finds a session's mounts to write them back: one it could not
+    # read back would lose the session's contents at its end, so such a session is never made.
+    owner = "p" * 1500  # a principal name as long as an identity provider may make it
+    mounts = []
+    for index in range(8):
+        context = await backend.contexts.get_context(owner, f"c{index}", create=True)
+        mounts.append(
+            ContextMount(context_id=context.context_id, name=f"c{index}", owner=owner, path=f"/tmp/{index:0900d}")
+        )
+    cloud.calls.clear()
+    with pytest.raises(InvalidArgumentError, match="too long"):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", contexts=mounts)
+    assert "CreateMcpSession" not in cloud.actions()
+    assert wire.mounts_from_label(wire.mounts_label(mounts[:1])) == tuple(mounts[:1])

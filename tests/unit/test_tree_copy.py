@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_files_dirs_and_links_are_copied_and_the_rest_skipped(tmp_path: Path) ->
     os.mkfifo(src / "fifo")
     stats = copy(src, tmp_path / "dst")
     dst = tmp_path / "dst"
-    assert (stats.files, stats.bytes, stats.skipped) == (4, 8, 1)
+    assert (stats.files, stats.bytes, stats.skipped) == (4, 8 + len("/etc/passwd") + len("loop"), 1)
     assert (dst / "d" / "e" / "f").read_bytes() == b"abc"
     assert os.readlink(dst / "abs") == "/etc/passwd"
     assert os.readlink(dst / "loop") == "loop"
@@ -87,3 +88,78 @@ def test_open_beneath_never_follows_a_link(tmp_path: Path) -> None:
         fd = open_beneath(root, ["a"])
         assert fd is not None
         os.close(fd)
+
+
+def test_a_huge_directory_is_refused_without_listing_it_whole(tmp_path: Path) -> None:
+    # Hard links cost a session no disk quota: one directory of millions of long names must not be
+    # read into the server's memory before the entry bound is checked.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    for index in range(20_000):
+        os.link(src / "f", src / f"{index:0200d}")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TreeLimitError):
+            copy(src, tmp_path / "dst", TreeLimits(max_entries=100))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes to refuse 100 entries"
+
+
+def test_a_file_hard_linked_in_the_tree_is_stored_once(tmp_path: Path) -> None:
+    # One 1 MB file under 200 names costs the session 1 MB of disk: the copy must not write (nor count
+    # against the byte bound) 200 MB, which would also make the context too big to show again.
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "big").write_bytes(b"x" * (1 << 20))
+    for index in range(100):
+        os.link(src / "big", src / f"l{index}")
+        os.link(src / "big", src / "deep" / "er" / f"l{index}")
+    (src / "other").write_bytes(b"y" * 10)
+    stats = copy(src, tmp_path / "v1", TreeLimits(max_bytes=2 << 20))
+    assert (stats.files, stats.bytes) == (202, (1 << 20) + 10)
+    dst = tmp_path / "v1"
+    inode = (dst / "big").stat().st_ino
+    assert {(dst / "deep" / "er" / f"l{i}").stat().st_ino for i in range(100)} == {inode}
+    assert (dst / "l7").read_bytes() == b"x" * (1 << 20)
+    assert (dst / "other").stat().st_ino != inode
+    # Linked from the previous copy when unchanged, and the tree's own links kept among the new names.
+    again = copy(src, tmp_path / "v2", TreeLimits(max_bytes=2 << 20), previous=dst)
+    assert (again.files, again.bytes) == (202, (1 << 20) + 10)
+    assert (tmp_path / "v2" / "deep" / "er" / "l3").stat().st_ino == inode
+
+
+def test_a_sparse_file_is_copied_sparse(tmp_path: Path) -> None:
+    # `truncate -s` costs a session no disk: its copy must not cost us the whole size either.
+    src = tmp_path / "src"
+    src.mkdir()
+    with (src / "sparse").open("wb") as file:
+        file.seek(1 << 20)
+        file.write(b"data")
+        file.truncate(64 << 20)
+    stats = copy(src, tmp_path / "dst")
+    copied = tmp_path / "dst" / "sparse"
+    assert copied.stat().st_size == 64 << 20
+    assert copied.stat().st_blocks * 512 < 1 << 20
+    with copied.open("rb") as file:
+        file.seek((1 << 20) - 2)
+        assert file.read(8) == b"\0\0data\0\0"
+    assert stats.bytes == 64 << 20  # the quota counts what the files show
+    assert stats.disk < 1 << 20  # and the disk what they take
+
+
+def test_symlink_targets_count_against_the_byte_bound(tmp_path: Path) -> None:
+    # A symlink's target is up to 4 KB of the session's own text: 200,000 of them would hold 800 MB
+    # outside the owner's byte quota if they counted for nothing.
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(100):
+        (src / f"l{index}").symlink_to("x" * 4000)
+    with pytest.raises(TreeLimitError) as raised:
+        copy(src, tmp_path / "dst", TreeLimits(max_bytes=100_000))
+    assert raised.value.what == "bytes"
+    stats = copy(src, tmp_path / "again", TreeLimits(max_bytes=400_000))
+    assert (stats.files, stats.bytes) == (100, 400_000)
+    assert stats.disk >= 400_000  # a long target takes a block

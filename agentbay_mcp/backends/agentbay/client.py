@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx2
 
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.errors import (
     AgentBayMCPError,
     AuthenticationError,
@@ -176,7 +177,7 @@ class AgentBayClient:
     def _reply(self, action: str, response: httpx2.Response, params: Mapping[str, object]) -> ApiReply:
         status = response.status_code
         try:
-            body = response.json()
+            body = loads(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if not isinstance(body, dict):
@@ -257,7 +258,7 @@ class AgentBayClient:
         if status in (401, 403):
             raise CloudAPIError(f"{where} refused the session token (HTTP {status})", status=status)
         try:
-            body = response.json()
+            body = loads(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if status >= 500 or status == 429:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.backends.records_contexts import CONTEXT_NAME, ContextMount, ContextRecord
-from agentbay_mcp.errors import BackendError
+from agentbay_mcp.errors import BackendError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,15 @@ def persistence_data_list(mounts: Sequence[ContextMount]) -> str:
 
 
 def mounts_label(mounts: Sequence[ContextMount]) -> str:
-    """The mounts label's value."""
-    return json.dumps([[m.context_id, m.name, m.owner, m.path] for m in mounts], separators=(",", ":"))
+    """The mounts label's value. InvalidArgumentError if `mounts_from_label` could not read it back: a
+    restarted server would find no mounts in it and never write that session's contexts back."""
+    label = json.dumps([[m.context_id, m.name, m.owner, m.path] for m in mounts], separators=(",", ":"))
+    if len(label) > MAX_LABEL_CHARS or len(mounts) > MAX_MOUNTS or not all(_a_path(m.path) for m in mounts):
+        raise InvalidArgumentError(
+            f"These {len(mounts)} contexts' paths are too long together ({len(label)} characters with their "
+            f"names; at most {MAX_LABEL_CHARS}): use shorter paths, or fewer contexts."
+        )
+    return label
 
 
 def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
@@ -81,7 +89,7 @@ def mounts_from_label(raw: str | None) -> tuple[ContextMount, ...]:
     try:
         if len(raw) > MAX_LABEL_CHARS:
             raise ValueError("too long")
-        items = json.loads(raw)
+        items = loads(raw)
         if not isinstance(items, list) or len(items) > MAX_MOUNTS:
             raise ValueError("not a short list")
         mounts = []
@@ -165,7 +173,7 @@ def sync_tasks(data: Any) -> list[SyncTask]:
     if not isinstance(raw, str) or len(raw) > MAX_STATUS_CHARS:
         raise BackendError("AgentBay's GetContextInfo reply holds a ContextStatus that is not short JSON text.")
     try:
-        outer = json.loads(raw)
+        outer = loads(raw)
         if not isinstance(outer, list) or len(outer) > MAX_TASKS:
             raise ValueError("not a short list")
         tasks: list[SyncTask] = []
@@ -173,7 +181,7 @@ def sync_tasks(data: Any) -> list[SyncTask]:
             if not isinstance(entry, dict) or entry.get("type") != "data":
                 continue
             inner = entry.get("data", "[]")
-            items = json.loads(inner) if isinstance(inner, str) else None
+            items = loads(inner) if isinstance(inner, str) else None
             if not isinstance(items, list) or len(tasks) + len(items) > MAX_TASKS:
                 raise ValueError("not a short list")
             tasks.extend(_task(item) for item in items)

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from agentbay_mcp.backends.agentbay import tools
 from agentbay_mcp.backends.agentbay.files import ToolCall
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.agentbay.tools import Tool
 from agentbay_mcp.backends.records_desktop import (
     AppLaunch,
@@ -65,7 +66,7 @@ async def _json(call: ToolCall, tool: Tool, args: dict[str, Any]) -> Any:
     """The tool's reply parsed as JSON; a tool error is raised with its text."""
     text = await _text(call, tool, args)
     try:
-        return json.loads(text) if text.strip() else None
+        return loads(text) if text.strip() else None
     except json.JSONDecodeError as exc:
         raise BackendError(f"AgentBay's {tool.name} sent a reply that is not JSON.") from exc
 
@@ -227,7 +228,7 @@ async def stop_app(call: ToolCall, pid: int | None, pname: str | None, stop_cmd:
         await _text(call, tools.STOP_APP_BY_CMD, {"stop_cmd": stop_cmd})
         return AppStopped(stopped=[], stop_cmd_exit_code=0)
     try:
-        stopped = _processes(json.loads(text))
+        stopped = _processes(loads(text))
     except json.JSONDecodeError:
         stopped = []
     note = "" if stopped else "AgentBay does not say which processes it stopped; list_visible_apps shows what is left."

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.agentbay.sessions import EGRESS_UNSUPPORTED
 from agentbay_mcp.backends.records import LinkRecord, NetworkPolicy
 from agentbay_mcp.errors import BackendError, BackendUnavailableError, InvalidArgumentError, NotSupportedError
@@ -68,7 +69,7 @@ def link_url(data: Any) -> str:
     """The Url of a GetLink reply's Data, checked (never echoed back in an error: it is the cloud's text)."""
     if isinstance(data, str):  # the SDK allows Data as the object's JSON text
         try:
-            data = json.loads(data)
+            data = loads(data)
         except json.JSONDecodeError:
             data = None
     url = data.get("Url") if isinstance(data, dict) else None

@@ -25,6 +25,7 @@ import anyio
 
 from agentbay_mcp.backends.agentbay import context_wire, tools
 from agentbay_mcp.backends.agentbay.client import AgentBayClient
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.common.labels import RESERVED_PREFIX
 from agentbay_mcp.backends.common.server_lock import is_server_id, server_alive
 from agentbay_mcp.backends.records import NetworkPolicy, SessionRecord, SessionStatus
@@ -291,7 +292,7 @@ class CloudSessions:
         reply = await self.client.call("GetLabel", {"SessionId": session_id, "MaxResults": 100}, idempotent=True)
         raw = reply.data.get("Labels") if isinstance(reply.data, dict) else None
         try:
-            labels = json.loads(raw) if isinstance(raw, str) and raw else {}
+            labels = loads(raw) if isinstance(raw, str) and raw else {}
         except json.JSONDecodeError as exc:
             raise BackendError("AgentBay's GetLabel reply holds labels that are not JSON.") from exc
         if not isinstance(labels, dict):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
 
+from agentbay_mcp.backends.agentbay.json_text import loads
 from agentbay_mcp.backends.common.utf8 import complete_utf8_prefix
 from agentbay_mcp.backends.records_desktop import WindowAction
 
@@ -75,7 +76,7 @@ def tool_servers(tool_list: Any) -> dict[str, str]:
     items = tool_list
     if isinstance(tool_list, str):
         try:
-            items = json.loads(tool_list)
+            items = loads(tool_list)
         except json.JSONDecodeError:
             return {}
     if not isinstance(items, list):
@@ -92,7 +93,7 @@ def tool_servers(tool_list: Any) -> dict[str, str]:
 def result_text(data: Any) -> tuple[str, bool]:
     """(text, is_error) of a CallToolResult given as an object or a JSON string (LinkUrl nests it in `result`)."""
     if isinstance(data, str):
-        data = json.loads(data)
+        data = loads(data)
     if not isinstance(data, dict):
         raise ValueError("a tool result must be a JSON object")
     if isinstance(data.get("result"), dict):
@@ -122,7 +123,7 @@ class ShellResult:
 def parse_shell(text: str, is_error: bool) -> ShellResult:
     """The shell tool's reply: wrapped JSON {exit_code, stdout, stderr} or raw stdout (images differ)."""
     try:
-        data = json.loads(text) if text else None
+        data = loads(text) if text else None
     except json.JSONDecodeError:
         data = None
     wrapped = isinstance(data, dict) and (

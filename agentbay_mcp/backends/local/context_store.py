@@ -1,11 +1,13 @@
 """Where the local backend keeps contexts, and the file-system moves that keep them whole.
 
     <state_dir>/contexts/<owner-key>/            owner-key: sha256(owner principal), 16 hex digits
-      .<name>.lock                               flock'ed by whoever works on the context (any server)
+      .<name>.lock                               flock'ed by whoever works on the context (any server);
+                                                 removed, still locked, with the context
+      .~quota.lock                               flock'ed around a sync's quota check and commit
       <name>/meta.json                           context_id, name, owner, created_at, last_used_at, notice
       <name>/current -> v<N>                     the content in force; swapped by rename (atomic)
       <name>/v<N>/content/                       the files
-      <name>/v<N>/version.json                   version, size_bytes, file_count, synced_by, synced_at
+      <name>/v<N>/version.json                   version, size_bytes, disk_bytes, file_count, synced_by, synced_at
       <name>/.sync-<random>/                     a version being written (litter if its writer died)
       .new~<name>~<random>/                      a context being created (litter if its creator died)
       .trash-<random>/                           a context being deleted (litter: removed at the owner's
@@ -68,6 +70,8 @@ class StoredContext:
     notice: str | None
     version: int
     size_bytes: int
+    #: what its files take on a disk (holes take nothing): what showing it costs a session's disk quota
+    disk_bytes: int
     file_count: int
     synced_by: str | None
     synced_at: datetime | None
@@ -124,11 +128,43 @@ class ContextStore:
         directory = self.context_dir(owner, name)
         for path in (self.root, directory.parent):
             path.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(directory.parent / f".{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
+        lock = self.lock_path(owner, name)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # A delete removes the lock file while holding it: whoever waited on that file holds a lock
+            # nobody else will take, and must take the file now at that path instead.
+            try:
+                held = os.fstat(fd)
+                current = os.stat(lock)
+                if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
             self._tidy(directory)
             yield directory
+        finally:
+            os.close(fd)  # drops the flock
+
+    def lock_path(self, owner: str, name: str) -> Path:
+        """The context's lock file (beside its directory: it guards the directory's creation too)."""
+        return self.owner_dir(owner) / f".{check_name(name)}.lock"
+
+    @contextlib.contextmanager
+    def owner_locked(self, owner: str) -> Iterator[None]:
+        """Hold the owner's cross-process quota lock (blocking). Syncs of different contexts run in
+        parallel, each measuring the others: this makes "measure the others, then commit" one step, so
+        two syncs cannot both count the other as it was and together pass the quota. Taken after a
+        context's lock, never before one ('~' is in no context name: no context's lock is this file)."""
+        directory = self.owner_dir(owner)
+        for path in (self.root, directory):
+            path.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(directory / ".~quota.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)  # drops the flock
 
@@ -172,6 +208,7 @@ class ContextStore:
                 notice=meta.get("notice"),
                 version=int(figures["version"]),
                 size_bytes=int(figures["size_bytes"]),
+                disk_bytes=int(figures.get("disk_bytes", figures["size_bytes"])),  # saved before it was kept
                 file_count=int(figures["file_count"]),
                 synced_by=figures.get("synced_by"),
                 synced_at=_when(figures.get("synced_at")),
@@ -198,7 +235,9 @@ class ContextStore:
             _write_json(staging / "meta.json", {**meta, "last_used_at": None, "notice": None})
             (staging / "v0").mkdir(mode=0o700)
             (staging / "v0" / "content").mkdir(mode=0o700)
-            figures = {"version": 0, "size_bytes": 0, "file_count": 0, "synced_by": None, "synced_at": None}
+            figures = {
+                "version": 0, "size_bytes": 0, "disk_bytes": 0, "file_count": 0, "synced_by": None, "synced_at": None,
+            }  # fmt: skip
             _write_json(staging / "v0" / "version.json", figures)
             os.symlink("v0", staging / CURRENT)
             staging.rename(directory)
@@ -232,12 +271,14 @@ class ContextStore:
         (staging / "content").mkdir(mode=0o700)
         return staging
 
-    def commit(self, context: StoredContext, staging: Path, size: int, files: int, session_id: str) -> StoredContext:
+    def commit(
+        self, context: StoredContext, staging: Path, size: int, disk: int, files: int, session_id: str
+    ) -> StoredContext:
         """Make `staging` the current version (one rename of a symlink), then drop the old one."""
         version = context.version + 1
         now = datetime.now(UTC)
         figures = {
-            "version": version, "size_bytes": size, "file_count": files,
+            "version": version, "size_bytes": size, "disk_bytes": disk, "file_count": files,
             "synced_by": session_id, "synced_at": now.isoformat(),
         }  # fmt: skip
         _write_json(staging / "version.json", figures)
@@ -247,17 +288,27 @@ class ContextStore:
         os.replace(link, context.path / CURRENT)  # the commit point
         remove_tree(context.path / f"v{context.version}")
         committed = replace(
-            context, version=version, size_bytes=size, file_count=files, synced_by=session_id, synced_at=now
+            context,
+            version=version,
+            size_bytes=size,
+            disk_bytes=disk,
+            file_count=files,
+            synced_by=session_id,
+            synced_at=now,
         )
         return self.update_meta(committed, last_used_at=now, notice=None)
 
     def delete(self, directory: Path) -> bool:
-        """Remove the context (under its lock): renamed out of sight first. False if it did not exist."""
+        """Remove the context (under its lock): renamed out of sight first, then its lock file, so that a
+        principal creating and deleting contexts under new names leaves nothing behind. False if it did
+        not exist."""
         trash = directory.parent / f"{TRASH_PREFIX}{secrets.token_hex(6)}"
         try:
             directory.rename(trash)
         except FileNotFoundError:
             return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory.parent / f".{directory.name}.lock")  # still held: see `locked`
         remove_tree(trash)
         self.tidy_owner(directory.parent)
         return True

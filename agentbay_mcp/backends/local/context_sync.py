@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import posixpath
+import secrets
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ def session_parts(path: str) -> tuple[str, list[str]]:
     for top, name in ((SESSION_HOME, "home"), (SESSION_TMP, "tmp")):
         if path == top or path.startswith(f"{top}/"):
             parts = path[len(top) :].split("/")[1:]
-            if posixpath.normpath(path) == path and all(part not in ("", ".", "..") for part in parts):
+            if posixpath.normpath(path) == path and "\0" not in path and all(p not in ("", ".", "..") for p in parts):
                 return name, parts
     raise InvalidArgumentError(f"Context path {path[:200]!r} must be a normalised path under /home/user or /tmp.")
 
@@ -71,8 +72,8 @@ def read_mounted(session_dir: Path) -> list[Mounted]:
 
 
 def write_mounted(session_dir: Path, mounted: list[Mounted]) -> None:
-    """Save the mounts and their bases atomically."""
-    tmp = session_dir / f".{MOUNTS_FILE}.tmp"
+    """Save the mounts and their bases atomically (a temporary file of its own: never one another writer truncates)."""
+    tmp = session_dir / f".{MOUNTS_FILE}.{secrets.token_hex(4)}.tmp"
     tmp.write_text(json.dumps([{"mount": item.mount.model_dump(), "base": item.base} for item in mounted]))
     tmp.replace(session_dir / MOUNTS_FILE)
 
@@ -91,8 +92,8 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
     top, parts = session_parts(mount.path)
     with store.locked(mount.owner, mount.name):
         context = _checked(store, mount)
-        if disk is not None and context.size_bytes > disk:
-            raise _too_big(mount, context.size_bytes, disk)
+        if disk is not None and context.disk_bytes > disk:
+            raise _too_big(mount, context.disk_bytes, disk)
         # Our own entry (with a quota, a symlink into the session's disk): resolved, so chown reaches the files.
         target = Path(os.path.realpath(session_dir / top))
         for part in parts:  # make the path's missing directories, the session's own
@@ -101,30 +102,41 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
                 target.mkdir(mode=0o755)
                 if uid is not None:
                     os.chown(target, uid, uid)
-        _run(["cp", "-a", "--", f"{context.content()}/.", f"{target}/"], mount, context.size_bytes, disk)
+        # cp -a keeps the store's holes (--sparse=auto) and hard links: the copy takes disk_bytes.
+        _run(["cp", "-a", "--", f"{context.content()}/.", f"{target}/"], mount, context.disk_bytes, disk)
         if uid is not None and uid != os.geteuid():
-            _run(["chown", "-R", "-h", "-P", f"{uid}:{uid}", "--", str(target)], mount, context.size_bytes, disk)
+            _run(["chown", "-R", "-h", "-P", f"{uid}:{uid}", "--", str(target)], mount, context.disk_bytes, disk)
         store.update_meta(context, last_used_at=datetime.now(UTC))
         return context.version
 
 
 def _too_big(mount: ContextMount, size: int, disk: int) -> QuotaExceededError:
     return QuotaExceededError(
-        f"Context {mount.name!r} holds {size / _MB:.1f} MB, more than the {disk / _MB:.0f} MB left on the "
+        f"Context {mount.name!r} takes {size / _MB:.1f} MB of disk, more than the {disk / _MB:.0f} MB left on the "
         "session's disk quota: the session was not created. Empty the context (mount it and delete files), "
         "or ask the operator for a larger --disk-limit-mb."
     )
 
 
 def _run(argv: list[str], mount: ContextMount, size: int, disk: int | None) -> None:
+    """Run cp or chown. The details (which name host paths: the store's, the session dir's) go to the log;
+    the error says what failed in the session's terms."""
+    failed = f"Could not copy context {mount.name!r} into the session"
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=_COPY_TIMEOUT_SECONDS, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendError(f"Could not copy context {mount.name!r} into the session: {exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        logger.warning("%s: %s", failed, exc)
+        raise BackendError(f"{failed}: it took longer than {_COPY_TIMEOUT_SECONDS:g} s.") from exc
+    except OSError as exc:
+        logger.warning("%s: %s", failed, exc)
+        raise BackendError(f"{failed}: {argv[0]} could not run ({exc.strerror or exc}).") from exc
     if done.returncode != 0:
-        if "No space left" in done.stderr and disk is not None:
-            raise _too_big(mount, size, disk)
-        raise BackendError(f"Could not copy context {mount.name!r} into the session: {done.stderr.strip()[-300:]}")
+        logger.warning("%s: %s", failed, done.stderr.strip()[-2000:])
+        if "No space left" in done.stderr:
+            if disk is not None:
+                raise _too_big(mount, size, disk)
+            raise BackendError(f"{failed}: the server's disk is full.")
+        raise BackendError(f"{failed}: {argv[0]} failed (exit {done.returncode}; the server's log says why).")
 
 
 def sync_one(
@@ -149,10 +161,7 @@ def sync_one(
             stats, missing = _copy_out(session_dir, mount.path, staging / "content", bounds, context.content())
         except (TreeLimitError, OSError) as exc:
             remove_tree(staging)
-            error = _failure(mount, context, session_id, exc, quota)
-            with contextlib.suppress(OSError):  # a store that cannot take the notice: the log says it
-                store.update_meta(context, notice=str(error))
-            raise error from exc
+            raise _failed(store, mount, context, session_id, exc, quota) from exc
         except BaseException:
             remove_tree(staging)
             raise
@@ -166,7 +175,13 @@ def sync_one(
             warnings.append(f"{mount.path} did not exist in the session: the context is now empty.")
         if stats.skipped:
             warnings.append(f"{stats.skipped} entries that are not files, directories or symlinks were skipped.")
-        committed = store.commit(context, staging, stats.bytes, stats.files, session_id)
+        with store.owner_locked(mount.owner):
+            # Measured again: another context's sync may have committed since `budget` was taken.
+            if quota is not None and stats.bytes + store.used_bytes(mount.owner, besides=mount.name) > quota:
+                remove_tree(staging)
+                over = TreeLimitError("bytes", quota, f"more than {quota} bytes")
+                raise _failed(store, mount, context, session_id, over, quota)
+            committed = store.commit(context, staging, stats.bytes, stats.disk, stats.files, session_id)
     synced = ContextSynced(
         name=mount.name, path=mount.path, size_bytes=stats.bytes, file_count=stats.files, warning=" ".join(warnings)
     )
@@ -197,6 +212,21 @@ def _copy_out(session_dir: Path, path: str, dest: Path, limits: TreeLimits, prev
             os.close(target)
     finally:
         os.close(source)
+
+
+def _failed(
+    store: ContextStore,
+    mount: ContextMount,
+    context: StoredContext,
+    session_id: str,
+    exc: BaseException,
+    quota: int | None,
+) -> AgentBayMCPError:
+    """The error of a sync that failed, kept as the context's notice too (under the context's lock)."""
+    error = _failure(mount, context, session_id, exc, quota)
+    with contextlib.suppress(OSError):  # a store that cannot take the notice: the log says it
+        store.update_meta(context, notice=str(error))
+    return error
 
 
 def _failure(

@@ -99,20 +99,29 @@ class LocalContexts:
     async def delete_context(self, owner: str, name: str) -> None:
         """Delete the context, refused while a live session of this state dir has it mounted."""
         check_name(name)
+
+        def delete() -> bool:
+            with self.store.locked(owner, name) as directory:
+                # Looked up under the lock: another server's create publishes its session before it
+                # takes the lock to copy in, so a session published by now is seen here.
+                users = self._scan_users(owner).get(name, ())
+                if users:
+                    raise InvalidArgumentError(
+                        f"Context {name!r} is mounted in session(s) {', '.join(users)}: delete them first (their "
+                        "content is synced to the context when they end)."
+                    )
+                return self.store.delete(directory)
+
+        # Looked up first, without a lock: the name is the caller's pick, and taking a context's lock makes its
+        # lock file (and an in-memory lock), which an unknown name must not leave behind.
+        if await anyio.to_thread.run_sync(self.store.read, owner, name) is None:
+            raise ContextNotFoundError(name)
         async with self._turn(owner, name):
-            users = await self._in_use_by(owner, name)
-            if users:
-                raise InvalidArgumentError(
-                    f"Context {name!r} is mounted in session(s) {', '.join(users)}: delete them first (their "
-                    "content is synced to the context when they end)."
-                )
-
-            def delete() -> bool:
-                with self.store.locked(owner, name) as directory:
-                    return self.store.delete(directory)
-
             if not await anyio.to_thread.run_sync(delete):
                 raise ContextNotFoundError(name)
+        # Forgotten with the context (its store lock file is gone too). A task still waiting on this lock
+        # may then run beside one that makes a new one: the store's flock keeps them apart.
+        self._locks.pop((owner_key(owner), name), None)
 
     async def sync_context(self, session_id: str, name: str | None = None) -> list[ContextSynced]:
         """Write the session's contexts (or only `name`) back now, while it runs."""
@@ -122,7 +131,9 @@ class LocalContexts:
         if name is not None and not chosen:
             names = ", ".join(sorted({item.mount.name for item in mounted})) or "none"
             raise InvalidArgumentError(f"Session {session_id} has no context {name!r} mounted (it has: {names}).")
-        async with self._turns(chosen):
+        # The turns of all the session's contexts, not only those synced: every sync rewrites the session's
+        # contexts.json whole (the bases of all its mounts), so two on one session must not overlap.
+        async with self._turns(mounted):
             return await anyio.to_thread.run_sync(self._sync_sync, session_dir, session_id, name, True)
 
     # What the backend calls -------------------------------------------------------------------
@@ -149,7 +160,7 @@ class LocalContexts:
             mounted.append(Mounted(mount, version))
             if left is not None:
                 context = await anyio.to_thread.run_sync(self.store.read, mount.owner, mount.name)
-                left -= context.size_bytes if context is not None else 0
+                left -= context.disk_bytes if context is not None else 0
         await anyio.to_thread.run_sync(write_mounted, session_dir, mounted)
         return record
 
@@ -190,18 +201,17 @@ class LocalContexts:
         return tuple((await self._users(owner)).get(name, ()))
 
     async def _users(self, owner: str) -> dict[str, list[str]]:
+        return await anyio.to_thread.run_sync(self._scan_users, owner)
+
+    def _scan_users(self, owner: str) -> dict[str, list[str]]:
         """Context name -> the live sessions (published records in this state dir) that mount it."""
-
-        def scan() -> dict[str, list[str]]:
-            users: dict[str, list[str]] = {}
-            for session_id in self._state.session_ids():
-                try:
-                    record = read_record(self._state.meta_path(session_id))
-                except (OSError, ValueError):
-                    continue
-                for mount in record.contexts:
-                    if mount.owner == owner and session_id not in users.get(mount.name, []):
-                        users.setdefault(mount.name, []).append(session_id)
-            return users
-
-        return await anyio.to_thread.run_sync(scan)
+        users: dict[str, list[str]] = {}
+        for session_id in self._state.session_ids():
+            try:
+                record = read_record(self._state.meta_path(session_id))
+            except (OSError, ValueError):
+                continue
+            for mount in record.contexts:
+                if mount.owner == owner and session_id not in users.get(mount.name, []):
+                    users.setdefault(mount.name, []).append(session_id)
+        return users

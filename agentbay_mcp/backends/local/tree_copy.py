@@ -8,6 +8,11 @@ copied, directories recreated, and everything else (fifos, sockets, devices) ski
 bounded before it works: entries, depth and bytes (checked against each file's size before its copy,
 and the copy stops at that size even if the file grows).
 
+A sparse file is copied sparse (only its data, found with SEEK_DATA/SEEK_HOLE), so a file that shows
+terabytes of holes costs us what it costs the session. A file the tree holds under several names (hard
+links) is copied once and linked under the others, and counted once against the byte bound: a session's
+hard links cost it no disk, and must cost us none.
+
 With `previous` (the last copy of the same tree, ours and never changed once made), a file whose size,
 modification time and mode match the previous copy's is hard-linked from it instead of copied (rsync's
 quick check): a sync of a tree that barely changed writes barely anything.
@@ -22,7 +27,7 @@ import contextlib
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Defaults for a context: a dependency cache has tens of thousands of files, never millions.
 MAX_ENTRIES = 200_000
@@ -44,15 +49,24 @@ class TreeLimits:
     max_bytes: int | None = None
 
 
+#: Where a directory of the copy is, below its root: (its parent's place, its name), None for the root.
+#: Parents are shared, so remembering the place of every file costs one small tuple per directory.
+Place = tuple["Place", str] | None
+
+
 @dataclass
 class TreeStats:
-    """What a copy copied: `files` counts regular files and symlinks, `entries` also directories."""
+    """What a copy copied: `files` counts regular files and symlinks, `entries` also directories, `bytes`
+    the bytes the files show (a file under several names once), `disk` the bytes their blocks take."""
 
     files: int = 0
     entries: int = 0
     bytes: int = 0
+    disk: int = 0
     skipped: int = 0
     linked: int = 0
+    #: (st_dev, st_ino) of the tree's files with several names -> where their copy is (its directory, name)
+    copies: dict[tuple[int, int], tuple[Place, str]] = field(default_factory=dict)
 
 
 class TreeLimitError(Exception):
@@ -70,35 +84,43 @@ def copy_tree(src_fd: int, dst_fd: int, limits: TreeLimits, previous: int | None
 
     Raises TreeLimitError past a bound and OSError if writing the copy fails (e.g. our disk is full)."""
     stats = TreeStats()
-    _copy_dir(_Level(src_fd, dst_fd, previous), 1, limits, stats)
+    _copy_dir(_Level(src_fd, dst_fd, previous, dst_fd, None), 1, limits, stats)
     return stats
 
 
 @dataclass(frozen=True)
 class _Level:
-    """One directory: the session's (src), ours being made (dst), and the previous copy's (prev, or None)."""
+    """One directory: the session's (src), ours being made (dst), the previous copy's (prev, or None), the
+    root of ours (root) and where dst is below it (place)."""
 
     src: int
     dst: int
     prev: int | None
+    root: int
+    place: Place
 
 
 def _copy_dir(level: _Level, depth: int, limits: TreeLimits, stats: TreeStats) -> None:
     if depth > limits.max_depth:
         raise TreeLimitError("depth", limits.max_depth, f"directories nest deeper than {limits.max_depth} levels")
-    # List first, then close the listing: only one fd per level stays open while we descend.
+    # List first, then close the listing: only one fd per level stays open while we descend. Counted as
+    # listed: a directory of millions of hard links costs the session no disk, and must cost us no memory.
+    entries = []
     with os.scandir(level.src) as listing:
-        entries = [(entry.name, _kind(entry)) for entry in listing]
+        for entry in listing:
+            stats.entries += 1
+            if stats.entries > limits.max_entries:
+                raise TreeLimitError(
+                    "entries", limits.max_entries, f"more than {limits.max_entries} files and directories"
+                )
+            entries.append((entry.name, _kind(entry)))
     for name, kind in entries:
-        stats.entries += 1
-        if stats.entries > limits.max_entries:
-            raise TreeLimitError("entries", limits.max_entries, f"more than {limits.max_entries} files and directories")
         if kind == "dir":
             _copy_subdir(level, name, depth, limits, stats)
         elif kind == "file":
             _copy_file(level, name, limits, stats)
         elif kind == "link":
-            _copy_link(level.src, level.dst, name, stats)
+            _copy_link(level.src, level.dst, name, limits, stats)
         else:
             stats.skipped += 1
 
@@ -131,7 +153,7 @@ def _copy_subdir(level: _Level, name: str, depth: int, limits: TreeLimits, stats
         os.mkdir(name, 0o700, dir_fd=level.dst)
         sub_dst = os.open(name, _DIR_FLAGS, dir_fd=level.dst)
         try:
-            _copy_dir(_Level(sub_src, sub_dst, sub_prev), depth + 1, limits, stats)
+            _copy_dir(_Level(sub_src, sub_dst, sub_prev, level.root, (level.place, name)), depth + 1, limits, stats)
             os.fchmod(sub_dst, stat.S_IMODE(info.st_mode) & 0o777 | 0o700)
             os.utime(sub_dst, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:
@@ -164,11 +186,18 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         if not stat.S_ISREG(info.st_mode):  # a fifo or device swapped in since the listing
             stats.skipped += 1
             return
+        key = (info.st_dev, info.st_ino)
+        if info.st_nlink > 1 and key in stats.copies and _link_copy(level, name, stats.copies[key]):
+            stats.files += 1  # another name of a file already copied: its bytes are stored once
+            return
         if limits.max_bytes is not None and stats.bytes + info.st_size > limits.max_bytes:
             raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
         mode = stat.S_IMODE(info.st_mode) & 0o777 | 0o600
-        if _link_unchanged(level, name, info, mode):
+        if info.st_nlink > 1:
+            stats.copies[key] = (level.place, name)
+        if (old := _link_unchanged(level, name, info, mode)) is not None:
             stats.bytes += info.st_size
+            stats.disk += old.st_blocks * 512
             stats.files += 1
             stats.linked += 1
             return
@@ -179,6 +208,7 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
             stats.bytes += _copy_bytes(source, target, info.st_size)
             os.fchmod(target, mode)
             os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+            stats.disk += os.fstat(target).st_blocks * 512
         finally:
             os.close(target)
         stats.files += 1
@@ -186,10 +216,26 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         os.close(source)
 
 
-def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -> bool:
-    """Hard-link the previous copy of `name` if its size, mtime and mode say it is unchanged."""
-    if level.prev is None:
+def _link_copy(level: _Level, name: str, copy: tuple[Place, str]) -> bool:
+    """Link `name` to the copy made of another name of the same file. The path is below our root and
+    passes through directories we made (never a symlink: a name is made once, as what it was listed as).
+    False (copy it instead) if the link fails: too many links, a path too long."""
+    parts = [copy[1]]
+    place = copy[0]
+    while place is not None:
+        place, part = place
+        parts.append(part)
+    try:
+        os.link("/".join(reversed(parts)), name, src_dir_fd=level.root, dst_dir_fd=level.dst, follow_symlinks=False)
+    except OSError:
         return False
+    return True
+
+
+def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -> os.stat_result | None:
+    """Hard-link the previous copy of `name` if its size, mtime and mode say it is unchanged; its stat if linked."""
+    if level.prev is None:
+        return None
     try:
         old = os.stat(name, dir_fd=level.prev, follow_symlinks=False)
         if not (
@@ -198,25 +244,44 @@ def _link_unchanged(level: _Level, name: str, info: os.stat_result, mode: int) -
             and old.st_mtime_ns == info.st_mtime_ns
             and stat.S_IMODE(old.st_mode) == mode
         ):
-            return False
+            return None
         os.link(name, name, src_dir_fd=level.prev, dst_dir_fd=level.dst, follow_symlinks=False)
     except OSError:
-        return False
-    return True
+        return None
+    return old
 
 
 def _copy_bytes(source: int, target: int, size: int) -> int:
-    """Copy at most `size` bytes in the kernel (a file that grows meanwhile is cut at its size when listed)."""
+    """Copy the data of the first `size` bytes in the kernel, leaving holes as holes; the copy's size (a file
+    that grows meanwhile is cut at its size when listed; one that shrinks ends where its data ended)."""
     offset = 0
     while offset < size:
-        sent = os.sendfile(target, source, offset, min(size - offset, _CHUNK))
-        if sent == 0:  # it shrank
+        try:
+            data = os.lseek(source, offset, os.SEEK_DATA)
+            hole = min(os.lseek(source, data, os.SEEK_HOLE), size) if data < size else size
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                break  # nothing but a hole up to the end
+            if exc.errno != errno.EINVAL:
+                raise
+            data, hole = offset, size  # a file system that cannot tell holes: all of it is data
+        if data >= size:
             break
-        offset += sent
-    return offset
+        if hole <= data:  # a file system whose lseek ignores SEEK_HOLE (noop_llseek): the rest is data
+            hole = size
+        os.lseek(target, data, os.SEEK_SET)
+        while data < hole:
+            sent = os.sendfile(target, source, data, min(hole - data, _CHUNK))
+            if sent == 0:  # it shrank
+                os.ftruncate(target, data)
+                return data
+            data += sent
+        offset = hole
+    os.ftruncate(target, size)  # the holes up to the end, if it ends with one
+    return size
 
 
-def _copy_link(src_fd: int, dst_fd: int, name: str, stats: TreeStats) -> None:
+def _copy_link(src_fd: int, dst_fd: int, name: str, limits: TreeLimits, stats: TreeStats) -> None:
     try:
         target = os.readlink(name, dir_fd=src_fd)  # EINVAL if it is no longer a symlink
     except OSError as exc:
@@ -224,8 +289,14 @@ def _copy_link(src_fd: int, dst_fd: int, name: str, stats: TreeStats) -> None:
             stats.skipped += 1
             return
         raise
+    # Its bytes are its target (what lstat calls its size): up to 4 KB of the session's text each.
+    size = len(os.fsencode(target))
+    if limits.max_bytes is not None and stats.bytes + size > limits.max_bytes:
+        raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
     os.symlink(target, name, dir_fd=dst_fd)
     stats.files += 1
+    stats.bytes += size
+    stats.disk += os.stat(name, dir_fd=dst_fd, follow_symlinks=False).st_blocks * 512
 
 
 def open_beneath(root_fd: int, parts: list[str]) -> int | None:
