@@ -113,8 +113,8 @@ def copy_in(store: ContextStore, mount: ContextMount, session_dir: Path, uid: in
 def _too_big(mount: ContextMount, size: int, disk: int) -> QuotaExceededError:
     return QuotaExceededError(
         f"Context {mount.name!r} takes {size / _MB:.1f} MB of disk, more than the {disk / _MB:.0f} MB left on the "
-        "session's disk quota: the session was not created. Empty the context (mount it and delete files), "
-        "or ask the operator for a larger --disk-limit-mb."
+        "session's disk quota: the session was not created. Mount fewer contexts in one session, "
+        "delete_context it if you no longer need it, or ask the operator for a larger --disk-limit-mb."
     )
 
 
