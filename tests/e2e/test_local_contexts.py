@@ -346,7 +346,7 @@ async def test_parallel_syncs_of_two_contexts_stay_within_the_owner_quota(
     sessions = []
     for name in ("left", "right"):
         session = await new_session(backend, await mount_of(backend, OWNER, name, "/home/user/data"))
-        await sh(backend, session.session_id, "cd data && for i in $(seq 3000); do head -c 1000 /dev/zero > f$i; done")
+        await sh(backend, session.session_id, "cd data && for i in $(seq 750); do head -c 4096 /dev/zero > f$i; done")
         sessions.append(session)
     failures: list[QuotaExceededError] = []
 

@@ -160,6 +160,25 @@ def test_symlink_targets_count_against_the_byte_bound(tmp_path: Path) -> None:
     with pytest.raises(TreeLimitError) as raised:
         copy(src, tmp_path / "dst", TreeLimits(max_bytes=100_000))
     assert raised.value.what == "bytes"
-    stats = copy(src, tmp_path / "again", TreeLimits(max_bytes=400_000))
+    stats = copy(src, tmp_path / "again", TreeLimits(max_bytes=100 * 8192))  # room for a block each
     assert (stats.files, stats.bytes) == (100, 400_000)
     assert stats.disk >= 400_000  # a long target takes a block
+
+
+@pytest.mark.parametrize("kind", ["dirs", "files"])
+def test_what_empty_directories_and_tiny_files_take_counts_against_the_byte_bound(tmp_path: Path, kind: str) -> None:
+    # 200,000 empty directories (or one-byte files) show next to nothing and take 800 MB of our disk:
+    # the bound counts what the copy takes when that is more than what the files show.
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(300):
+        if kind == "dirs":
+            (src / f"d{index}").mkdir()
+        else:
+            (src / f"f{index}").write_bytes(b"x")
+    stats = copy(src, tmp_path / "free")
+    assert stats.bytes == (0 if kind == "dirs" else 300)
+    assert stats.charged == stats.disk >= 300 * 512  # a block each, whatever the file system's block size
+    with pytest.raises(TreeLimitError) as raised:
+        copy(src, tmp_path / "bounded", TreeLimits(max_bytes=100 * 512))
+    assert raised.value.what == "bytes"

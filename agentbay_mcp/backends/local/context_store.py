@@ -314,11 +314,12 @@ class ContextStore:
         return True
 
     def used_bytes(self, owner: str, *, besides: str) -> int:
-        """The bytes of the owner's contexts other than `besides` (for the owner's byte quota)."""
+        """The bytes of the owner's contexts other than `besides` (for the owner's byte quota): each counts
+        what its files show or what it takes on disk (directories and small files' blocks), the greater."""
         total = 0
         for name in self.names(owner):
             if name != besides and (other := self.read(owner, name)) is not None:
-                total += other.size_bytes
+                total += max(other.size_bytes, other.disk_bytes)
         return total
 
     def tidy_owner(self, owner_dir: Path) -> None:

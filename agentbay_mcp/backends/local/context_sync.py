@@ -177,7 +177,7 @@ def sync_one(
             warnings.append(f"{stats.skipped} entries that are not files, directories or symlinks were skipped.")
         with store.owner_locked(mount.owner):
             # Measured again: another context's sync may have committed since `budget` was taken.
-            if quota is not None and stats.bytes + store.used_bytes(mount.owner, besides=mount.name) > quota:
+            if quota is not None and stats.charged + store.used_bytes(mount.owner, besides=mount.name) > quota:
                 remove_tree(staging)
                 over = TreeLimitError("bytes", quota, f"more than {quota} bytes")
                 raise _failed(store, mount, context, session_id, over, quota)

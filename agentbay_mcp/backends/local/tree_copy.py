@@ -6,7 +6,9 @@ directory for a symlink (to the host's /etc, say) while we walk gets, at worst, 
 a symlink is recreated as a symlink with the same target text (never followed), regular files are
 copied, directories recreated, and everything else (fifos, sockets, devices) skipped. The walk is
 bounded before it works: entries, depth and bytes (checked against each file's size before its copy,
-and the copy stops at that size even if the file grows).
+and the copy stops at that size even if the file grows). The byte bound is on `TreeStats.charged`, the
+greater of what the files show and what the copy takes on our disk, directories included: 200,000
+empty directories or one-byte files show almost nothing and take 800 MB.
 
 A sparse file is copied sparse (only its data, found with SEEK_DATA/SEEK_HOLE), so a file that shows
 terabytes of holes costs us what it costs the session. A file the tree holds under several names (hard
@@ -67,6 +69,16 @@ class TreeStats:
     linked: int = 0
     #: (st_dev, st_ino) of the tree's files with several names -> where their copy is (its directory, name)
     copies: dict[tuple[int, int], tuple[Place, str]] = field(default_factory=dict)
+
+    @property
+    def charged(self) -> int:
+        """What the byte bound counts: what the files show or what the copy takes on disk, the greater."""
+        return max(self.bytes, self.disk)
+
+    def check(self, limits: TreeLimits, more: int = 0) -> None:
+        """Raise if `more` bytes (or what is already charged) would pass the byte bound."""
+        if limits.max_bytes is not None and max(self.bytes + more, self.disk) > limits.max_bytes:
+            raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
 
 
 class TreeLimitError(Exception):
@@ -156,6 +168,8 @@ def _copy_subdir(level: _Level, name: str, depth: int, limits: TreeLimits, stats
             _copy_dir(_Level(sub_src, sub_dst, sub_prev, level.root, (level.place, name)), depth + 1, limits, stats)
             os.fchmod(sub_dst, stat.S_IMODE(info.st_mode) & 0o777 | 0o700)
             os.utime(sub_dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+            stats.disk += os.fstat(sub_dst).st_blocks * 512  # its names' blocks, now that it holds them all
+            stats.check(limits)
         finally:
             os.close(sub_dst)
     finally:
@@ -190,8 +204,7 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         if info.st_nlink > 1 and key in stats.copies and _link_copy(level, name, stats.copies[key]):
             stats.files += 1  # another name of a file already copied: its bytes are stored once
             return
-        if limits.max_bytes is not None and stats.bytes + info.st_size > limits.max_bytes:
-            raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
+        stats.check(limits, info.st_size)
         mode = stat.S_IMODE(info.st_mode) & 0o777 | 0o600
         if info.st_nlink > 1:
             stats.copies[key] = (level.place, name)
@@ -200,6 +213,7 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
             stats.disk += old.st_blocks * 512
             stats.files += 1
             stats.linked += 1
+            stats.check(limits)
             return
         target = os.open(
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=level.dst
@@ -212,6 +226,7 @@ def _copy_file(level: _Level, name: str, limits: TreeLimits, stats: TreeStats) -
         finally:
             os.close(target)
         stats.files += 1
+        stats.check(limits)
     finally:
         os.close(source)
 
@@ -291,12 +306,12 @@ def _copy_link(src_fd: int, dst_fd: int, name: str, limits: TreeLimits, stats: T
         raise
     # Its bytes are its target (what lstat calls its size): up to 4 KB of the session's text each.
     size = len(os.fsencode(target))
-    if limits.max_bytes is not None and stats.bytes + size > limits.max_bytes:
-        raise TreeLimitError("bytes", limits.max_bytes, f"more than {limits.max_bytes} bytes")
+    stats.check(limits, size)
     os.symlink(target, name, dir_fd=dst_fd)
     stats.files += 1
     stats.bytes += size
     stats.disk += os.stat(name, dir_fd=dst_fd, follow_symlinks=False).st_blocks * 512
+    stats.check(limits)
 
 
 def open_beneath(root_fd: int, parts: list[str]) -> int | None:
