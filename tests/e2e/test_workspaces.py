@@ -216,3 +216,40 @@ async def test_a_restarted_sandbox_sees_its_workspace_and_its_edits(
         await run(backend, sid, "true")
     assert await run(backend, sid, "cat /workspace/proj/new") == (0, "kept\n")
     await backend.close()
+
+
+async def test_deleting_a_directory_is_a_conflict_if_the_host_changed_anything_in_it(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # The host's edit two levels down changes neither src's nor src/sub's own ctime: only what is in them.
+    (project / "src" / "sub").mkdir()
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    await anyio.sleep(0.02)  # past the session's start, in the coarse clock file times use
+    (project / "src" / "sub" / "host-work.txt").write_text("the user's\n")
+    assert (await run(backend, sid, "rm -rf /workspace/proj/src"))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [("src/", "deleted", True)]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert (applied.applied, applied.conflicts) == ((), ("src/",))
+    assert (project / "src" / "sub" / "host-work.txt").read_text() == "the user's\n"
+    await backend.close()
+
+
+async def test_deleting_a_directory_the_session_applied_into_is_no_conflict(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    await anyio.sleep(0.02)
+    assert (await run(backend, sid, "mkdir -p /workspace/proj/src/new && echo x > /workspace/proj/src/new/f"))[0] == 0
+    assert (await backend.workspaces.apply(sid, "proj", None, False)).applied == ("src/new/f",)
+    assert (await run(backend, sid, "rm -rf /workspace/proj/src"))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [("src/", "deleted", False)]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert (applied.applied, applied.conflicts) == (("src/",), ())
+    assert not (project / "src").exists()
+    await backend.close()

@@ -37,7 +37,7 @@ from agentbay_mcp.backends.local.ws_tree import (
     MAX_TEXT_BYTES,
     O_DIR,
     Found,
-    lstat_at,
+    changed_since,
     read_at,
     shown,
     split_path,
@@ -258,12 +258,11 @@ def _conflicts(host_fd: int, found: Sequence[Found], state: dict[str, object]) -
     """Paths the host changed since the session started (other than by our own apply)."""
     started, applied = int(state["started_ns"]), state.get("applied") or {}  # type: ignore[call-overload]
     assert isinstance(applied, dict)
-    clashing = set()
-    for change in found:
-        info = lstat_at(host_fd, split_path(change.path.rstrip("/")))
-        if info is not None and info.st_ctime_ns > started and applied.get(change.path) != info.st_ctime_ns:
-            clashing.add(change.path)
-    return clashing
+    return {
+        change.path
+        for change in found
+        if changed_since(host_fd, split_path(change.path.rstrip("/")), started, applied, below=change.kind == "deleted")
+    }
 
 
 def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:

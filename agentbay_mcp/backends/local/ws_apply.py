@@ -34,7 +34,9 @@ class Outcome:
 
     applied: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # "path: why"
-    ctimes: dict[str, int] = field(default_factory=dict)  # host ctime_ns of what it wrote
+    #: Host ctime_ns of what it wrote, and of the directories it wrote in ('/'-ended paths): a deletion
+    #: of one of them later is no conflict unless the host changed it after.
+    ctimes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ class Target:
     gid: int
 
 
-def _host_parent(target: Target, parts: tuple[str, ...], dir_modes: Sequence[int]) -> int:
+def _host_parent(target: Target, parts: tuple[str, ...], dir_modes: Sequence[int], ctimes: dict[str, int]) -> int:
     """The fd of the host directory `parts`, made (owned by the owner) where missing; OSError if a
-    component is a link or not a directory."""
+    component is a link or not a directory. The ctimes of directories it adds to go in `ctimes`."""
     fd = os.open(".", O_DIR, dir_fd=target.root_fd)
     try:
         for index, part in enumerate(parts):
@@ -56,6 +58,8 @@ def _host_parent(target: Target, parts: tuple[str, ...], dir_modes: Sequence[int
                 next_fd = os.open(part, O_DIR, dir_fd=fd)
             except FileNotFoundError:
                 os.mkdir(part, dir_modes[index] & 0o777, dir_fd=fd)
+                if index:
+                    ctimes["/".join(parts[:index]) + "/"] = os.fstat(fd).st_ctime_ns
                 next_fd = os.open(part, O_DIR, dir_fd=fd)
                 os.fchown(next_fd, target.uid, target.gid)
             os.close(fd)
@@ -148,9 +152,11 @@ def _delete(parent: int, name: str) -> None:
         os.unlink(name, dir_fd=parent)
 
 
-def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int]) -> int | None:
-    """Apply one change; returns the host path's new ctime_ns (None once deleted). OSError/ValueError if refused."""
+def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int], ctimes: dict[str, int]) -> None:
+    """Apply one change, putting the new host ctime_ns of what it wrote (and of the directories it
+    wrote in) in `ctimes`. OSError/ValueError if refused."""
     parts = split_path(change.path.rstrip("/"))
+    parent_path = "/".join(parts[:-1]) + "/" if len(parts) > 1 else None
     if change.what == "symlink" and not link_stays_inside(parts, change.target or ""):
         raise ValueError(f"a link to {change.target!r} would lead outside the workspace")
     if change.kind == "deleted":
@@ -158,20 +164,24 @@ def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int]) -
         if parent is not None:  # else already gone
             try:
                 _delete(parent, parts[-1])
+                if parent_path is not None:
+                    ctimes[parent_path] = os.fstat(parent).st_ctime_ns
             finally:
                 os.close(parent)
-        return None
+        return
     upper_parent = open_dir(upper_fd, parts[:-1])
     if upper_parent is None:
         raise OSError("the session no longer has it")
     try:
-        parent = _host_parent(target, parts[:-1], _upper_dir_modes(upper_fd, parts[:-1]))
+        parent = _host_parent(target, parts[:-1], _upper_dir_modes(upper_fd, parts[:-1]), ctimes)
         try:
             if change.what == "symlink":
                 _write_link(target, parent, parts[-1], change.target or "")
             else:
                 _write_file(target, parent, parts[-1], upper_parent, budget)
-            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_ctime_ns
+            ctimes[change.path] = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_ctime_ns
+            if parent_path is not None:
+                ctimes[parent_path] = os.fstat(parent).st_ctime_ns
         finally:
             os.close(parent)
     finally:
@@ -183,7 +193,7 @@ def apply_changes(target: Target, upper_fd: int, changes: Sequence[Found]) -> Ou
     outcome, budget = Outcome(), [MAX_APPLY_BYTES]
     for change in changes:
         try:
-            ctime = apply_one(target, upper_fd, change, budget)
+            apply_one(target, upper_fd, change, budget, outcome.ctimes)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             if isinstance(exc, OSError) and exc.errno in (40, 20):  # ELOOP, ENOTDIR: a link in the way
@@ -191,6 +201,4 @@ def apply_changes(target: Target, upper_fd: int, changes: Sequence[Found]) -> Ou
             outcome.refused.append(f"{shown(change.path)}: {reason}")
             continue
         outcome.applied.append(change.path)
-        if ctime is not None:
-            outcome.ctimes[change.path] = ctime
     return outcome

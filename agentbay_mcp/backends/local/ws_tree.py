@@ -21,7 +21,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,6 +91,56 @@ def lstat_at(root_fd: int, parts: tuple[str, ...]) -> os.stat_result | None:
         return None
     finally:
         os.close(parent)
+
+
+def changed_since(root_fd: int, parts: tuple[str, ...], since: int, known: Mapping[str, int], *, below: bool) -> bool:
+    """Whether the host entry `parts` has a ctime later than `since` that is not the one `known` gives
+    for its path (a directory's path ends in '/'); with `below`, anything under a directory too.
+
+    A deletion removes a directory's whole tree, but a file made two levels down changes neither the
+    directory's own ctime nor its parent's: each entry must be looked at. A tree past the walk's
+    bounds, or changing under the walk, counts as changed (a conflict is the safe answer).
+    """
+    info = lstat_at(root_fd, parts)
+    if info is None:
+        return False
+    if below and stat.S_ISDIR(info.st_mode):
+        return any(_tree_changes(root_fd, parts, since, known))
+    return _fresh(info, "/".join(parts), since, known)
+
+
+def _tree_changes(root_fd: int, parts: tuple[str, ...], since: int, known: Mapping[str, int]) -> Iterator[bool]:
+    """For each entry of the host tree `parts`: whether it changed (or could not be looked at)."""
+    entries, pending = MAX_ENTRIES, [parts]
+    while pending:
+        here = pending.pop()
+        fd = open_dir(root_fd, here)
+        if fd is None:
+            yield True
+            continue
+        try:
+            prefix = "/".join(here) + "/"
+            yield _fresh(os.fstat(fd), prefix, since, known)
+            with os.scandir(fd) as scan:
+                for entry in scan:
+                    entries -= 1
+                    yield entries < 0
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        yield True
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        yield len(here) >= MAX_DEPTH
+                        pending.append((*here, entry.name))
+                    else:
+                        yield _fresh(st, prefix + entry.name, since, known)
+        finally:
+            os.close(fd)
+
+
+def _fresh(info: os.stat_result, path: str, since: int, known: Mapping[str, int]) -> bool:
+    return info.st_ctime_ns > since and known.get(path) != info.st_ctime_ns
 
 
 def open_file(dir_fd: int, name: str) -> int | None:
