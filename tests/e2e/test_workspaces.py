@@ -253,3 +253,31 @@ async def test_deleting_a_directory_the_session_applied_into_is_no_conflict(
     assert (applied.applied, applied.conflicts) == (("src/",), ())
     assert not (project / "src").exists()
     await backend.close()
+
+
+async def test_two_sessions_applying_at_once_never_both_write_a_path(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # Each apply checks conflicts, then writes: two sessions of one workspace must not interleave there.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sids = [
+        (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+        for _ in range(2)
+    ]
+    await anyio.sleep(0.02)
+    for sid in sids:
+        code, out = await run(backend, sid, f"cd /workspace/proj && for i in $(seq 400); do echo {sid} > f$i; done")
+        assert code == 0, out
+    results = {}
+
+    async def apply(sid: str) -> None:
+        results[sid] = await backend.workspaces.apply(sid, "proj", None, False)  # type: ignore[union-attr]
+
+    async with anyio.create_task_group() as group:
+        for sid in sids:
+            group.start_soon(apply, sid)
+    first, second = (results[sid] for sid in sids)
+    assert not set(first.applied) & set(second.applied)
+    assert len(first.applied) + len(second.applied) == 400
+    await backend.close()

@@ -92,8 +92,10 @@ class LocalWorkspaces:
     def __init__(self, specs: Sequence[WorkspaceSpec], reason: str | None, session_dir: Callable[[str], Path]) -> None:
         self._specs = {spec.name: spec for spec in specs}
         self._uid = UNPRIVILEGED_UID
-        # One apply at a time per session and workspace; a lock nobody holds is dropped by itself.
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], anyio.Lock] = weakref.WeakValueDictionary()
+        # One apply at a time per host directory, whichever session it comes from: an apply checks
+        # conflicts and then writes, and two interleaved would each overwrite the other's files unseen.
+        # A lock nobody holds is dropped by itself.
+        self._locks: weakref.WeakValueDictionary[str, anyio.Lock] = weakref.WeakValueDictionary()
         self._namespaces: dict[tuple[int, int], int] = {}
         self._userns_lock = threading.Lock()  # sessions are assembled in worker threads
         #: Why sessions cannot have workspaces here (None: they can).
@@ -202,7 +204,8 @@ class LocalWorkspaces:
         """Write the session's changes (or those under `paths`) to the host directory."""
         wanted = None if paths is None else [_checked_path(path) for path in paths]
         here = self._here(session_id, name)
-        lock = self._locks.setdefault((session_id, name), anyio.Lock())
+        spec = self._specs.get(name)  # (None for a session of an earlier server that offered other names)
+        lock = self._locks.setdefault(str(spec.path) if spec is not None else name, anyio.Lock())
         async with lock:
             return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
 
