@@ -282,11 +282,11 @@ def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
             text, binary = _unified(opened, change)
             changes.append(
                 WorkspaceChange(
-                    path=change.path,
+                    path=_text(change.path),
                     kind=change.kind,
                     binary=binary,
                     conflict=change.path in clashing,
-                    symlink=change.target,
+                    symlink=None if change.target is None else _text(change.target),
                 )
             )
             if text and size + len(text) <= max_bytes:
@@ -338,7 +338,11 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
     try:
         found, _ = walk_upper(opened.upper, opened.host)
         if wanted is not None:
-            found = [c for c in found if any(_under(c.path.rstrip("/"), path) for path in wanted)]
+            found = [
+                c
+                for c in found
+                if any(_under(c.path.rstrip("/"), p) or _under(_text(c.path).rstrip("/"), p) for p in wanted)
+            ]
         clashing = set() if overwrite else _conflicts(opened.host, found, state)
         target = Target(opened.host, int(state["uid"]), int(state["gid"]))  # type: ignore[call-overload]
         outcome = apply_changes(target, opened.upper, [c for c in found if c.path not in clashing])
@@ -348,9 +352,18 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
     applied.update(outcome.ctimes)
     _save(here, {**state, "applied": applied})
     return WorkspaceApplied(
-        name=name, applied=tuple(outcome.applied), conflicts=tuple(sorted(clashing)), refused=tuple(outcome.refused)
+        name=name,
+        applied=tuple(map(_text, outcome.applied)),
+        conflicts=tuple(map(_text, sorted(clashing))),
+        refused=tuple(map(_text, outcome.refused)),
     )
 
 
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
+
+
+def _text(path: str) -> str:
+    """A session-made name as valid text for an answer: bytes that are not UTF-8 (which os functions
+    give as surrogate escapes, and no answer can encode) become U+FFFD; `paths` accepts this form."""
+    return path if path.isascii() else path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
