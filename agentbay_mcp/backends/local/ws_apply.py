@@ -13,6 +13,7 @@ applied only if its target is relative and stays inside the workspace.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import secrets
@@ -117,7 +118,8 @@ def _replace(parent: int, temp: str, name: str) -> None:
     """Rename `temp` over `name`, unless `name` is a directory (never replaced by a file)."""
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-            raise IsADirectoryError(f"{name} is a directory on the host")
+            # (Not naming `name`: the session made it, and the refusal is shown as a line of text.)
+            raise IsADirectoryError(errno.EISDIR, "a directory on the host has that name")
     os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
 
 
@@ -196,7 +198,7 @@ def apply_changes(target: Target, upper_fd: int, changes: Sequence[Found]) -> Ou
             apply_one(target, upper_fd, change, budget, outcome.ctimes)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            if isinstance(exc, OSError) and exc.errno in (40, 20):  # ELOOP, ENOTDIR: a link in the way
+            if isinstance(exc, OSError) and exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link in the way
                 reason = "a symlink or file is in the way on the host"
             outcome.refused.append(f"{shown(change.path)}: {reason}")
             continue
