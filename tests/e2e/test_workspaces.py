@@ -281,3 +281,21 @@ async def test_two_sessions_applying_at_once_never_both_write_a_path(
     assert not set(first.applied) & set(second.applied)
     assert len(first.applied) + len(second.applied) == 400
     await backend.close()
+
+
+async def test_a_huge_change_list_is_cut_at_the_cap(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
+    # 3,000 files with 4 KB paths: 12 MB of names, which the answer once carried whole (twice: text and
+    # structured), and a session on a 4 GiB disk can make 200,000 of them.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    make = (
+        "import os\nos.chdir('/workspace/proj')\n"
+        "for i in range(14):\n    os.mkdir('d' * 250)\n    os.chdir('d' * 250)\n"
+        "for i in range(3000):\n    open(f'{i:05}' + 'f' * 200, 'w').close()\n"
+    )
+    assert (await run(backend, sid, f'python3 -c "{make}"'))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 100_000)
+    assert diff.truncated
+    assert 0 < sum(len(change.path) for change in diff.changes) <= 100_000
+    await backend.close()

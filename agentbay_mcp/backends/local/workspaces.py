@@ -277,8 +277,13 @@ def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
     try:
         found, truncated = walk_upper(opened.upper, opened.host)
         clashing = _conflicts(opened.host, found, state)
-        changes, texts, size = [], [], 0
+        changes, texts, size, listed = [], [], 0, 0
         for change in found:
+            # The list has a cap of its own: a session's paths may be 4 KiB each, 200,000 of them.
+            listed += len(change.path) + len(change.target or "")
+            if listed > max_bytes:
+                truncated = True
+                break
             text, binary = _unified(opened, change)
             changes.append(
                 WorkspaceChange(

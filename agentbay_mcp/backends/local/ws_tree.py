@@ -28,6 +28,8 @@ from typing import Literal
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 MAX_ENTRIES = 200_000
+#: Bytes of paths one walk collects, at most (each may be 4 KiB: 200,000 of them would be 800 MB).
+MAX_PATH_BYTES = 64 * 1024**2
 MAX_DEPTH = 128
 #: Files larger than this are compared but not shown as a diff.
 MAX_TEXT_BYTES = 1024 * 1024
@@ -188,6 +190,7 @@ class Budget:
 
     def __init__(self) -> None:
         self.entries = MAX_ENTRIES
+        self.path_bytes = MAX_PATH_BYTES
         self.compare_bytes = MAX_COMPARE_BYTES
         self.truncated = False
 
@@ -288,7 +291,7 @@ def _walk_dir(
     """The changes of one upper directory; its subdirectories go on `pending`."""
     prefix = "/".join(parts) + "/" if parts else ""
     with os.scandir(upper_dir) as scan:
-        entries = list(_bounded(scan, budget))
+        entries = list(_bounded(scan, budget, len(prefix)))
     if lower_dir is not None and parts and _opaque(upper_dir):
         yield from _deleted(lower_dir, set(os.listdir(lower_dir)) - {entry.name for entry in entries}, prefix)
     for entry in entries:
@@ -319,10 +322,11 @@ def _deleted(lower_dir: int, names: set[str], prefix: str) -> Iterator[Found]:
             yield Found(prefix + name + ("/" if stat.S_ISDIR(low.st_mode) else ""), "deleted")
 
 
-def _bounded(scan: Iterator[os.DirEntry[str]], budget: Budget) -> Iterator[os.DirEntry[str]]:
+def _bounded(scan: Iterator[os.DirEntry[str]], budget: Budget, prefix_bytes: int) -> Iterator[os.DirEntry[str]]:
     for entry in scan:
-        if budget.entries <= 0:
+        budget.entries -= 1
+        budget.path_bytes -= prefix_bytes + len(entry.name)
+        if budget.entries < 0 or budget.path_bytes < 0:
             budget.truncated = True
             return
-        budget.entries -= 1
         yield entry
