@@ -299,3 +299,31 @@ async def test_a_huge_change_list_is_cut_at_the_cap(state_dir: Path, task_group:
     assert diff.truncated
     assert 0 < sum(len(change.path) for change in diff.changes) <= 100_000
     await backend.close()
+
+
+async def test_a_tree_remade_below_a_removed_directory_applies_as_the_session_sees_it(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # rm -rf src && mkdir -p src/sub: overlayfs marks src opaque, but not src/sub (nothing of the
+    # host's shows below an opaque directory anyway), so the host's src/sub/a.txt is gone for the session.
+    (project / "src" / "sub").mkdir()
+    (project / "src" / "sub" / "a.txt").write_text("a\n")
+    (project / "src" / "sub" / "keep.txt").write_text("old\n")
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    remake = "cd /workspace/proj && rm -rf src && mkdir -p src/sub && echo new > src/sub/keep.txt"
+    assert (await run(backend, sid, remake))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert {c.path: c.kind for c in diff.changes} == {
+        "src/main.py": "deleted",
+        "src/old.txt": "deleted",
+        "src/sub/a.txt": "deleted",
+        "src/sub/keep.txt": "modified",
+    }
+    await backend.workspaces.apply(sid, "proj", None, False)
+    code, seen = await run(backend, sid, "cd /workspace/proj && find . | sort")
+    assert code == 0
+    assert sorted(["."] + [f"./{path}" for path in snapshot(project)]) == seen.split()
+    assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    await backend.close()

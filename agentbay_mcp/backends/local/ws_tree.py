@@ -9,7 +9,10 @@ so no diff can show a file outside it. The walk is bounded in entries, depth and
 
 What overlayfs leaves in the upper (mounted without redirects or metacopy, see idmap.py):
 - a whiteout (a 0:0 character device): the lower's entry of that name is deleted;
-- an opaque dir (xattr trusted.overlay.opaque = y): the lower's entries not in it are deleted;
+- an opaque dir (xattr trusted.overlay.opaque = y): the lower's entries not in it are deleted, and
+  so are those not in its subdirectories (overlayfs looks no lower below an opaque dir, so it marks
+  only the top one: after `rm -rf src && mkdir -p src/sub`, src/sub is not marked but hides all of
+  the host's src/sub);
 - a file, link or dir: added, or changed if the lower has that name (a copy-up of a file whose
   content did not change, e.g. after chmod or touch, is not a change).
 """
@@ -270,15 +273,15 @@ def walk_upper(upper_fd: int, lower_fd: int) -> tuple[list[Found], bool]:
 
 
 def _walk(upper_fd: int, lower_fd: int, budget: Budget) -> Iterator[Found]:
-    pending: list[tuple[str, ...]] = [()]
+    pending: list[tuple[tuple[str, ...], bool]] = [((), False)]  # (a directory, below an opaque one)
     while pending:
-        parts = pending.pop()
+        parts, below_opaque = pending.pop()
         upper_dir = open_dir(upper_fd, parts)
         if upper_dir is None:
             continue  # swapped away by the session meanwhile
         lower_dir = open_dir(lower_fd, parts)
         try:
-            yield from _walk_dir(upper_dir, lower_dir, parts, pending, budget)
+            yield from _walk_dir(upper_dir, lower_dir, parts, below_opaque, pending, budget)
         finally:
             os.close(upper_dir)
             if lower_dir is not None:
@@ -286,13 +289,19 @@ def _walk(upper_fd: int, lower_fd: int, budget: Budget) -> Iterator[Found]:
 
 
 def _walk_dir(
-    upper_dir: int, lower_dir: int | None, parts: tuple[str, ...], pending: list[tuple[str, ...]], budget: Budget
+    upper_dir: int,
+    lower_dir: int | None,
+    parts: tuple[str, ...],
+    below_opaque: bool,
+    pending: list[tuple[tuple[str, ...], bool]],
+    budget: Budget,
 ) -> Iterator[Found]:
     """The changes of one upper directory; its subdirectories go on `pending`."""
     prefix = "/".join(parts) + "/" if parts else ""
     with os.scandir(upper_dir) as scan:
         entries = list(_bounded(scan, budget, len(prefix)))
-    if lower_dir is not None and parts and _opaque(upper_dir):
+    opaque = bool(parts) and (below_opaque or _opaque(upper_dir))
+    if lower_dir is not None and opaque:
         yield from _deleted(lower_dir, set(os.listdir(lower_dir)) - {entry.name for entry in entries}, prefix)
     for entry in entries:
         try:
@@ -311,7 +320,7 @@ def _walk_dir(
                     low = os.stat(entry.name, dir_fd=lower_dir, follow_symlinks=False)
                     if not stat.S_ISDIR(low.st_mode):  # a file the session replaced by a directory
                         yield Found(prefix + entry.name, "deleted")
-            pending.append((*parts, entry.name))
+            pending.append(((*parts, entry.name), opaque))
 
 
 def _deleted(lower_dir: int, names: set[str], prefix: str) -> Iterator[Found]:
