@@ -327,3 +327,31 @@ async def test_a_tree_remade_below_a_removed_directory_applies_as_the_session_se
     assert sorted(["."] + [f"./{path}" for path in snapshot(project)]) == seen.split()
     assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
     await backend.close()
+
+
+async def test_an_apply_past_the_walks_bounds_says_so_and_paths_reach_the_rest(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # 2 x 10,000 files with 3.7 KB paths: 74 MB of paths, past the 64 MiB one walk takes. A partial
+    # apply once answered like a whole one, and paths= could not reach past the cut either.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    make = (
+        "import os\\nfor top in 'ab':\\n    os.chdir('/workspace/proj')\\n    os.mkdir(top)\\n    os.chdir(top)\\n"
+        "    for i in range(14):\\n        os.mkdir('d' * 250)\\n        os.chdir('d' * 250)\\n"
+        "    for i in range(10000):\\n        open(f'{i:05}' + 'f' * 200, 'w').close()\\n"
+    )
+    code, out = await run(backend, sid, f'python3 -c "$(printf "{make}")"')
+    assert code == 0, out
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert 0 < len(applied.applied) < 20_000
+    assert [line.split(":")[0] for line in applied.refused] == ["(the rest)"]
+    for top in ("a", "b"):
+        part = await backend.workspaces.apply(sid, "proj", [top], False)
+        assert part.refused == ()
+    count = sum(len(files) for _, _, files in os.walk(project / "a")) + sum(
+        len(files) for _, _, files in os.walk(project / "b")
+    )
+    assert count == 20_000
+    await backend.close()

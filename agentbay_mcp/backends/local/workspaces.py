@@ -34,6 +34,8 @@ from agentbay_mcp.backends.local.layout import WORKSPACE_MOUNTS
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.backends.local.ws_apply import Target, apply_changes
 from agentbay_mcp.backends.local.ws_tree import (
+    MAX_ENTRIES,
+    MAX_PATH_BYTES,
     MAX_TEXT_BYTES,
     O_DIR,
     Found,
@@ -339,20 +341,23 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
             f"Workspace {name} is {state['mode']}: "
             + ("the session cannot change it." if state["mode"] == "ro" else "its changes are on the host already.")
         )
+    scope = None if wanted is None else _Wanted(wanted)
     opened = _Opened(here, state)
     try:
-        found, _ = walk_upper(opened.upper, opened.host)
-        if wanted is not None:
-            found = [
-                c
-                for c in found
-                if any(_under(c.path.rstrip("/"), p) or _under(_text(c.path).rstrip("/"), p) for p in wanted)
-            ]
+        found, truncated = walk_upper(opened.upper, opened.host, None if scope is None else scope.on_the_way)
+        if scope is not None:
+            found = [c for c in found if scope.covers(c.path.rstrip("/"))]
         clashing = set() if overwrite else _conflicts(opened.host, found, state)
         target = Target(opened.host, int(state["uid"]), int(state["gid"]))  # type: ignore[call-overload]
         outcome = apply_changes(target, opened.upper, [c for c in found if c.path not in clashing])
     finally:
         opened.close()
+    if truncated:  # else a partial apply would look like a whole one
+        outcome.refused.append(
+            f"(the rest): the session changed more than one workspace_apply reads ({MAX_ENTRIES:,} entries or "
+            f"{MAX_PATH_BYTES // 2**20} MiB of paths), and what lay past that was not applied: apply it "
+            "by parts, naming directories in paths"
+        )
     applied = dict(state.get("applied") or {})  # type: ignore[call-overload]
     applied.update(outcome.ctimes)
     _save(here, {**state, "applied": applied})
@@ -364,8 +369,25 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
     )
 
 
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + "/")
+class _Wanted:
+    """The `paths` of an apply: what they cover, and which directories lead to them (set lookups, so
+    a wide tree costs its depth per entry, not the number of paths)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = set(paths)
+        self.ancestors = {path.rsplit("/", depth)[0] for path in paths for depth in range(1, path.count("/") + 1)}
+
+    def covers(self, path: str) -> bool:
+        """Whether `path` (or its shown form) is one of the paths or below one."""
+        return any(self._covers(form) for form in {path, _text(path)})
+
+    def on_the_way(self, path: str) -> bool:
+        """Whether the walk enters directory `path`: covered, or leading to one of the paths."""
+        return any(form in self.ancestors or self._covers(form) for form in {path, _text(path)})
+
+    def _covers(self, path: str) -> bool:
+        parts = path.split("/")
+        return any("/".join(parts[:end]) in self.paths for end in range(1, len(parts) + 1))
 
 
 def _text(path: str) -> str:

@@ -24,7 +24,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -189,9 +189,10 @@ def _read(fd: int, limit: int) -> bytes:
 
 
 class Budget:
-    """What one walk may still spend."""
+    """What one walk may still spend, and which directories it enters (`descend(path)`; None: all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, descend: Callable[[str], bool] | None = None) -> None:
+        self.descend = descend
         self.entries = MAX_ENTRIES
         self.path_bytes = MAX_PATH_BYTES
         self.compare_bytes = MAX_COMPARE_BYTES
@@ -264,9 +265,10 @@ def _opaque(fd: int) -> bool:
         return False
 
 
-def walk_upper(upper_fd: int, lower_fd: int) -> tuple[list[Found], bool]:
-    """Every change the upper dir holds against the lower, sorted by path; True if the walk was cut short."""
-    budget = Budget()
+def walk_upper(upper_fd: int, lower_fd: int, descend: Callable[[str], bool] | None = None) -> tuple[list[Found], bool]:
+    """Every change the upper dir holds against the lower, sorted by path; True if the walk was cut short.
+    With `descend`, only the directories (paths) it accepts are walked into: the bounds then go to them."""
+    budget = Budget(descend)
     found = list(_walk(upper_fd, lower_fd, budget))
     found.sort(key=lambda change: change.path)
     return found, budget.truncated
@@ -320,7 +322,8 @@ def _walk_dir(
                     low = os.stat(entry.name, dir_fd=lower_dir, follow_symlinks=False)
                     if not stat.S_ISDIR(low.st_mode):  # a file the session replaced by a directory
                         yield Found(prefix + entry.name, "deleted")
-            pending.append(((*parts, entry.name), opaque))
+            if budget.descend is None or budget.descend(prefix + entry.name):
+                pending.append(((*parts, entry.name), opaque))
 
 
 def _deleted(lower_dir: int, names: set[str], prefix: str) -> Iterator[Found]:
