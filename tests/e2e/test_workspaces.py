@@ -18,7 +18,13 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records import ShellCommand
-from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError, SandboxDiedError, SandboxLostError
+from agentbay_mcp.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidArgumentError,
+    SandboxDiedError,
+    SandboxLostError,
+)
 
 pytestmark = [
     pytest.mark.anyio,
@@ -354,4 +360,20 @@ async def test_an_apply_past_the_walks_bounds_says_so_and_paths_reach_the_rest(
         len(files) for _, _, files in os.walk(project / "b")
     )
     assert count == 20_000
+    await backend.close()
+
+
+async def test_a_host_directory_moved_away_is_said_plainly(
+    state_dir: Path, task_group: TaskGroup, project: Path, tmp_path: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "echo x > /workspace/proj/new"))[0] == 0
+    os.rename(project, tmp_path / "moved")  # (the session keeps its mount of it)
+    with pytest.raises(BackendError, match=r"workspace proj: its host directory \S*project cannot be opened"):
+        await backend.workspaces.diff(sid, "proj", 1000)
+    with pytest.raises(BackendError, match="No such file or directory"):
+        await backend.workspaces.apply(sid, "proj", None, False)
+    assert not (tmp_path / "moved" / "new").exists()
     await backend.close()

@@ -247,7 +247,15 @@ class _Opened:
     """The fds of one workspace's host dir and upper dir, for one diff or apply."""
 
     def __init__(self, here: Path, state: dict[str, object]) -> None:
-        self.host = os.open(str(state["path"]), O_DIR)
+        try:
+            self.host = os.open(str(state["path"]), O_DIR)
+        except OSError as exc:
+            # Moved or removed by its user while the session runs (which keeps its own mount of it):
+            # said plainly, where an OSError would reach the model as a bare "Error executing tool".
+            raise BackendError(
+                f"The workspace {here.name}: its host directory {state['path']} cannot be opened"
+                f" ({exc.strerror}); was it moved or removed?"
+            ) from exc
         try:
             self.upper = os.open(here.parent.parent / str(state["layers"]) / "upper", O_DIR)
         except BaseException:
