@@ -154,3 +154,28 @@ async def test_a_refusal_never_puts_a_session_made_name_raw_in_the_answer(
     assert len(applied.refused) == 1
     assert applied.refused[0].isprintable(), applied.refused
     await backend.close()
+
+
+async def test_a_sparse_file_stays_sparse_on_the_host(state_dir: Path, task_group: TaskGroup, tmp_path: Path) -> None:
+    # A session's sparse file costs it nothing of its disk quota: written out whole, it would fill the
+    # host's disk with zeros (8 GiB an apply, as many applies as asked), quota or not.
+    project = make_project(tmp_path / "project")
+    backend, sid = await session_on(state_dir, task_group, project)
+    assert backend.workspaces is not None
+    make = "cd /workspace/proj && printf head > big && truncate -s 64M big && printf tail >> big"
+    make += " && truncate -s 96M hole"
+    assert (await run(backend, sid, make))[0] == 0
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert sorted(applied.applied) == ["big", "hole"]
+    big, hole = os.stat(project / "big"), os.stat(project / "hole")
+    assert (big.st_size, hole.st_size) == (64 * 2**20 + 4, 96 * 2**20)
+    assert big.st_blocks * 512 < 2**20
+    assert hole.st_blocks * 512 < 2**20
+    fd = os.open(project / "big", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4, 0) == b"head"
+        assert os.pread(fd, 4, 32 * 2**20) == b"\0\0\0\0"
+        assert os.pread(fd, 100, 64 * 2**20) == b"tail"
+    finally:
+        os.close(fd)
+    await backend.close()

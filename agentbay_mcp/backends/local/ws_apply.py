@@ -92,15 +92,11 @@ def _write_file(target: Target, parent: int, name: str, upper_parent: int, budge
     temp = f".agentbay-apply-{secrets.token_hex(6)}"
     try:
         info = os.fstat(source)
-        if info.st_size > budget[0]:
+        if info.st_size > MAX_APPLY_BYTES:
             raise OSError("past the size one workspace_apply writes")
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
         try:
-            while chunk := os.read(source, _CHUNK):
-                budget[0] -= len(chunk)
-                if budget[0] < 0:
-                    raise OSError("past the size one workspace_apply writes")
-                os.write(out, chunk)
+            _copy_data(source, out, budget)
             os.fchown(out, target.uid, target.gid)
             os.fchmod(out, info.st_mode & 0o777)
         finally:
@@ -112,6 +108,38 @@ def _write_file(target: Target, parent: int, name: str, upper_parent: int, budge
         raise
     finally:
         os.close(source)
+
+
+def _copy_data(source: int, out: int, budget: list[int]) -> None:
+    """Copy what `source` holds to `out`, its holes left holes; its data counts against `budget`.
+
+    A session's sparse file costs it nothing of its disk quota: written out whole, it filled the
+    host's disk with zeros (8 GiB an apply, as many applies as asked). Terminates whatever the
+    session does to the file meanwhile: each round starts past the last one's end.
+    """
+    offset = 0
+    while True:
+        try:
+            start = os.lseek(source, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data past `offset`
+                break
+            raise
+        end = os.lseek(source, start, os.SEEK_HOLE)
+        position = start
+        while position < end and (chunk := os.pread(source, min(_CHUNK, end - position), position)):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise OSError("past the size one workspace_apply writes")
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(out, view, position)
+                view, position = view[written:], position + written
+        offset = max(end, offset + 1)
+    size = os.fstat(source).st_size
+    if size > MAX_APPLY_BYTES:
+        raise OSError("past the size one workspace_apply writes")
+    os.ftruncate(out, size)
 
 
 def _replace(parent: int, temp: str, name: str) -> None:
