@@ -377,3 +377,28 @@ async def test_a_host_directory_moved_away_is_said_plainly(
         await backend.workspaces.apply(sid, "proj", None, False)
     assert not (tmp_path / "moved" / "new").exists()
     await backend.close()
+
+
+async def test_a_directory_replaced_by_a_file_or_a_link_applies(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # Once listed as 'modified src' and refused for ever: a file is never renamed over a directory.
+    (project / "docs").mkdir()
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    replace = "cd /workspace/proj && rm -rf src docs && echo file > src && ln -s README.md docs"
+    assert (await run(backend, sid, replace))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind) for c in diff.changes] == [
+        ("docs", "added"),
+        ("docs/", "deleted"),
+        ("src", "added"),
+        ("src/", "deleted"),
+    ]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert (applied.conflicts, applied.refused) == ((), ())
+    assert (project / "src").read_text() == "file\n"
+    assert os.readlink(project / "docs") == "README.md"
+    assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    await backend.close()

@@ -371,7 +371,7 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
     _save(here, {**state, "applied": applied})
     return WorkspaceApplied(
         name=name,
-        applied=tuple(map(_text, outcome.applied)),
+        applied=tuple(map(_text, sorted(outcome.applied))),
         conflicts=tuple(map(_text, sorted(clashing))),
         refused=tuple(map(_text, outcome.refused)),
     )

@@ -219,9 +219,10 @@ def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int], c
 
 
 def apply_changes(target: Target, upper_fd: int, changes: Sequence[Found]) -> Outcome:
-    """Apply `changes` (the caller filtered conflicts out), each on its own: one refused does not stop the rest."""
+    """Apply `changes` (the caller filtered conflicts out), each on its own: one refused does not stop the rest.
+    Deletions go first, so what the session put where the host had something else finds the place free."""
     outcome, budget = Outcome(), [MAX_APPLY_BYTES]
-    for change in changes:
+    for change in sorted(changes, key=lambda change: change.kind != "deleted"):
         try:
             apply_one(target, upper_fd, change, budget, outcome.ctimes)
         except (OSError, ValueError) as exc:

@@ -312,6 +312,11 @@ def _walk_dir(
             continue
         if not stat.S_ISDIR(st.st_mode):
             change = _entry_change(upper_dir, lower_dir, entry.name, prefix + entry.name, st, budget)
+            if change is not None and change.kind != "deleted" and _lower_is_dir(lower_dir, entry.name):
+                # A directory the session replaced by a file or link: the host's goes first (apply
+                # deletes before it writes), as no file is ever renamed over a directory.
+                yield Found(change.path + "/", "deleted")
+                change.kind = "added"
             if change is not None:
                 yield change
         elif len(parts) >= MAX_DEPTH:
@@ -324,6 +329,15 @@ def _walk_dir(
                         yield Found(prefix + entry.name, "deleted")
             if budget.descend is None or budget.descend(prefix + entry.name):
                 pending.append(((*parts, entry.name), opaque))
+
+
+def _lower_is_dir(lower_dir: int | None, name: str) -> bool:
+    if lower_dir is None:
+        return False
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=lower_dir, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _deleted(lower_dir: int, names: set[str], prefix: str) -> Iterator[Found]:
