@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records import ShellCommand
-from agentbay_mcp.errors import InvalidArgumentError
+from agentbay_mcp.errors import BackendError, InvalidArgumentError
 from tests.e2e.test_workspaces import make_project, run, snapshot
 from tests.security.file_attacks import Canaries
 
@@ -175,4 +175,33 @@ async def test_a_sparse_file_stays_sparse_on_the_host(state_dir: Path, task_grou
         assert os.pread(fd, 100, 64 * 2**20) == b"tail"
     finally:
         os.close(fd)
+    await backend.close()
+
+
+async def test_a_link_swapped_into_the_workspace_path_on_the_host_leads_nowhere(
+    state_dir: Path, task_group: TaskGroup, tmp_path: Path, canaries: Canaries
+) -> None:
+    # The path the operator gave is checked at start; a user who can write a directory along it (their
+    # home) can later put a link there. Followed, a new session would get the link's target mounted
+    # (rw: writable as that directory's owner, root for /etc), and an apply would write into it.
+    home = tmp_path / "home"
+    project = make_project(home / "work" / "proj")
+    (canaries.directory / "proj").mkdir()  # where work -> canaries would lead an apply
+    canary_before = canary_state(canaries)
+    backend = LocalBackend(state_dir, workspaces=[WorkspaceSpec("proj", project, "rw"), WorkspaceSpec("ov", project)])
+    await backend.start(task_group)
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["ov"])).session_id
+    assert (await run(backend, sid, "echo x > /workspace/ov/new"))[0] == 0
+    os.rename(home / "work", home / "work.old")
+    os.symlink(canaries.directory, home / "work")
+    with pytest.raises(BackendError, match="is no longer the directory"):
+        await backend.workspaces.apply(sid, "ov", None, False)
+    os.unlink(home / "work")
+    os.rename(home / "work.old", home / "work")
+    os.rename(project, home / "proj.old")
+    os.symlink(canaries.directory, project)
+    with pytest.raises(BackendError, match="is no longer the directory"):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])
+    assert canary_state(canaries) == canary_before
     await backend.close()

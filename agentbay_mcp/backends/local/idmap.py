@@ -97,14 +97,16 @@ def mapping_userns(uid: int, gid: int, to_id: int) -> int:
         child.wait(timeout=_USERNS_TIMEOUT_SECONDS)
 
 
-def mount_idmapped(source: Path, target: Path, userns_fd: int, *, read_only: bool) -> None:
-    """Attach an id-mapped (nosuid, nodev; read-only if asked) clone of `source`'s mount at `target`."""
+def mount_idmapped(source: Path | int, target: Path, userns_fd: int, *, read_only: bool) -> None:
+    """Attach an id-mapped (nosuid, nodev; read-only if asked) clone of `source`'s mount at `target`;
+    `source` is a path or the fd of a directory (then no path is resolved again)."""
+    at, name, flags = (source, b"", _AT_EMPTY_PATH) if isinstance(source, int) else (-100, os.fsencode(source), 0)
     tree = _check(
         _libc.syscall(
             _SYS_OPEN_TREE,
-            ctypes.c_int(-100),  # AT_FDCWD
-            ctypes.c_char_p(os.fsencode(source)),
-            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC),
+            ctypes.c_int(at),  # -100: AT_FDCWD
+            ctypes.c_char_p(name),
+            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | flags),
         ),
         f"open_tree of {source}",
     )

@@ -40,6 +40,7 @@ from agentbay_mcp.backends.local.ws_tree import (
     O_DIR,
     Found,
     changed_since,
+    open_no_links,
     read_at,
     shown,
     split_path,
@@ -93,6 +94,8 @@ class LocalWorkspaces:
 
     def __init__(self, specs: Sequence[WorkspaceSpec], reason: str | None, session_dir: Callable[[str], Path]) -> None:
         self._specs = {spec.name: spec for spec in specs}
+        #: (st_dev, st_ino) of each host directory as the server found it at start: what it mounts.
+        self._identities = {spec.name: _identity(str(spec.path)) for spec in specs}
         self._uid = UNPRIVILEGED_UID
         # One apply at a time per host directory, whichever session it comes from: an apply checks
         # conflicts and then writes, and two interleaved would each overwrite the other's files unseen.
@@ -151,7 +154,20 @@ class LocalWorkspaces:
         here = session_dir / WORKSPACE_MOUNTS / name
         here.mkdir(mode=0o711)
         (here / "lower").mkdir(mode=0o700)
-        info = os.stat(spec.path)
+        swapped = f"{spec.path} is no longer the directory the server started with ({_SWAPPED})"
+        source = open_no_links(str(spec.path))
+        if source is None:
+            raise OSError(swapped)
+        try:
+            if _identity_of(source) != self._identities[name]:
+                raise OSError(swapped)
+            self._mount_from(source, spec, here, quota_disk)
+        finally:
+            os.close(source)
+
+    def _mount_from(self, source: int, spec: WorkspaceSpec, here: Path, quota_disk: Path | None) -> None:
+        info = os.fstat(source)
+        session_dir, name = here.parent.parent, spec.name
         layers = (quota_disk / WORKSPACE_MOUNTS / name) if quota_disk is not None else here
         state = {
             "mode": spec.mode,
@@ -159,11 +175,12 @@ class LocalWorkspaces:
             "uid": info.st_uid,
             "gid": info.st_gid,
             "started_ns": time.clock_gettime_ns(_COARSE),
+            "identity": list(_identity_of(source)),
             "layers": str(layers.relative_to(session_dir)),
             "applied": {},
         }
         idmap.mount_idmapped(
-            spec.path, here / "lower", self._userns(info.st_uid, info.st_gid), read_only=spec.mode == "ro"
+            source, here / "lower", self._userns(info.st_uid, info.st_gid), read_only=spec.mode == "ro"
         )
         if spec.mode == "overlay":
             layers.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -223,6 +240,24 @@ class LocalWorkspaces:
         return here
 
 
+_SWAPPED = "moved, removed, or a link along its path"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    fd = open_no_links(path)
+    if fd is None:
+        return None
+    try:
+        return _identity_of(fd)
+    finally:
+        os.close(fd)
+
+
+def _identity_of(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
 def _checked_path(path: str) -> str:
     try:
         return "/".join(split_path(path))
@@ -247,15 +282,17 @@ class _Opened:
     """The fds of one workspace's host dir and upper dir, for one diff or apply."""
 
     def __init__(self, here: Path, state: dict[str, object]) -> None:
-        try:
-            self.host = os.open(str(state["path"]), O_DIR)
-        except OSError as exc:
-            # Moved or removed by its user while the session runs (which keeps its own mount of it):
-            # said plainly, where an OSError would reach the model as a bare "Error executing tool".
+        host = open_no_links(str(state["path"]))
+        # Moved or removed by its user while the session runs (which keeps its own mount of it), or a
+        # link put along its path: said plainly, and nothing is read or written through it.
+        if host is None or list(_identity_of(host)) != state.get("identity"):
+            if host is not None:
+                os.close(host)
             raise BackendError(
-                f"The workspace {here.name}: its host directory {state['path']} cannot be opened"
-                f" ({exc.strerror}); was it moved or removed?"
-            ) from exc
+                f"The workspace {here.name}: its host directory {state['path']} is no longer the directory"
+                f" the session started with ({_SWAPPED})."
+            )
+        self.host = host
         try:
             self.upper = os.open(here.parent.parent / str(state["layers"]) / "upper", O_DIR)
         except BaseException:

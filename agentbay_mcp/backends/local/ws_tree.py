@@ -85,6 +85,17 @@ def open_dir(root_fd: int, parts: tuple[str, ...]) -> int | None:
     return fd
 
 
+def open_no_links(path: str) -> int | None:
+    """An fd of the absolute directory `path` with no link followed anywhere along it; None if there
+    is none. A workspace's host path runs through directories its user may write (their home): a
+    link put there later must not lead a mount or an apply anywhere else."""
+    root = os.open("/", O_DIR)
+    try:
+        return open_dir(root, tuple(part for part in path.split("/") if part))
+    finally:
+        os.close(root)
+
+
 def lstat_at(root_fd: int, parts: tuple[str, ...]) -> os.stat_result | None:
     """lstat of `parts` beneath `root_fd` (no link followed on the way); None if absent."""
     parent = open_dir(root_fd, parts[:-1])
