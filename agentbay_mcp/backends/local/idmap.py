@@ -23,6 +23,7 @@ import ctypes
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,11 +163,16 @@ def probe(work_dir: Path, uid: int) -> str | None:
         return "the server is not root (id-mapped mounts need root)"
     if not supported_arch():
         return f"this machine ({platform.machine()}) is not x86_64 or aarch64"
-    scratch = work_dir / f".ws-probe-{os.getpid()}"
+    try:
+        # A fresh name (mkdtemp): `work_dir` is the shared /tmp, where a guessable name (the pid) let
+        # another user plant a link and have root mount over, then rmdir, directories of their choice.
+        scratch = Path(tempfile.mkdtemp(prefix=".ws-probe-", dir=work_dir))
+    except OSError as exc:
+        return f"id-mapped mounts could not be tried in {work_dir} ({exc.strerror})"
     source, target = scratch / "source", scratch / "target"
     try:
-        source.mkdir(parents=True, exist_ok=True)
-        target.mkdir(exist_ok=True)
+        source.mkdir()
+        target.mkdir()
         userns = mapping_userns(0, 0, uid)
         try:
             mount_idmapped(source, target, userns, read_only=True)
