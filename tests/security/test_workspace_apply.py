@@ -134,7 +134,8 @@ def links_leading_out(project: Path) -> list[str]:
     for root, dirs, files in os.walk(project):
         for name in dirs + files:
             path = Path(root) / name
-            if path.is_symlink() and not os.path.realpath(path).startswith(f"{project}/"):
+            resolved = os.path.realpath(path)
+            if path.is_symlink() and not (resolved == str(project) or resolved.startswith(f"{project}/")):
                 found.append(str(path))
     return found
 
@@ -204,4 +205,21 @@ async def test_a_link_swapped_into_the_workspace_path_on_the_host_leads_nowhere(
     with pytest.raises(BackendError, match="is no longer the directory"):
         await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])
     assert canary_state(canaries) == canary_before
+    await backend.close()
+
+
+async def test_a_link_climbing_out_through_another_link_is_refused(
+    state_dir: Path, task_group: TaskGroup, tmp_path: Path
+) -> None:
+    # d -> . makes d/d/d the workspace root, so e -> d/d/d/../../.. is three levels above it, while
+    # the target, read as text, normalizes to '.': each link looked inside on its own.
+    project = make_project(tmp_path / "home" / "work" / "project")
+    backend, sid = await session_on(state_dir, task_group, project)
+    assert backend.workspaces is not None
+    links = "cd /workspace/proj && ln -s . d && ln -s d/d/d/../../.. e && ln -s src/../README.md f"
+    assert (await run(backend, sid, links))[0] == 0
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert applied.applied == ("d",)
+    assert sorted(line.split(":")[0] for line in applied.refused) == ["e", "f"]
+    assert links_leading_out(project) == []
     await backend.close()

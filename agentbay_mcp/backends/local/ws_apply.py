@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import posixpath
 import secrets
@@ -152,8 +153,18 @@ def _replace(parent: int, temp: str, name: str) -> None:
 
 
 def link_stays_inside(parts: tuple[str, ...], link: str) -> bool:
-    """Whether a link at `parts` pointing at `link` resolves inside the workspace (lexically)."""
+    """Whether a link at `parts` pointing at `link` resolves inside the workspace.
+
+    Read as text only if every '..' comes first: a '..' after a name climbs from wherever that name
+    leads, which may be another link (d -> . makes d/d/d/../../.. three levels above the root, though
+    it normalizes to '.'). The leading '..' climb the link's own directories, real ones (apply makes
+    them, following no link), and the names after them are held to the same rule by their own links.
+    """
     if not link or link.startswith("/") or "\0" in link:
+        return False
+    names = [name for name in link.split("/") if name not in ("", ".")]
+    ups = len(list(itertools.takewhile(lambda name: name == "..", names)))
+    if ".." in names[ups:]:
         return False
     resolved = posixpath.normpath(posixpath.join("/".join(parts[:-1]), link))
     return not (resolved == ".." or resolved.startswith("../") or resolved.startswith("/"))
