@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -401,4 +402,25 @@ async def test_a_directory_replaced_by_a_file_or_a_link_applies(
     assert (project / "src").read_text() == "file\n"
     assert os.readlink(project / "docs") == "README.md"
     assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    await backend.close()
+
+
+async def test_the_diff_stops_diffing_once_its_text_is_full(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # Each of these pairs costs difflib most of a second (its time grows with the square of the lines),
+    # and all of it was spent for every changed file, even long after the answer's text was full.
+    text = "".join(f"line {i} some text here\n" for i in range(12_000))
+    for index in range(12):
+        (project / f"big{index:02}.txt").write_text(text)
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "cd /workspace/proj && sed -i s/1/2/g big*.txt && printf '\\0' > bin"))[0] == 0
+    began = time.monotonic()
+    diff = await backend.workspaces.diff(sid, "proj", 1000)
+    assert time.monotonic() - began < 4
+    assert diff.truncated
+    assert len(diff.changes) == 13
+    assert [c.path for c in diff.changes if c.binary] == ["bin"]  # still told apart, past the text's cap
     await backend.close()

@@ -14,6 +14,7 @@ removal never reaches the host directory: see layout.remove_tree's refusal when 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import json
@@ -63,6 +64,8 @@ NONE_CONFIGURED = (
 NEEDS_ROOT_BWRAP = "Workspaces need the server to run as root with bubblewrap isolation (id-mapped mounts)."
 # CLOCK_REALTIME_COARSE: what the kernel stamps ctimes with, so an edit right after the start is never older.
 _COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)
+#: What tells a binary file from a text one past the diff's cap (git reads 8000 bytes).
+_SNIFF_BYTES = 8000
 
 
 def offer_workspaces(
@@ -324,14 +327,16 @@ def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
     try:
         found, truncated = walk_upper(opened.upper, opened.host)
         clashing = _conflicts(opened.host, found, state)
-        changes, texts, size, listed = [], [], 0, 0
+        changes, texts, size, listed, full = [], [], 0, 0, False
         for change in found:
             # The list has a cap of its own: a session's paths may be 4 KiB each, 200,000 of them.
             listed += len(change.path) + len(change.target or "")
             if listed > max_bytes:
                 truncated = True
                 break
-            text, binary = _unified(opened, change)
+            # Once a diff did not fit, no more are made (difflib's time grows with the square of the
+            # lines: most of a second for a 300 KB file): only whether each file is binary.
+            text, binary = ("", _binary(opened, change)) if full else _unified(opened, change)
             changes.append(
                 WorkspaceChange(
                     path=_text(change.path),
@@ -345,12 +350,27 @@ def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
                 texts.append(text)
                 size += len(text)
             elif text:
-                truncated = True
+                truncated = full = True
         return WorkspaceDiff(
             name=name, mode="overlay", changes=tuple(changes), diff="".join(texts), truncated=truncated
         )
     finally:
         opened.close()
+
+
+def _binary(opened: _Opened, change: Found) -> bool:
+    """Whether a changed file is binary, told from its first bytes as git does (a NUL, or not UTF-8)."""
+    if change.what != "file" or change.path.endswith("/"):
+        return False
+    side = opened.host if change.kind == "deleted" else opened.upper
+    head = read_at(side, split_path(change.path), _SNIFF_BYTES)
+    if head is None:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # (a character cut at the end is fine)
+    except UnicodeDecodeError:
+        return True
+    return b"\0" in head
 
 
 def _unified(opened: _Opened, change: Found) -> tuple[str, bool]:
