@@ -25,6 +25,7 @@ from agentbay_mcp.errors import (
     InvalidArgumentError,
     SandboxDiedError,
     SandboxLostError,
+    SessionNotFoundError,
 )
 
 pytestmark = [
@@ -423,4 +424,36 @@ async def test_the_diff_stops_diffing_once_its_text_is_full(
     assert diff.truncated
     assert len(diff.changes) == 13
     assert [c.path for c in diff.changes if c.binary] == ["bin"]  # still told apart, past the text's cap
+    await backend.close()
+
+
+async def test_an_apply_racing_the_sessions_deletion_reports_what_it_wrote(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # The apply wrote every file, then failed to note it in the (removed) session dir: the model was
+    # told only "Error executing tool", as if nothing had reached the host.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "cd /workspace/proj && mkdir m && for i in $(seq 3000); do echo $i > m/f$i; done"))[
+        0
+    ] == 0
+    outcome: list[object] = []
+
+    async def apply() -> None:
+        try:
+            outcome.append(await backend.workspaces.apply(sid, "proj", None, False))  # type: ignore[union-attr]
+        except SessionNotFoundError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(apply)
+        await anyio.sleep(0.05)
+        await backend.delete_session(sid)
+    [result] = outcome
+    written = len(os.listdir(project / "m")) if (project / "m").exists() else 0
+    if isinstance(result, SessionNotFoundError):
+        assert written == 0
+    else:
+        assert len(result.applied) == written == 3000  # type: ignore[attr-defined]
     await backend.close()

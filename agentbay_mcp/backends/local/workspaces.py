@@ -220,7 +220,11 @@ class LocalWorkspaces:
     async def diff(self, session_id: str, name: str, max_bytes: int) -> WorkspaceDiff:
         """What the session changed in workspace `name`."""
         here = self._here(session_id, name)
-        return await anyio.to_thread.run_sync(_diff, here, name, max_bytes)
+        try:
+            return await anyio.to_thread.run_sync(_diff, here, name, max_bytes)
+        except FileNotFoundError:
+            self._session_dir(session_id)  # SessionNotFoundError if it was deleted meanwhile
+            raise
 
     async def apply(self, session_id: str, name: str, paths: Sequence[str] | None, overwrite: bool) -> WorkspaceApplied:
         """Write the session's changes (or those under `paths`) to the host directory."""
@@ -229,7 +233,11 @@ class LocalWorkspaces:
         spec = self._specs.get(name)  # (None for a session of an earlier server that offered other names)
         lock = self._locks.setdefault(str(spec.path) if spec is not None else name, anyio.Lock())
         async with lock:
-            return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
+            try:
+                return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
+            except FileNotFoundError:
+                self._session_dir(session_id)  # SessionNotFoundError if it was deleted meanwhile
+                raise
 
     def _here(self, session_id: str, name: str) -> Path:
         top = self._session_dir(session_id) / WORKSPACE_MOUNTS
@@ -425,7 +433,9 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
         )
     applied = dict(state.get("applied") or {})  # type: ignore[call-overload]
     applied.update(outcome.ctimes)
-    _save(here, {**state, "applied": applied})
+    # (Gone if the session was deleted while the apply ran: what reached the host is reported all the same.)
+    with contextlib.suppress(FileNotFoundError):
+        _save(here, {**state, "applied": applied})
     return WorkspaceApplied(
         name=name,
         applied=tuple(map(_text, sorted(outcome.applied))),
