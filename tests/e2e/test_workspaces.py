@@ -457,3 +457,26 @@ async def test_an_apply_racing_the_sessions_deletion_reports_what_it_wrote(
     else:
         assert len(result.applied) == written == 3000  # type: ignore[attr-defined]
     await backend.close()
+
+
+async def test_a_file_the_host_deleted_and_the_session_changed_is_a_conflict(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # With the host's file gone, the session's copy once looked merely 'added', and apply brought
+    # the deleted file back unasked. A file the session renamed is no conflict (its original is there).
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    change = "cd /workspace/proj && echo more >> README.md && mv src/old.txt src/renamed.txt"
+    assert (await run(backend, sid, change))[0] == 0
+    os.unlink(project / "README.md")
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [
+        ("README.md", "added", True),
+        ("src/old.txt", "deleted", False),
+        ("src/renamed.txt", "added", False),
+    ]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert applied.conflicts == ("README.md",)
+    assert not (project / "README.md").exists()
+    await backend.close()

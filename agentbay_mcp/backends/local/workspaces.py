@@ -42,6 +42,7 @@ from agentbay_mcp.backends.local.ws_tree import (
     Found,
     changed_since,
     open_no_links,
+    origin_gone,
     read_at,
     shown,
     split_path,
@@ -315,14 +316,22 @@ class _Opened:
         os.close(self.upper)
 
 
-def _conflicts(host_fd: int, found: Sequence[Found], state: dict[str, object]) -> set[str]:
-    """Paths the host changed since the session started (other than by our own apply)."""
+def _conflicts(opened: _Opened, found: Sequence[Found], state: dict[str, object]) -> set[str]:
+    """Paths the host changed since the session started (other than by our own apply), or deleted
+    while the session changed them (which looks like an addition)."""
     started, applied = int(state["started_ns"]), state.get("applied") or {}  # type: ignore[call-overload]
     assert isinstance(applied, dict)
     return {
         change.path
         for change in found
-        if changed_since(host_fd, split_path(change.path.rstrip("/")), started, applied, below=change.kind == "deleted")
+        if changed_since(
+            opened.host, split_path(change.path.rstrip("/")), started, applied, below=change.kind == "deleted"
+        )
+        or (
+            change.kind == "added"
+            and change.what == "file"
+            and origin_gone(opened.upper, split_path(change.path), opened.host)
+        )
     }
 
 
@@ -334,7 +343,7 @@ def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
     opened = _Opened(here, state)
     try:
         found, truncated = walk_upper(opened.upper, opened.host)
-        clashing = _conflicts(opened.host, found, state)
+        clashing = _conflicts(opened, found, state)
         changes, texts, size, listed, full = [], [], 0, 0, False
         for change in found:
             # The list has a cap of its own: a session's paths may be 4 KiB each, 200,000 of them.
@@ -420,7 +429,7 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
         found, truncated = walk_upper(opened.upper, opened.host, None if scope is None else scope.on_the_way)
         if scope is not None:
             found = [c for c in found if scope.covers(c.path.rstrip("/"))]
-        clashing = set() if overwrite else _conflicts(opened.host, found, state)
+        clashing = set() if overwrite else _conflicts(opened, found, state)
         target = Target(opened.host, int(state["uid"]), int(state["gid"]))  # type: ignore[call-overload]
         outcome = apply_changes(target, opened.upper, [c for c in found if c.path not in clashing])
     finally:

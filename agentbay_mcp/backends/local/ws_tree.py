@@ -20,6 +20,7 @@ What overlayfs leaves in the upper (mounted without redirects or metacopy, see i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -157,6 +158,62 @@ def _tree_changes(root_fd: int, parts: tuple[str, ...], since: int, known: Mappi
 
 def _fresh(info: os.stat_result, path: str, since: int, known: Mapping[str, int]) -> bool:
     return info.st_ctime_ns > since and known.get(path) != info.st_ctime_ns
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = (("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int), ("f_handle", ctypes.c_ubyte * 128))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_ORIGIN = "trusted.overlay.origin"
+_OVL_FH_MAGIC = 0xFB
+_OVL_FH_HEAD = 21  # version, magic, len, flags, type, then a 16-byte uuid: the file handle follows
+_OVL_FH_FLAG_PATH_UPPER = 4
+
+
+def origin_gone(upper_fd: int, parts: tuple[str, ...], host_fd: int) -> bool:
+    """Whether the upper file `parts` is a copy of a host file that no longer exists on the host.
+
+    overlayfs records, in an xattr the session cannot set, the file handle of the host file it
+    copied up. Opened by that handle (root may): a file the host deleted is stale (or unlinked), while
+    one the session only renamed is still there. Without the record (a new file), False.
+    """
+    handle = _origin(upper_fd, parts)
+    if handle is None:
+        return False
+    opened = _libc.open_by_handle_at(host_fd, ctypes.byref(handle), os.O_PATH | os.O_CLOEXEC)
+    if opened < 0:
+        return ctypes.get_errno() == errno.ESTALE
+    try:
+        # (Still there for a while once unlinked: the overlay keeps a reference to the file it copied.)
+        return os.fstat(opened).st_nlink == 0
+    finally:
+        os.close(opened)
+
+
+def _origin(upper_fd: int, parts: tuple[str, ...]) -> _FileHandle | None:
+    """The host file handle overlayfs recorded on the upper file `parts` (struct ovl_fb), if any."""
+    parent = open_dir(upper_fd, parts[:-1])
+    if parent is None:
+        return None
+    try:
+        fd = open_file(parent, parts[-1])
+    finally:
+        os.close(parent)
+    if fd is None:
+        return None
+    try:
+        record = os.getxattr(fd, _ORIGIN)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    fid = record[_OVL_FH_HEAD : record[2]] if len(record) > _OVL_FH_HEAD else b""
+    if not 0 < len(fid) <= 128 or record[1] != _OVL_FH_MAGIC or record[3] & _OVL_FH_FLAG_PATH_UPPER:
+        return None
+    handle = _FileHandle(len(fid), record[4])
+    ctypes.memmove(handle.f_handle, fid, len(fid))
+    return handle
 
 
 def open_file(dir_fd: int, name: str) -> int | None:
