@@ -82,3 +82,20 @@ async def test_an_rw_workspace_never_gets_a_set_id_file(state_dir: Path, task_gr
     assert results["openat2"] == results["io_uring_setup"] == f"refused {errno.ENOSYS}"
     assert results["chmod"] == f"refused {errno.EPERM}"
     await backend.close()
+
+
+async def test_writing_a_set_id_file_of_the_project_keeps_its_mode_but_not_the_bits(
+    state_dir: Path, task_group: TaskGroup, tmp_path: Path
+) -> None:
+    # write_file once re-created an edited file with all its mode bits, set-uid included: new content
+    # in a set-uid file of the project's owner. Now the filter refuses those bits, so they are left out.
+    project = make_project(tmp_path / "project")
+    (project / "tool").write_text("#!/bin/sh\n")
+    (project / "tool").chmod(0o4755)
+    backend = LocalBackend(state_dir, workspaces=[WorkspaceSpec("proj", project, "rw")])
+    await backend.start(task_group)
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    await backend.files.write_file(sid, "/workspace/proj/tool", b"#!/bin/sh\nid\n", "overwrite")
+    assert (project / "tool").read_bytes() == b"#!/bin/sh\nid\n"
+    assert stat.S_IMODE((project / "tool").stat().st_mode) == 0o755
+    await backend.close()
