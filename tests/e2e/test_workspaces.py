@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -18,7 +19,14 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records import ShellCommand
-from agentbay_mcp.errors import BackendUnavailableError, InvalidArgumentError, SandboxDiedError, SandboxLostError
+from agentbay_mcp.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidArgumentError,
+    SandboxDiedError,
+    SandboxLostError,
+    SessionNotFoundError,
+)
 
 pytestmark = [
     pytest.mark.anyio,
@@ -215,4 +223,260 @@ async def test_a_restarted_sandbox_sees_its_workspace_and_its_edits(
         await anyio.sleep(0.2)
         await run(backend, sid, "true")
     assert await run(backend, sid, "cat /workspace/proj/new") == (0, "kept\n")
+    await backend.close()
+
+
+async def test_deleting_a_directory_is_a_conflict_if_the_host_changed_anything_in_it(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # The host's edit two levels down changes neither src's nor src/sub's own ctime: only what is in them.
+    (project / "src" / "sub").mkdir()
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    await anyio.sleep(0.02)  # past the session's start, in the coarse clock file times use
+    (project / "src" / "sub" / "host-work.txt").write_text("the user's\n")
+    assert (await run(backend, sid, "rm -rf /workspace/proj/src"))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [("src/", "deleted", True)]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert (applied.applied, applied.conflicts) == ((), ("src/",))
+    assert (project / "src" / "sub" / "host-work.txt").read_text() == "the user's\n"
+    await backend.close()
+
+
+async def test_deleting_a_directory_the_session_applied_into_is_no_conflict(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    await anyio.sleep(0.02)
+    assert (await run(backend, sid, "mkdir -p /workspace/proj/src/new && echo x > /workspace/proj/src/new/f"))[0] == 0
+    assert (await backend.workspaces.apply(sid, "proj", None, False)).applied == ("src/new/f",)
+    assert (await run(backend, sid, "rm -rf /workspace/proj/src"))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [("src/", "deleted", False)]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert (applied.applied, applied.conflicts) == (("src/",), ())
+    assert not (project / "src").exists()
+    await backend.close()
+
+
+async def test_two_sessions_applying_at_once_never_both_write_a_path(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # Each apply checks conflicts, then writes: two sessions of one workspace must not interleave there.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sids = [
+        (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+        for _ in range(2)
+    ]
+    await anyio.sleep(0.02)
+    for sid in sids:
+        code, out = await run(backend, sid, f"cd /workspace/proj && for i in $(seq 400); do echo {sid} > f$i; done")
+        assert code == 0, out
+    results = {}
+
+    async def apply(sid: str) -> None:
+        results[sid] = await backend.workspaces.apply(sid, "proj", None, False)  # type: ignore[union-attr]
+
+    async with anyio.create_task_group() as group:
+        for sid in sids:
+            group.start_soon(apply, sid)
+    first, second = (results[sid] for sid in sids)
+    assert not set(first.applied) & set(second.applied)
+    assert len(first.applied) + len(second.applied) == 400
+    await backend.close()
+
+
+async def test_a_huge_change_list_is_cut_at_the_cap(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
+    # 3,000 files with 4 KB paths: 12 MB of names, which the answer once carried whole (twice: text and
+    # structured), and a session on a 4 GiB disk can make 200,000 of them.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    make = (
+        "import os\nos.chdir('/workspace/proj')\n"
+        "for i in range(14):\n    os.mkdir('d' * 250)\n    os.chdir('d' * 250)\n"
+        "for i in range(3000):\n    open(f'{i:05}' + 'f' * 200, 'w').close()\n"
+    )
+    assert (await run(backend, sid, f'python3 -c "{make}"'))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 100_000)
+    assert diff.truncated
+    assert 0 < sum(len(change.path) for change in diff.changes) <= 100_000
+    await backend.close()
+
+
+async def test_a_tree_remade_below_a_removed_directory_applies_as_the_session_sees_it(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # rm -rf src && mkdir -p src/sub: overlayfs marks src opaque, but not src/sub (nothing of the
+    # host's shows below an opaque directory anyway), so the host's src/sub/a.txt is gone for the session.
+    (project / "src" / "sub").mkdir()
+    (project / "src" / "sub" / "a.txt").write_text("a\n")
+    (project / "src" / "sub" / "keep.txt").write_text("old\n")
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    remake = "cd /workspace/proj && rm -rf src && mkdir -p src/sub && echo new > src/sub/keep.txt"
+    assert (await run(backend, sid, remake))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert {c.path: c.kind for c in diff.changes} == {
+        "src/main.py": "deleted",
+        "src/old.txt": "deleted",
+        "src/sub/a.txt": "deleted",
+        "src/sub/keep.txt": "modified",
+    }
+    await backend.workspaces.apply(sid, "proj", None, False)
+    code, seen = await run(backend, sid, "cd /workspace/proj && find . | sort")
+    assert code == 0
+    assert sorted(["."] + [f"./{path}" for path in snapshot(project)]) == seen.split()
+    assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    await backend.close()
+
+
+async def test_an_apply_past_the_walks_bounds_says_so_and_paths_reach_the_rest(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # 2 x 10,000 files with 3.7 KB paths: 74 MB of paths, past the 64 MiB one walk takes. A partial
+    # apply once answered like a whole one, and paths= could not reach past the cut either.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    make = (
+        "import os\\nfor top in 'ab':\\n    os.chdir('/workspace/proj')\\n    os.mkdir(top)\\n    os.chdir(top)\\n"
+        "    for i in range(14):\\n        os.mkdir('d' * 250)\\n        os.chdir('d' * 250)\\n"
+        "    for i in range(10000):\\n        open(f'{i:05}' + 'f' * 200, 'w').close()\\n"
+    )
+    code, out = await run(backend, sid, f'python3 -c "$(printf "{make}")"')
+    assert code == 0, out
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert 0 < len(applied.applied) < 20_000
+    assert [line.split(":")[0] for line in applied.refused] == ["(the rest)"]
+    for top in ("a", "b"):
+        part = await backend.workspaces.apply(sid, "proj", [top], False)
+        assert part.refused == ()
+    count = sum(len(files) for _, _, files in os.walk(project / "a")) + sum(
+        len(files) for _, _, files in os.walk(project / "b")
+    )
+    assert count == 20_000
+    await backend.close()
+
+
+async def test_a_host_directory_moved_away_is_said_plainly(
+    state_dir: Path, task_group: TaskGroup, project: Path, tmp_path: Path
+) -> None:
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "echo x > /workspace/proj/new"))[0] == 0
+    os.rename(project, tmp_path / "moved")  # (the session keeps its mount of it)
+    with pytest.raises(BackendError, match=r"workspace proj: its host directory \S*project is no longer the directory"):
+        await backend.workspaces.diff(sid, "proj", 1000)
+    with pytest.raises(BackendError, match="moved, removed, or a link along its path"):
+        await backend.workspaces.apply(sid, "proj", None, False)
+    assert not (tmp_path / "moved" / "new").exists()
+    await backend.close()
+
+
+async def test_a_directory_replaced_by_a_file_or_a_link_applies(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # Once listed as 'modified src' and refused for ever: a file is never renamed over a directory.
+    (project / "docs").mkdir()
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    replace = "cd /workspace/proj && rm -rf src docs && echo file > src && ln -s README.md docs"
+    assert (await run(backend, sid, replace))[0] == 0
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind) for c in diff.changes] == [
+        ("docs", "added"),
+        ("docs/", "deleted"),
+        ("src", "added"),
+        ("src/", "deleted"),
+    ]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert (applied.conflicts, applied.refused) == ((), ())
+    assert (project / "src").read_text() == "file\n"
+    assert os.readlink(project / "docs") == "README.md"
+    assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    await backend.close()
+
+
+async def test_the_diff_stops_diffing_once_its_text_is_full(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # Each of these pairs costs difflib most of a second (its time grows with the square of the lines),
+    # and all of it was spent for every changed file, even long after the answer's text was full.
+    text = "".join(f"line {i} some text here\n" for i in range(12_000))
+    for index in range(12):
+        (project / f"big{index:02}.txt").write_text(text)
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "cd /workspace/proj && sed -i s/1/2/g big*.txt && printf '\\0' > bin"))[0] == 0
+    began = time.monotonic()
+    diff = await backend.workspaces.diff(sid, "proj", 1000)
+    assert time.monotonic() - began < 4
+    assert diff.truncated
+    assert len(diff.changes) == 13
+    assert [c.path for c in diff.changes if c.binary] == ["bin"]  # still told apart, past the text's cap
+    await backend.close()
+
+
+async def test_an_apply_racing_the_sessions_deletion_reports_what_it_wrote(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # The apply wrote every file, then failed to note it in the (removed) session dir: the model was
+    # told only "Error executing tool", as if nothing had reached the host.
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    assert (await run(backend, sid, "cd /workspace/proj && mkdir m && for i in $(seq 3000); do echo $i > m/f$i; done"))[
+        0
+    ] == 0
+    outcome: list[object] = []
+
+    async def apply() -> None:
+        try:
+            outcome.append(await backend.workspaces.apply(sid, "proj", None, False))  # type: ignore[union-attr]
+        except SessionNotFoundError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(apply)
+        await anyio.sleep(0.05)
+        await backend.delete_session(sid)
+    [result] = outcome
+    written = len(os.listdir(project / "m")) if (project / "m").exists() else 0
+    if isinstance(result, SessionNotFoundError):
+        assert written == 0
+    else:
+        assert len(result.applied) == written == 3000  # type: ignore[attr-defined]
+    await backend.close()
+
+
+async def test_a_file_the_host_deleted_and_the_session_changed_is_a_conflict(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> None:
+    # With the host's file gone, the session's copy once looked merely 'added', and apply brought
+    # the deleted file back unasked. A file the session renamed is no conflict (its original is there).
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    change = "cd /workspace/proj && echo more >> README.md && mv src/old.txt src/renamed.txt"
+    assert (await run(backend, sid, change))[0] == 0
+    os.unlink(project / "README.md")
+    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [
+        ("README.md", "added", True),
+        ("src/old.txt", "deleted", False),
+        ("src/renamed.txt", "added", False),
+    ]
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert applied.conflicts == ("README.md",)
+    assert not (project / "README.md").exists()
     await backend.close()

@@ -113,3 +113,28 @@ def test_a_sigkilled_servers_workspace_sessions_are_reaped_leaving_the_projects(
         assert mounts_under(state_dir) == []
         server.stop()
     assert {mode: snapshot(path) for mode, path in projects.items()} == before
+
+
+@pytest.mark.anyio
+async def test_names_that_are_not_utf8_are_shown_replaced_and_applied_as_they_are(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    # A file name (or link target) with bytes that are not UTF-8 once took the server down: its
+    # answer could not be encoded.
+    project = make_project(tmp_path / "project")
+    async with Client(stdio_params(state_dir, AGENTBAY_MCP_WORKSPACES=f"proj={project}")) as client:
+        sid = (await call(client, "create_session", image_id="code_latest", workspaces=["proj"]))["session_id"]
+        command = "cd /workspace/proj && printf x > \"$(printf 'a\\377b')\" && ln -s \"$(printf 't\\376')\" lnk"
+        await call(client, "execute_command", session_id=sid, command=command)
+        diff = await client.call_tool("workspace_diff", {"session_id": sid, "name": "proj"})
+        assert diff.structured_content is not None
+        assert [(c["path"], c["symlink"]) for c in diff.structured_content["changes"]] == [
+            ("a\ufffdb", None),
+            ("lnk", "t\ufffd"),
+        ]
+        applied = await client.call_tool("workspace_apply", {"session_id": sid, "name": "proj"})
+        assert applied.structured_content is not None
+        assert applied.structured_content["applied"] == ["a\ufffdb", "lnk"]
+        await call(client, "list_sessions")  # the server is still up
+    assert os.listdir(bytes(project)).count(b"a\xffb") == 1
+    assert os.readlink(bytes(project) + b"/lnk") == b"t\xfe"

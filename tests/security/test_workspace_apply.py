@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local import LocalBackend
 from agentbay_mcp.backends.records import ShellCommand
-from agentbay_mcp.errors import InvalidArgumentError
+from agentbay_mcp.errors import BackendError, InvalidArgumentError
 from tests.e2e.test_workspaces import make_project, run, snapshot
 from tests.security.file_attacks import Canaries
 
@@ -134,6 +134,92 @@ def links_leading_out(project: Path) -> list[str]:
     for root, dirs, files in os.walk(project):
         for name in dirs + files:
             path = Path(root) / name
-            if path.is_symlink() and not os.path.realpath(path).startswith(f"{project}/"):
+            resolved = os.path.realpath(path)
+            if path.is_symlink() and not (resolved == str(project) or resolved.startswith(f"{project}/")):
                 found.append(str(path))
     return found
+
+
+async def test_a_refusal_never_puts_a_session_made_name_raw_in_the_answer(
+    state_dir: Path, task_group: TaskGroup, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "project")
+    backend, sid = await session_on(state_dir, task_group, project)
+    assert backend.workspaces is not None
+    hostile = "$(printf 'D\\n\\033[2KApplied 9 changes')"
+    assert (await run(backend, sid, f'cd /workspace/proj && ln -s "/x/{hostile}" "{hostile}"'))[0] == 0
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert len(applied.refused) == 1
+    assert applied.refused[0].isprintable(), applied.refused
+    await backend.close()
+
+
+async def test_a_sparse_file_stays_sparse_on_the_host(state_dir: Path, task_group: TaskGroup, tmp_path: Path) -> None:
+    # A session's sparse file costs it nothing of its disk quota: written out whole, it would fill the
+    # host's disk with zeros (8 GiB an apply, as many applies as asked), quota or not.
+    project = make_project(tmp_path / "project")
+    backend, sid = await session_on(state_dir, task_group, project)
+    assert backend.workspaces is not None
+    make = "cd /workspace/proj && printf head > big && truncate -s 64M big && printf tail >> big"
+    make += " && truncate -s 96M hole"
+    assert (await run(backend, sid, make))[0] == 0
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert sorted(applied.applied) == ["big", "hole"]
+    big, hole = os.stat(project / "big"), os.stat(project / "hole")
+    assert (big.st_size, hole.st_size) == (64 * 2**20 + 4, 96 * 2**20)
+    assert big.st_blocks * 512 < 2**20
+    assert hole.st_blocks * 512 < 2**20
+    fd = os.open(project / "big", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4, 0) == b"head"
+        assert os.pread(fd, 4, 32 * 2**20) == b"\0\0\0\0"
+        assert os.pread(fd, 100, 64 * 2**20) == b"tail"
+    finally:
+        os.close(fd)
+    await backend.close()
+
+
+async def test_a_link_swapped_into_the_workspace_path_on_the_host_leads_nowhere(
+    state_dir: Path, task_group: TaskGroup, tmp_path: Path, canaries: Canaries
+) -> None:
+    # The path the operator gave is checked at start; a user who can write a directory along it (their
+    # home) can later put a link there. Followed, a new session would get the link's target mounted
+    # (rw: writable as that directory's owner, root for /etc), and an apply would write into it.
+    home = tmp_path / "home"
+    project = make_project(home / "work" / "proj")
+    (canaries.directory / "proj").mkdir()  # where work -> canaries would lead an apply
+    canary_before = canary_state(canaries)
+    backend = LocalBackend(state_dir, workspaces=[WorkspaceSpec("proj", project, "rw"), WorkspaceSpec("ov", project)])
+    await backend.start(task_group)
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["ov"])).session_id
+    assert (await run(backend, sid, "echo x > /workspace/ov/new"))[0] == 0
+    os.rename(home / "work", home / "work.old")
+    os.symlink(canaries.directory, home / "work")
+    with pytest.raises(BackendError, match="is no longer the directory"):
+        await backend.workspaces.apply(sid, "ov", None, False)
+    os.unlink(home / "work")
+    os.rename(home / "work.old", home / "work")
+    os.rename(project, home / "proj.old")
+    os.symlink(canaries.directory, project)
+    with pytest.raises(BackendError, match="is no longer the directory"):
+        await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])
+    assert canary_state(canaries) == canary_before
+    await backend.close()
+
+
+async def test_a_link_climbing_out_through_another_link_is_refused(
+    state_dir: Path, task_group: TaskGroup, tmp_path: Path
+) -> None:
+    # d -> . makes d/d/d the workspace root, so e -> d/d/d/../../.. is three levels above it, while
+    # the target, read as text, normalizes to '.': each link looked inside on its own.
+    project = make_project(tmp_path / "home" / "work" / "project")
+    backend, sid = await session_on(state_dir, task_group, project)
+    assert backend.workspaces is not None
+    links = "cd /workspace/proj && ln -s . d && ln -s d/d/d/../../.. e && ln -s src/../README.md f"
+    assert (await run(backend, sid, links))[0] == 0
+    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    assert applied.applied == ("d",)
+    assert sorted(line.split(":")[0] for line in applied.refused) == ["e", "f"]
+    assert links_leading_out(project) == []
+    await backend.close()

@@ -23,6 +23,7 @@ import ctypes
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,14 +98,16 @@ def mapping_userns(uid: int, gid: int, to_id: int) -> int:
         child.wait(timeout=_USERNS_TIMEOUT_SECONDS)
 
 
-def mount_idmapped(source: Path, target: Path, userns_fd: int, *, read_only: bool) -> None:
-    """Attach an id-mapped (nosuid, nodev; read-only if asked) clone of `source`'s mount at `target`."""
+def mount_idmapped(source: Path | int, target: Path, userns_fd: int, *, read_only: bool) -> None:
+    """Attach an id-mapped (nosuid, nodev; read-only if asked) clone of `source`'s mount at `target`;
+    `source` is a path or the fd of a directory (then no path is resolved again)."""
+    at, name, flags = (source, b"", _AT_EMPTY_PATH) if isinstance(source, int) else (-100, os.fsencode(source), 0)
     tree = _check(
         _libc.syscall(
             _SYS_OPEN_TREE,
-            ctypes.c_int(-100),  # AT_FDCWD
-            ctypes.c_char_p(os.fsencode(source)),
-            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC),
+            ctypes.c_int(at),  # -100: AT_FDCWD
+            ctypes.c_char_p(name),
+            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | flags),
         ),
         f"open_tree of {source}",
     )
@@ -160,11 +163,16 @@ def probe(work_dir: Path, uid: int) -> str | None:
         return "the server is not root (id-mapped mounts need root)"
     if not supported_arch():
         return f"this machine ({platform.machine()}) is not x86_64 or aarch64"
-    scratch = work_dir / f".ws-probe-{os.getpid()}"
+    try:
+        # A fresh name (mkdtemp): `work_dir` is the shared /tmp, where a guessable name (the pid) let
+        # another user plant a link and have root mount over, then rmdir, directories of their choice.
+        scratch = Path(tempfile.mkdtemp(prefix=".ws-probe-", dir=work_dir))
+    except OSError as exc:
+        return f"id-mapped mounts could not be tried in {work_dir} ({exc.strerror})"
     source, target = scratch / "source", scratch / "target"
     try:
-        source.mkdir(parents=True, exist_ok=True)
-        target.mkdir(exist_ok=True)
+        source.mkdir()
+        target.mkdir()
         userns = mapping_userns(0, 0, uid)
         try:
             mount_idmapped(source, target, userns, read_only=True)

@@ -14,6 +14,7 @@ removal never reaches the host directory: see layout.remove_tree's refusal when 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import json
@@ -34,10 +35,14 @@ from agentbay_mcp.backends.local.layout import WORKSPACE_MOUNTS
 from agentbay_mcp.backends.local.sandbox import UNPRIVILEGED_UID
 from agentbay_mcp.backends.local.ws_apply import Target, apply_changes
 from agentbay_mcp.backends.local.ws_tree import (
+    MAX_ENTRIES,
+    MAX_PATH_BYTES,
     MAX_TEXT_BYTES,
     O_DIR,
     Found,
-    lstat_at,
+    changed_since,
+    open_no_links,
+    origin_gone,
     read_at,
     shown,
     split_path,
@@ -60,6 +65,8 @@ NONE_CONFIGURED = (
 NEEDS_ROOT_BWRAP = "Workspaces need the server to run as root with bubblewrap isolation (id-mapped mounts)."
 # CLOCK_REALTIME_COARSE: what the kernel stamps ctimes with, so an edit right after the start is never older.
 _COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)
+#: What tells a binary file from a text one past the diff's cap (git reads 8000 bytes).
+_SNIFF_BYTES = 8000
 
 
 def offer_workspaces(
@@ -91,9 +98,13 @@ class LocalWorkspaces:
 
     def __init__(self, specs: Sequence[WorkspaceSpec], reason: str | None, session_dir: Callable[[str], Path]) -> None:
         self._specs = {spec.name: spec for spec in specs}
+        #: (st_dev, st_ino) of each host directory as the server found it at start: what it mounts.
+        self._identities = {spec.name: _identity(str(spec.path)) for spec in specs}
         self._uid = UNPRIVILEGED_UID
-        # One apply at a time per session and workspace; a lock nobody holds is dropped by itself.
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], anyio.Lock] = weakref.WeakValueDictionary()
+        # One apply at a time per host directory, whichever session it comes from: an apply checks
+        # conflicts and then writes, and two interleaved would each overwrite the other's files unseen.
+        # A lock nobody holds is dropped by itself.
+        self._locks: weakref.WeakValueDictionary[str, anyio.Lock] = weakref.WeakValueDictionary()
         self._namespaces: dict[tuple[int, int], int] = {}
         self._userns_lock = threading.Lock()  # sessions are assembled in worker threads
         #: Why sessions cannot have workspaces here (None: they can).
@@ -147,7 +158,20 @@ class LocalWorkspaces:
         here = session_dir / WORKSPACE_MOUNTS / name
         here.mkdir(mode=0o711)
         (here / "lower").mkdir(mode=0o700)
-        info = os.stat(spec.path)
+        swapped = f"{spec.path} is no longer the directory the server started with ({_SWAPPED})"
+        source = open_no_links(str(spec.path))
+        if source is None:
+            raise OSError(swapped)
+        try:
+            if _identity_of(source) != self._identities[name]:
+                raise OSError(swapped)
+            self._mount_from(source, spec, here, quota_disk)
+        finally:
+            os.close(source)
+
+    def _mount_from(self, source: int, spec: WorkspaceSpec, here: Path, quota_disk: Path | None) -> None:
+        info = os.fstat(source)
+        session_dir, name = here.parent.parent, spec.name
         layers = (quota_disk / WORKSPACE_MOUNTS / name) if quota_disk is not None else here
         state = {
             "mode": spec.mode,
@@ -155,11 +179,12 @@ class LocalWorkspaces:
             "uid": info.st_uid,
             "gid": info.st_gid,
             "started_ns": time.clock_gettime_ns(_COARSE),
+            "identity": list(_identity_of(source)),
             "layers": str(layers.relative_to(session_dir)),
             "applied": {},
         }
         idmap.mount_idmapped(
-            spec.path, here / "lower", self._userns(info.st_uid, info.st_gid), read_only=spec.mode == "ro"
+            source, here / "lower", self._userns(info.st_uid, info.st_gid), read_only=spec.mode == "ro"
         )
         if spec.mode == "overlay":
             layers.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -196,15 +221,24 @@ class LocalWorkspaces:
     async def diff(self, session_id: str, name: str, max_bytes: int) -> WorkspaceDiff:
         """What the session changed in workspace `name`."""
         here = self._here(session_id, name)
-        return await anyio.to_thread.run_sync(_diff, here, name, max_bytes)
+        try:
+            return await anyio.to_thread.run_sync(_diff, here, name, max_bytes)
+        except FileNotFoundError:
+            self._session_dir(session_id)  # SessionNotFoundError if it was deleted meanwhile
+            raise
 
     async def apply(self, session_id: str, name: str, paths: Sequence[str] | None, overwrite: bool) -> WorkspaceApplied:
         """Write the session's changes (or those under `paths`) to the host directory."""
         wanted = None if paths is None else [_checked_path(path) for path in paths]
         here = self._here(session_id, name)
-        lock = self._locks.setdefault((session_id, name), anyio.Lock())
+        spec = self._specs.get(name)  # (None for a session of an earlier server that offered other names)
+        lock = self._locks.setdefault(str(spec.path) if spec is not None else name, anyio.Lock())
         async with lock:
-            return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
+            try:
+                return await anyio.to_thread.run_sync(_apply, here, name, wanted, overwrite)
+            except FileNotFoundError:
+                self._session_dir(session_id)  # SessionNotFoundError if it was deleted meanwhile
+                raise
 
     def _here(self, session_id: str, name: str) -> Path:
         top = self._session_dir(session_id) / WORKSPACE_MOUNTS
@@ -216,6 +250,24 @@ class LocalWorkspaces:
                 + (f" (it has: {', '.join(mine)})." if mine else " (it was created without workspaces).")
             )
         return here
+
+
+_SWAPPED = "moved, removed, or a link along its path"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    fd = open_no_links(path)
+    if fd is None:
+        return None
+    try:
+        return _identity_of(fd)
+    finally:
+        os.close(fd)
+
+
+def _identity_of(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
 
 
 def _checked_path(path: str) -> str:
@@ -242,7 +294,17 @@ class _Opened:
     """The fds of one workspace's host dir and upper dir, for one diff or apply."""
 
     def __init__(self, here: Path, state: dict[str, object]) -> None:
-        self.host = os.open(str(state["path"]), O_DIR)
+        host = open_no_links(str(state["path"]))
+        # Moved or removed by its user while the session runs (which keeps its own mount of it), or a
+        # link put along its path: said plainly, and nothing is read or written through it.
+        if host is None or list(_identity_of(host)) != state.get("identity"):
+            if host is not None:
+                os.close(host)
+            raise BackendError(
+                f"The workspace {here.name}: its host directory {state['path']} is no longer the directory"
+                f" the session started with ({_SWAPPED})."
+            )
+        self.host = host
         try:
             self.upper = os.open(here.parent.parent / str(state["layers"]) / "upper", O_DIR)
         except BaseException:
@@ -254,16 +316,23 @@ class _Opened:
         os.close(self.upper)
 
 
-def _conflicts(host_fd: int, found: Sequence[Found], state: dict[str, object]) -> set[str]:
-    """Paths the host changed since the session started (other than by our own apply)."""
+def _conflicts(opened: _Opened, found: Sequence[Found], state: dict[str, object]) -> set[str]:
+    """Paths the host changed since the session started (other than by our own apply), or deleted
+    while the session changed them (which looks like an addition)."""
     started, applied = int(state["started_ns"]), state.get("applied") or {}  # type: ignore[call-overload]
     assert isinstance(applied, dict)
-    clashing = set()
-    for change in found:
-        info = lstat_at(host_fd, split_path(change.path.rstrip("/")))
-        if info is not None and info.st_ctime_ns > started and applied.get(change.path) != info.st_ctime_ns:
-            clashing.add(change.path)
-    return clashing
+    return {
+        change.path
+        for change in found
+        if changed_since(
+            opened.host, split_path(change.path.rstrip("/")), started, applied, below=change.kind == "deleted"
+        )
+        or (
+            change.kind == "added"
+            and change.what == "file"
+            and origin_gone(opened.upper, split_path(change.path), opened.host)
+        )
+    }
 
 
 def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
@@ -274,29 +343,51 @@ def _diff(here: Path, name: str, max_bytes: int) -> WorkspaceDiff:
     opened = _Opened(here, state)
     try:
         found, truncated = walk_upper(opened.upper, opened.host)
-        clashing = _conflicts(opened.host, found, state)
-        changes, texts, size = [], [], 0
+        clashing = _conflicts(opened, found, state)
+        changes, texts, size, listed, full = [], [], 0, 0, False
         for change in found:
-            text, binary = _unified(opened, change)
+            # The list has a cap of its own: a session's paths may be 4 KiB each, 200,000 of them.
+            listed += len(change.path) + len(change.target or "")
+            if listed > max_bytes:
+                truncated = True
+                break
+            # Once a diff did not fit, no more are made (difflib's time grows with the square of the
+            # lines: most of a second for a 300 KB file): only whether each file is binary.
+            text, binary = ("", _binary(opened, change)) if full else _unified(opened, change)
             changes.append(
                 WorkspaceChange(
-                    path=change.path,
+                    path=_text(change.path),
                     kind=change.kind,
                     binary=binary,
                     conflict=change.path in clashing,
-                    symlink=change.target,
+                    symlink=None if change.target is None else _text(change.target),
                 )
             )
             if text and size + len(text) <= max_bytes:
                 texts.append(text)
                 size += len(text)
             elif text:
-                truncated = True
+                truncated = full = True
         return WorkspaceDiff(
             name=name, mode="overlay", changes=tuple(changes), diff="".join(texts), truncated=truncated
         )
     finally:
         opened.close()
+
+
+def _binary(opened: _Opened, change: Found) -> bool:
+    """Whether a changed file is binary, told from its first bytes as git does (a NUL, or not UTF-8)."""
+    if change.what != "file" or change.path.endswith("/"):
+        return False
+    side = opened.host if change.kind == "deleted" else opened.upper
+    head = read_at(side, split_path(change.path), _SNIFF_BYTES)
+    if head is None:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # (a character cut at the end is fine)
+    except UnicodeDecodeError:
+        return True
+    return b"\0" in head
 
 
 def _unified(opened: _Opened, change: Found) -> tuple[str, bool]:
@@ -332,23 +423,58 @@ def _apply(here: Path, name: str, wanted: list[str] | None, overwrite: bool) -> 
             f"Workspace {name} is {state['mode']}: "
             + ("the session cannot change it." if state["mode"] == "ro" else "its changes are on the host already.")
         )
+    scope = None if wanted is None else _Wanted(wanted)
     opened = _Opened(here, state)
     try:
-        found, _ = walk_upper(opened.upper, opened.host)
-        if wanted is not None:
-            found = [c for c in found if any(_under(c.path.rstrip("/"), path) for path in wanted)]
-        clashing = set() if overwrite else _conflicts(opened.host, found, state)
+        found, truncated = walk_upper(opened.upper, opened.host, None if scope is None else scope.on_the_way)
+        if scope is not None:
+            found = [c for c in found if scope.covers(c.path.rstrip("/"))]
+        clashing = set() if overwrite else _conflicts(opened, found, state)
         target = Target(opened.host, int(state["uid"]), int(state["gid"]))  # type: ignore[call-overload]
         outcome = apply_changes(target, opened.upper, [c for c in found if c.path not in clashing])
     finally:
         opened.close()
+    if truncated:  # else a partial apply would look like a whole one
+        outcome.refused.append(
+            f"(the rest): the session changed more than one workspace_apply reads ({MAX_ENTRIES:,} entries or "
+            f"{MAX_PATH_BYTES // 2**20} MiB of paths), and what lay past that was not applied: apply it "
+            "by parts, naming directories in paths"
+        )
     applied = dict(state.get("applied") or {})  # type: ignore[call-overload]
     applied.update(outcome.ctimes)
-    _save(here, {**state, "applied": applied})
+    # (Gone if the session was deleted while the apply ran: what reached the host is reported all the same.)
+    with contextlib.suppress(FileNotFoundError):
+        _save(here, {**state, "applied": applied})
     return WorkspaceApplied(
-        name=name, applied=tuple(outcome.applied), conflicts=tuple(sorted(clashing)), refused=tuple(outcome.refused)
+        name=name,
+        applied=tuple(map(_text, sorted(outcome.applied))),
+        conflicts=tuple(map(_text, sorted(clashing))),
+        refused=tuple(map(_text, outcome.refused)),
     )
 
 
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + "/")
+class _Wanted:
+    """The `paths` of an apply: what they cover, and which directories lead to them (set lookups, so
+    a wide tree costs its depth per entry, not the number of paths)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = set(paths)
+        self.ancestors = {path.rsplit("/", depth)[0] for path in paths for depth in range(1, path.count("/") + 1)}
+
+    def covers(self, path: str) -> bool:
+        """Whether `path` (or its shown form) is one of the paths or below one."""
+        return any(self._covers(form) for form in {path, _text(path)})
+
+    def on_the_way(self, path: str) -> bool:
+        """Whether the walk enters directory `path`: covered, or leading to one of the paths."""
+        return any(form in self.ancestors or self._covers(form) for form in {path, _text(path)})
+
+    def _covers(self, path: str) -> bool:
+        parts = path.split("/")
+        return any("/".join(parts[:end]) in self.paths for end in range(1, len(parts) + 1))
+
+
+def _text(path: str) -> str:
+    """A session-made name as valid text for an answer: bytes that are not UTF-8 (which os functions
+    give as surrogate escapes, and no answer can encode) become U+FFFD; `paths` accepts this form."""
+    return path if path.isascii() else path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -13,6 +13,8 @@ applied only if its target is relative and stays inside the workspace.
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import os
 import posixpath
 import secrets
@@ -34,7 +36,9 @@ class Outcome:
 
     applied: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # "path: why"
-    ctimes: dict[str, int] = field(default_factory=dict)  # host ctime_ns of what it wrote
+    #: Host ctime_ns of what it wrote, and of the directories it wrote in ('/'-ended paths): a deletion
+    #: of one of them later is no conflict unless the host changed it after.
+    ctimes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,9 @@ class Target:
     gid: int
 
 
-def _host_parent(target: Target, parts: tuple[str, ...], dir_modes: Sequence[int]) -> int:
+def _host_parent(target: Target, parts: tuple[str, ...], dir_modes: Sequence[int], ctimes: dict[str, int]) -> int:
     """The fd of the host directory `parts`, made (owned by the owner) where missing; OSError if a
-    component is a link or not a directory."""
+    component is a link or not a directory. The ctimes of directories it adds to go in `ctimes`."""
     fd = os.open(".", O_DIR, dir_fd=target.root_fd)
     try:
         for index, part in enumerate(parts):
@@ -56,6 +60,8 @@ def _host_parent(target: Target, parts: tuple[str, ...], dir_modes: Sequence[int
                 next_fd = os.open(part, O_DIR, dir_fd=fd)
             except FileNotFoundError:
                 os.mkdir(part, dir_modes[index] & 0o777, dir_fd=fd)
+                if index:
+                    ctimes["/".join(parts[:index]) + "/"] = os.fstat(fd).st_ctime_ns
                 next_fd = os.open(part, O_DIR, dir_fd=fd)
                 os.fchown(next_fd, target.uid, target.gid)
             os.close(fd)
@@ -87,15 +93,11 @@ def _write_file(target: Target, parent: int, name: str, upper_parent: int, budge
     temp = f".agentbay-apply-{secrets.token_hex(6)}"
     try:
         info = os.fstat(source)
-        if info.st_size > budget[0]:
+        if info.st_size > MAX_APPLY_BYTES:
             raise OSError("past the size one workspace_apply writes")
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
         try:
-            while chunk := os.read(source, _CHUNK):
-                budget[0] -= len(chunk)
-                if budget[0] < 0:
-                    raise OSError("past the size one workspace_apply writes")
-                os.write(out, chunk)
+            _copy_data(source, out, budget)
             os.fchown(out, target.uid, target.gid)
             os.fchmod(out, info.st_mode & 0o777)
         finally:
@@ -109,17 +111,60 @@ def _write_file(target: Target, parent: int, name: str, upper_parent: int, budge
         os.close(source)
 
 
+def _copy_data(source: int, out: int, budget: list[int]) -> None:
+    """Copy what `source` holds to `out`, its holes left holes; its data counts against `budget`.
+
+    A session's sparse file costs it nothing of its disk quota: written out whole, it filled the
+    host's disk with zeros (8 GiB an apply, as many applies as asked). Terminates whatever the
+    session does to the file meanwhile: each round starts past the last one's end.
+    """
+    offset = 0
+    while True:
+        try:
+            start = os.lseek(source, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data past `offset`
+                break
+            raise
+        end = os.lseek(source, start, os.SEEK_HOLE)
+        position = start
+        while position < end and (chunk := os.pread(source, min(_CHUNK, end - position), position)):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise OSError("past the size one workspace_apply writes")
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(out, view, position)
+                view, position = view[written:], position + written
+        offset = max(end, offset + 1)
+    size = os.fstat(source).st_size
+    if size > MAX_APPLY_BYTES:
+        raise OSError("past the size one workspace_apply writes")
+    os.ftruncate(out, size)
+
+
 def _replace(parent: int, temp: str, name: str) -> None:
     """Rename `temp` over `name`, unless `name` is a directory (never replaced by a file)."""
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-            raise IsADirectoryError(f"{name} is a directory on the host")
+            # (Not naming `name`: the session made it, and the refusal is shown as a line of text.)
+            raise IsADirectoryError(errno.EISDIR, "a directory on the host has that name")
     os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
 
 
 def link_stays_inside(parts: tuple[str, ...], link: str) -> bool:
-    """Whether a link at `parts` pointing at `link` resolves inside the workspace (lexically)."""
+    """Whether a link at `parts` pointing at `link` resolves inside the workspace.
+
+    Read as text only if every '..' comes first: a '..' after a name climbs from wherever that name
+    leads, which may be another link (d -> . makes d/d/d/../../.. three levels above the root, though
+    it normalizes to '.'). The leading '..' climb the link's own directories, real ones (apply makes
+    them, following no link), and the names after them are held to the same rule by their own links.
+    """
     if not link or link.startswith("/") or "\0" in link:
+        return False
+    names = [name for name in link.split("/") if name not in ("", ".")]
+    ups = len(list(itertools.takewhile(lambda name: name == "..", names)))
+    if ".." in names[ups:]:
         return False
     resolved = posixpath.normpath(posixpath.join("/".join(parts[:-1]), link))
     return not (resolved == ".." or resolved.startswith("../") or resolved.startswith("/"))
@@ -148,9 +193,11 @@ def _delete(parent: int, name: str) -> None:
         os.unlink(name, dir_fd=parent)
 
 
-def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int]) -> int | None:
-    """Apply one change; returns the host path's new ctime_ns (None once deleted). OSError/ValueError if refused."""
+def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int], ctimes: dict[str, int]) -> None:
+    """Apply one change, putting the new host ctime_ns of what it wrote (and of the directories it
+    wrote in) in `ctimes`. OSError/ValueError if refused."""
     parts = split_path(change.path.rstrip("/"))
+    parent_path = "/".join(parts[:-1]) + "/" if len(parts) > 1 else None
     if change.what == "symlink" and not link_stays_inside(parts, change.target or ""):
         raise ValueError(f"a link to {change.target!r} would lead outside the workspace")
     if change.kind == "deleted":
@@ -158,20 +205,24 @@ def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int]) -
         if parent is not None:  # else already gone
             try:
                 _delete(parent, parts[-1])
+                if parent_path is not None:
+                    ctimes[parent_path] = os.fstat(parent).st_ctime_ns
             finally:
                 os.close(parent)
-        return None
+        return
     upper_parent = open_dir(upper_fd, parts[:-1])
     if upper_parent is None:
         raise OSError("the session no longer has it")
     try:
-        parent = _host_parent(target, parts[:-1], _upper_dir_modes(upper_fd, parts[:-1]))
+        parent = _host_parent(target, parts[:-1], _upper_dir_modes(upper_fd, parts[:-1]), ctimes)
         try:
             if change.what == "symlink":
                 _write_link(target, parent, parts[-1], change.target or "")
             else:
                 _write_file(target, parent, parts[-1], upper_parent, budget)
-            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_ctime_ns
+            ctimes[change.path] = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_ctime_ns
+            if parent_path is not None:
+                ctimes[parent_path] = os.fstat(parent).st_ctime_ns
         finally:
             os.close(parent)
     finally:
@@ -179,18 +230,17 @@ def apply_one(target: Target, upper_fd: int, change: Found, budget: list[int]) -
 
 
 def apply_changes(target: Target, upper_fd: int, changes: Sequence[Found]) -> Outcome:
-    """Apply `changes` (the caller filtered conflicts out), each on its own: one refused does not stop the rest."""
+    """Apply `changes` (the caller filtered conflicts out), each on its own: one refused does not stop the rest.
+    Deletions go first, so what the session put where the host had something else finds the place free."""
     outcome, budget = Outcome(), [MAX_APPLY_BYTES]
-    for change in changes:
+    for change in sorted(changes, key=lambda change: change.kind != "deleted"):
         try:
-            ctime = apply_one(target, upper_fd, change, budget)
+            apply_one(target, upper_fd, change, budget, outcome.ctimes)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            if isinstance(exc, OSError) and exc.errno in (40, 20):  # ELOOP, ENOTDIR: a link in the way
+            if isinstance(exc, OSError) and exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link in the way
                 reason = "a symlink or file is in the way on the host"
             outcome.refused.append(f"{shown(change.path)}: {reason}")
             continue
         outcome.applied.append(change.path)
-        if ctime is not None:
-            outcome.ctimes[change.path] = ctime
     return outcome

@@ -14,7 +14,7 @@ from agentbay_mcp.services.model_base import from_records
 from agentbay_mcp.services.sessions.service import SessionService
 from agentbay_mcp.services.workspaces.models import WorkspaceAppliedInfo, WorkspaceDiffInfo
 
-#: The unified diff workspace_diff returns, at most (the change list is always whole, up to the walk's bounds).
+#: The unified diff workspace_diff returns, at most, and the bytes of paths its change list names.
 DIFF_CAP_BYTES = 200_000
 #: Paths one workspace_apply may name.
 MAX_PATHS = 1000

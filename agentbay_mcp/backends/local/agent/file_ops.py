@@ -192,7 +192,9 @@ def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None
     mode = 0o644
     if keep_mode:
         try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
+            # Never the set-id bits: the new content is not what they were given to (and the sandbox's
+            # seccomp filter refuses them, as a file in an rw workspace belongs to the host's owner).
+            mode = stat.S_IMODE(os.stat(path).st_mode) & ~(stat.S_ISUID | stat.S_ISGID)
         except OSError:
             pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
