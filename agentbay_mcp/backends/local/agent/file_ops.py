@@ -9,6 +9,7 @@ request dict and returns a JSON-able dict, or raises AgentError with a name from
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import errno
 import fnmatch
@@ -191,12 +192,10 @@ def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None
     tmp = os.path.join(directory, f".agentbay-{os.urandom(6).hex()}.tmp")  # short: the real name may be 255 bytes
     mode = 0o644
     if keep_mode:
-        try:
-            # Never the set-id bits: the new content is not what they were given to (and the sandbox's
-            # seccomp filter refuses them, as a file in an rw workspace belongs to the host's owner).
+        # Never the set-id bits: the new content is not what they were given to (and the sandbox's
+        # seccomp filter refuses them, as a file in an rw workspace belongs to the host's owner).
+        with contextlib.suppress(OSError):
             mode = stat.S_IMODE(os.stat(path).st_mode) & ~(stat.S_ISUID | stat.S_ISGID)
-        except OSError:
-            pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -208,10 +207,8 @@ def _write_atomically(path: str, data: bytes, *, keep_mode: bool = True) -> None
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
