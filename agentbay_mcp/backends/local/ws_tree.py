@@ -193,13 +193,7 @@ def origin_gone(upper_fd: int, parts: tuple[str, ...], host_fd: int) -> bool:
 
 def _origin(upper_fd: int, parts: tuple[str, ...]) -> _FileHandle | None:
     """The host file handle overlayfs recorded on the upper file `parts` (struct ovl_fb), if any."""
-    parent = open_dir(upper_fd, parts[:-1])
-    if parent is None:
-        return None
-    try:
-        fd = open_file(parent, parts[-1])
-    finally:
-        os.close(parent)
+    fd = open_file_at(upper_fd, parts)
     if fd is None:
         return None
     try:
@@ -228,15 +222,20 @@ def open_file(dir_fd: int, name: str) -> int | None:
     return fd
 
 
-def read_at(root_fd: int, parts: tuple[str, ...], limit: int) -> bytes | None:
-    """Up to `limit` bytes of the regular file `parts` beneath `root_fd`; None if it is not one."""
+def open_file_at(root_fd: int, parts: tuple[str, ...]) -> int | None:
+    """The regular file `parts` beneath `root_fd` opened for reading, no link followed; None otherwise."""
     parent = open_dir(root_fd, parts[:-1])
     if parent is None:
         return None
     try:
-        fd = open_file(parent, parts[-1])
+        return open_file(parent, parts[-1])
     finally:
         os.close(parent)
+
+
+def read_at(root_fd: int, parts: tuple[str, ...], limit: int) -> bytes | None:
+    """Up to `limit` bytes of the regular file `parts` beneath `root_fd`; None if it is not one."""
+    fd = open_file_at(root_fd, parts)
     if fd is None:
         return None
     try:
