@@ -128,7 +128,7 @@ class ContextStore:
         directory = self.context_dir(owner, name)
         for path in (self.root, directory.parent):
             path.mkdir(mode=0o700, exist_ok=True)
-        lock = self.lock_path(owner, name)
+        lock = _lock_file(directory)
         while True:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -147,10 +147,6 @@ class ContextStore:
             yield directory
         finally:
             os.close(fd)  # drops the flock
-
-    def lock_path(self, owner: str, name: str) -> Path:
-        """The context's lock file (beside its directory: it guards the directory's creation too)."""
-        return self.owner_dir(owner) / f".{check_name(name)}.lock"
 
     @contextlib.contextmanager
     def owner_locked(self, owner: str) -> Iterator[None]:
@@ -308,7 +304,7 @@ class ContextStore:
         except FileNotFoundError:
             return False
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(directory.parent / f".{directory.name}.lock")  # still held: see `locked`
+            os.unlink(_lock_file(directory))  # still held: see `locked`
         remove_tree(trash)
         self.tidy_owner(directory.parent)
         return True
@@ -329,3 +325,8 @@ class ContextStore:
             for entry in os.listdir(owner_dir):
                 if entry.startswith(TRASH_PREFIX):
                     remove_tree(owner_dir / entry)
+
+
+def _lock_file(directory: Path) -> Path:
+    """A context's lock file: beside its directory, as it guards the directory's creation too."""
+    return directory.parent / f".{directory.name}.lock"
