@@ -21,18 +21,21 @@ def killed_server(state_dir: Path, count: int, **arguments: Any) -> list[str]:
     return ids
 
 
-def sessions_cli(state_dir: Path, action: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    """`agentbay-mcp sessions --state-dir <state_dir> <action> [flags]` as a subprocess.
+def sessions_cli(
+    state_dir: Path, action: str, *flags: str, timeout: float = 30, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`agentbay-mcp sessions --state-dir <state_dir> <action> [flags]` as a subprocess, `env` added to
+    its environment.
 
     The environment points AGENTBAY_MCP_STATE_DIR at a decoy, so the flag must be what counts.
     `--state-dir` goes before the action: see `test_state_dir_flag_after_the_action`.
     """
     return subprocess.run(
         [sys.executable, "-m", "agentbay_mcp", "sessions", "--state-dir", str(state_dir), action, *flags],
-        env=server_env(state_dir.parent / "decoy-state"),
+        env=server_env(state_dir.parent / "decoy-state", **env),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         check=False,
     )
 

@@ -20,7 +20,7 @@ from agentbay_mcp.backends.local.disk_quota import unmount_under
 from agentbay_mcp.backends.local.sandbox import SandboxOptions, SessionLimits
 from agentbay_mcp.errors import BackendError, ContextNotFoundError, InvalidArgumentError, QuotaExceededError
 from agentbay_mcp.testing.contexts import mount_of, new_session, sh
-from agentbay_mcp.testing.servers import server_env
+from agentbay_mcp.testing.sessions_cli import sessions_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -456,17 +456,8 @@ async def test_the_reap_command_keeps_the_owner_quota(state_dir: Path, task_grou
     """A sparse file costs the session no disk but is written whole by a save: without the quota the
     reap command would fill the host's disk with what an orphan left."""
     orphan = await anyio.to_thread.run_sync(killed_holder, state_dir, "sparse", "truncate -s 64M data/f && echo ok")
-    env = server_env(state_dir, AGENTBAY_MCP_CONTEXT_QUOTA_MB="8")
     done = await anyio.to_thread.run_sync(
-        functools.partial(
-            subprocess.run,
-            [sys.executable, "-m", "agentbay_mcp", "sessions", "reap"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        functools.partial(sessions_cli, state_dir, "reap", timeout=120, AGENTBAY_MCP_CONTEXT_QUOTA_MB="8")
     )
     assert done.returncode == 0, done.stderr
     assert orphan in done.stdout
