@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup
 
 from agentbay_mcp.backends.common.workspace_specs import WorkspaceSpec
 from agentbay_mcp.backends.local import LocalBackend
+from agentbay_mcp.backends.local.workspaces import LocalWorkspaces
 from agentbay_mcp.backends.records import ShellCommand
 from agentbay_mcp.errors import (
     BackendError,
@@ -78,6 +79,16 @@ async def started(state_dir: Path, task_group: TaskGroup, *specs: WorkspaceSpec,
     backend = LocalBackend(state_dir, workspaces=specs, **kwargs)  # type: ignore[arg-type]
     await backend.start(task_group)
     return backend
+
+
+async def overlay_session(
+    state_dir: Path, task_group: TaskGroup, project: Path
+) -> tuple[LocalBackend, LocalWorkspaces, str]:
+    """A backend offering `project` as the overlay workspace 'proj', and a session showing it."""
+    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
+    assert backend.workspaces is not None
+    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    return backend, backend.workspaces, sid
 
 
 async def test_overlay_edits_stay_in_the_session_until_applied(
@@ -173,8 +184,7 @@ async def test_without_configured_workspaces_the_capability_says_why(state_dir: 
 
 
 async def test_a_host_edit_is_a_conflict(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, _, sid = await overlay_session(state_dir, task_group, project)
     assert (await run(backend, sid, "echo session > /workspace/proj/README.md; echo a > /workspace/proj/a"))[0] == 0
     (project / "README.md").write_text("host edit\n")
     assert backend.workspaces is not None
@@ -215,8 +225,7 @@ async def test_every_ending_leaves_the_project_intact(
 async def test_a_restarted_sandbox_sees_its_workspace_and_its_edits(
     state_dir: Path, task_group: TaskGroup, project: Path
 ) -> None:
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, _, sid = await overlay_session(state_dir, task_group, project)
     assert (await run(backend, sid, "echo kept > /workspace/proj/new"))[0] == 0
     os.kill(backend._sandboxes[sid].child_pid, signal.SIGKILL)
     with contextlib.suppress(SandboxDiedError, SandboxLostError):
@@ -231,15 +240,13 @@ async def test_deleting_a_directory_is_a_conflict_if_the_host_changed_anything_i
 ) -> None:
     # The host's edit two levels down changes neither src's nor src/sub's own ctime: only what is in them.
     (project / "src" / "sub").mkdir()
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     await anyio.sleep(0.02)  # past the session's start, in the coarse clock file times use
     (project / "src" / "sub" / "host-work.txt").write_text("the user's\n")
     assert (await run(backend, sid, "rm -rf /workspace/proj/src"))[0] == 0
-    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    diff = await ws.diff(sid, "proj", 10_000)
     assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [("src/", "deleted", True)]
-    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    applied = await ws.apply(sid, "proj", None, False)
     assert (applied.applied, applied.conflicts) == ((), ("src/",))
     assert (project / "src" / "sub" / "host-work.txt").read_text() == "the user's\n"
     await backend.close()
@@ -248,16 +255,14 @@ async def test_deleting_a_directory_is_a_conflict_if_the_host_changed_anything_i
 async def test_deleting_a_directory_the_session_applied_into_is_no_conflict(
     state_dir: Path, task_group: TaskGroup, project: Path
 ) -> None:
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     await anyio.sleep(0.02)
     assert (await run(backend, sid, "mkdir -p /workspace/proj/src/new && echo x > /workspace/proj/src/new/f"))[0] == 0
-    assert (await backend.workspaces.apply(sid, "proj", None, False)).applied == ("src/new/f",)
+    assert (await ws.apply(sid, "proj", None, False)).applied == ("src/new/f",)
     assert (await run(backend, sid, "rm -rf /workspace/proj/src"))[0] == 0
-    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    diff = await ws.diff(sid, "proj", 10_000)
     assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [("src/", "deleted", False)]
-    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    applied = await ws.apply(sid, "proj", None, False)
     assert (applied.applied, applied.conflicts) == (("src/",), ())
     assert not (project / "src").exists()
     await backend.close()
@@ -294,16 +299,14 @@ async def test_two_sessions_applying_at_once_never_both_write_a_path(
 async def test_a_huge_change_list_is_cut_at_the_cap(state_dir: Path, task_group: TaskGroup, project: Path) -> None:
     # 3,000 files with 4 KB paths: 12 MB of names, which the answer once carried whole (twice: text and
     # structured), and a session on a 4 GiB disk can make 200,000 of them.
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     make = (
         "import os\nos.chdir('/workspace/proj')\n"
         "for i in range(14):\n    os.mkdir('d' * 250)\n    os.chdir('d' * 250)\n"
         "for i in range(3000):\n    open(f'{i:05}' + 'f' * 200, 'w').close()\n"
     )
     assert (await run(backend, sid, f'python3 -c "{make}"'))[0] == 0
-    diff = await backend.workspaces.diff(sid, "proj", 100_000)
+    diff = await ws.diff(sid, "proj", 100_000)
     assert diff.truncated
     assert 0 < sum(len(change.path) for change in diff.changes) <= 100_000
     await backend.close()
@@ -317,23 +320,21 @@ async def test_a_tree_remade_below_a_removed_directory_applies_as_the_session_se
     (project / "src" / "sub").mkdir()
     (project / "src" / "sub" / "a.txt").write_text("a\n")
     (project / "src" / "sub" / "keep.txt").write_text("old\n")
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     remake = "cd /workspace/proj && rm -rf src && mkdir -p src/sub && echo new > src/sub/keep.txt"
     assert (await run(backend, sid, remake))[0] == 0
-    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    diff = await ws.diff(sid, "proj", 10_000)
     assert {c.path: c.kind for c in diff.changes} == {
         "src/main.py": "deleted",
         "src/old.txt": "deleted",
         "src/sub/a.txt": "deleted",
         "src/sub/keep.txt": "modified",
     }
-    await backend.workspaces.apply(sid, "proj", None, False)
+    await ws.apply(sid, "proj", None, False)
     code, seen = await run(backend, sid, "cd /workspace/proj && find . | sort")
     assert code == 0
     assert sorted(["."] + [f"./{path}" for path in snapshot(project)]) == seen.split()
-    assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    assert (await ws.diff(sid, "proj", 10_000)).changes == ()
     await backend.close()
 
 
@@ -342,9 +343,7 @@ async def test_an_apply_past_the_walks_bounds_says_so_and_paths_reach_the_rest(
 ) -> None:
     # 2 x 10,000 files with 3.7 KB paths: 74 MB of paths, past the 64 MiB one walk takes. A partial
     # apply once answered like a whole one, and paths= could not reach past the cut either.
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     make = (
         "import os\\nfor top in 'ab':\\n    os.chdir('/workspace/proj')\\n    os.mkdir(top)\\n    os.chdir(top)\\n"
         "    for i in range(14):\\n        os.mkdir('d' * 250)\\n        os.chdir('d' * 250)\\n"
@@ -352,11 +351,11 @@ async def test_an_apply_past_the_walks_bounds_says_so_and_paths_reach_the_rest(
     )
     code, out = await run(backend, sid, f'python3 -c "$(printf "{make}")"')
     assert code == 0, out
-    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    applied = await ws.apply(sid, "proj", None, False)
     assert 0 < len(applied.applied) < 20_000
     assert [line.split(":")[0] for line in applied.refused] == ["(the rest)"]
     for top in ("a", "b"):
-        part = await backend.workspaces.apply(sid, "proj", [top], False)
+        part = await ws.apply(sid, "proj", [top], False)
         assert part.refused == ()
     count = sum(len(files) for _, _, files in os.walk(project / "a")) + sum(
         len(files) for _, _, files in os.walk(project / "b")
@@ -368,15 +367,13 @@ async def test_an_apply_past_the_walks_bounds_says_so_and_paths_reach_the_rest(
 async def test_a_host_directory_moved_away_is_said_plainly(
     state_dir: Path, task_group: TaskGroup, project: Path, tmp_path: Path
 ) -> None:
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     assert (await run(backend, sid, "echo x > /workspace/proj/new"))[0] == 0
     os.rename(project, tmp_path / "moved")  # (the session keeps its mount of it)
     with pytest.raises(BackendError, match=r"workspace proj: its host directory \S*project is no longer the directory"):
-        await backend.workspaces.diff(sid, "proj", 1000)
+        await ws.diff(sid, "proj", 1000)
     with pytest.raises(BackendError, match="moved, removed, or a link along its path"):
-        await backend.workspaces.apply(sid, "proj", None, False)
+        await ws.apply(sid, "proj", None, False)
     assert not (tmp_path / "moved" / "new").exists()
     await backend.close()
 
@@ -386,23 +383,21 @@ async def test_a_directory_replaced_by_a_file_or_a_link_applies(
 ) -> None:
     # Once listed as 'modified src' and refused for ever: a file is never renamed over a directory.
     (project / "docs").mkdir()
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     replace = "cd /workspace/proj && rm -rf src docs && echo file > src && ln -s README.md docs"
     assert (await run(backend, sid, replace))[0] == 0
-    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    diff = await ws.diff(sid, "proj", 10_000)
     assert [(c.path, c.kind) for c in diff.changes] == [
         ("docs", "added"),
         ("docs/", "deleted"),
         ("src", "added"),
         ("src/", "deleted"),
     ]
-    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    applied = await ws.apply(sid, "proj", None, False)
     assert (applied.conflicts, applied.refused) == ((), ())
     assert (project / "src").read_text() == "file\n"
     assert os.readlink(project / "docs") == "README.md"
-    assert (await backend.workspaces.diff(sid, "proj", 10_000)).changes == ()
+    assert (await ws.diff(sid, "proj", 10_000)).changes == ()
     await backend.close()
 
 
@@ -414,12 +409,10 @@ async def test_the_diff_stops_diffing_once_its_text_is_full(
     text = "".join(f"line {i} some text here\n" for i in range(12_000))
     for index in range(12):
         (project / f"big{index:02}.txt").write_text(text)
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     assert (await run(backend, sid, "cd /workspace/proj && sed -i s/1/2/g big*.txt && printf '\\0' > bin"))[0] == 0
     began = time.monotonic()
-    diff = await backend.workspaces.diff(sid, "proj", 1000)
+    diff = await ws.diff(sid, "proj", 1000)
     assert time.monotonic() - began < 4
     assert diff.truncated
     assert len(diff.changes) == 13
@@ -432,9 +425,7 @@ async def test_an_apply_racing_the_sessions_deletion_reports_what_it_wrote(
 ) -> None:
     # The apply wrote every file, then failed to note it in the (removed) session dir: the model was
     # told only "Error executing tool", as if nothing had reached the host.
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     assert (await run(backend, sid, "cd /workspace/proj && mkdir m && for i in $(seq 3000); do echo $i > m/f$i; done"))[
         0
     ] == 0
@@ -442,7 +433,7 @@ async def test_an_apply_racing_the_sessions_deletion_reports_what_it_wrote(
 
     async def apply() -> None:
         try:
-            outcome.append(await backend.workspaces.apply(sid, "proj", None, False))  # type: ignore[union-attr]
+            outcome.append(await ws.apply(sid, "proj", None, False))  # type: ignore[union-attr]
         except SessionNotFoundError as exc:
             outcome.append(exc)
 
@@ -464,19 +455,17 @@ async def test_a_file_the_host_deleted_and_the_session_changed_is_a_conflict(
 ) -> None:
     # With the host's file gone, the session's copy once looked merely 'added', and apply brought
     # the deleted file back unasked. A file the session renamed is no conflict (its original is there).
-    backend = await started(state_dir, task_group, WorkspaceSpec("proj", project, "overlay"))
-    assert backend.workspaces is not None
-    sid = (await backend.create_session(image_id="code_latest", labels={}, owner="c", workspaces=["proj"])).session_id
+    backend, ws, sid = await overlay_session(state_dir, task_group, project)
     change = "cd /workspace/proj && echo more >> README.md && mv src/old.txt src/renamed.txt"
     assert (await run(backend, sid, change))[0] == 0
     os.unlink(project / "README.md")
-    diff = await backend.workspaces.diff(sid, "proj", 10_000)
+    diff = await ws.diff(sid, "proj", 10_000)
     assert [(c.path, c.kind, c.conflict) for c in diff.changes] == [
         ("README.md", "added", True),
         ("src/old.txt", "deleted", False),
         ("src/renamed.txt", "added", False),
     ]
-    applied = await backend.workspaces.apply(sid, "proj", None, False)
+    applied = await ws.apply(sid, "proj", None, False)
     assert applied.conflicts == ("README.md",)
     assert not (project / "README.md").exists()
     await backend.close()
